@@ -1,0 +1,210 @@
+//! The command line: `tessera serve` (the default) and `tessera info FILE`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, DEFAULT_ROOT};
+use crate::iiif::{info, ApiVersion};
+use crate::service::App;
+
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, about = "A fast IIIF Image API server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Configuration file laid over the built-in defaults (config/default.toml documents every key).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Address and port to listen on, e.g. 127.0.0.1:8182 (overrides server.host and server.port).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Folder of images to serve (overrides source.root); each file is served
+    /// under its name with and without its extension.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Print the info.json the server would give for FILE.
+    Info {
+        file: PathBuf,
+        /// Image API version of the document: 2 or 3.
+        #[arg(long, default_value_t = 2)]
+        api: u8,
+    },
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Info { file, api }) => info_command(&file, api, cli.serve.config.as_deref()),
+        Some(Command::Serve(args)) => serve_command(merge(cli.serve, args)),
+        None => serve_command(cli.serve),
+    }
+}
+
+fn merge(global: ServeArgs, sub: ServeArgs) -> ServeArgs {
+    ServeArgs {
+        config: sub.config.or(global.config),
+        listen: sub.listen.or(global.listen),
+        images: sub.images.or(global.images),
+    }
+}
+
+fn load_config(args: &ServeArgs) -> Result<Config, String> {
+    let mut cfg = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(addr) = args.listen {
+        cfg.server.host = addr.ip().to_string();
+        cfg.server.port = addr.port();
+    }
+    if let Some(dir) = &args.images {
+        cfg.source.root = dir.clone();
+    }
+    cfg.validate().map_err(|e| e.to_string())?;
+    Ok(cfg)
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+fn serve_command(args: ServeArgs) -> i32 {
+    let cfg = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            return 2;
+        }
+    };
+    init_logging(&cfg.log.level);
+    if cfg.samples.generate && cfg.source.root == std::path::Path::new(DEFAULT_ROOT) {
+        let t = std::time::Instant::now();
+        match crate::samples::ensure(&cfg.source.root) {
+            Ok(w) if !w.is_empty() => {
+                tracing::info!(files = ?w, ms = t.elapsed().as_millis() as u64, "generated sample images")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not generate the sample images"),
+        }
+    }
+    if !cfg.source.root.is_dir() {
+        eprintln!("tessera: image folder {} does not exist (source.root / --images)", cfg.source.root.display());
+        return 2;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tessera: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(async move {
+        let addr = match cfg.listen_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("tessera: {e}");
+                return 2;
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("tessera: cannot listen on {addr}: {e}");
+                return 1;
+            }
+        };
+        let bound = listener.local_addr().unwrap_or(addr);
+        let prefix = cfg.server.prefix_v2.clone();
+        let root = cfg.source.root.display().to_string();
+        let app = match App::new(cfg) {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                eprintln!("tessera: {e}");
+                return 1;
+            }
+        };
+        tracing::info!(%bound, images = %root, workers = app.pool.workers(), "Tessera listening: http://{bound}{prefix}/{{identifier}}/info.json");
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        };
+        #[cfg(unix)]
+        let shutdown = async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return shutdown.await,
+            };
+            tokio::select! { _ = shutdown => {}, _ = term.recv() => tracing::info!("SIGTERM: shutting down") }
+        };
+        match crate::http::serve(app, listener, shutdown).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("tessera: {e}");
+                1
+            }
+        }
+    })
+}
+
+fn info_command(file: &std::path::Path, api: u8, config: Option<&std::path::Path>) -> i32 {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            return 2;
+        }
+    };
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("tessera: cannot read {}: {e}", file.display());
+            return 1;
+        }
+    };
+    let image = match crate::codec::probe(&bytes) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("tessera: {}: {e}", file.display());
+            return 1;
+        }
+    };
+    let (v, prefix) =
+        if api == 3 { (ApiVersion::V3, &cfg.server.prefix_v3) } else { (ApiVersion::V2, &cfg.server.prefix_v2) };
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let base = if cfg.server.public_base_url.is_empty() {
+        format!("http://localhost:{}", cfg.server.port)
+    } else {
+        cfg.server.public_base_url.trim_end_matches('/').to_string()
+    };
+    let id =
+        format!("{base}{prefix}/{}", percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC));
+    let limits = cfg.limits();
+    let t = info::tiling(&image, cfg.output.tile_size, &limits);
+    let doc = info::build(v, &id, &image, &t, &limits);
+    match serde_json::to_string_pretty(&doc) {
+        Ok(s) => {
+            println!("{s}");
+            0
+        }
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            1
+        }
+    }
+}

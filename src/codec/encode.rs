@@ -1,0 +1,131 @@
+//! Output encoders: JPEG through libjpeg-turbo (the `turbojpeg` crate), PNG
+//! through `png` at its fast setting, and GIF, TIFF and WebP (lossless) through
+//! the `image` crate. JPEG has no alpha: transparent pixels are composited on
+//! white first.
+
+use std::io::Cursor;
+
+use super::CodecError;
+use crate::iiif::Format;
+use crate::pixels::{Layout, Pixels};
+
+/// Encodes pixels in `format`. `jpeg_quality` is 1..=100.
+pub fn encode(p: &Pixels, format: Format, jpeg_quality: u8) -> Result<Vec<u8>, CodecError> {
+    match format {
+        Format::Jpg => encode_jpeg(p, jpeg_quality),
+        Format::Png => encode_png(p),
+        Format::Gif | Format::Tif | Format::Webp => encode_with_image(p, format),
+    }
+}
+
+/// Composites alpha over white, dropping the alpha channel.
+pub fn flatten_on_white(p: &Pixels) -> Pixels {
+    let (layout, c) = match p.layout() {
+        Layout::GrayAlpha => (Layout::Gray, 1),
+        Layout::Rgba => (Layout::Rgb, 3),
+        _ => return p.clone(),
+    };
+    let mut out = Vec::with_capacity(p.width() as usize * p.height() as usize * c);
+    for px in p.data().chunks_exact(c + 1) {
+        let a = px[c] as u32;
+        for &v in &px[..c] {
+            out.push(((v as u32 * a + 255 * (255 - a) + 127) / 255) as u8);
+        }
+    }
+    Pixels::new(p.width(), p.height(), layout, out).unwrap_or_else(|_| p.clone())
+}
+
+fn encode_jpeg(p: &Pixels, quality: u8) -> Result<Vec<u8>, CodecError> {
+    let flat;
+    let p = if p.layout().has_alpha() {
+        flat = flatten_on_white(p);
+        &flat
+    } else {
+        p
+    };
+    let (format, subsamp) = match p.layout() {
+        Layout::Gray => (turbojpeg::PixelFormat::GRAY, turbojpeg::Subsamp::Gray),
+        _ => (turbojpeg::PixelFormat::RGB, turbojpeg::Subsamp::Sub2x2),
+    };
+    let image = turbojpeg::Image {
+        pixels: p.data(),
+        width: p.width() as usize,
+        pitch: p.stride(),
+        height: p.height() as usize,
+        format,
+    };
+    let mut c = turbojpeg::Compressor::new().map_err(|e| CodecError::Encode(e.to_string()))?;
+    c.set_quality(quality.clamp(1, 100) as i32).map_err(|e| CodecError::Encode(e.to_string()))?;
+    c.set_subsamp(subsamp).map_err(|e| CodecError::Encode(e.to_string()))?;
+    c.compress_to_vec(image).map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+fn encode_png(p: &Pixels) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(p.byte_len() / 2 + 1024);
+    let mut enc = png::Encoder::new(Cursor::new(&mut out), p.width(), p.height());
+    enc.set_color(match p.layout() {
+        Layout::Gray => png::ColorType::Grayscale,
+        Layout::GrayAlpha => png::ColorType::GrayscaleAlpha,
+        Layout::Rgb => png::ColorType::Rgb,
+        Layout::Rgba => png::ColorType::Rgba,
+    });
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    let mut w = enc.write_header().map_err(|e| CodecError::Encode(e.to_string()))?;
+    w.write_image_data(p.data()).map_err(|e| CodecError::Encode(e.to_string()))?;
+    w.finish().map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+fn encode_with_image(p: &Pixels, format: Format) -> Result<Vec<u8>, CodecError> {
+    use image::{DynamicImage, ImageBuffer, ImageFormat};
+    let (w, h, d) = (p.width(), p.height(), p.data().to_vec());
+    let bad = || CodecError::Encode("buffer size mismatch".into());
+    let img = match p.layout() {
+        Layout::Gray => DynamicImage::ImageLuma8(ImageBuffer::from_raw(w, h, d).ok_or_else(bad)?),
+        Layout::GrayAlpha => DynamicImage::ImageLumaA8(ImageBuffer::from_raw(w, h, d).ok_or_else(bad)?),
+        Layout::Rgb => DynamicImage::ImageRgb8(ImageBuffer::from_raw(w, h, d).ok_or_else(bad)?),
+        Layout::Rgba => DynamicImage::ImageRgba8(ImageBuffer::from_raw(w, h, d).ok_or_else(bad)?),
+    };
+    let (fmt, img) = match format {
+        // GIF and WebP encoders take RGB(A) only.
+        Format::Gif => (ImageFormat::Gif, DynamicImage::ImageRgba8(img.to_rgba8())),
+        Format::Webp if p.layout().has_alpha() => (ImageFormat::WebP, DynamicImage::ImageRgba8(img.to_rgba8())),
+        Format::Webp => (ImageFormat::WebP, DynamicImage::ImageRgb8(img.to_rgb8())),
+        // The TIFF encoder has no gray+alpha.
+        _ if p.layout() == Layout::GrayAlpha => (ImageFormat::Tiff, DynamicImage::ImageRgba8(img.to_rgba8())),
+        _ => (ImageFormat::Tiff, img),
+    };
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, fmt).map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(out.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_format_encodes_every_layout_with_its_magic_bytes() {
+        for layout in [Layout::Gray, Layout::GrayAlpha, Layout::Rgb, Layout::Rgba] {
+            let p = Pixels::filled(9, 4, layout, &[200, 100, 50, 128]);
+            for f in Format::ALL {
+                let b = encode(&p, f, 80).unwrap_or_else(|e| panic!("{f:?} {layout:?}: {e}"));
+                let magic: &[u8] = match f {
+                    Format::Jpg => b"\xFF\xD8\xFF",
+                    Format::Png => b"\x89PNG",
+                    Format::Gif => b"GIF8",
+                    Format::Tif => b"II*\0",
+                    Format::Webp => b"RIFF",
+                };
+                assert!(b.starts_with(magic), "{f:?} {layout:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn transparent_pixels_flatten_to_white() {
+        let p = Pixels::new(2, 1, Layout::Rgba, vec![0, 0, 0, 0, 10, 20, 30, 255]).unwrap();
+        assert_eq!(flatten_on_white(&p).data(), &[255, 255, 255, 10, 20, 30]);
+    }
+}

@@ -1,0 +1,176 @@
+//! Codecs: recognising a source's format, reading its header, decoding a
+//! region at a reduced scale, and encoding output images.
+//!
+//! Codecs know nothing of HTTP or IIIF: they take bytes and rectangles and
+//! return [`Pixels`] or a [`CodecError`]. The pipeline maps errors to statuses.
+
+pub mod encode;
+#[path = "jp2_stub.rs"]
+pub mod jp2;
+pub mod jpeg;
+pub mod png;
+
+use crate::pixels::{Layout, Pixels};
+use crate::plan::{Rect, SourceFacts};
+
+/// A decodable source format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SourceFormat {
+    Jpeg,
+    Png,
+    Jp2,
+}
+
+impl SourceFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceFormat::Jpeg => "jpeg",
+            SourceFormat::Png => "png",
+            SourceFormat::Jp2 => "jp2",
+        }
+    }
+}
+
+/// Why a decode failed, in terms the pipeline can map to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// Not a format this server reads.
+    #[error("unrecognised source format")]
+    UnknownFormat,
+    /// A format we recognise but a variant we do not decode (CMYK, >4 components...).
+    #[error("unsupported source: {0}")]
+    Unsupported(String),
+    /// Truncated, corrupt, or lying about itself.
+    #[error("corrupt source: {0}")]
+    Corrupt(String),
+    /// Decoding would exceed the configured pixel limit.
+    #[error("decode of {pixels} pixels exceeds the limit of {limit}")]
+    TooLarge { pixels: u64, limit: u64 },
+    /// Encoding failed.
+    #[error("encode failed: {0}")]
+    Encode(String),
+}
+
+/// Header facts about a source image, read without decoding pixels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageInfo {
+    pub format: SourceFormat,
+    pub width: u32,
+    pub height: u32,
+    /// The layout the decoder produces.
+    pub layout: Layout,
+    /// Native reduction factors, ascending from 1.
+    pub scale_factors: Vec<u32>,
+    /// The codestream tile size, for tiled JPEG 2000.
+    pub native_tile: Option<(u32, u32)>,
+}
+
+impl ImageInfo {
+    pub fn facts(&self) -> SourceFacts {
+        SourceFacts { width: self.width, height: self.height, scale_factors: self.scale_factors.clone() }
+    }
+}
+
+/// Recognises a source format by its magic bytes.
+pub fn sniff(data: &[u8]) -> Option<SourceFormat> {
+    if data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(SourceFormat::Jpeg)
+    } else if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(SourceFormat::Png)
+    } else if jp2::sniff(data).is_some() {
+        Some(SourceFormat::Jp2)
+    } else {
+        None
+    }
+}
+
+/// Reads the header of a source.
+pub fn probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
+    match sniff(data).ok_or(CodecError::UnknownFormat)? {
+        SourceFormat::Jpeg => jpeg::probe(data),
+        SourceFormat::Png => png::probe(data),
+        SourceFormat::Jp2 => jp2_probe(data),
+    }
+}
+
+/// Decodes `region` (full-resolution pixels) at 1/`scale`, returning exactly
+/// `region.at_scale(scale, ..)` pixels.
+pub fn decode(data: &[u8], info: &ImageInfo, region: Rect, scale: u32, max_pixels: u64) -> Result<Pixels, CodecError> {
+    let want = region.at_scale(scale, info.width, info.height);
+    let px = want.w as u64 * want.h as u64;
+    if px > max_pixels {
+        return Err(CodecError::TooLarge { pixels: px, limit: max_pixels });
+    }
+    let out = match info.format {
+        SourceFormat::Jpeg => jpeg::decode(data, info, region, scale, max_pixels)?,
+        SourceFormat::Png => {
+            let full = png::decode(data, max_pixels)?;
+            crop_to(full, want)?
+        }
+        SourceFormat::Jp2 => {
+            let area = jp2::DecodeArea { x: region.x, y: region.y, w: region.w, h: region.h };
+            let reduce = scale.trailing_zeros();
+            jp2::decode(data, area, reduce, max_pixels).map_err(jp2_error)?
+        }
+    };
+    if out.width() != want.w || out.height() != want.h {
+        // Decoders may round differently at the far edge; settle on the planned size.
+        return fit_exact(out, want.w, want.h);
+    }
+    Ok(out)
+}
+
+fn jp2_probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
+    let h = jp2::probe(data).map_err(jp2_error)?;
+    let layout = match (h.components, h.has_alpha) {
+        (1, _) => Layout::Gray,
+        (2, _) => Layout::GrayAlpha,
+        (3, _) => Layout::Rgb,
+        (4, _) => Layout::Rgba,
+        (n, _) => return Err(CodecError::Unsupported(format!("{n} components"))),
+    };
+    let levels = h.levels.clamp(1, 31);
+    let scale_factors = (0..levels).map(|l| 1u32 << l).collect();
+    let tiled = h.tiles_x * h.tiles_y > 1;
+    Ok(ImageInfo {
+        format: SourceFormat::Jp2,
+        width: h.width,
+        height: h.height,
+        layout,
+        scale_factors,
+        native_tile: tiled.then_some((h.tile_width, h.tile_height)),
+    })
+}
+
+fn jp2_error(e: jp2::Jp2Error) -> CodecError {
+    match e {
+        jp2::Jp2Error::Unsupported(m) => CodecError::Unsupported(m),
+        jp2::Jp2Error::TooLarge { .. } => CodecError::TooLarge { pixels: 0, limit: 0 },
+        other => CodecError::Corrupt(other.to_string()),
+    }
+}
+
+fn crop_to(full: Pixels, r: Rect) -> Result<Pixels, CodecError> {
+    if r.x + r.w > full.width() || r.y + r.h > full.height() {
+        return Err(CodecError::Corrupt("decoded image smaller than its header".into()));
+    }
+    Ok(full.crop(r.x, r.y, r.w, r.h))
+}
+
+/// Pads (by edge replication) or crops a decoded buffer to exactly `w × h`.
+fn fit_exact(p: Pixels, w: u32, h: u32) -> Result<Pixels, CodecError> {
+    if p.width() == 0 || p.height() == 0 {
+        return Err(CodecError::Corrupt("decoder returned an empty image".into()));
+    }
+    let c = p.layout().channels();
+    let mut out = Vec::with_capacity(w as usize * h as usize * c);
+    for y in 0..h {
+        let sy = y.min(p.height() - 1) as usize;
+        let row = &p.data()[sy * p.stride()..(sy + 1) * p.stride()];
+        for x in 0..w {
+            let sx = x.min(p.width() - 1) as usize;
+            out.extend_from_slice(&row[sx * c..sx * c + c]);
+        }
+    }
+    Pixels::new(w, h, p.layout(), out).map_err(|e| CodecError::Corrupt(e.to_string()))
+}

@@ -1,0 +1,97 @@
+//! PNG decoding with the `png` crate: every bit depth and colour type is
+//! expanded to 8-bit Gray, GrayAlpha, Rgb or Rgba. PNG has no random access, so
+//! the whole image is decoded and the caller crops; the pixel limit is checked
+//! against the header before any allocation.
+
+use std::io::Cursor;
+
+use super::{CodecError, ImageInfo, SourceFormat};
+use crate::pixels::{Layout, Pixels};
+
+fn reader(data: &[u8]) -> Result<png::Reader<Cursor<&[u8]>>, CodecError> {
+    let mut dec = png::Decoder::new(Cursor::new(data));
+    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    dec.read_info().map_err(|e| CodecError::Corrupt(e.to_string()))
+}
+
+fn layout_of(ct: png::ColorType) -> Result<Layout, CodecError> {
+    Ok(match ct {
+        png::ColorType::Grayscale => Layout::Gray,
+        png::ColorType::GrayscaleAlpha => Layout::GrayAlpha,
+        png::ColorType::Rgb => Layout::Rgb,
+        png::ColorType::Rgba => Layout::Rgba,
+        png::ColorType::Indexed => return Err(CodecError::Unsupported("unexpanded palette PNG".into())),
+    })
+}
+
+/// Reads a PNG header.
+pub fn probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
+    let r = reader(data)?;
+    let info = r.info();
+    let (width, height) = (info.width, info.height);
+    let (ct, _) = r.output_color_type();
+    Ok(ImageInfo {
+        format: SourceFormat::Png,
+        width,
+        height,
+        layout: layout_of(ct)?,
+        scale_factors: vec![1],
+        native_tile: None,
+    })
+}
+
+/// Decodes the whole PNG, refusing images above `max_pixels`.
+pub fn decode(data: &[u8], max_pixels: u64) -> Result<Pixels, CodecError> {
+    let mut r = reader(data)?;
+    let (w, h) = (r.info().width, r.info().height);
+    let px = w as u64 * h as u64;
+    if px > max_pixels {
+        return Err(CodecError::TooLarge { pixels: px, limit: max_pixels });
+    }
+    let (ct, depth) = r.output_color_type();
+    if depth != png::BitDepth::Eight {
+        return Err(CodecError::Unsupported(format!("PNG output depth {depth:?}")));
+    }
+    let layout = layout_of(ct)?;
+    let size = r.output_buffer_size().ok_or_else(|| CodecError::Corrupt("PNG too large".into()))?;
+    let mut buf = vec![0u8; size];
+    let frame = r.next_frame(&mut buf).map_err(|e| CodecError::Corrupt(e.to_string()))?;
+    buf.truncate(frame.buffer_size());
+    Pixels::new(frame.width, frame.height, layout, buf).map_err(|e| CodecError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode;
+    use crate::iiif::Format;
+
+    #[test]
+    fn round_trips_each_layout() {
+        for layout in [Layout::Gray, Layout::GrayAlpha, Layout::Rgb, Layout::Rgba] {
+            let n = 7 * 5 * layout.channels();
+            let p = Pixels::new(7, 5, layout, (0..n).map(|i| (i * 7 % 251) as u8).collect()).unwrap();
+            let bytes = encode::encode(&p, Format::Png, 85).unwrap();
+            let info = probe(&bytes).unwrap();
+            assert_eq!((info.width, info.height, info.layout), (7, 5, layout));
+            assert_eq!(decode(&bytes, u64::MAX).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn truncated_png_is_an_error() {
+        let p = Pixels::filled(40, 40, Layout::Rgb, &[1, 2, 3]);
+        let bytes = encode::encode(&p, Format::Png, 85).unwrap();
+        for cut in [8, 20, 33, bytes.len() - 13] {
+            let r = probe(&bytes[..cut]).and_then(|_| decode(&bytes[..cut], u64::MAX));
+            assert!(r.is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn pixel_limit_is_checked_from_the_header() {
+        let p = Pixels::filled(40, 40, Layout::Gray, &[9]);
+        let bytes = encode::encode(&p, Format::Png, 85).unwrap();
+        assert!(matches!(decode(&bytes, 1000), Err(CodecError::TooLarge { .. })));
+    }
+}

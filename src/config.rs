@@ -1,0 +1,286 @@
+//! Configuration: the documented defaults in `config/default.toml` (compiled
+//! in), an optional file laid over them, then `TESSERA_<SECTION>__<KEY>`
+//! environment variables; typed, then validated. Errors name the key.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+use crate::plan::Limits;
+
+/// The default configuration, documented key by key.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The default image root (where samples are generated).
+pub const DEFAULT_ROOT: &str = "samples/generated";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: Server,
+    pub source: SourceCfg,
+    pub limits: LimitsCfg,
+    pub output: Output,
+    pub http: HttpCfg,
+    pub cors: Cors,
+    pub cache: CacheCfg,
+    pub samples: Samples,
+    pub log: Log,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub public_base_url: String,
+    pub prefix_v2: String,
+    pub prefix_v3: String,
+    pub workers: usize,
+    pub queue: usize,
+    pub retry_after: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceCfg {
+    pub root: PathBuf,
+    pub lookup_prefix: String,
+    pub lookup_suffix: String,
+    pub mmap: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsCfg {
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_area: u64,
+    pub max_upscale: f64,
+    pub max_decode_pixels: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    pub jpeg_quality: u8,
+    pub tile_size: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCfg {
+    pub image_max_age: u64,
+    pub info_max_age: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    pub allowed_origins: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheCfg {
+    pub max_bytes: u64,
+    pub decoded_max_bytes: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Samples {
+    pub generate: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub level: String,
+}
+
+/// A configuration error; the message names the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn invalid(key: &str, why: &str) -> ConfigError {
+    ConfigError(format!("invalid value for key `{key}`: {why}"))
+}
+
+impl Config {
+    /// Defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::new().merge(Toml::string(DEFAULT_TOML));
+        if let Some(f) = file {
+            if !f.is_file() {
+                return Err(ConfigError(format!("config file {} not found", f.display())));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("TESSERA_").split("__"));
+        Self::from_figment(fig)
+    }
+
+    /// The compiled-in defaults only (for tests and tools).
+    pub fn defaults() -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(DEFAULT_TOML)))
+    }
+
+    /// Defaults with a TOML snippet laid over them (for tests).
+    pub fn from_toml_over_defaults(extra: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(DEFAULT_TOML)).merge(Toml::string(extra)))
+    }
+
+    fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
+        let cfg: Config = fig.extract().map_err(|e| {
+            let key = e.path.join(".");
+            let kind = e.kind.to_string();
+            if key.is_empty() {
+                ConfigError(kind)
+            } else {
+                ConfigError(format!("key `{key}`: {kind}"))
+            }
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        for (key, p) in [("server.prefix_v2", &self.server.prefix_v2), ("server.prefix_v3", &self.server.prefix_v3)] {
+            if !p.starts_with('/') || p.ends_with('/') || p.len() < 2 || p.contains("//") {
+                return Err(invalid(key, "must start with / and not end with / (e.g. \"/iiif/2\")"));
+            }
+        }
+        if self.server.prefix_v2 == self.server.prefix_v3 {
+            return Err(invalid("server.prefix_v3", "must differ from server.prefix_v2"));
+        }
+        let base = &self.server.public_base_url;
+        if !base.is_empty() && !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(invalid("server.public_base_url", "must be empty or start with http:// or https://"));
+        }
+        if self.server.queue == 0 {
+            return Err(invalid("server.queue", "must be at least 1"));
+        }
+        if self.server.workers > 1024 {
+            return Err(invalid("server.workers", "must be at most 1024 (0 = one per core)"));
+        }
+        if !(1..=100).contains(&self.output.jpeg_quality) {
+            return Err(invalid("output.jpeg_quality", "must be between 1 and 100"));
+        }
+        if !(64..=4096).contains(&self.output.tile_size) {
+            return Err(invalid("output.tile_size", "must be between 64 and 4096"));
+        }
+        let l = &self.limits;
+        if l.max_width == 0 || l.max_height == 0 || l.max_area == 0 {
+            return Err(invalid("limits", "max_width, max_height and max_area must be positive"));
+        }
+        if !(l.max_upscale >= 1.0 && l.max_upscale.is_finite()) {
+            return Err(invalid("limits.max_upscale", "must be a number of at least 1.0"));
+        }
+        if l.max_decode_pixels == 0 {
+            return Err(invalid("limits.max_decode_pixels", "must be positive"));
+        }
+        if self.cors.allowed_origins.is_empty() {
+            return Err(invalid("cors.allowed_origins", "must be [\"*\"] or a list of origins"));
+        }
+        for o in &self.cors.allowed_origins {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                return Err(invalid(
+                    "cors.allowed_origins",
+                    "each entry must be \"*\" or an origin such as https://example.org",
+                ));
+            }
+        }
+        if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
+            return Err(invalid("cors.allow_credentials", "cannot be true when allowed_origins is \"*\""));
+        }
+        if self.source.lookup_prefix.contains("..") || self.source.lookup_suffix.contains("..") {
+            return Err(invalid("source.lookup_prefix", "may not contain .."));
+        }
+        Ok(())
+    }
+
+    /// The socket address to bind.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let ip: IpAddr = self
+            .server
+            .host
+            .parse()
+            .map_err(|_| invalid("server.host", "must be an IP address such as 0.0.0.0 or 127.0.0.1"))?;
+        Ok(SocketAddr::new(ip, self.server.port))
+    }
+
+    /// Worker threads to start.
+    pub fn worker_count(&self) -> usize {
+        if self.server.workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        } else {
+            self.server.workers
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_width: self.limits.max_width,
+            max_height: self.limits.max_height,
+            max_area: self.limits.max_area,
+            max_upscale: self.limits.max_upscale,
+            max_decode_pixels: self.limits.max_decode_pixels,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_defaults_load_and_validate() {
+        let c = Config::defaults().unwrap();
+        assert_eq!(c.server.port, 8182);
+        assert_eq!(c.server.prefix_v2, "/iiif/2");
+        assert_eq!(c.cors.allowed_origins, vec!["*"]);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let e = Config::from_toml_over_defaults("[server]\nport = \"eighty\"").unwrap_err();
+        assert!(e.to_string().contains("server.port"), "{e}");
+        let e = Config::from_toml_over_defaults("[output]\njpeg_quality = 0").unwrap_err();
+        assert!(e.to_string().contains("output.jpeg_quality"), "{e}");
+        let e = Config::from_toml_over_defaults("[server]\nprefix_v2 = \"iiif\"").unwrap_err();
+        assert!(e.to_string().contains("server.prefix_v2"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_by_name() {
+        let e = Config::from_toml_over_defaults("[server]\nprot = 1").unwrap_err();
+        assert!(e.to_string().contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn environment_variables_override_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TESSERA_SERVER__PORT", "9999");
+            jail.set_env("TESSERA_CORS__ALLOWED_ORIGINS", "[\"https://a.example\"]");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.port, 9999);
+            assert_eq!(c.cors.allowed_origins, vec!["https://a.example"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn credentials_with_a_wildcard_origin_are_refused() {
+        let e = Config::from_toml_over_defaults("[cors]\nallow_credentials = true").unwrap_err();
+        assert!(e.to_string().contains("cors.allow_credentials"), "{e}");
+    }
+}

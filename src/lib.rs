@@ -1,0 +1,25 @@
+//! Tessera: a IIIF Image API 2.1.1 / 3.0 server.
+//!
+//! A request flows top-down through these modules:
+//! [`iiif`] (parse, version-neutral) → [`source`] (resolve, memory-map) →
+//! [`plan`] (pure: region, reduce factor, size, limits, canonical form) →
+//! [`cache`] (encoded tiles, single-flight) → [`render`] on the [`pool`]
+//! ([`codec`] decode → [`transform`] → [`codec::encode`]) → [`service`] /
+//! [`http`] (respond). See docs/ARCHITECTURE.md.
+
+pub mod cache;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod iiif;
+pub mod metrics;
+pub mod pixels;
+pub mod plan;
+pub mod pool;
+pub mod render;
+pub mod samples;
+pub mod service;
+pub mod source;
+pub mod transform;

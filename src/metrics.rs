@@ -1,0 +1,134 @@
+//! Metrics in Prometheus text format: requests by endpoint and status,
+//! latency histograms per pipeline stage, decodes, cache and pool state.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::cache::TileCache;
+use crate::pool::Pool;
+
+/// Pipeline stages with a latency histogram.
+#[derive(Clone, Copy, Debug)]
+pub enum Stage {
+    Source,
+    Decode,
+    Transform,
+    Encode,
+    Total,
+}
+
+impl Stage {
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Source => "source",
+            Stage::Decode => "decode",
+            Stage::Transform => "transform",
+            Stage::Encode => "encode",
+            Stage::Total => "total",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    stages: HistogramVec,
+    pub decodes: IntCounter,
+    pub gpu_fallbacks: IntCounter,
+    cache_hits: IntGauge,
+    cache_misses: IntGauge,
+    cache_evictions: IntGauge,
+    cache_bytes: IntGauge,
+    cache_entries: IntGauge,
+    cache_capacity: IntGauge,
+    in_flight: IntGauge,
+    queue_len: IntGauge,
+    running: IntGauge,
+    rejected: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("tessera".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by endpoint and status"),
+            &["endpoint", "status"],
+        )?;
+        let stages = HistogramVec::new(
+            HistogramOpts::new("stage_seconds", "Latency of each pipeline stage").buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["stage"],
+        )?;
+        let decodes = IntCounter::new("decodes_total", "Source decodes performed")?;
+        let gpu_fallbacks = IntCounter::new("gpu_fallbacks_total", "GPU transforms that fell back to the CPU")?;
+        let g = |n: &str, h: &str| IntGauge::new(n, h);
+        let m = Metrics {
+            cache_hits: g("cache_hits_total", "Tile cache hits")?,
+            cache_misses: g("cache_misses_total", "Tile cache misses")?,
+            cache_evictions: g("cache_evictions_total", "Tile cache evictions")?,
+            cache_bytes: g("cache_bytes", "Bytes held by the tile cache")?,
+            cache_entries: g("cache_entries", "Entries in the tile cache")?,
+            cache_capacity: g("cache_capacity_bytes", "Byte bound of the tile cache")?,
+            in_flight: g("renders_in_flight", "Distinct renders under way")?,
+            queue_len: g("queue_length", "Renders waiting for a worker")?,
+            running: g("workers_busy", "Workers rendering now")?,
+            rejected: g("queue_rejections_total", "Requests refused with 503 because the queue was full")?,
+            registry,
+            requests,
+            stages,
+            decodes,
+            gpu_fallbacks,
+        };
+        m.registry.register(Box::new(m.requests.clone()))?;
+        m.registry.register(Box::new(m.stages.clone()))?;
+        m.registry.register(Box::new(m.decodes.clone()))?;
+        m.registry.register(Box::new(m.gpu_fallbacks.clone()))?;
+        for gauge in [
+            &m.cache_hits,
+            &m.cache_misses,
+            &m.cache_evictions,
+            &m.cache_bytes,
+            &m.cache_entries,
+            &m.cache_capacity,
+            &m.in_flight,
+            &m.queue_len,
+            &m.running,
+            &m.rejected,
+        ] {
+            m.registry.register(Box::new(gauge.clone()))?;
+        }
+        Ok(m)
+    }
+
+    pub fn request(&self, endpoint: &str, status: u16) {
+        self.requests.with_label_values(&[endpoint, &status.to_string()]).inc();
+    }
+
+    pub fn observe(&self, stage: Stage, d: Duration) {
+        self.stages.with_label_values(&[stage.label()]).observe(d.as_secs_f64());
+    }
+
+    /// Renders the text exposition, sampling gauges first.
+    pub fn render(&self, cache: &TileCache, pool: &Pool, in_flight: usize) -> String {
+        let s = cache.stats();
+        self.cache_hits.set(s.hits.load(Ordering::Relaxed) as i64);
+        self.cache_misses.set(s.misses.load(Ordering::Relaxed) as i64);
+        self.cache_evictions.set(s.evictions.load(Ordering::Relaxed) as i64);
+        self.cache_bytes.set(cache.bytes() as i64);
+        self.cache_entries.set(cache.len() as i64);
+        self.cache_capacity.set(cache.capacity() as i64);
+        self.in_flight.set(in_flight as i64);
+        let p = pool.stats();
+        self.queue_len.set(p.queued.load(Ordering::Relaxed) as i64);
+        self.running.set(p.running.load(Ordering::Relaxed) as i64);
+        self.rejected.set(p.rejected.load(Ordering::Relaxed) as i64);
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,70 @@
+//! The render stage: decode the planned region at the planned scale,
+//! transform it, encode it. Runs on the worker pool, never on the reactor.
+//! Knows nothing of HTTP; returns bytes or an [`Error`] with its status.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::cache::Encoded;
+use crate::codec::{self, CodecError, ImageInfo};
+use crate::error::Error;
+use crate::metrics::{Metrics, Stage};
+use crate::pixels::Pixels;
+use crate::plan::Plan;
+use crate::transform::{self, TransformSpec};
+
+/// Settings that do not vary per request.
+#[derive(Clone, Copy, Debug)]
+pub struct RenderSettings {
+    pub jpeg_quality: u8,
+    pub max_decode_pixels: u64,
+}
+
+/// Maps codec failures to client-facing errors (public messages stay generic).
+pub fn codec_error(e: CodecError) -> Error {
+    match e {
+        CodecError::UnknownFormat => Error::not_implemented("The source image format is not supported"),
+        CodecError::Unsupported(d) => {
+            Error::not_implemented("The source image uses a pixel format this server does not support").with_detail(d)
+        }
+        CodecError::TooLarge { pixels, limit } => {
+            Error::bad_request("The request would decode too many pixels").with_detail(format!("{pixels} > {limit}"))
+        }
+        CodecError::Corrupt(d) => Error::undecodable(d),
+        CodecError::Encode(d) => Error::internal(format!("encode: {d}")),
+    }
+}
+
+/// Decodes the plan's region of `data`.
+pub fn decode(data: &[u8], info: &ImageInfo, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result<Pixels, Error> {
+    let t = Instant::now();
+    let p = codec::decode(data, info, plan.region, plan.scale, s.max_decode_pixels).map_err(codec_error)?;
+    m.decodes.inc();
+    m.observe(Stage::Decode, t.elapsed());
+    Ok(p)
+}
+
+/// Transforms decoded pixels and encodes them.
+pub fn finish(p: Pixels, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result<Encoded, Error> {
+    let t = Instant::now();
+    let spec = TransformSpec {
+        width: plan.scaled_w,
+        height: plan.scaled_h,
+        rotation: plan.rotation,
+        quality: plan.quality,
+        format: plan.format,
+    };
+    let p = transform::apply_cpu(p, &spec);
+    m.observe(Stage::Transform, t.elapsed());
+    let t = Instant::now();
+    let body = codec::encode::encode(&p, plan.format, s.jpeg_quality).map_err(codec_error)?;
+    m.observe(Stage::Encode, t.elapsed());
+    Ok(Encoded { body: Bytes::from(body), media_type: plan.format.media_type() })
+}
+
+/// The whole render.
+pub fn render(data: &[u8], info: &ImageInfo, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result<Encoded, Error> {
+    let p = decode(data, info, plan, s, m)?;
+    finish(p, plan, s, m)
+}

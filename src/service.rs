@@ -1,0 +1,498 @@
+//! The IIIF service: routes a request and runs the pipeline, top-down:
+//! parse → resolve source → plan → cache → (pool: decode → transform →
+//! encode) → respond.
+//!
+//! [`App::handle`] takes the request head only (method, URI, headers) and
+//! returns a complete response, so it is tested without sockets; `http::server`
+//! puts it behind hyper.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode, Uri};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::cache::{Encoded, InfoCache, SingleFlight, TileCache, TileKey};
+use crate::codec::{self, ImageInfo};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::http::base_url::base_url;
+use crate::http::cors::CorsPolicy;
+use crate::iiif::{self, info, ApiVersion};
+use crate::metrics::{Metrics, Stage};
+use crate::plan::{self, Limits};
+use crate::pool::Pool;
+use crate::render::{self, RenderSettings};
+use crate::source::{Located, Resolver, Source, SourceVersion};
+
+/// Characters escaped in identifiers of canonical URLs (RFC 3986 unreserved kept).
+const ID_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+const JSONLD_V2: &str = "application/ld+json;profile=\"http://iiif.io/api/image/2/context.json\"";
+const JSONLD_V3: &str = "application/ld+json;profile=\"http://iiif.io/api/image/3/context.json\"";
+const PROFILE_V2: &str = "http://iiif.io/api/image/2/level2.json";
+const PROFILE_V3: &str = "http://iiif.io/api/image/3/level2.json";
+
+/// The state shared by every request.
+pub struct App {
+    pub cfg: Config,
+    pub resolver: Resolver,
+    pub limits: Limits,
+    pub cors: CorsPolicy,
+    pub pool: Pool,
+    pub tiles: TileCache,
+    pub infos: InfoCache,
+    pub sources: quick_cache::sync::Cache<(std::path::PathBuf, SourceVersion), Arc<Source>>,
+    pub flights: Arc<SingleFlight<TileKey, Result<Arc<Encoded>>>>,
+    pub metrics: Arc<Metrics>,
+    pub settings: RenderSettings,
+}
+
+/// A route, decided from the path alone.
+#[derive(Debug, PartialEq)]
+enum Route<'a> {
+    Health,
+    Metrics,
+    Home,
+    Redirect { v: ApiVersion, raw_id: &'a str },
+    Info { v: ApiVersion, raw_id: &'a str },
+    Image { v: ApiVersion, raw_id: &'a str, params: [&'a str; 4] },
+    NotFound,
+}
+
+fn route<'a>(path: &'a str, p2: &str, p3: &str) -> Route<'a> {
+    match path {
+        "/health" => return Route::Health,
+        "/metrics" => return Route::Metrics,
+        "/" => return Route::Home,
+        _ => {}
+    }
+    let (v, rest) = if let Some(r) = path.strip_prefix(p2).and_then(|r| r.strip_prefix('/')) {
+        (ApiVersion::V2, r)
+    } else if let Some(r) = path.strip_prefix(p3).and_then(|r| r.strip_prefix('/')) {
+        (ApiVersion::V3, r)
+    } else {
+        return Route::NotFound;
+    };
+    let segs: Vec<&str> = rest.split('/').collect();
+    match segs.as_slice() {
+        [id] if !id.is_empty() => Route::Redirect { v, raw_id: id },
+        [id, "info.json"] if !id.is_empty() => Route::Info { v, raw_id: id },
+        [id, r, s, rot, qf] if !id.is_empty() => Route::Image { v, raw_id: id, params: [r, s, rot, qf] },
+        _ => Route::NotFound,
+    }
+}
+
+fn endpoint_name(r: &Route) -> &'static str {
+    match r {
+        Route::Health => "health",
+        Route::Metrics => "metrics",
+        Route::Home => "home",
+        Route::Redirect { .. } => "redirect",
+        Route::Info { .. } => "info",
+        Route::Image { .. } => "image",
+        Route::NotFound => "other",
+    }
+}
+
+/// The request head the service needs.
+pub struct Head<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+}
+
+impl App {
+    pub fn new(cfg: Config) -> std::result::Result<App, String> {
+        let resolver = Resolver::new(&cfg.source.root, &cfg.source.lookup_prefix, &cfg.source.lookup_suffix)
+            .map_err(|e| format!("image root {}: {e}", cfg.source.root.display()))?;
+        let pool = Pool::new(cfg.worker_count(), cfg.server.queue).map_err(|e| format!("starting workers: {e}"))?;
+        let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
+        Ok(App {
+            limits: cfg.limits(),
+            cors: CorsPolicy::from_config(&cfg.cors),
+            tiles: TileCache::new(cfg.cache.max_bytes),
+            infos: InfoCache::new(10_000),
+            sources: quick_cache::sync::Cache::new(256),
+            flights: Arc::new(SingleFlight::default()),
+            settings: RenderSettings {
+                jpeg_quality: cfg.output.jpeg_quality,
+                max_decode_pixels: cfg.limits.max_decode_pixels,
+            },
+            resolver,
+            pool,
+            metrics,
+            cfg,
+        })
+    }
+
+    /// Answers one request.
+    pub async fn handle(self: &Arc<Self>, head: Head<'_>) -> Response<Bytes> {
+        let start = Instant::now();
+        let path = head.uri.path();
+        let r = route(path, &self.cfg.server.prefix_v2, &self.cfg.server.prefix_v3);
+        let endpoint = endpoint_name(&r);
+        let mut resp = if head.method == Method::OPTIONS {
+            let mut resp = empty(StatusCode::NO_CONTENT);
+            self.cors.preflight(head.headers, resp.headers_mut());
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+            resp
+        } else if head.method != Method::GET && head.method != Method::HEAD {
+            let mut resp = error_response(&Error::method_not_allowed());
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+            resp
+        } else {
+            let result = match r {
+                Route::Health => Ok(text(StatusCode::OK, "ok\n")),
+                Route::Metrics => Ok(self.metrics_response()),
+                Route::Home => Ok(self.home()),
+                Route::Redirect { v, raw_id } => self.redirect(v, raw_id, head.headers),
+                Route::Info { v, raw_id } => self.info(v, raw_id, head.headers).await,
+                Route::Image { v, raw_id, params } => self.image(v, raw_id, params, head.headers).await,
+                Route::NotFound => Err(Error::not_found_msg("Not found")),
+            };
+            result.unwrap_or_else(|e| {
+                if e.status().is_server_error() {
+                    tracing::warn!(path, status = e.status().as_u16(), error = ?e, "request failed");
+                } else {
+                    tracing::debug!(path, status = e.status().as_u16(), error = ?e, "request refused");
+                }
+                error_response(&e)
+            })
+        };
+        if head.method != Method::OPTIONS {
+            self.cors.apply(head.headers, resp.headers_mut());
+        }
+        if head.method == Method::HEAD {
+            *resp.body_mut() = Bytes::new();
+        }
+        self.metrics.request(endpoint, resp.status().as_u16());
+        if endpoint == "image" {
+            self.metrics.observe(Stage::Total, start.elapsed());
+        }
+        resp
+    }
+
+    fn metrics_response(&self) -> Response<Bytes> {
+        let body = self.metrics.render(&self.tiles, &self.pool, self.flights.in_flight());
+        let mut r = Response::new(Bytes::from(body));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+        r
+    }
+
+    fn home(&self) -> Response<Bytes> {
+        let mut names: Vec<String> = std::fs::read_dir(self.resolver.root())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        let p = &self.cfg.server.prefix_v2;
+        let mut html = String::from(
+            "<!doctype html><meta charset=utf-8><title>Tessera</title><h1>Tessera IIIF image server</h1><ul>",
+        );
+        for n in names {
+            let id = utf8_percent_encode(&n, ID_ESCAPE).to_string();
+            let esc = html_escape(&n);
+            html.push_str(&format!(
+                "<li>{esc}: <a href=\"{p}/{id}/info.json\">info.json</a> · <a href=\"{p}/{id}/full/!800,800/0/default.jpg\">view</a></li>"
+            ));
+        }
+        html.push_str("</ul>");
+        let mut r = Response::new(Bytes::from(html));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        r
+    }
+
+    fn prefix(&self, v: ApiVersion) -> &str {
+        match v {
+            ApiVersion::V2 => &self.cfg.server.prefix_v2,
+            ApiVersion::V3 => &self.cfg.server.prefix_v3,
+        }
+    }
+
+    /// The image's base URI as the client addressed it.
+    fn image_base(&self, v: ApiVersion, raw_id: &str, headers: &HeaderMap) -> String {
+        format!("{}{}/{}", base_url(&self.cfg.server.public_base_url, headers), self.prefix(v), raw_id)
+    }
+
+    fn redirect(&self, v: ApiVersion, raw_id: &str, headers: &HeaderMap) -> Result<Response<Bytes>> {
+        let id = decode_identifier(raw_id)?;
+        self.resolver.locate(&id)?;
+        let loc = format!("{}/info.json", self.image_base(v, raw_id, headers));
+        let mut r = empty(StatusCode::SEE_OTHER);
+        r.headers_mut().insert(header::LOCATION, header_value(&loc)?);
+        Ok(r)
+    }
+
+    /// Resolves the identifier, opens the source and reads its header
+    /// (cached by identifier and version). Header reads run on the pool.
+    async fn source_and_info(&self, id: &str) -> Result<(Located, Arc<Source>, Arc<ImageInfo>)> {
+        let t = Instant::now();
+        let located = self.resolver.locate(id)?;
+        let skey = (located.path.clone(), located.version);
+        let source = match self.sources.get(&skey) {
+            Some(s) => s,
+            None => {
+                let s = located.open(self.cfg.source.mmap)?;
+                if s.version != located.version {
+                    // Changed between stat and open: treat as a new version next time.
+                    return Err(Error::with_status(StatusCode::SERVICE_UNAVAILABLE, "Source is changing, retry"));
+                }
+                self.sources.insert(skey, s.clone());
+                s
+            }
+        };
+        self.metrics.observe(Stage::Source, t.elapsed());
+        if let Some(i) = self.infos.get(id, located.version) {
+            return Ok((located, source, i));
+        }
+        let src = source.clone();
+        let rx = self
+            .pool
+            .submit(move || codec::probe(&src.bytes))
+            .map_err(|_| Error::overloaded(self.cfg.server.retry_after))?;
+        let info = rx.await.map_err(|_| Error::internal("header probe panicked"))?.map_err(render::codec_error)?;
+        let info = Arc::new(info);
+        self.infos.insert(id, located.version, info.clone());
+        Ok((located, source, info))
+    }
+
+    async fn info(&self, v: ApiVersion, raw_id: &str, headers: &HeaderMap) -> Result<Response<Bytes>> {
+        let id = decode_identifier(raw_id)?;
+        let (located, _src, info) = self.source_and_info(&id).await?;
+        let base = self.image_base(v, raw_id, headers);
+        let etag = format!("\"i{:016x}-{:016x}\"", located.version.tag(), crate::source::fnv1a(&[base.as_bytes()]));
+        if not_modified(headers, &etag, located.modified) {
+            let mut r = empty(StatusCode::NOT_MODIFIED);
+            self.validators(r.headers_mut(), &etag, located.modified, self.cfg.http.info_max_age);
+            return Ok(r);
+        }
+        let tiling = info::tiling(&info, self.cfg.output.tile_size, &self.limits);
+        let doc = info::build(v, &base, &info, &tiling, &self.limits);
+        let body = serde_json::to_vec_pretty(&doc).map_err(|e| Error::internal(e.to_string()))?;
+        let wants_ld = headers
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .map(|a| a.contains("application/ld+json"))
+            .unwrap_or(false);
+        let ct = match (wants_ld, v) {
+            (true, ApiVersion::V2) => JSONLD_V2,
+            (true, ApiVersion::V3) => JSONLD_V3,
+            (false, _) => "application/json",
+        };
+        let mut r = Response::new(Bytes::from(body));
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        h.insert(header::LINK, header_value(&format!("<{}>;rel=\"profile\"", profile_uri(v)))?);
+        h.insert(header::VARY, HeaderValue::from_static("Accept"));
+        self.validators(h, &etag, located.modified, self.cfg.http.info_max_age);
+        Ok(r)
+    }
+
+    async fn image(
+        self: &Arc<Self>,
+        v: ApiVersion,
+        raw_id: &str,
+        params: [&str; 4],
+        headers: &HeaderMap,
+    ) -> Result<Response<Bytes>> {
+        // 1. Parse (pure).
+        let req = match v {
+            ApiVersion::V2 => iiif::v2::parse(params[0], params[1], params[2], params[3])?,
+            ApiVersion::V3 => iiif::v3::parse(params[0], params[1], params[2], params[3])?,
+        };
+        let id = decode_identifier(raw_id)?;
+        // 2. Resolve the source and its header.
+        let (located, source, info) = self.source_and_info(&id).await?;
+        // 3. Plan (pure): every limit is checked here.
+        let plan = plan::plan(&info.facts(), &req, &self.limits, v)?;
+        // 4. Validators: answer 304 without rendering.
+        let etag = format!(
+            "\"{:016x}-{:016x}\"",
+            located.version.tag(),
+            crate::source::fnv1a(&[plan.canonical.as_bytes(), &[v as u8]])
+        );
+        let canonical_link = format!(
+            "<{}{}/{}/{}>;rel=\"canonical\", <{}>;rel=\"profile\"",
+            base_url(&self.cfg.server.public_base_url, headers),
+            self.prefix(v),
+            utf8_percent_encode(&id, ID_ESCAPE),
+            plan.canonical,
+            profile_uri(v)
+        );
+        if not_modified(headers, &etag, located.modified) {
+            let mut r = empty(StatusCode::NOT_MODIFIED);
+            r.headers_mut().insert(header::LINK, header_value(&canonical_link)?);
+            self.validators(r.headers_mut(), &etag, located.modified, self.cfg.http.image_max_age);
+            return Ok(r);
+        }
+        // 5. Cache, with one render per key.
+        let key = TileKey {
+            identifier: id.clone(),
+            version: located.version,
+            canonical: format!("{}:{}", v as u8, plan.canonical),
+        };
+        let encoded = match self.tiles.get(&key) {
+            Some(e) => e,
+            None => {
+                let app = self.clone();
+                let k = key.clone();
+                let (res, _leader) = self
+                    .flights
+                    .run(key, move || async move {
+                        let a = app.clone();
+                        let rx = app
+                            .pool
+                            .submit(move || render::render(&source.bytes, &info, &plan, &a.settings, &a.metrics))
+                            .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
+                        let enc = Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??);
+                        app.tiles.insert(k, enc.clone());
+                        Ok(enc)
+                    })
+                    .await;
+                res.unwrap_or_else(|| Err(Error::internal("render task failed")))?
+            }
+        };
+        // 6. Respond.
+        let mut r = Response::new(encoded.body.clone());
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(encoded.media_type));
+        h.insert(header::LINK, header_value(&canonical_link)?);
+        self.validators(h, &etag, located.modified, self.cfg.http.image_max_age);
+        Ok(r)
+    }
+
+    fn validators(&self, h: &mut HeaderMap, etag: &str, modified: SystemTime, max_age: u64) {
+        if let Ok(v) = HeaderValue::from_str(etag) {
+            h.insert(header::ETAG, v);
+        }
+        if modified > UNIX_EPOCH {
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+                h.insert(header::LAST_MODIFIED, v);
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+            h.insert(header::CACHE_CONTROL, v);
+        }
+    }
+}
+
+fn profile_uri(v: ApiVersion) -> &'static str {
+    match v {
+        ApiVersion::V2 => PROFILE_V2,
+        ApiVersion::V3 => PROFILE_V3,
+    }
+}
+
+/// Percent-decodes an identifier once. Invalid UTF-8 → 404.
+pub fn decode_identifier(raw: &str) -> Result<String> {
+    let id = percent_decode_str(raw).decode_utf8().map_err(|_| Error::not_found())?;
+    if id.is_empty() {
+        return Err(Error::not_found());
+    }
+    Ok(id.into_owned())
+}
+
+/// Whether the request's validators match (If-None-Match first, then
+/// If-Modified-Since, as RFC 9110 orders them).
+fn not_modified(h: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
+    if let Some(inm) = h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        return inm.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag));
+    }
+    if let Some(ims) = h.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) {
+        if let Ok(since) = httpdate::parse_http_date(ims) {
+            // HTTP dates have whole seconds.
+            let m = modified.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(u64::MAX);
+            let s = since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            return m <= s;
+        }
+    }
+    false
+}
+
+fn header_value(s: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(s).map_err(|_| Error::bad_request("Invalid characters in the request"))
+}
+
+fn empty(status: StatusCode) -> Response<Bytes> {
+    let mut r = Response::new(Bytes::new());
+    *r.status_mut() = status;
+    r
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Bytes> {
+    let mut r = Response::new(Bytes::from_static(body.as_bytes()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// A short plain-text error: status and public message only.
+pub fn error_response(e: &Error) -> Response<Bytes> {
+    let mut r = Response::new(Bytes::from(format!("{}\n", e.public_message())));
+    *r.status_mut() = e.status();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(s) = e.retry_after() {
+        if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+            h.insert(header::RETRY_AFTER, v);
+        }
+    }
+    r
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_decided_from_the_path() {
+        let r = |p| route(p, "/iiif/2", "/iiif/3");
+        assert_eq!(r("/iiif/2/abc"), Route::Redirect { v: ApiVersion::V2, raw_id: "abc" });
+        assert_eq!(r("/iiif/2/abc/info.json"), Route::Info { v: ApiVersion::V2, raw_id: "abc" });
+        assert_eq!(r("/iiif/3/abc/info.json"), Route::Info { v: ApiVersion::V3, raw_id: "abc" });
+        assert_eq!(
+            r("/iiif/2/a%2Fb/full/max/0/default.jpg"),
+            Route::Image { v: ApiVersion::V2, raw_id: "a%2Fb", params: ["full", "max", "0", "default.jpg"] }
+        );
+        assert_eq!(r("/iiif/2/a/b/info.json"), Route::NotFound, "unescaped slash in identifier");
+        assert_eq!(r("/iiif/2/a/b/full/max/0/default.jpg"), Route::NotFound);
+        assert_eq!(r("/iiif/2/"), Route::NotFound);
+        assert_eq!(r("/iiif/2"), Route::NotFound);
+        assert_eq!(r("/iiif/22/x"), Route::NotFound);
+        assert_eq!(r("/health"), Route::Health);
+    }
+
+    #[test]
+    fn identifiers_are_decoded_once() {
+        assert_eq!(decode_identifier("a%2Fb").unwrap(), "a/b");
+        assert_eq!(decode_identifier("a%252F").unwrap(), "a%2F");
+        assert_eq!(decode_identifier("%2D").unwrap(), "-");
+        assert!(decode_identifier("%FF").is_err());
+    }
+
+    #[test]
+    fn validators_match_etags_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", \"abc\""));
+        assert!(not_modified(&h, "\"abc\"", UNIX_EPOCH));
+        assert!(!not_modified(&h, "\"zzz\"", UNIX_EPOCH));
+        let mut h = HeaderMap::new();
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        h.insert(header::IF_MODIFIED_SINCE, HeaderValue::from_str(&httpdate::fmt_http_date(t)).unwrap());
+        assert!(not_modified(&h, "\"e\"", t));
+        assert!(!not_modified(&h, "\"e\"", t + std::time::Duration::from_secs(5)));
+    }
+}

@@ -1,0 +1,214 @@
+//! Sources: turning an identifier into the bytes of an image file, safely.
+//!
+//! [`Resolver`] maps identifiers to paths under the image root the way
+//! Cantaloupe's FilesystemSource does (`root + prefix + identifier + suffix`),
+//! then tries the known image extensions, so `photo` finds `photo.jpg`.
+//!
+//! Architecture invariant: an identifier can never name a file outside the
+//! image root. Traversal (`..`), absolute paths, backslashes and NUL are
+//! refused before the file system is touched, and the resolved path is
+//! canonicalised and checked to lie under the canonical root (symlinks too).
+
+pub mod mmap;
+
+use std::fs::File;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+
+/// Extensions tried, in order, when the identifier has none on disk.
+pub const EXTENSIONS: [&str; 7] = ["jp2", "j2k", "jpx", "jpg", "jpeg", "png", "tif"];
+
+/// The identity of a source file's content: it changes when the file does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SourceVersion {
+    pub len: u64,
+    pub mtime_ns: u128,
+}
+
+impl SourceVersion {
+    /// A short stable hash (for ETags and cache keys).
+    pub fn tag(&self) -> u64 {
+        fnv1a(&[&self.len.to_le_bytes()[..], &self.mtime_ns.to_le_bytes()[..]])
+    }
+}
+
+/// FNV-1a over several byte slices: small, stable across runs and builds.
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for p in parts {
+        for &b in *p {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// An opened source: its bytes (usually a memory map) and version.
+pub struct Source {
+    pub bytes: mmap::Bytes,
+    pub version: SourceVersion,
+    pub modified: SystemTime,
+}
+
+/// Where a source lives and what it is now, without opening it.
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub path: PathBuf,
+    pub version: SourceVersion,
+    pub modified: SystemTime,
+}
+
+impl Located {
+    /// Opens (maps) the file.
+    pub fn open(&self, use_mmap: bool) -> Result<Arc<Source>> {
+        let mut f = File::open(&self.path).map_err(|_| Error::not_found())?;
+        let meta = f.metadata().map_err(|_| Error::not_found())?;
+        let bytes =
+            mmap::load(&mut f, meta.len(), use_mmap).map_err(|e| Error::internal(format!("reading source: {e}")))?;
+        Ok(Arc::new(Source { bytes, version: version_of(&meta), modified: self.modified }))
+    }
+}
+
+fn version_of(meta: &std::fs::Metadata) -> SourceVersion {
+    let mtime_ns =
+        meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+    SourceVersion { len: meta.len(), mtime_ns }
+}
+
+/// Maps identifiers to files under a root.
+#[derive(Clone, Debug)]
+pub struct Resolver {
+    root: PathBuf,
+    prefix: String,
+    suffix: String,
+}
+
+impl Resolver {
+    /// `root` must exist; it is canonicalised once here.
+    pub fn new(root: &Path, prefix: &str, suffix: &str) -> std::io::Result<Self> {
+        Ok(Resolver { root: root.canonicalize()?, prefix: prefix.to_string(), suffix: suffix.to_string() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Finds the file for an identifier (already percent-decoded once).
+    pub fn locate(&self, identifier: &str) -> Result<Located> {
+        if !is_safe_identifier(identifier) {
+            return Err(Error::not_found());
+        }
+        let base = format!("{}{}{}", self.prefix, identifier, self.suffix);
+        if !is_safe_relative(&base) {
+            return Err(Error::not_found());
+        }
+        let direct = self.root.join(&base);
+        let mut candidates = vec![direct];
+        for ext in EXTENSIONS {
+            candidates.push(self.root.join(format!("{base}.{ext}")));
+        }
+        for c in candidates {
+            let Ok(canon) = c.canonicalize() else { continue };
+            if !canon.starts_with(&self.root) {
+                return Err(Error::not_found());
+            }
+            let Ok(meta) = std::fs::metadata(&canon) else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+            return Ok(Located { path: canon, version: version_of(&meta), modified });
+        }
+        Err(Error::not_found())
+    }
+}
+
+/// Rejects identifiers that could escape the root or confuse the file system.
+pub fn is_safe_identifier(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 1024
+        && !id.contains('\0')
+        && !id.contains('\\')
+        && !id.starts_with('/')
+        && !id.chars().any(|c| c.is_control())
+}
+
+fn is_safe_relative(p: &str) -> bool {
+    let path = Path::new(p);
+    !path.is_absolute() && path.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    fn tree() -> (tempfile::TempDir, Resolver) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("root/sub")).unwrap();
+        std::fs::write(d.path().join("root/a.jpg"), b"x").unwrap();
+        std::fs::write(d.path().join("root/sub/b.png"), b"y").unwrap();
+        std::fs::write(d.path().join("secret.jpg"), b"z").unwrap();
+        let r = Resolver::new(&d.path().join("root"), "", "").unwrap();
+        (d, r)
+    }
+
+    #[test]
+    fn identifiers_resolve_with_and_without_their_extension() {
+        let (_d, r) = tree();
+        assert!(r.locate("a.jpg").unwrap().path.ends_with("a.jpg"));
+        assert!(r.locate("a").unwrap().path.ends_with("a.jpg"));
+        assert!(r.locate("sub/b").unwrap().path.ends_with("b.png"));
+    }
+
+    #[test]
+    fn traversal_absolute_and_nul_identifiers_are_404() {
+        let (_d, r) = tree();
+        for bad in [
+            "../secret.jpg",
+            "../secret",
+            "/etc/passwd",
+            "sub/../../secret.jpg",
+            "a\0",
+            "..",
+            "",
+            "sub\\..\\x",
+            "./a.jpg",
+        ] {
+            assert_eq!(r.locate(bad).unwrap_err().status(), StatusCode::NOT_FOUND, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn symlinks_leaving_the_root_are_404() {
+        let (d, r) = tree();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(d.path().join("secret.jpg"), d.path().join("root/link.jpg")).unwrap();
+            assert_eq!(r.locate("link.jpg").unwrap_err().status(), StatusCode::NOT_FOUND);
+        }
+    }
+
+    #[test]
+    fn directories_and_missing_files_are_404() {
+        let (_d, r) = tree();
+        assert_eq!(r.locate("sub").unwrap_err().status(), StatusCode::NOT_FOUND);
+        assert_eq!(r.locate("nope").unwrap_err().status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn version_changes_when_the_file_changes() {
+        let (d, r) = tree();
+        let v1 = r.locate("a").unwrap().version;
+        std::fs::write(d.path().join("root/a.jpg"), b"longer").unwrap();
+        let v2 = r.locate("a").unwrap().version;
+        assert_ne!(v1, v2);
+        assert_ne!(v1.tag(), v2.tag());
+    }
+}

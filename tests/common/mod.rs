@@ -1,0 +1,276 @@
+//! Shared test fixtures: image folders, an in-process app, a spawned server
+//! on a free loopback port, and a minimal HTTP/1.1 client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, Uri};
+use tessera::codec::encode;
+use tessera::config::Config;
+use tessera::iiif::Format;
+use tessera::pixels::{Layout, Pixels};
+use tessera::service::{App, Head};
+
+/// A deterministic test picture with structure (gradients and a grid).
+pub fn picture(w: u32, h: u32) -> Pixels {
+    let mut d = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let grid = if (x / 16 + y / 16) % 2 == 0 { 40 } else { 0 };
+            d.extend_from_slice(&[
+                ((x * 200 / w.max(1)) + grid) as u8,
+                ((y * 200 / h.max(1)) + grid) as u8,
+                (((x + y) * 100 / (w + h).max(1)) + 60) as u8,
+            ]);
+        }
+    }
+    Pixels::new(w, h, Layout::Rgb, d).unwrap()
+}
+
+/// A folder with a JPEG, a PNG (with alpha), a gray JPEG, the validator
+/// image, and hostile files.
+pub fn image_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let pic = picture(1200, 800);
+    std::fs::write(p.join("photo.jpg"), encode::encode(&pic, Format::Jpg, 92).unwrap()).unwrap();
+    let rgba = {
+        let mut v = Vec::new();
+        for (i, px) in picture(300, 200).data().chunks(3).enumerate() {
+            v.extend_from_slice(px);
+            v.push(if i % 7 == 0 { 0 } else { 255 });
+        }
+        Pixels::new(300, 200, Layout::Rgba, v).unwrap()
+    };
+    std::fs::write(p.join("alpha.png"), encode::encode(&rgba, Format::Png, 90).unwrap()).unwrap();
+    let gray = tessera::transform::quality::to_gray(picture(640, 480));
+    std::fs::write(p.join("gray.jpg"), encode::encode(&gray, Format::Jpg, 90).unwrap()).unwrap();
+    std::fs::write(
+        p.join("67352ccc-d1b0-11e1-89ae-279075081939.png"),
+        encode::encode(&tessera::samples::generate::validator_image(), Format::Png, 90).unwrap(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(p.join("sub/dir")).unwrap();
+    std::fs::write(p.join("sub/dir/nested.jpg"), encode::encode(&picture(64, 64), Format::Jpg, 90).unwrap()).unwrap();
+    // Hostile files.
+    let jpg = std::fs::read(p.join("photo.jpg")).unwrap();
+    std::fs::write(p.join("truncated.jpg"), &jpg[..jpg.len() / 3]).unwrap();
+    std::fs::write(p.join("header-only.jpg"), &jpg[..400]).unwrap();
+    let png = std::fs::read(p.join("alpha.png")).unwrap();
+    std::fs::write(p.join("truncated.png"), &png[..png.len() / 2]).unwrap();
+    std::fs::write(p.join("garbage.jpg"), b"\xFF\xD8\xFF\xE0this is not a jpeg at all").unwrap();
+    std::fs::write(p.join("notes.txt"), b"plain text").unwrap();
+    let mut flipped = jpg.clone();
+    let mut s: u32 = 12345;
+    for _ in 0..200 {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        let i = 700 + (s as usize % (flipped.len() - 800));
+        flipped[i] ^= (s >> 8) as u8 | 1;
+    }
+    std::fs::write(p.join("flipped.jpg"), flipped).unwrap();
+    std::fs::write(p.join("huge-header.png"), huge_png_header()).unwrap();
+    d
+}
+
+/// A PNG whose IHDR claims 100000 × 100000 pixels, with a tiny body.
+pub fn huge_png_header() -> Vec<u8> {
+    let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    v.extend_from_slice(&13u32.to_be_bytes());
+    v.extend_from_slice(&ihdr);
+    v.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    // A short IDAT, so the header reads cleanly and only the size is absurd.
+    let mut idat = b"IDAT".to_vec();
+    idat.extend_from_slice(&[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]);
+    v.extend_from_slice(&9u32.to_be_bytes());
+    v.extend_from_slice(&idat);
+    v.extend_from_slice(&crc32(&idat).to_be_bytes());
+    v.extend_from_slice(&[0, 0, 0, 0]);
+    v.extend_from_slice(b"IEND");
+    v.extend_from_slice(&crc32(b"IEND").to_be_bytes());
+    v
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+/// An in-process app over `root` with extra TOML over the defaults.
+pub fn app(root: &Path, extra: &str) -> Arc<App> {
+    let mut cfg = Config::from_toml_over_defaults(extra).unwrap();
+    cfg.source.root = root.to_path_buf();
+    Arc::new(App::new(cfg).unwrap())
+}
+
+/// Calls the app with a GET (or another method) and headers.
+pub async fn call(app: &Arc<App>, method: Method, path: &str, headers: &[(&str, &str)]) -> Response<Bytes> {
+    let uri: Uri = path.parse().unwrap();
+    let mut h = HeaderMap::new();
+    h.insert("host", "127.0.0.1:8182".parse().unwrap());
+    for (k, v) in headers {
+        h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    app.handle(Head { method: &method, uri: &uri, headers: &h }).await
+}
+
+pub async fn get(app: &Arc<App>, path: &str) -> Response<Bytes> {
+    call(app, Method::GET, path, &[]).await
+}
+
+/// A `tessera serve` child process on a free loopback port; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    pub fn start(images: &Path, env: &[(&str, &str)]) -> Server {
+        for _attempt in 0..5 {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+            cmd.args(["serve", "--listen", &addr.to_string(), "--images"]).arg(images);
+            cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let child = cmd.spawn().expect("spawn tessera");
+            let mut s = Server { child, addr };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = s.child.try_wait() {
+                    break;
+                }
+                if let Ok(r) = http_get(addr, "/health", &[]) {
+                    if r.status == 200 {
+                        return s;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = s.child.kill();
+        }
+        panic!("server did not start");
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw HTTP/1.1 response.
+pub struct Raw {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Raw {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request on a new connection (`Connection: close`) and reads the
+/// whole answer. `path` is sent as is (no normalisation).
+pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Raw> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let mut body = buf[split + 4..].to_vec();
+    let chunked = headers_has(&headers, "transfer-encoding", "chunked");
+    if chunked {
+        body = dechunk(&body);
+    }
+    Ok(Raw { status, headers, body })
+}
+
+fn headers_has(h: &[(String, String)], k: &str, v: &str) -> bool {
+    h.iter().any(|(a, b)| a.eq_ignore_ascii_case(k) && b.eq_ignore_ascii_case(v))
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(p) = b.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..p]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[p + 2..p + 2 + n]);
+        b = &b[p + 2 + n + 2..];
+    }
+    out
+}
+
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Raw> {
+    http_request(addr, "GET", path, headers)
+}
+
+/// Decodes an image response body (any format the `image` crate reads here).
+pub fn decode_any(body: &[u8]) -> Pixels {
+    if body.starts_with(b"\x89PNG") {
+        return tessera::codec::png::decode(body, u64::MAX).unwrap();
+    }
+    let info = tessera::codec::probe(body).unwrap();
+    let full = tessera::plan::Rect { x: 0, y: 0, w: info.width, h: info.height };
+    tessera::codec::decode(body, &info, full, 1, u64::MAX).unwrap()
+}
+
+/// PSNR in dB between two same-sized buffers.
+pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mse: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    if mse == 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (255.0f64 * 255.0 / mse).log10()
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
