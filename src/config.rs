@@ -123,7 +123,9 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed("TESSERA_").split("__"));
+        // Only SECTION__KEY variables are configuration; other TESSERA_* names
+        // (used by tools and tests) are left alone.
+        fig = fig.merge(Env::prefixed("TESSERA_").filter(|k| k.as_str().contains("__")).split("__"));
         Self::from_figment(fig)
     }
 

@@ -116,9 +116,9 @@ impl Jp2Error {
     /// OpenJPEG's error message or the parser's reason, for logs only.
     pub fn detail(&self) -> Option<&str> {
         match self {
-            Jp2Error::Truncated { detail }
-            | Jp2Error::Corrupt { detail }
-            | Jp2Error::Codec { detail } => Some(detail.as_str()),
+            Jp2Error::Truncated { detail } | Jp2Error::Corrupt { detail } | Jp2Error::Codec { detail } => {
+                Some(detail.as_str())
+            }
             _ => None,
         }
     }
@@ -151,7 +151,7 @@ pub struct Jp2Info {
     /// Image size on the reference grid (Xsiz - XOsiz, Ysiz - YOsiz).
     pub width: u32,
     pub height: u32,
-    /// Components in the codestream.
+    /// Components in the codestream (a JP2 palette, rare, expands them at decode).
     pub components: u32,
     /// Largest component precision, in bits.
     pub bit_depth: u32,
@@ -172,8 +172,8 @@ pub struct Jp2Info {
     pub precinct_sizes: Vec<(u32, u32)>,
     /// Quality layers.
     pub layers: u32,
-    /// Whether decoding gives an alpha channel (a JP2 channel definition says
-    /// so, or, without one, there are 2 or 4 components).
+    /// Whether decoding gives an alpha channel (2 or 4 components; for a
+    /// palette image, whether the JP2 channel definition names one).
     pub has_alpha: bool,
     /// Whether the JP2 colour specification is an ICC profile.
     pub has_icc: bool,
@@ -337,7 +337,8 @@ pub struct EncodeInput<'a> {
     pub height: u32,
     /// 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA.
     pub components: u32,
-    /// Bits per sample: 1..=8 with [`Samples::U8`], 1..=16 with [`Samples::U16`].
+    /// Bits per sample: 1..=8 with [`Samples::U8`], 1..=16 with [`Samples::U16`];
+    /// every sample must fit.
     pub precision: u32,
     pub samples: Samples<'a>,
 }
@@ -353,7 +354,9 @@ pub enum Samples<'a> {
 /// multi-component transform; the 2nd (gray) or 4th (RGB) component is marked
 /// as alpha: in a JP2 by a channel definition box (OpenJPEG writes one when
 /// exactly one component is flagged alpha), in a raw codestream only by the
-/// component count, which is how [`decode`] reads it back.
+/// component count, which is how [`decode`] reads it back. Runs on the calling
+/// thread unless `openjpeg-sys` is built with its `threads` feature, in which
+/// case OpenJPEG's pool uses all available cores (decoding always uses one).
 pub fn encode(input: &EncodeInput, params: &EncodeParams) -> Result<Vec<u8>, Jp2Error> {
     let n = input.components;
     if !(1..=4).contains(&n) {
@@ -367,10 +370,7 @@ pub fn encode(input: &EncodeInput, params: &EncodeParams) -> Result<Vec<u8>, Jp2
         Samples::U16(_) => 16,
     };
     if !(1..=max_prec).contains(&input.precision) {
-        return Err(Jp2Error::InvalidInput(format!(
-            "precision {} with {max_prec}-bit samples",
-            input.precision
-        )));
+        return Err(Jp2Error::InvalidInput(format!("precision {} with {max_prec}-bit samples", input.precision)));
     }
     let pixels = input.width as usize * input.height as usize;
     let expected = pixels.checked_mul(n as usize);
@@ -379,10 +379,15 @@ pub fn encode(input: &EncodeInput, params: &EncodeParams) -> Result<Vec<u8>, Jp2
         Samples::U16(s) => s.len(),
     };
     if expected != Some(len) {
-        return Err(Jp2Error::InvalidInput(format!(
-            "{len} samples for {}x{}x{n}",
-            input.width, input.height
-        )));
+        return Err(Jp2Error::InvalidInput(format!("{len} samples for {}x{}x{n}", input.width, input.height)));
+    }
+    let max = (1u32 << input.precision) - 1;
+    let fits = match input.samples {
+        Samples::U8(s) => s.iter().all(|&v| u32::from(v) <= max),
+        Samples::U16(s) => s.iter().all(|&v| u32::from(v) <= max),
+    };
+    if !fits {
+        return Err(Jp2Error::InvalidInput(format!("a sample exceeds {} bits", input.precision)));
     }
     let n = n as usize;
     let mut planes: Vec<EncodePlane> = (0..n)
@@ -482,9 +487,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn bytes(&self, at: usize, n: usize) -> Result<&'a [u8], Jp2Error> {
-        at.checked_add(n)
-            .and_then(|end| self.data.get(at..end))
-            .ok_or_else(|| Jp2Error::truncated("header ends early"))
+        at.checked_add(n).and_then(|end| self.data.get(at..end)).ok_or_else(|| Jp2Error::truncated("header ends early"))
     }
     fn u8(&self, at: usize) -> Result<u8, Jp2Error> {
         Ok(self.bytes(at, 1)?[0])
@@ -743,21 +746,17 @@ impl Header {
 
     fn info(&self) -> Jp2Info {
         let (tiles_x, tiles_y) = self.tiles();
-        let (tile_width, tile_height) = if tiles_x == 1 && tiles_y == 1 {
-            (self.width(), self.height())
-        } else {
-            (self.tdx, self.tdy)
-        };
+        let (tile_width, tile_height) =
+            if tiles_x == 1 && tiles_y == 1 { (self.width(), self.height()) } else { (self.tdx, self.tdy) };
         let first = self.comps.first();
         let precinct_sizes = match first.and_then(|c| c.coding.precincts.as_ref()) {
             Some(p) => p.iter().rev().map(|&(w, h)| (1u32 << w, 1u32 << h)).collect(),
             None => Vec::new(),
         };
         let n = self.comps.len();
-        let has_alpha = match self.cdef_alpha {
-            Some(a) => a > 0,
-            None => n == 2 || n == 4,
-        };
+        // As decoded: the component count decides, except that a palette
+        // expands one component, leaving only the channel definition to tell.
+        let has_alpha = if self.palette { self.cdef_alpha.unwrap_or(0) > 0 } else { n == 2 || n == 4 };
         Jp2Info {
             width: self.width(),
             height: self.height(),
@@ -855,6 +854,9 @@ impl Header {
 /// SPcod / SPcoc: decomposition levels, code-block size and style, transform,
 /// then precinct sizes when `precincts` (Scod bit 0).
 fn parse_spcod(r: &Reader, at: usize, end: usize, precincts: bool) -> Result<Coding, Jp2Error> {
+    if at + 5 > end {
+        return Err(Jp2Error::corrupt("coding style segment too short"));
+    }
     let decompositions = u32::from(r.u8(at)?);
     let xcb = u32::from(r.u8(at + 1)?);
     let ycb = u32::from(r.u8(at + 2)?);
@@ -1543,8 +1545,7 @@ fn interleave_8bit(planes: &[Plane], out: &mut [u8]) {
             }
         }
         [r, g, b, a] => {
-            for ((((o, &r), &g), &b), &a) in out.chunks_exact_mut(4).zip(r.data).zip(g.data).zip(b.data).zip(a.data)
-            {
+            for ((((o, &r), &g), &b), &a) in out.chunks_exact_mut(4).zip(r.data).zip(g.data).zip(b.data).zip(a.data) {
                 if let [o0, o1, o2, o3] = o {
                     *o0 = clamp8(r);
                     *o1 = clamp8(g);
@@ -1678,7 +1679,9 @@ fn encode_planes(
             if p.is_empty() || p.len() > 33 {
                 return Err(Jp2Error::InvalidInput("1 to 33 precinct sizes".into()));
             }
-            if p.iter().any(|&(w, h)| !w.is_power_of_two() || !h.is_power_of_two() || w < 2 || h < 2 || w > 1 << 15 || h > 1 << 15) {
+            if p.iter().any(|&(w, h)| {
+                !w.is_power_of_two() || !h.is_power_of_two() || w < 2 || h < 2 || w > 1 << 15 || h > 1 << 15
+            }) {
                 return Err(Jp2Error::InvalidInput("precinct sizes must be powers of two from 2 to 32768".into()));
             }
             Some(p.as_slice())
@@ -1799,7 +1802,7 @@ fn encode_planes(
     // SAFETY: valid codec, parameters and image; OpenJPEG copies what it needs.
     let ok = unsafe { opj::opj_setup_encoder(codec.ptr(), &mut *cp, image.0) };
     if ok == 0 {
-        return Err(Jp2Error::InvalidInput(std::mem::take(&mut messages.get_mut().text)));
+        return Err(Jp2Error::codec(std::mem::take(&mut messages.get_mut().text)));
     }
     codec.set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()) as i32);
     let stream = StreamGuard::output(&sink)?;
@@ -1969,7 +1972,14 @@ mod tests {
                         ..params()
                     },
                 ),
-                fixture("gray_tiled", 200, 150, 1, 8, EncodeParams { tile_size: Some((64, 48)), levels: 3, ..params() }),
+                fixture(
+                    "gray_tiled",
+                    200,
+                    150,
+                    1,
+                    8,
+                    EncodeParams { tile_size: Some((64, 48)), levels: 3, ..params() },
+                ),
                 fixture("gray16_untiled", 160, 120, 1, 16, EncodeParams { levels: 4, ..params() }),
                 fixture(
                     "rgb16_lossy_tiled",
@@ -2046,7 +2056,12 @@ mod tests {
     /// Regions worth checking: corners, odd offsets, tile-crossing, thin strips.
     fn regions(f: &Fixture, info: &Jp2Info) -> Vec<DecodeArea> {
         let (w, h) = (f.width, f.height);
-        let mut v = vec![area(0, 0, w, h), area(0, 0, 1, 1), area(w - 1, h - 1, 1, 1), area(w / 3, h / 4, w.div_ceil(2), h.div_ceil(2))];
+        let mut v = vec![
+            area(0, 0, w, h),
+            area(0, 0, 1, 1),
+            area(w - 1, h - 1, 1, 1),
+            area(w / 3, h / 4, w.div_ceil(2), h.div_ceil(2)),
+        ];
         if w > 2 && h > 2 {
             v.push(area(1, 1, w - 2, h - 2));
         }
@@ -2105,7 +2120,12 @@ mod tests {
             match f.params.tile_size {
                 Some((tw, th)) => {
                     assert_eq!((info.tile_width, info.tile_height), (tw, th), "{}", f.name);
-                    assert_eq!((info.tiles_x, info.tiles_y), (f.width.div_ceil(tw), f.height.div_ceil(th)), "{}", f.name);
+                    assert_eq!(
+                        (info.tiles_x, info.tiles_y),
+                        (f.width.div_ceil(tw), f.height.div_ceil(th)),
+                        "{}",
+                        f.name
+                    );
                 }
                 None => {
                     assert_eq!((info.tile_width, info.tile_height), (f.width, f.height), "{}", f.name);
@@ -2166,7 +2186,8 @@ mod tests {
         for f in fixtures() {
             let info = probe(&f.data).unwrap();
             for r in 1..info.levels {
-                let whole = decode(&f.data, full(&info), r, u64::MAX).unwrap_or_else(|e| panic!("{} r{r}: {e:?}", f.name));
+                let whole =
+                    decode(&f.data, full(&info), r, u64::MAX).unwrap_or_else(|e| panic!("{} r{r}: {e:?}", f.name));
                 assert_eq!((whole.width(), whole.height()), info.reduced_size(r), "{} r{r}", f.name);
                 assert_eq!(
                     (whole.width(), whole.height()),
@@ -2215,7 +2236,8 @@ mod tests {
     fn sixteen_bit_samples_are_scaled_to_eight_bits_by_rounding() {
         // Bit-replicated values come back exactly; others round to nearest.
         let (w, h) = (64u32, 32u32);
-        let src: Vec<u16> = (0..w * h).map(|i| if i < 256 { (i as u16) * 257 } else { (hash(u64::from(i)) & 0xFFFF) as u16 }).collect();
+        let src: Vec<u16> =
+            (0..w * h).map(|i| if i < 256 { (i as u16) * 257 } else { (hash(u64::from(i)) & 0xFFFF) as u16 }).collect();
         let input = EncodeInput { width: w, height: h, components: 1, precision: 16, samples: Samples::U16(&src) };
         let data = encode(&input, &EncodeParams { levels: 3, ..params() }).unwrap();
         let info = probe(&data).unwrap();
@@ -2259,7 +2281,14 @@ mod tests {
     #[test]
     fn area_outside_the_image_or_empty_is_an_invalid_region() {
         let f = &fixtures()[0];
-        for a in [area(0, 0, 0, 10), area(0, 0, 10, 0), area(299, 0, 2, 1), area(0, 199, 1, 2), area(u32::MAX, 0, 2, 2), area(300, 0, 1, 1)] {
+        for a in [
+            area(0, 0, 0, 10),
+            area(0, 0, 10, 0),
+            area(299, 0, 2, 1),
+            area(0, 199, 1, 2),
+            area(u32::MAX, 0, 2, 2),
+            area(300, 0, 1, 1),
+        ] {
             assert!(matches!(decode(&f.data, a, 0, u64::MAX), Err(Jp2Error::InvalidRegion)), "{a:?}");
         }
         // One pixel at an odd column vanishes at reduce 1.
@@ -2306,9 +2335,18 @@ mod tests {
     fn sycc_420(w: u32, h: u32, container: Container, declare: bool) -> (Vec<u8>, Pixels) {
         let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
         let y: Vec<i32> = (0..h).flat_map(|y| (0..w).map(move |x| (sample(x, y, 0) * 255.0) as i32)).collect();
-        let cb: Vec<i32> = (0..ch).flat_map(|y| (0..cw).map(move |x| (sample(x * 2, y * 2, 1) * 255.0) as i32)).collect();
-        let cr: Vec<i32> = (0..ch).flat_map(|y| (0..cw).map(move |x| (sample(x * 2, y * 2, 2) * 255.0) as i32)).collect();
-        let plane = |dx, data: &Vec<i32>| EncodePlane { dx, dy: dx, precision: 8, signed: false, alpha: false, data: data.clone() };
+        let cb: Vec<i32> =
+            (0..ch).flat_map(|y| (0..cw).map(move |x| (sample(x * 2, y * 2, 1) * 255.0) as i32)).collect();
+        let cr: Vec<i32> =
+            (0..ch).flat_map(|y| (0..cw).map(move |x| (sample(x * 2, y * 2, 2) * 255.0) as i32)).collect();
+        let plane = |dx, data: &Vec<i32>| EncodePlane {
+            dx,
+            dy: dx,
+            precision: 8,
+            signed: false,
+            alpha: false,
+            data: data.clone(),
+        };
         let planes = [plane(1, &y), plane(2, &cb), plane(2, &cr)];
         let colour = if declare { opj::COLOR_SPACE::OPJ_CLRSPC_SYCC } else { opj::COLOR_SPACE::OPJ_CLRSPC_UNSPECIFIED };
         let params = EncodeParams { levels: 3, tile_size: Some((32, 32)), container, ..params() };
@@ -2337,7 +2375,9 @@ mod tests {
             for r in 0..info.levels {
                 let whole = decode(&data, full(&info), r, u64::MAX).unwrap();
                 assert_eq!((whole.width(), whole.height()), info.reduced_size(r));
-                for a in [area(1, 1, 7, 5), area(33, 17, 30, 31), area(74, 48, 1, 1), area(0, 0, 75, 49), area(31, 0, 3, 49)] {
+                for a in
+                    [area(1, 1, 7, 5), area(33, 17, 30, 31), area(74, 48, 1, 1), area(0, 0, 75, 49), area(31, 0, 3, 49)]
+                {
                     let m = info.reduced_area(a, r);
                     if m.w == 0 || m.h == 0 {
                         continue;
@@ -2352,12 +2392,21 @@ mod tests {
     #[test]
     fn signed_components_are_offset_into_the_unsigned_range() {
         let data: Vec<i32> = vec![-128, -1, 0, 127];
-        let planes = [Plane { data: &data, w: 4, h: 1, x0: 0, y0: 0, dx: 1, dy: 1, precision: 8, signed: true, alpha: false }];
+        let planes =
+            [Plane { data: &data, w: 4, h: 1, x0: 0, y0: 0, dx: 1, dy: 1, precision: 8, signed: true, alpha: false }];
         let px = planes_to_pixels(&planes, false, Rect { x0: 0, y0: 0, w: 4, h: 1 }).unwrap();
         assert_eq!(px.data(), &[0, 127, 128, 255]);
         // And through the codec.
         let enc = [EncodePlane { dx: 1, dy: 1, precision: 8, signed: true, alpha: false, data: data.clone() }];
-        let file = encode_planes(4, 1, &enc, opj::COLOR_SPACE::OPJ_CLRSPC_GRAY, false, &EncodeParams { levels: 1, ..params() }).unwrap();
+        let file = encode_planes(
+            4,
+            1,
+            &enc,
+            opj::COLOR_SPACE::OPJ_CLRSPC_GRAY,
+            false,
+            &EncodeParams { levels: 1, ..params() },
+        )
+        .unwrap();
         let info = probe(&file).unwrap();
         assert!(info.signed);
         assert_eq!(decode(&file, full(&info), 0, u64::MAX).unwrap().data(), &[0, 127, 128, 255]);
@@ -2380,7 +2429,9 @@ mod tests {
 
     #[test]
     fn truncated_data_is_an_error_never_a_panic() {
-        for name in ["rgb_tiled_lrcp", "rgb_untiled_precincts_rpcl", "raw_j2k_rgb_tiled_rpcl", "rgb_lossy_tiled_rpcl_layers"] {
+        for name in
+            ["rgb_tiled_lrcp", "rgb_untiled_precincts_rpcl", "raw_j2k_rgb_tiled_rpcl", "rgb_lossy_tiled_rpcl_layers"]
+        {
             let f = fixtures().iter().find(|f| f.name == name).unwrap();
             let len = f.data.len();
             let mut cuts: Vec<usize> = (0..300.min(len)).collect();
@@ -2594,8 +2645,30 @@ mod tests {
     }
 
     #[test]
+    fn decoding_from_several_threads_at_once_gives_identical_results() {
+        let f = fixtures().iter().find(|f| f.name == "rgb_lossy_tiled_rpcl_layers").unwrap();
+        let want = decode(&f.data, area(10, 20, 200, 150), 1, u64::MAX).unwrap();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..5)
+                            .map(|_| decode(&f.data, area(10, 20, 200, 150), 1, u64::MAX).unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                for px in h.join().unwrap() {
+                    assert!(px == want);
+                }
+            }
+        });
+    }
+
+    #[test]
     fn encoder_rejects_inconsistent_input() {
-        let px = [0u8; 12];
+        let px = [0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 200];
         let good = EncodeInput { width: 2, height: 2, components: 3, precision: 8, samples: Samples::U8(&px) };
         assert!(encode(&good, &params()).is_ok());
         let bad = [
@@ -2604,6 +2677,7 @@ mod tests {
             EncodeInput { width: 3, ..good },
             EncodeInput { precision: 9, ..good },
             EncodeInput { width: 0, ..good },
+            EncodeInput { precision: 4, ..good },
         ];
         for input in &bad {
             assert!(matches!(encode(input, &params()), Err(Jp2Error::InvalidInput(_))), "{input:?}");
@@ -2654,7 +2728,8 @@ mod tests {
     #[ignore = "measurement"]
     fn conversion_throughput() {
         let (w, h) = (2048usize, 2048usize);
-        let planes_data: Vec<Vec<i32>> = (0..3).map(|c| (0..w * h).map(|i| (hash((i + c) as u64) & 0xFF) as i32).collect()).collect();
+        let planes_data: Vec<Vec<i32>> =
+            (0..3).map(|c| (0..w * h).map(|i| (hash((i + c) as u64) & 0xFF) as i32).collect()).collect();
         let planes: Vec<Plane> = planes_data
             .iter()
             .map(|d| Plane { data: d, w, h, x0: 0, y0: 0, dx: 1, dy: 1, precision: 8, signed: false, alpha: false })

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Tessera needs to build and test, if missing.
+# Usage: scripts/deps.sh build|test
+set -euo pipefail
+want=(cmake nasm gcc pkg-config)
+if [ "${1:-build}" = test ]; then
+  # opj_dump/opj_decompress (JPEG 2000 checks), python venv (IIIF validator),
+  # lavapipe (software Vulkan for the GPU path).
+  want+=(libopenjp2-tools python3-venv libmagic1 mesa-vulkan-drivers)
+fi
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "Installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

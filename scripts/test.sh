@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit and integration tests, and the IIIF Image
+# API validator (PyPI iiif-validator 1.0.5) against a running server.
+# Installs what it needs (Debian packages, a Python venv under target/tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh test
+
+venv=target/tools/venv
+if [ ! -x "$venv/bin/iiif-validate.py" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check iiif-validator==1.0.5
+fi
+export TESSERA_VALIDATOR="$PWD/$venv/bin/iiif-validate.py"
+export TESSERA_VALIDATOR_PYTHON="$PWD/$venv/bin/python"
+# Software Vulkan (lavapipe) for the GPU tests; harmless where unused.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+
+cargo test --locked --all-targets "$@"

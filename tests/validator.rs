@@ -1,0 +1,86 @@
+//! The IIIF Image API validator (PyPI `iiif-validator` 1.0.5) against a real
+//! `tessera serve` on loopback: level 2 (30 tests) several times — its tests
+//! draw random values — plus the optional tests for features we serve.
+//!
+//! `scripts/test.sh` installs the validator and sets TESSERA_VALIDATOR. Run
+//! by hand without it, the test says so and passes as skipped; under CI
+//! (CI=true) a missing validator is a failure.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ID: &str = "67352ccc-d1b0-11e1-89ae-279075081939";
+const OPTIONAL: &[&str] = &[
+    "linkheader_canonical",
+    "linkheader_profile",
+    "rot_full_non90",
+    "rot_region_non90",
+    "rot_mirror",
+    "rot_mirror_180",
+    "size_up",
+    "format_gif",
+    "format_tif",
+];
+
+fn validator() -> Option<String> {
+    match std::env::var("TESSERA_VALIDATOR") {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(std::env::var("CI").is_err(), "CI must run the IIIF validator: use scripts/test.sh");
+            eprintln!("SKIPPED: TESSERA_VALIDATOR is not set (scripts/test.sh installs the IIIF validator)");
+            None
+        }
+    }
+}
+
+/// Runs the validator; returns (exit code, last lines of its log).
+fn run(v: &str, server: &Server, args: &[&str]) -> (i32, String) {
+    let host = server.addr.to_string();
+    let mut cmd = Command::new(v);
+    cmd.args(["-s", &host, "-p", "iiif/2", "-i", ID, "--version=2.0"]).args(args);
+    let start = Instant::now();
+    let out = cmd.output().expect("run iiif-validate.py");
+    assert!(start.elapsed() < Duration::from_secs(300), "validator took too long");
+    let log = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+    (out.status.code().unwrap_or(-1), tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+}
+
+fn validator_images() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let png =
+        tessera::codec::encode::encode(&tessera::samples::generate::validator_image(), tessera::iiif::Format::Png, 90)
+            .unwrap();
+    std::fs::write(d.path().join(format!("{ID}.png")), png).unwrap();
+    d
+}
+
+fn level2_three_times_and_optional_tests(env: &[(&str, &str)]) {
+    let Some(v) = validator() else { return };
+    let d = validator_images();
+    let server = Server::start(d.path(), env);
+    for round in 1..=3 {
+        let (code, log) = run(&v, &server, &["--level", "2", "-v"]);
+        assert_eq!(code, 0, "level 2, round {round}:\n{log}");
+        assert!(log.contains("Done (30 tests, 0 failures)"), "{log}");
+    }
+    for t in OPTIONAL {
+        let (code, log) = run(&v, &server, &["--test", t, "-v"]);
+        assert_eq!(code, 0, "optional test {t}:\n{log}");
+    }
+}
+
+#[test]
+fn validator_level_2_passes_repeatedly_with_the_optional_tests() {
+    level2_three_times_and_optional_tests(&[]);
+}
+
+#[test]
+fn validator_passes_with_the_tile_cache_disabled() {
+    // Every request renders: the pipeline itself is validated, not the cache.
+    level2_three_times_and_optional_tests(&[("TESSERA_CACHE__MAX_BYTES", "0")]);
+}
