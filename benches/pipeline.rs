@@ -13,11 +13,15 @@ use tessera::transform::{resize, rotate};
 
 fn bench(c: &mut Criterion) {
     c.bench_function("parse/v2 tile url", |b| {
-        b.iter(|| v2::parse(black_box("2048,1024,512,512"), black_box("256,"), black_box("0"), black_box("default.jpg")))
+        b.iter(|| {
+            v2::parse(black_box("2048,1024,512,512"), black_box("256,"), black_box("0"), black_box("default.jpg"))
+        })
     });
     let facts = SourceFacts { width: 6000, height: 4000, scale_factors: vec![1, 2, 4, 8] };
     let req = v2::parse("1024,1024,512,512", "256,", "0", "default.jpg").unwrap_or_else(|e| panic!("{e}"));
-    c.bench_function("plan/tile", |b| b.iter(|| plan(black_box(&facts), black_box(&req), &Limits::default(), ApiVersion::V2)));
+    c.bench_function("plan/tile", |b| {
+        b.iter(|| plan(black_box(&facts), black_box(&req), &Limits::default(), ApiVersion::V2))
+    });
 
     let photo = generate::photo_like(2048, 2048, 3);
     let jpg = encode::encode(&photo, Format::Jpg, 90).unwrap_or_default();
@@ -48,11 +52,18 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
-    let p = plan(&SourceFacts { width: 2048, height: 2048, scale_factors: info.scale_factors.clone() }, &req, &Limits::default(), ApiVersion::V2)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let p = plan(
+        &SourceFacts { width: 2048, height: 2048, scale_factors: info.scale_factors.clone() },
+        &req,
+        &Limits::default(),
+        ApiVersion::V2,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let m = tessera::metrics::Metrics::new().unwrap_or_else(|e| panic!("{e}"));
     let s = tessera::render::RenderSettings { jpeg_quality: 85, max_decode_pixels: u64::MAX };
-    c.bench_function("render/one 256² tile from a 2048² JPEG", |b| b.iter(|| tessera::render::render(&jpg, &info, &p, &s, &m)));
+    c.bench_function("render/one 256² tile from a 2048² JPEG", |b| {
+        b.iter(|| tessera::render::render(&jpg, &info, &p, &s, &m))
+    });
 }
 
 criterion_group!(benches, bench);

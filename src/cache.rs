@@ -29,9 +29,10 @@ pub struct Encoded {
     pub media_type: &'static str,
 }
 
-/// A tile-cache key: identifier, source version and canonical request.
+/// A tile-cache key: the source file, its version and the canonical request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TileKey {
+    /// The file's cache key (see `source::Located::cache_key`).
     pub identifier: String,
     pub version: SourceVersion,
     pub canonical: String,

@@ -27,6 +27,7 @@ pub struct Config {
     pub http: HttpCfg,
     pub cors: Cors,
     pub cache: CacheCfg,
+    pub admin: Admin,
     pub samples: Samples,
     pub log: Log,
 }
@@ -90,6 +91,14 @@ pub struct Cors {
 pub struct CacheCfg {
     pub max_bytes: u64,
     pub decoded_max_bytes: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub enabled: bool,
+    pub token: String,
+    pub warm_max_tiles: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -203,6 +212,9 @@ impl Config {
         }
         if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
             return Err(invalid("cors.allow_credentials", "cannot be true when allowed_origins is \"*\""));
+        }
+        if self.admin.enabled && self.admin.token.len() < 16 {
+            return Err(invalid("admin.token", "must be set (at least 16 characters) when admin.enabled is true"));
         }
         if self.source.lookup_prefix.contains("..") || self.source.lookup_suffix.contains("..") {
             return Err(invalid("source.lookup_prefix", "may not contain .."));

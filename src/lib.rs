@@ -7,6 +7,7 @@
 //! ([`codec`] decode → [`transform`] → [`codec::encode`]) → [`service`] /
 //! [`http`] (respond). See docs/ARCHITECTURE.md.
 
+pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod codec;
@@ -23,3 +24,4 @@ pub mod samples;
 pub mod service;
 pub mod source;
 pub mod transform;
+pub mod viewer;

@@ -48,6 +48,16 @@ pub struct App {
     pub flights: Arc<SingleFlight<TileKey, Result<Arc<Encoded>>>>,
     pub metrics: Arc<Metrics>,
     pub settings: RenderSettings,
+    pub warm: crate::admin::WarmJobs,
+}
+
+/// A request resolved and planned, ready to render.
+pub struct Prepared {
+    pub id: String,
+    pub located: Located,
+    pub source: Arc<Source>,
+    pub info: Arc<ImageInfo>,
+    pub plan: plan::Plan,
 }
 
 /// A route, decided from the path alone.
@@ -121,6 +131,7 @@ impl App {
                 jpeg_quality: cfg.output.jpeg_quality,
                 max_decode_pixels: cfg.limits.max_decode_pixels,
             },
+            warm: Default::default(),
             resolver,
             pool,
             metrics,
@@ -134,6 +145,11 @@ impl App {
         let path = head.uri.path();
         let r = route(path, &self.cfg.server.prefix_v2, &self.cfg.server.prefix_v3);
         let endpoint = endpoint_name(&r);
+        if let Some(rest) = path.strip_prefix("/admin").filter(|r| r.is_empty() || r.starts_with('/')) {
+            let resp = crate::admin::handle(self, head.method, rest, head.headers).await;
+            self.metrics.request("admin", resp.status().as_u16());
+            return resp;
+        }
         let mut resp = if head.method == Method::OPTIONS {
             let mut resp = empty(StatusCode::NO_CONTENT);
             self.cors.preflight(head.headers, resp.headers_mut());
@@ -250,7 +266,8 @@ impl App {
             }
         };
         self.metrics.observe(Stage::Source, t.elapsed());
-        if let Some(i) = self.infos.get(id, located.version) {
+        let file_key = located.cache_key();
+        if let Some(i) = self.infos.get(&file_key, located.version) {
             return Ok((located, source, i));
         }
         let src = source.clone();
@@ -260,8 +277,19 @@ impl App {
             .map_err(|_| Error::overloaded(self.cfg.server.retry_after))?;
         let info = rx.await.map_err(|_| Error::internal("header probe panicked"))?.map_err(render::codec_error)?;
         let info = Arc::new(info);
-        self.infos.insert(id, located.version, info.clone());
+        self.infos.insert(&file_key, located.version, info.clone());
         Ok((located, source, info))
+    }
+
+    /// The cache key of the file an identifier names (the identifier itself
+    /// if it no longer resolves).
+    pub fn file_key(&self, id: &str) -> String {
+        self.resolver.locate(id).map(|l| l.cache_key()).unwrap_or_else(|_| id.to_string())
+    }
+
+    /// The header facts of an identifier (cached).
+    pub async fn header_of(&self, id: &str) -> Result<Arc<ImageInfo>> {
+        Ok(self.source_and_info(id).await?.2)
     }
 
     async fn info(&self, v: ApiVersion, raw_id: &str, headers: &HeaderMap) -> Result<Response<Bytes>> {
@@ -309,64 +337,76 @@ impl App {
             ApiVersion::V3 => iiif::v3::parse(params[0], params[1], params[2], params[3])?,
         };
         let id = decode_identifier(raw_id)?;
-        // 2. Resolve the source and its header.
-        let (located, source, info) = self.source_and_info(&id).await?;
-        // 3. Plan (pure): every limit is checked here.
-        let plan = plan::plan(&info.facts(), &req, &self.limits, v)?;
+        // 2–3. Resolve the source and its header; plan.
+        let prepared = self.prepare(v, &id, &req).await?;
         // 4. Validators: answer 304 without rendering.
         let etag = format!(
             "\"{:016x}-{:016x}\"",
-            located.version.tag(),
-            crate::source::fnv1a(&[plan.canonical.as_bytes(), &[v as u8]])
+            prepared.located.version.tag(),
+            crate::source::fnv1a(&[prepared.plan.canonical.as_bytes(), &[v as u8]])
         );
         let canonical_link = format!(
             "<{}{}/{}/{}>;rel=\"canonical\", <{}>;rel=\"profile\"",
             base_url(&self.cfg.server.public_base_url, headers),
             self.prefix(v),
             utf8_percent_encode(&id, ID_ESCAPE),
-            plan.canonical,
+            prepared.plan.canonical,
             profile_uri(v)
         );
-        if not_modified(headers, &etag, located.modified) {
+        let modified = prepared.located.modified;
+        if not_modified(headers, &etag, modified) {
             let mut r = empty(StatusCode::NOT_MODIFIED);
             r.headers_mut().insert(header::LINK, header_value(&canonical_link)?);
-            self.validators(r.headers_mut(), &etag, located.modified, self.cfg.http.image_max_age);
+            self.validators(r.headers_mut(), &etag, modified, self.cfg.http.image_max_age);
             return Ok(r);
         }
         // 5. Cache, with one render per key.
-        let key = TileKey {
-            identifier: id.clone(),
-            version: located.version,
-            canonical: format!("{}:{}", v as u8, plan.canonical),
-        };
-        let encoded = match self.tiles.get(&key) {
-            Some(e) => e,
-            None => {
-                let app = self.clone();
-                let k = key.clone();
-                let (res, _leader) = self
-                    .flights
-                    .run(key, move || async move {
-                        let a = app.clone();
-                        let rx = app
-                            .pool
-                            .submit(move || render::render(&source.bytes, &info, &plan, &a.settings, &a.metrics))
-                            .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
-                        let enc = Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??);
-                        app.tiles.insert(k, enc.clone());
-                        Ok(enc)
-                    })
-                    .await;
-                res.unwrap_or_else(|| Err(Error::internal("render task failed")))?
-            }
-        };
+        let encoded = self.fetch(v, prepared).await?;
         // 6. Respond.
         let mut r = Response::new(encoded.body.clone());
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(encoded.media_type));
         h.insert(header::LINK, header_value(&canonical_link)?);
-        self.validators(h, &etag, located.modified, self.cfg.http.image_max_age);
+        self.validators(h, &etag, modified, self.cfg.http.image_max_age);
         Ok(r)
+    }
+
+    /// Resolves, reads the header and plans a parsed request.
+    pub async fn prepare(&self, v: ApiVersion, id: &str, req: &iiif::ImageRequest) -> Result<Prepared> {
+        let (located, source, info) = self.source_and_info(id).await?;
+        let plan = plan::plan(&info.facts(), req, &self.limits, v)?;
+        Ok(Prepared { id: id.to_string(), located, source, info, plan })
+    }
+
+    /// The encoded image of a prepared request: from the cache, or rendered
+    /// once on the pool however many identical requests wait for it.
+    pub async fn fetch(self: &Arc<Self>, v: ApiVersion, p: Prepared) -> Result<Arc<Encoded>> {
+        let key = TileKey {
+            // Keyed by the file, so every identifier naming it shares entries.
+            identifier: p.located.cache_key(),
+            version: p.located.version,
+            canonical: format!("{}:{}", v as u8, p.plan.canonical),
+        };
+        if let Some(e) = self.tiles.get(&key) {
+            return Ok(e);
+        }
+        let app = self.clone();
+        let k = key.clone();
+        let (res, _leader) = self
+            .flights
+            .run(key, move || async move {
+                let a = app.clone();
+                let Prepared { source, info, plan, .. } = p;
+                let rx = app
+                    .pool
+                    .submit(move || render::render(&source.bytes, &info, &plan, &a.settings, &a.metrics))
+                    .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
+                let enc = Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??);
+                app.tiles.insert(k, enc.clone());
+                Ok(enc)
+            })
+            .await;
+        res.unwrap_or_else(|| Err(Error::internal("render task failed")))
     }
 
     fn validators(&self, h: &mut HeaderMap, etag: &str, modified: SystemTime, max_age: u64) {

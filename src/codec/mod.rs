@@ -5,7 +5,6 @@
 //! return [`Pixels`] or a [`CodecError`]. The pipeline maps errors to statuses.
 
 pub mod encode;
-#[path = "jp2_stub.rs"]
 pub mod jp2;
 pub mod jpeg;
 pub mod png;
@@ -108,8 +107,13 @@ pub fn decode(data: &[u8], info: &ImageInfo, region: Rect, scale: u32, max_pixel
             crop_to(full, want)?
         }
         SourceFormat::Jp2 => {
-            let area = jp2::DecodeArea { x: region.x, y: region.y, w: region.w, h: region.h };
-            let reduce = scale.trailing_zeros();
+            // OpenJPEG maps an area's origin up (ceil) on the reduced grid;
+            // the planner maps it down (floor). Aligning the origin to the
+            // scale makes both agree exactly.
+            let s = scale.max(1);
+            let (x, y) = (region.x / s * s, region.y / s * s);
+            let area = jp2::DecodeArea { x, y, w: region.x + region.w - x, h: region.y + region.h - y };
+            let reduce = s.trailing_zeros();
             jp2::decode(data, area, reduce, max_pixels).map_err(jp2_error)?
         }
     };
@@ -143,10 +147,15 @@ fn jp2_probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
 }
 
 fn jp2_error(e: jp2::Jp2Error) -> CodecError {
+    let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.to_string());
     match e {
         jp2::Jp2Error::Unsupported(m) => CodecError::Unsupported(m),
-        jp2::Jp2Error::TooLarge { .. } => CodecError::TooLarge { pixels: 0, limit: 0 },
-        other => CodecError::Corrupt(other.to_string()),
+        jp2::Jp2Error::TooLarge { pixels, limit } => CodecError::TooLarge { pixels, limit },
+        // A header whose decode would need more codec memory than allowed.
+        jp2::Jp2Error::CodecLimit { what, needed, limit } => {
+            CodecError::Unsupported(format!("{what}: needs {needed} bytes, limit {limit}"))
+        }
+        _ => CodecError::Corrupt(detail),
     }
 }
 

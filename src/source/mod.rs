@@ -65,6 +65,12 @@ pub struct Located {
 }
 
 impl Located {
+    /// The key caches use for this file: its canonical path. Different
+    /// identifiers naming one file (with and without extension) share it.
+    pub fn cache_key(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
     /// Opens (maps) the file.
     pub fn open(&self, use_mmap: bool) -> Result<Arc<Source>> {
         let mut f = File::open(&self.path).map_err(|_| Error::not_found())?;

@@ -1,0 +1,182 @@
+//! Admin endpoints under `/admin`, off by default and guarded by a bearer
+//! token from config:
+//!
+//! - `POST /admin/purge` — drop every cached tile and header;
+//! - `POST /admin/purge/{identifier}` — drop one image's tiles and header;
+//! - `POST /admin/warm/{identifier}` — render, in the background, the tiles a
+//!   viewer asks for first (coarsest levels first, up to `admin.warm_max_tiles`);
+//! - `GET /admin/warm[/{identifier}]` — the progress of warm jobs.
+//!
+//! Warming goes through the same prepare → fetch path as client requests, so
+//! it fills exactly the keys clients will hit.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::iiif::{self, ApiVersion};
+use crate::service::{decode_identifier, error_response, App};
+use crate::viewer;
+
+/// Progress of one warm job.
+#[derive(Default)]
+pub struct WarmJob {
+    pub total: AtomicUsize,
+    pub done: AtomicUsize,
+    pub failed: AtomicUsize,
+    pub finished: std::sync::atomic::AtomicBool,
+}
+
+impl WarmJob {
+    fn status(&self, id: &str) -> serde_json::Value {
+        let finished = self.finished.load(Ordering::Relaxed);
+        json!({
+            "identifier": id,
+            "state": if finished { "done" } else { "running" },
+            "total": self.total.load(Ordering::Relaxed),
+            "done": self.done.load(Ordering::Relaxed),
+            "failed": self.failed.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// The warm jobs started since the server began.
+#[derive(Default)]
+pub struct WarmJobs {
+    jobs: Mutex<HashMap<String, Arc<WarmJob>>>,
+}
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response<Bytes> {
+    let mut r = Response::new(Bytes::from(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Compares without an early exit, so response timing leaks nothing of the token.
+fn token_matches(given: &[u8], want: &[u8]) -> bool {
+    if given.len() != want.len() {
+        return false;
+    }
+    given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn authorised(app: &App, headers: &HeaderMap) -> bool {
+    let want = app.cfg.admin.token.as_bytes();
+    let Some(given) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(given) = given.strip_prefix("Bearer ") else { return false };
+    !want.is_empty() && token_matches(given.trim().as_bytes(), want)
+}
+
+/// Handles `/admin...`; `rest` is the path after `/admin`.
+pub async fn handle(app: &Arc<App>, method: &Method, rest: &str, headers: &HeaderMap) -> Response<Bytes> {
+    if !app.cfg.admin.enabled {
+        return error_response(&Error::not_found_msg("Not found"));
+    }
+    if !authorised(app, headers) {
+        let mut r = error_response(&Error::with_status(StatusCode::UNAUTHORIZED, "Admin token required"));
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tessera-admin\""));
+        return r;
+    }
+    match route(app, method, rest).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn route(app: &Arc<App>, method: &Method, rest: &str) -> Result<Response<Bytes>> {
+    let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    match (method, segs.as_slice()) {
+        (&Method::POST, ["purge"]) => {
+            let n = app.tiles.purge_all();
+            app.infos.purge_all();
+            app.sources.clear();
+            tracing::info!(tiles = n, "admin: purged all");
+            Ok(json_response(StatusCode::OK, json!({"purged_tiles": n})))
+        }
+        (&Method::POST, ["purge", raw]) => {
+            let id = decode_identifier(raw)?;
+            let key = app.file_key(&id);
+            let n = app.tiles.purge(&key);
+            app.infos.purge(&key);
+            tracing::info!(identifier = %id, tiles = n, "admin: purged");
+            Ok(json_response(StatusCode::OK, json!({"identifier": id, "purged_tiles": n})))
+        }
+        (&Method::POST, ["warm", raw]) => {
+            let id = decode_identifier(raw)?;
+            let job = start_warm(app, &id).await?;
+            Ok(json_response(StatusCode::ACCEPTED, job.status(&id)))
+        }
+        (&Method::GET, ["warm", raw]) => {
+            let id = decode_identifier(raw)?;
+            let jobs = app.warm.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let job = jobs.get(&id).ok_or_else(|| Error::not_found_msg("No warm job for this identifier"))?;
+            Ok(json_response(StatusCode::OK, job.status(&id)))
+        }
+        (&Method::GET, ["warm"]) => {
+            let jobs = app.warm.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let all: Vec<_> = jobs.iter().map(|(id, j)| j.status(id)).collect();
+            Ok(json_response(StatusCode::OK, json!({ "jobs": all })))
+        }
+        (_, ["purge"] | ["purge", _] | ["warm"] | ["warm", _]) => Err(Error::method_not_allowed()),
+        _ => Err(Error::not_found_msg("Not found")),
+    }
+}
+
+async fn start_warm(app: &Arc<App>, id: &str) -> Result<Arc<WarmJob>> {
+    // Resolve now so an unknown identifier is a 404, not a failed job.
+    let info = app.header_of(id).await?;
+    let tiling = iiif::info::tiling(&info, app.cfg.output.tile_size, &app.limits);
+    let tiles = viewer::first_levels(
+        info.width,
+        info.height,
+        tiling.tile_w,
+        tiling.tile_h,
+        &tiling.scale_factors,
+        app.cfg.admin.warm_max_tiles,
+    );
+    let job = Arc::new(WarmJob::default());
+    job.total.store(tiles.len(), Ordering::Relaxed);
+    app.warm.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), job.clone());
+    tracing::info!(identifier = %id, tiles = tiles.len(), "admin: warming");
+    let (app, id, j) = (app.clone(), id.to_string(), job.clone());
+    tokio::spawn(async move {
+        let step = (tiles.len() / 10).max(1);
+        for (i, t) in tiles.iter().enumerate() {
+            let ok = match iiif::v2::parse(&t.region, &t.size, "0", "default.jpg") {
+                Ok(req) => match app.prepare(ApiVersion::V2, &id, &req).await {
+                    Ok(p) => app.fetch(ApiVersion::V2, p).await.is_ok(),
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            };
+            let ctr = if ok { &j.done } else { &j.failed };
+            ctr.fetch_add(1, Ordering::Relaxed);
+            if (i + 1) % step == 0 {
+                tracing::info!(identifier = %id, done = i + 1, total = tiles.len(), "admin: warming progress");
+            }
+        }
+        j.finished.store(true, Ordering::Relaxed);
+        tracing::info!(identifier = %id, done = j.done.load(Ordering::Relaxed), failed = j.failed.load(Ordering::Relaxed), "admin: warm finished");
+    });
+    Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison_needs_an_exact_match() {
+        assert!(token_matches(b"secret-token", b"secret-token"));
+        assert!(!token_matches(b"secret-tokeN", b"secret-token"));
+        assert!(!token_matches(b"secret", b"secret-token"));
+    }
+}
