@@ -90,6 +90,22 @@ pub struct Plan {
     pub canonical: String,
 }
 
+impl Plan {
+    /// The exact region inside the decoded pixels (left, top, width, height),
+    /// in reduced pixels; `None` at scale 1, where it is the whole buffer.
+    pub fn src_crop(&self) -> Option<(f64, f64, f64, f64)> {
+        if self.scale <= 1 {
+            return None;
+        }
+        let s = self.scale as f64;
+        let left = self.region.x as f64 / s - self.decoded.x as f64;
+        let top = self.region.y as f64 / s - self.decoded.y as f64;
+        let w = (self.region.w as f64 / s).min(self.decoded.w as f64 - left);
+        let h = (self.region.h as f64 / s).min(self.decoded.h as f64 - top);
+        Some((left, top, w, h))
+    }
+}
+
 /// Plans a request. Pure: no I/O.
 pub fn plan(src: &SourceFacts, req: &ImageRequest, limits: &Limits, version: ApiVersion) -> Result<Plan> {
     if src.width == 0 || src.height == 0 {
@@ -433,6 +449,17 @@ mod tests {
         assert_eq!(r.at_scale(4, 100, 100), Rect { x: 0, y: 1, w: 4, h: 3 });
         let edge = Rect { x: 96, y: 0, w: 5, h: 5 };
         assert_eq!(edge.at_scale(8, 101, 101), Rect { x: 12, y: 0, w: 1, h: 1 });
+    }
+
+    #[test]
+    fn src_crop_is_the_exact_region_on_the_reduced_grid() {
+        let src = facts(8000, 6000, &[1, 2, 4, 8]);
+        let p = p2(&src, "489,374,298,475/59,/0/default.jpg").unwrap();
+        assert_eq!(p.scale, 4);
+        let (l, t, w, h) = p.src_crop().unwrap();
+        assert!((l - 0.25).abs() < 1e-9 && (t - 0.5).abs() < 1e-9, "{l} {t}");
+        assert!((w - 74.5).abs() < 1e-9 && (h - 118.75).abs() < 1e-9, "{w} {h}");
+        assert_eq!(p2(&src, "0,0,512,512/512,/0/default.jpg").unwrap().src_crop(), None);
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub fn finish(p: Pixels, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result
         rotation: plan.rotation,
         quality: plan.quality,
         format: plan.format,
+        src_crop: plan.src_crop(),
     };
     let p = transform::apply_cpu(p, &spec);
     m.observe(Stage::Transform, t.elapsed());

@@ -113,12 +113,14 @@ impl MetaValue {
         }
     }
 
-    fn kind(&self) -> &'static str {
+    /// The value as shown in error messages.
+    fn describe(&self) -> String {
         match self {
-            MetaValue::Text(_) => "a string",
-            MetaValue::Integer(_) | MetaValue::Float(_) => "a number",
-            MetaValue::Bool(_) => "true/false",
-            MetaValue::List(_) => "a list",
+            MetaValue::Text(s) => format!("{s:?}"),
+            MetaValue::Integer(i) => i.to_string(),
+            MetaValue::Float(f) => f.to_string(),
+            MetaValue::Bool(b) => b.to_string(),
+            MetaValue::List(l) => format!("a list of {}", l.len()),
         }
     }
 }
@@ -239,9 +241,7 @@ impl Metadata {
 pub fn is_field_name(s: &str) -> bool {
     let parts: Vec<&str> = s.split('.').collect();
     (2..=3).contains(&parts.len())
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
 }
 
 // ---------------------------------------------------------------------------
@@ -312,8 +312,8 @@ pub struct Bitstream {
 }
 
 /// One image of an item's manifest (one canvas), with the inherited
-/// settings resolved. Only bitstreams whose effective `dspace.iiif.enabled`
-/// is true become images.
+/// settings resolved. Bitstreams set (or in a bundle set)
+/// `dspace.iiif.enabled = false` are not images.
 #[derive(Clone, Debug)]
 pub struct Image {
     /// Image API identifier (not escaped), e.g. `items/book/page-1.jpg`.
@@ -563,8 +563,10 @@ impl Catalogue {
 /// The catalogue root relative to the image root, `/`-separated ("" when
 /// they are the same folder).
 fn relative_prefix(catalogue_root: &Path, image_root: &Path) -> Result<String, CatalogueError> {
-    let outside =
-        || CatalogueError::OutsideImageRoot { catalogue: catalogue_root.to_path_buf(), image_root: image_root.to_path_buf() };
+    let outside = || CatalogueError::OutsideImageRoot {
+        catalogue: catalogue_root.to_path_buf(),
+        image_root: image_root.to_path_buf(),
+    };
     let rel = match lexical_absolute(catalogue_root).strip_prefix(lexical_absolute(image_root)) {
         Ok(rel) => rel.to_path_buf(),
         Err(_) => {
@@ -610,7 +612,7 @@ fn read_catalogue_file(path: &Path) -> Result<Option<CatalogueFile>, CatalogueEr
     }
     let bad = |message: String| CatalogueError::Defaults { path: path.to_path_buf(), message };
     let text = read_limited(path).map_err(|e| bad(e.to_string()))?;
-    let file: CatalogueFile = toml::from_str(&text).map_err(|e| bad(one_line(&e.to_string())))?;
+    let file: CatalogueFile = toml::from_str(&text).map_err(|e| bad(toml_error(&text, &e)))?;
     check_metadata(&file.metadata, Level::Catalogue).map_err(|m| bad(format!("[metadata]: {m}")))?;
     Ok(Some(file))
 }
@@ -626,10 +628,18 @@ fn read_limited(path: &Path) -> io::Result<String> {
     fs::read_to_string(path)
 }
 
-/// Parser messages span several lines (TOML shows the offending line); keep
-/// them readable in a log line.
-fn one_line(s: &str) -> String {
-    s.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" | ")
+/// A TOML error as one log line: "line L, column C: message".
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', "; ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
 }
 
 fn load_item(dir: &Path, id: &str, prefix: &str, defaults: &Metadata) -> Result<Item, CatalogueError> {
@@ -642,9 +652,13 @@ fn load_item(dir: &Path, id: &str, prefix: &str, defaults: &Metadata) -> Result<
         (true, false) => (toml_path, true),
         (false, true) => (json_path, false),
     };
-    let text = read_limited(&path).map_err(|source| CatalogueError::Io { item: id.to_string(), path: path.clone(), source })?;
+    let text = read_limited(&path).map_err(|source| CatalogueError::Io {
+        item: id.to_string(),
+        path: path.clone(),
+        source,
+    })?;
     let parsed: Result<ItemFile, String> = if is_toml {
-        toml::from_str(&text).map_err(|e| one_line(&e.to_string()))
+        toml::from_str(&text).map_err(|e| toml_error(&text, &e))
     } else {
         serde_json::from_str(&text).map_err(|e| e.to_string())
     };
@@ -680,17 +694,17 @@ fn check_metadata(meta: &Metadata, level: Level) -> Result<(), String> {
                  e.g. \"dc.title\")"
             ));
         }
-        let expect = |ok: bool, what: &str| -> Result<(), String> {
+        let require = |ok: bool, what: &str| -> Result<(), String> {
             if ok {
                 Ok(())
             } else {
-                Err(format!("\"{key}\" must be {what}, not {}", v.kind()))
+                Err(format!("\"{key}\" must be {what}, not {}", v.describe()))
             }
         };
         match key {
-            F_ENABLED | F_SEARCH => expect(v.as_bool().is_some(), "true or false")?,
-            F_LABEL | F_DESCRIPTION | F_CANVAS_NAMING => expect(v.as_single_text().is_some(), "one non-empty string")?,
-            F_WIDTH | F_HEIGHT => expect(v.as_dimension().is_some(), "a positive whole number of pixels")?,
+            F_ENABLED | F_SEARCH => require(v.as_bool().is_some(), "true or false")?,
+            F_LABEL | F_DESCRIPTION | F_CANVAS_NAMING => require(v.as_single_text().is_some(), "one non-empty string")?,
+            F_WIDTH | F_HEIGHT => require(v.as_dimension().is_some(), "a positive whole number of pixels")?,
             F_VIEWING_HINT => {
                 let ok = v.as_single_text().is_some_and(|h| VIEWING_HINTS.contains(&h.to_ascii_lowercase().as_str()));
                 if !ok {
@@ -702,9 +716,12 @@ fn check_metadata(meta: &Metadata, level: Level) -> Result<(), String> {
             }
             F_TOC => {
                 if level == Level::Bundle {
-                    expect(v.as_single_text().is_some(), "one non-empty string on a bundle")?
+                    require(v.as_single_text().is_some(), "one non-empty string on a bundle")?
                 } else {
-                    expect(!v.values().is_empty() && !matches!(v, MetaValue::Bool(_)), "a string or a list of strings")?
+                    require(
+                        !v.values().is_empty() && !matches!(v, MetaValue::Bool(_)),
+                        "a string or a list of strings",
+                    )?
                 }
             }
             k if k.starts_with("iiif.") || k.starts_with("dspace.iiif.") => {
@@ -798,7 +815,9 @@ fn build_item(
         }
         check_metadata(&bf.metadata, Level::Bundle).map_err(|m| format!("{where_b}: {m}"))?;
         let b_size = size_of(&bf.metadata).map_err(|m| format!("{where_b}: {m}"))?.or(item_size);
-        let b_enabled = bf.metadata.flag(F_ENABLED).unwrap_or(enabled);
+        // The item's own flag decides whether it has a manifest at all; below
+        // it, false leaves a bundle's or bitstream's images out.
+        let b_enabled = bf.metadata.flag(F_ENABLED).unwrap_or(true);
         let b_naming = bf.metadata.text(F_CANVAS_NAMING).or_else(|| item_naming.clone());
         let mut bitstreams = Vec::new();
         let mut images = Vec::new();
@@ -995,29 +1014,58 @@ metadata = { "iiif.label" = "Main images" }
             ("items/absolute/item.toml", "[[bitstreams]]\nfile = \"/etc/passwd\"\n"),
             ("items/mixed/item.toml", "[[bitstreams]]\nfile = \"p.jpg\"\n[[bundles]]\nname = \"X\"\n"),
             ("items/toc-on-item/item.toml", "[metadata]\n\"iiif.toc\" = \"A\"\n"),
-            ("items/hint-on-bitstream/item.toml", "[[bitstreams]]\nfile = \"p.jpg\"\nmetadata = { \"iiif.viewing.hint\" = \"paged\" }\n"),
+            (
+                "items/hint-on-bitstream/item.toml",
+                "[[bitstreams]]\nfile = \"p.jpg\"\nmetadata = { \"iiif.viewing.hint\" = \"paged\" }\n",
+            ),
             ("items/hint-on-bitstream/p.jpg", "x"),
-            ("items/not-utf8/item.toml", "\u{0}"),
+            ("items/nul-byte/item.toml", "\u{0}"),
         ]);
         let ids: Vec<&str> = c.items().iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, vec!["good"]);
         let mut failed: Vec<&str> = e.iter().filter_map(|e| e.item_id()).collect();
         failed.sort();
         let mut want = vec![
-            "absolute", "bad-hint", "bad-type", "both", "escape", "hint-on-bitstream", "json", "half-size",
-            "missing-file", "mixed", "nested-list", "no-item-file", "not-a-field", "not-utf8", "syntax", "table-value",
-            "toc-on-item", "typo-field", "unknown-key", "zero-size",
+            "absolute",
+            "bad-hint",
+            "bad-type",
+            "both",
+            "escape",
+            "hint-on-bitstream",
+            "json",
+            "half-size",
+            "missing-file",
+            "mixed",
+            "nested-list",
+            "no-item-file",
+            "not-a-field",
+            "nul-byte",
+            "syntax",
+            "table-value",
+            "toc-on-item",
+            "typo-field",
+            "unknown-key",
+            "zero-size",
         ];
         want.sort();
-        // not-utf8 holds a NUL, which TOML refuses: a parse error like the others.
         assert_eq!(failed, want, "{e:#?}");
         for err in &e {
             let msg = err.to_string();
+            println!("{msg}");
             assert!(msg.contains("skipped"), "{msg}");
             assert!(!msg.contains('\n'), "one line: {msg}");
         }
         let typo = e.iter().find(|e| e.item_id() == Some("typo-field")).unwrap().to_string();
         assert!(typo.contains("iiif.viewinghint") && typo.contains("iiif.viewing.hint"), "{typo}");
+    }
+
+    #[test]
+    fn an_item_file_that_is_not_utf8_is_reported() {
+        let t = tree(&[("items/a/p.jpg", "x")]);
+        fs::write(t.path().join("items/a/item.toml"), b"[metadata]\n\"dc.title\" = \"\xff\"\n").unwrap();
+        let (c, e) = Catalogue::load(&t.path().join("items"), t.path());
+        assert!(c.items().is_empty());
+        assert!(matches!(e.as_slice(), [CatalogueError::Io { .. }]), "{e:?}");
     }
 
     #[test]
@@ -1029,8 +1077,12 @@ metadata = { "iiif.label" = "Main images" }
             assert!(check_item_id(good).is_ok(), "{good:?}");
         }
         let ok = "[[bitstreams]]\nfile = \"p.jpg\"\n";
-        let (_t, c, e) =
-            load(&[("items/.git/item.toml", ok), ("items/.git/p.jpg", "x"), ("items/2/item.toml", ok), ("items/2/p.jpg", "x")]);
+        let (_t, c, e) = load(&[
+            ("items/.git/item.toml", ok),
+            ("items/.git/p.jpg", "x"),
+            ("items/2/item.toml", ok),
+            ("items/2/p.jpg", "x"),
+        ]);
         assert!(c.items().is_empty());
         assert_eq!(e.iter().filter(|e| matches!(e, CatalogueError::UnsafeId { .. })).count(), 2, "{e:?}");
         assert!(c.item("../items/2").is_none() && c.item("").is_none());
@@ -1081,7 +1133,8 @@ metadata = { "dspace.iiif.enabled" = false }
         let (_t, c, e) = load(&files);
         assert!(e.is_empty(), "{e:?}");
         let item = c.item("x").unwrap();
-        let got: Vec<(&str, Option<&str>, Option<(u32, u32)>)> =
+        type Row<'a> = (&'a str, Option<&'a str>, Option<(u32, u32)>);
+        let got: Vec<Row> =
             item.images.iter().map(|i| (i.file_name.as_str(), i.canvas_naming.as_deref(), i.size)).collect();
         assert_eq!(
             got,
@@ -1109,7 +1162,8 @@ metadata = { "dspace.iiif.enabled" = false }
     fn enabled_is_false_when_absent_unless_the_catalogue_defaults_say_so() {
         let item = "[[bitstreams]]\nfile = \"p.jpg\"\n";
         let off = "[metadata]\n\"dspace.iiif.enabled\" = false\n[[bitstreams]]\nfile = \"p.jpg\"\n";
-        let files = [("items/a/item.toml", item), ("items/a/p.jpg", "x"), ("items/b/item.toml", off), ("items/b/p.jpg", "x")];
+        let files =
+            [("items/a/item.toml", item), ("items/a/p.jpg", "x"), ("items/b/item.toml", off), ("items/b/p.jpg", "x")];
         let (_t, c, e) = load(&files);
         assert!(e.is_empty(), "{e:?}");
         assert!(!c.item("a").unwrap().enabled && !c.item("b").unwrap().enabled);
@@ -1185,12 +1239,8 @@ metadata = { "iiif.toc" = "Appendix" }
   [[bundles.bitstreams]]
   file = "c.jpg"
 "#;
-        let (_t, c, e) = load(&[
-            ("items/x/item.toml", toml),
-            ("items/x/a.jpg", ""),
-            ("items/x/b.jpg", ""),
-            ("items/x/c.jpg", ""),
-        ]);
+        let (_t, c, e) =
+            load(&[("items/x/item.toml", toml), ("items/x/a.jpg", ""), ("items/x/b.jpg", ""), ("items/x/c.jpg", "")]);
         assert!(e.is_empty(), "{e:?}");
         let tocs: Vec<Vec<Vec<String>>> = c.item("x").unwrap().images.iter().map(|i| i.toc.clone()).collect();
         assert_eq!(tocs[0], vec![vec!["Main images".to_string()]]);

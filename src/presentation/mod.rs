@@ -111,7 +111,10 @@ impl PresentationCfg {
             }
         }
         if !self.license_uri.is_empty() && !has_uri_scheme(&self.license_uri) {
-            return Err(cfg_err("license_uri", "must be empty or an absolute URI (e.g. https://creativecommons.org/...)"));
+            return Err(cfg_err(
+                "license_uri",
+                "must be empty or an absolute URI (e.g. https://creativecommons.org/...)",
+            ));
         }
         for (key, list) in [("metadata_item", &self.metadata_item), ("metadata_bitstream", &self.metadata_bitstream)] {
             for f in list.iter() {
@@ -261,12 +264,15 @@ mod tests {
 
     #[test]
     fn canvas_default_sizes_must_agree_in_kind() {
-        let mut c = PresentationCfg { canvas_default_width: Some(-1), canvas_default_height: Some(-1), ..Default::default() };
+        let mut c =
+            PresentationCfg { canvas_default_width: Some(-1), canvas_default_height: Some(-1), ..Default::default() };
         assert_eq!(c.canvas_size_rule().unwrap(), CanvasSizeRule::EachImage);
         c.canvas_default_width = Some(2200);
         c.canvas_default_height = Some(1600);
         assert_eq!(c.canvas_size_rule().unwrap(), CanvasSizeRule::Fixed(2200, 1600));
-        for (w, h) in [(Some(-1), None), (None, Some(5)), (Some(0), Some(0)), (Some(-1), Some(100)), (Some(-2), Some(-2))] {
+        for (w, h) in
+            [(Some(-1), None), (None, Some(5)), (Some(0), Some(0)), (Some(-1), Some(100)), (Some(-2), Some(-2))]
+        {
             c.canvas_default_width = w;
             c.canvas_default_height = h;
             let e = c.validate().unwrap_err().to_string();
@@ -283,7 +289,10 @@ mod tests {
             (PresentationCfg { license_uri: "cc-by".into(), ..Default::default() }, "license_uri"),
             (PresentationCfg { metadata_item: vec!["title".into()], ..Default::default() }, "metadata_item"),
             (PresentationCfg { metadata_bitstream: vec!["dc..x".into()], ..Default::default() }, "metadata_bitstream"),
-            (PresentationCfg { search_service_url: "{base}/search".into(), ..Default::default() }, "search_service_url"),
+            (
+                PresentationCfg { search_service_url: "{base}/search".into(), ..Default::default() },
+                "search_service_url",
+            ),
             (PresentationCfg { catalogue_root: PathBuf::new(), ..Default::default() }, "catalogue_root"),
         ];
         for (c, key) in cases {

@@ -18,11 +18,14 @@ pub struct TransformSpec {
     pub quality: Quality,
     /// Decides the background of arbitrary rotations (transparent or white).
     pub format: Format,
+    /// The exact source region inside the decoded pixels, when decoding at a
+    /// reduced scale snapped it outward (see `plan::Plan::src_crop`).
+    pub src_crop: Option<resize::SrcCrop>,
 }
 
 /// Applies scaling, mirroring, rotation and quality on the CPU.
 pub fn apply_cpu(p: Pixels, spec: &TransformSpec) -> Pixels {
-    let p = resize::resize(p, spec.width, spec.height);
+    let p = resize::resize_from(p, spec.src_crop, spec.width, spec.height);
     let p = if spec.rotation.mirror { rotate::mirror(&p) } else { p };
     let p = match spec.rotation.quarter_turns() {
         Some(0) => p,

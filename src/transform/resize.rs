@@ -27,18 +27,40 @@ pub fn filter_for(src_w: u32, src_h: u32, dst_w: u32, dst_h: u32) -> FilterType 
 
 /// Resizes to exactly `w × h`. Returns the input unchanged when sizes match.
 pub fn resize(p: Pixels, w: u32, h: u32) -> Pixels {
-    if p.width() == w && p.height() == h {
+    resize_from(p, None, w, h)
+}
+
+/// A sub-pixel source rectangle (left, top, width, height) in the input's pixels.
+pub type SrcCrop = (f64, f64, f64, f64);
+
+/// Resizes the `crop` rectangle of the input (the whole input if `None`) to
+/// exactly `w × h`. A fractional crop keeps the content where it belongs when
+/// the input was decoded at a reduced scale and so snapped outward to whole
+/// reduced pixels.
+pub fn resize_from(p: Pixels, crop: Option<SrcCrop>, w: u32, h: u32) -> Pixels {
+    let crop = crop.filter(|c| {
+        let whole = c.0.abs() < 1e-9
+            && c.1.abs() < 1e-9
+            && (c.2 - p.width() as f64).abs() < 1e-9
+            && (c.3 - p.height() as f64).abs() < 1e-9;
+        !whole && c.2 > 0.0 && c.3 > 0.0
+    });
+    if crop.is_none() && p.width() == w && p.height() == h {
         return p;
     }
     let layout = p.layout();
     let pt = pixel_type(layout);
-    let filter = filter_for(p.width(), p.height(), w, h);
+    let (sw, sh) = crop.map(|c| (c.2.ceil() as u32, c.3.ceil() as u32)).unwrap_or((p.width(), p.height()));
+    let filter = filter_for(sw, sh, w, h);
     let src = match ImageRef::new(p.width(), p.height(), p.data(), pt) {
         Ok(s) => s,
         Err(_) => return nearest(&p, w, h),
     };
     let mut dst = Image::new(w, h, pt);
-    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter)).use_alpha(layout.has_alpha());
+    let mut opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter)).use_alpha(layout.has_alpha());
+    if let Some((l, t, cw, ch)) = crop {
+        opts = opts.crop(l, t, cw, ch);
+    }
     if Resizer::new().resize(&src, &mut dst, &opts).is_err() {
         return nearest(&p, w, h);
     }
@@ -72,6 +94,23 @@ mod tests {
             assert_eq!((r.width(), r.height()), (w, h));
             assert!(r.data().chunks(3).all(|px| px == [10, 200, 30]), "{w}x{h}");
         }
+    }
+
+    #[test]
+    fn a_fractional_crop_shifts_content_by_sub_pixels() {
+        // A ramp: value = 10 * x. Cropping from x = 2.5 and halving the width
+        // samples the ramp at 2.5 + (i + 0.5) * 2 − 0.5 ... centres 3.5, 5.5, ...
+        let mut d = vec![];
+        for _y in 0..4 {
+            for x in 0..20u8 {
+                d.push(x * 10);
+            }
+        }
+        let p = Pixels::new(20, 4, Layout::Gray, d).unwrap();
+        let r = resize_from(p, Some((2.5, 0.0, 16.0, 4.0)), 8, 4);
+        assert_eq!(r.width(), 8);
+        // Centre of output pixel 3 lies at source x = 2.5 + 3.5 * 2 = 9.5 → value 90 (pixel centres at x + 0.5).
+        assert!((r.data()[3] as i32 - 90).abs() <= 3, "{:?}", &r.data()[..8]);
     }
 
     #[test]
