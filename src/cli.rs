@@ -102,6 +102,21 @@ fn serve_command(args: ServeArgs) -> i32 {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not generate the sample images"),
         }
+        // The large JPEG 2000 takes longer: make it in the background; it is
+        // served as soon as it is written (atomically).
+        let root = cfg.source.root.clone();
+        let _ = std::thread::Builder::new().name("tessera-samples".into()).spawn(move || {
+            let t = std::time::Instant::now();
+            match crate::samples::ensure_large(&root) {
+                Ok(true) => tracing::info!(
+                    secs = t.elapsed().as_secs(),
+                    "generated the large JPEG 2000 sample ({})",
+                    crate::samples::LARGE_JP2
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "could not generate the large JPEG 2000 sample"),
+            }
+        });
     }
     if !cfg.source.root.is_dir() {
         eprintln!("tessera: image folder {} does not exist (source.root / --images)", cfg.source.root.display());

@@ -28,6 +28,8 @@ pub struct Config {
     pub cors: Cors,
     pub cache: CacheCfg,
     pub admin: Admin,
+    pub presentation: crate::presentation::PresentationCfg,
+    pub viewer: Viewer,
     pub samples: Samples,
     pub log: Log,
 }
@@ -99,6 +101,14 @@ pub struct Admin {
     pub enabled: bool,
     pub token: String,
     pub warm_max_tiles: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Viewer {
+    pub mirador_url: String,
+    pub static_dir: PathBuf,
+    pub fallback_url: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -213,6 +223,7 @@ impl Config {
         if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
             return Err(invalid("cors.allow_credentials", "cannot be true when allowed_origins is \"*\""));
         }
+        self.presentation.validate().map_err(|e| ConfigError(e.to_string()))?;
         if self.admin.enabled && self.admin.token.len() < 16 {
             return Err(invalid("admin.token", "must be set (at least 16 characters) when admin.enabled is true"));
         }

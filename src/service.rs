@@ -49,6 +49,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub settings: RenderSettings,
     pub warm: crate::admin::WarmJobs,
+    /// The item catalogue (when presentation is enabled).
+    pub catalogue: Option<Arc<crate::presentation::catalogue::Catalogue>>,
 }
 
 /// A request resolved and planned, ready to render.
@@ -66,6 +68,9 @@ enum Route<'a> {
     Health,
     Metrics,
     Home,
+    Viewer(&'a str),
+    Static(&'a str),
+    Presentation(crate::manifests::Resource<'a>),
     Redirect { v: ApiVersion, raw_id: &'a str },
     Info { v: ApiVersion, raw_id: &'a str },
     Image { v: ApiVersion, raw_id: &'a str, params: [&'a str; 4] },
@@ -83,6 +88,12 @@ fn route<'a>(path: &'a str, p2: &str, p3: &str) -> Route<'a> {
         (ApiVersion::V2, r)
     } else if let Some(r) = path.strip_prefix(p3).and_then(|r| r.strip_prefix('/')) {
         (ApiVersion::V3, r)
+    } else if let Some(item) = path.strip_prefix("/viewer/").filter(|i| !i.is_empty() && !i.contains('/')) {
+        return Route::Viewer(item);
+    } else if let Some(f) = path.strip_prefix("/static/") {
+        return Route::Static(f);
+    } else if let Some(res) = crate::manifests::route(path) {
+        return Route::Presentation(res);
     } else {
         return Route::NotFound;
     };
@@ -100,6 +111,8 @@ fn endpoint_name(r: &Route) -> &'static str {
         Route::Health => "health",
         Route::Metrics => "metrics",
         Route::Home => "home",
+        Route::Viewer(_) | Route::Static(_) => "viewer",
+        Route::Presentation(_) => "presentation",
         Route::Redirect { .. } => "redirect",
         Route::Info { .. } => "info",
         Route::Image { .. } => "image",
@@ -120,6 +133,14 @@ impl App {
             .map_err(|e| format!("image root {}: {e}", cfg.source.root.display()))?;
         let pool = Pool::new(cfg.worker_count(), cfg.server.queue).map_err(|e| format!("starting workers: {e}"))?;
         let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
+        let catalogue = cfg.presentation.enabled.then(|| {
+            let (cat, errors) =
+                crate::presentation::catalogue::Catalogue::load(&cfg.presentation.catalogue_root, &cfg.source.root);
+            for e in errors {
+                tracing::warn!(error = %e, "catalogue");
+            }
+            Arc::new(cat)
+        });
         Ok(App {
             limits: cfg.limits(),
             cors: CorsPolicy::from_config(&cfg.cors),
@@ -132,6 +153,7 @@ impl App {
                 max_decode_pixels: cfg.limits.max_decode_pixels,
             },
             warm: Default::default(),
+            catalogue,
             resolver,
             pool,
             metrics,
@@ -163,7 +185,10 @@ impl App {
             let result = match r {
                 Route::Health => Ok(text(StatusCode::OK, "ok\n")),
                 Route::Metrics => Ok(self.metrics_response()),
-                Route::Home => Ok(self.home()),
+                Route::Home => Ok(crate::pages::home(self)),
+                Route::Viewer(item) => crate::pages::viewer(self, item),
+                Route::Static(f) => crate::pages::static_file(self, f),
+                Route::Presentation(res) => crate::manifests::handle(self, res, head.headers),
                 Route::Redirect { v, raw_id } => self.redirect(v, raw_id, head.headers),
                 Route::Info { v, raw_id } => self.info(v, raw_id, head.headers).await,
                 Route::Image { v, raw_id, params } => self.image(v, raw_id, params, head.headers).await,
@@ -195,34 +220,6 @@ impl App {
         let body = self.metrics.render(&self.tiles, &self.pool, self.flights.in_flight());
         let mut r = Response::new(Bytes::from(body));
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-        r
-    }
-
-    fn home(&self) -> Response<Bytes> {
-        let mut names: Vec<String> = std::fs::read_dir(self.resolver.root())
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| !n.starts_with('.'))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        let p = &self.cfg.server.prefix_v2;
-        let mut html = String::from(
-            "<!doctype html><meta charset=utf-8><title>Tessera</title><h1>Tessera IIIF image server</h1><ul>",
-        );
-        for n in names {
-            let id = utf8_percent_encode(&n, ID_ESCAPE).to_string();
-            let esc = html_escape(&n);
-            html.push_str(&format!(
-                "<li>{esc}: <a href=\"{p}/{id}/info.json\">info.json</a> · <a href=\"{p}/{id}/full/!800,800/0/default.jpg\">view</a></li>"
-            ));
-        }
-        html.push_str("</ul>");
-        let mut r = Response::new(Bytes::from(html));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
         r
     }
 
@@ -285,6 +282,20 @@ impl App {
     /// if it no longer resolves).
     pub fn file_key(&self, id: &str) -> String {
         self.resolver.locate(id).map(|l| l.cache_key()).unwrap_or_else(|_| id.to_string())
+    }
+
+    /// Width and height of an image, for manifests: from the info cache, or
+    /// read from the header now (a few microseconds from the memory map).
+    pub fn dims_now(&self, id: &str) -> Option<(u32, u32)> {
+        let located = self.resolver.locate(id).ok()?;
+        let key = located.cache_key();
+        if let Some(i) = self.infos.get(&key, located.version) {
+            return Some((i.width, i.height));
+        }
+        let src = located.open(self.cfg.source.mmap).ok()?;
+        let info = Arc::new(codec::probe(&src.bytes).ok()?);
+        self.infos.insert(&key, located.version, info.clone());
+        Some((info.width, info.height))
     }
 
     /// The header facts of an identifier (cached).
@@ -487,10 +498,6 @@ pub fn error_response(e: &Error) -> Response<Bytes> {
         }
     }
     r
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[cfg(test)]

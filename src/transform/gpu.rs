@@ -257,7 +257,7 @@ impl Gpu {
                 let req = wgpu::RequestAdapterOptions {
                     power_preference: wgpu::PowerPreference::HighPerformance,
                     force_fallback_adapter: true,
-                    compatible_surface: None,
+                    ..Default::default()
                 };
                 pollster::block_on(instance.request_adapter(&req)).map_err(|e| GpuError::NoAdapter(e.to_string()))?
             }
@@ -583,63 +583,76 @@ impl Gpu {
 
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera job") });
         enc.copy_buffer_to_buffer(&upload, 0, &input, 0, plan.upload_len);
-
-        let section = |buf: &wgpu::Buffer, (off, len): Section| {
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: off, size: NonZeroU64::new(len) })
-        };
-        let whole = |buf: &wgpu::Buffer, len: u64| section(buf, (0, len));
-        // The image each stage reads: (buffer, binding length, raw channels or 0 for packed).
-        let mut current: (&wgpu::Buffer, u64) = (&input, 0);
-        let mut current_raw = true;
-        let mut targets = [Some(&work_a), work_b.as_ref()].into_iter().cycle();
-        let mut next_target = || targets.next().flatten().ok_or_else(|| GpuError::Device("no work buffer".into()));
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("tessera"), timestamp_writes: None });
-            let stages = [
-                (plan.tables_v, plan.groups_v, plan.params_v, &self.resize_v, plan.src_w, plan.out_h),
-                (plan.tables_h, plan.groups_h, plan.params_h, &self.resize_h, plan.out_w, plan.out_h),
-            ];
-            for (tables, groups, params, pipeline, w, h) in stages {
-                let (Some((bounds, coeffs)), Some((gx, gy))) = (tables, groups) else { continue };
-                let target = next_target()?;
-                let src = if current_raw { section(&input, plan.input) } else { whole(current.0, current.1) };
-                let dst_len = u64::from(w) * u64::from(h) * 4;
-                let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout: &self.resize_layout,
-                    entries: &[
-                        wgpu::BindGroupEntry { binding: 0, resource: section(&input, params) },
-                        wgpu::BindGroupEntry { binding: 1, resource: src },
-                        wgpu::BindGroupEntry { binding: 2, resource: section(&input, bounds) },
-                        wgpu::BindGroupEntry { binding: 3, resource: section(&input, coeffs) },
-                        wgpu::BindGroupEntry { binding: 4, resource: whole(target, dst_len) },
-                    ],
-                });
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bg, &[]);
-                pass.dispatch_workgroups(gx, gy, 1);
-                current = (target, dst_len);
-                current_raw = false;
-            }
-            let target = next_target()?;
-            let src = if current_raw { section(&input, plan.input) } else { whole(current.0, current.1) };
-            let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &self.pack_layout,
-                entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: section(&input, plan.params_p) },
-                    wgpu::BindGroupEntry { binding: 1, resource: src },
-                    wgpu::BindGroupEntry { binding: 2, resource: whole(target, plan.out_len4) },
-                ],
-            });
-            pass.set_pipeline(&self.pack);
-            pass.set_bind_group(0, &bg, &[]);
-            pass.dispatch_workgroups(plan.groups_p.0, plan.groups_p.1, 1);
-            current = (target, plan.out_len4);
-        }
-        enc.copy_buffer_to_buffer(current.0, 0, &readback, 0, plan.out_len4);
+        let last = self.record(&mut enc, plan, &input, [Some(&work_a), work_b.as_ref()])?;
+        enc.copy_buffer_to_buffer(last, 0, &readback, 0, plan.out_len4);
         let index = self.queue.submit([enc.finish()]);
         Ok((JobBuffers { upload, input, work_a, work_b, readback }, index))
+    }
+
+    /// Records the compute passes; returns the buffer holding the output.
+    fn record<'a>(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        plan: &Plan,
+        input: &'a wgpu::Buffer,
+        work: [Option<&'a wgpu::Buffer>; 2],
+    ) -> Result<&'a wgpu::Buffer, GpuError> {
+        // Stages write to work[0], work[1], work[0] in turn.
+        let mut stage = 0usize;
+        let mut next_target = || {
+            let t = work[stage % 2].ok_or_else(|| GpuError::Device("no work buffer".into()));
+            stage += 1;
+            t
+        };
+        // The image the next stage reads: None = the raw input section.
+        let mut current: Option<(&wgpu::Buffer, u64)> = None;
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("tessera"), timestamp_writes: None });
+        let stages = [
+            (plan.tables_v, plan.groups_v, plan.params_v, &self.resize_v, plan.src_w, plan.out_h),
+            (plan.tables_h, plan.groups_h, plan.params_h, &self.resize_h, plan.out_w, plan.out_h),
+        ];
+        for (tables, groups, params, pipeline, w, h) in stages {
+            let (Some((bounds, coeffs)), Some((gx, gy))) = (tables, groups) else { continue };
+            let target = next_target()?;
+            let src = match current {
+                None => binding(input, plan.input),
+                Some((b, len)) => binding(b, (0, len)),
+            };
+            let dst_len = u64::from(w) * u64::from(h) * 4;
+            let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &self.resize_layout,
+                entries: &[
+                    wgpu::BindGroupEntry { binding: 0, resource: binding(input, params) },
+                    wgpu::BindGroupEntry { binding: 1, resource: src },
+                    wgpu::BindGroupEntry { binding: 2, resource: binding(input, bounds) },
+                    wgpu::BindGroupEntry { binding: 3, resource: binding(input, coeffs) },
+                    wgpu::BindGroupEntry { binding: 4, resource: binding(target, (0, dst_len)) },
+                ],
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bg, &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+            current = Some((target, dst_len));
+        }
+        let target = next_target()?;
+        let src = match current {
+            None => binding(input, plan.input),
+            Some((b, len)) => binding(b, (0, len)),
+        };
+        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &self.pack_layout,
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: binding(input, plan.params_p) },
+                wgpu::BindGroupEntry { binding: 1, resource: src },
+                wgpu::BindGroupEntry { binding: 2, resource: binding(target, (0, plan.out_len4)) },
+            ],
+        });
+        pass.set_pipeline(&self.pack);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(plan.groups_p.0, plan.groups_p.1, 1);
+        Ok(target)
     }
 
     /// Waits for the job, reads the output, returns the buffers to the pool.
@@ -837,6 +850,10 @@ impl Gpu {
             },
         }
     }
+}
+
+fn binding(buf: &wgpu::Buffer, (offset, len): Section) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset, size: NonZeroU64::new(len) })
 }
 
 fn params_block(src_w: u32, src_h: u32, dst_w: u32, dst_h: u32, src_c: u32, flags: u32, c: &Coeffs) -> [u32; 16] {
