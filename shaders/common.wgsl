@@ -4,8 +4,8 @@
 // when their pipelines are created (WGSL has no #include). All arithmetic is
 // integer and mirrors the CPU path bit for bit:
 //   * fast_image_resize 6.1 convolution on u8 pixels: i16 fixed-point
-//     coefficients, an i32 accumulator started at 1 << (precision - 1),
-//     an arithmetic shift by `precision` and a clamp to 0..=255 after each pass;
+//     coefficients (precision `shift`), an i32 accumulator started at 1 << (shift - 1),
+//     an arithmetic shift by `shift` and a clamp to 0..=255 after each pass;
 //   * its alpha handling: premultiply with mul_div_255 before the convolution,
 //     divide with the RECIP_ALPHA table (8-bit precision) after it;
 //   * quality.rs: Rec. 601 luma in 16-bit fixed point, bitonal threshold 128.
@@ -24,7 +24,7 @@ struct Params {
     // FLAG_* bits.
     flags: u32,
     // Fixed-point bits of the resize coefficients.
-    precision: u32,
+    shift: u32,
     // Coefficients stored per output sample (the stride of `coeffs`).
     window: u32,
     // Clockwise quarter turns, 0..=3 (orient_quality).
@@ -123,7 +123,7 @@ fn load_for_resize(p: u32) -> vec4<i32> {
 // Normalizer16::clip: arithmetic shift, clamp to a byte; then the optional
 // un-premultiply; packed for the next pass.
 fn finish_sample(acc: vec4<i32>) -> u32 {
-    let shifted = acc >> vec4<u32>(params.precision);
+    let shifted = acc >> vec4<u32>(params.shift);
     var px = vec4<u32>(clamp(shifted, vec4<i32>(0), vec4<i32>(255)));
     if ((params.flags & FLAG_UNPREMULTIPLY) != 0u) {
         px = unpremultiply(px);
@@ -132,5 +132,5 @@ fn finish_sample(acc: vec4<i32>) -> u32 {
 }
 
 fn initial_acc() -> vec4<i32> {
-    return vec4<i32>(1i << (params.precision - 1u));
+    return vec4<i32>(1i << (params.shift - 1u));
 }

@@ -98,6 +98,9 @@ async fn route(app: &Arc<App>, method: &Method, rest: &str) -> Result<Response<B
             let n = app.tiles.purge_all();
             app.infos.purge_all();
             app.sources.clear();
+            if let Some(d) = &app.decoded {
+                d.purge_all();
+            }
             tracing::info!(tiles = n, "admin: purged all");
             Ok(json_response(StatusCode::OK, json!({"purged_tiles": n})))
         }
@@ -106,6 +109,9 @@ async fn route(app: &Arc<App>, method: &Method, rest: &str) -> Result<Response<B
             let key = app.file_key(&id);
             let n = app.tiles.purge(&key);
             app.infos.purge(&key);
+            if let Some(d) = &app.decoded {
+                d.purge(&key);
+            }
             tracing::info!(identifier = %id, tiles = n, "admin: purged");
             Ok(json_response(StatusCode::OK, json!({"identifier": id, "purged_tiles": n})))
         }

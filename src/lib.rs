@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod decoded;
 pub mod error;
 pub mod http;
 pub mod iiif;

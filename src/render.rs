@@ -8,10 +8,12 @@ use bytes::Bytes;
 
 use crate::cache::Encoded;
 use crate::codec::{self, CodecError, ImageInfo};
+use crate::decoded::DecodedTiles;
 use crate::error::Error;
 use crate::metrics::{Metrics, Stage};
 use crate::pixels::Pixels;
 use crate::plan::Plan;
+use crate::source::SourceVersion;
 use crate::transform::{self, TransformSpec};
 
 /// Settings that do not vary per request.
@@ -36,11 +38,36 @@ pub fn codec_error(e: CodecError) -> Error {
     }
 }
 
-/// Decodes the plan's region of `data`.
-pub fn decode(data: &[u8], info: &ImageInfo, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result<Pixels, Error> {
+/// Where the source bytes come from, for the decoded-tile cache.
+#[derive(Clone, Copy)]
+pub struct SourceRef<'a> {
+    pub data: &'a [u8],
+    pub file: &'a str,
+    pub version: SourceVersion,
+}
+
+/// Decodes the plan's region: cut from cached codestream tiles when the
+/// source is a tiled JPEG 2000 and the cache is on, else decoded directly.
+pub fn decode(
+    src: SourceRef<'_>,
+    info: &ImageInfo,
+    plan: &Plan,
+    s: &RenderSettings,
+    m: &Metrics,
+    tiles: Option<&DecodedTiles>,
+) -> Result<Pixels, Error> {
     let t = Instant::now();
-    let p = codec::decode(data, info, plan.region, plan.scale, s.max_decode_pixels).map_err(codec_error)?;
-    m.decodes.inc();
+    let counted = || m.decodes.inc();
+    let via_tiles = tiles.and_then(|c| {
+        c.decode(src.data, info, src.file, src.version, plan.region, plan.scale, s.max_decode_pixels, &counted)
+    });
+    let p = match via_tiles {
+        Some(r) => r.map_err(codec_error)?,
+        None => {
+            m.decodes.inc();
+            codec::decode(src.data, info, plan.region, plan.scale, s.max_decode_pixels).map_err(codec_error)?
+        }
+    };
     m.observe(Stage::Decode, t.elapsed());
     Ok(p)
 }
@@ -65,7 +92,14 @@ pub fn finish(p: Pixels, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result
 }
 
 /// The whole render.
-pub fn render(data: &[u8], info: &ImageInfo, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result<Encoded, Error> {
-    let p = decode(data, info, plan, s, m)?;
+pub fn render(
+    src: SourceRef<'_>,
+    info: &ImageInfo,
+    plan: &Plan,
+    s: &RenderSettings,
+    m: &Metrics,
+    tiles: Option<&DecodedTiles>,
+) -> Result<Encoded, Error> {
+    let p = decode(src, info, plan, s, m, tiles)?;
     finish(p, plan, s, m)
 }

@@ -51,6 +51,8 @@ pub struct App {
     pub warm: crate::admin::WarmJobs,
     /// The item catalogue (when presentation is enabled).
     pub catalogue: Option<Arc<crate::presentation::catalogue::Catalogue>>,
+    /// Decoded JPEG 2000 codestream tiles (None when disabled).
+    pub decoded: Option<crate::decoded::DecodedTiles>,
 }
 
 /// A request resolved and planned, ready to render.
@@ -154,6 +156,8 @@ impl App {
             },
             warm: Default::default(),
             catalogue,
+            decoded: (cfg.cache.decoded_max_bytes > 0)
+                .then(|| crate::decoded::DecodedTiles::new(cfg.cache.decoded_max_bytes)),
             resolver,
             pool,
             metrics,
@@ -407,10 +411,14 @@ impl App {
             .flights
             .run(key, move || async move {
                 let a = app.clone();
-                let Prepared { source, info, plan, .. } = p;
+                let Prepared { source, info, plan, located, .. } = p;
+                let file = located.cache_key();
                 let rx = app
                     .pool
-                    .submit(move || render::render(&source.bytes, &info, &plan, &a.settings, &a.metrics))
+                    .submit(move || {
+                        let src = render::SourceRef { data: &source.bytes, file: &file, version: located.version };
+                        render::render(src, &info, &plan, &a.settings, &a.metrics, a.decoded.as_ref())
+                    })
                     .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
                 let enc = Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??);
                 app.tiles.insert(k, enc.clone());

@@ -135,7 +135,8 @@ fn jp2_probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
     };
     let levels = h.levels.clamp(1, 31);
     let scale_factors = (0..levels).map(|l| 1u32 << l).collect();
-    let tiled = h.tiles_x * h.tiles_y > 1;
+    // The decoded-tile cache assumes the tile grid starts at the image origin.
+    let tiled = h.tiles_x * h.tiles_y > 1 && h.x_offset == 0 && h.y_offset == 0;
     Ok(ImageInfo {
         format: SourceFormat::Jp2,
         width: h.width,

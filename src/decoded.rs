@@ -1,0 +1,185 @@
+//! The decoded-tile cache for tiled JPEG 2000: a viewer asks for all the
+//! small IIIF tiles inside one codestream tile, one after another, and a
+//! region decode costs nearly as much as the whole codestream tile (OpenJPEG
+//! has no random access inside a tile). So Tessera decodes each codestream
+//! tile once at the needed resolution, keeps the pixels in a byte-bounded
+//! cache, and cuts neighbouring IIIF tiles from them.
+//!
+//! Runs on the worker pool (it blocks): concurrent requests needing the same
+//! codestream tile wait for one decode instead of repeating it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
+
+use crate::codec::{jp2, CodecError, ImageInfo};
+use crate::pixels::Pixels;
+use crate::plan::Rect;
+use crate::source::SourceVersion;
+
+/// One decoded codestream tile: file, version, reduce level, tile column, row.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TileId {
+    pub file: String,
+    pub version: SourceVersion,
+    pub reduce: u32,
+    pub col: u32,
+    pub row: u32,
+}
+
+#[derive(Clone)]
+struct ByBytes;
+impl Weighter<TileId, Arc<Pixels>> for ByBytes {
+    fn weight(&self, _k: &TileId, v: &Arc<Pixels>) -> u64 {
+        v.byte_len() as u64 + 64
+    }
+}
+
+type Slot = Arc<(Mutex<Option<Result<Arc<Pixels>, String>>>, Condvar)>;
+
+/// Decoded codestream tiles, bounded in bytes.
+pub struct DecodedTiles {
+    cache: Cache<TileId, Arc<Pixels>, ByBytes>,
+    pending: Mutex<HashMap<TileId, Slot>>,
+    /// Use the tile path only when a request touches at most this many tiles.
+    pub max_tiles_per_request: u32,
+}
+
+impl DecodedTiles {
+    pub fn new(max_bytes: u64) -> Self {
+        DecodedTiles {
+            cache: Cache::with_weighter((max_bytes / 1_000_000).clamp(16, 100_000) as usize, max_bytes, ByBytes),
+            pending: Mutex::new(HashMap::new()),
+            max_tiles_per_request: 4,
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.cache.weight()
+    }
+
+    pub fn purge(&self, file: &str) {
+        self.cache.retain(|k, _| k.file != file);
+    }
+
+    pub fn purge_all(&self) {
+        self.cache.clear();
+    }
+
+    /// The decoded pixels of `region` at 1/`scale` (the planner's
+    /// `region.at_scale` rectangle), cut from cached codestream tiles; `None`
+    /// when the tile path does not apply (untiled, or too many tiles).
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode(
+        &self,
+        data: &[u8],
+        info: &ImageInfo,
+        file: &str,
+        version: SourceVersion,
+        region: Rect,
+        scale: u32,
+        max_pixels: u64,
+        decodes: &dyn Fn(),
+    ) -> Option<Result<Pixels, CodecError>> {
+        let (tw, th) = info.native_tile?;
+        if tw == 0 || th == 0 || scale == 0 || tw % scale != 0 || th % scale != 0 {
+            return None;
+        }
+        let (c0, c1) = (region.x / tw, (region.x + region.w - 1) / tw);
+        let (r0, r1) = (region.y / th, (region.y + region.h - 1) / th);
+        if (c1 - c0 + 1) * (r1 - r0 + 1) > self.max_tiles_per_request {
+            return None;
+        }
+        let want = region.at_scale(scale, info.width, info.height);
+        let reduce = scale.trailing_zeros();
+        let c = info.layout.channels();
+        let mut out: Option<Vec<u8>> = None;
+        let mut layout = info.layout;
+        for row in r0..=r1 {
+            for col in c0..=c1 {
+                let id = TileId { file: file.to_string(), version, reduce, col, row };
+                let full = Rect {
+                    x: col * tw,
+                    y: row * th,
+                    w: tw.min(info.width - col * tw),
+                    h: th.min(info.height - row * th),
+                };
+                let tile = match self.get_or_decode(id, data, full, reduce, max_pixels, decodes) {
+                    Ok(t) => t,
+                    Err(e) => return Some(Err(e)),
+                };
+                layout = tile.layout();
+                let buf =
+                    out.get_or_insert_with(|| vec![0u8; want.w as usize * want.h as usize * tile.layout().channels()]);
+                let c = tile.layout().channels();
+                // The tile's rectangle on the reduced grid (its origin is a
+                // multiple of the scale, so the mapping is exact).
+                let tr = full.at_scale(scale, info.width, info.height);
+                let (x0, x1) = (want.x.max(tr.x), (want.x + want.w).min(tr.x + tile.width()));
+                let (y0, y1) = (want.y.max(tr.y), (want.y + want.h).min(tr.y + tile.height()));
+                if x0 >= x1 || y0 >= y1 {
+                    continue;
+                }
+                let n = (x1 - x0) as usize * c;
+                for y in y0..y1 {
+                    let src = ((y - tr.y) as usize * tile.width() as usize + (x0 - tr.x) as usize) * c;
+                    let dst = ((y - want.y) as usize * want.w as usize + (x0 - want.x) as usize) * c;
+                    buf[dst..dst + n].copy_from_slice(&tile.data()[src..src + n]);
+                }
+            }
+        }
+        let _ = c;
+        let buf = out?;
+        Some(Pixels::new(want.w, want.h, layout, buf).map_err(|e| CodecError::Corrupt(e.to_string())))
+    }
+
+    fn get_or_decode(
+        &self,
+        id: TileId,
+        data: &[u8],
+        full: Rect,
+        reduce: u32,
+        max_pixels: u64,
+        decodes: &dyn Fn(),
+    ) -> Result<Arc<Pixels>, CodecError> {
+        if let Some(t) = self.cache.get(&id) {
+            return Ok(t);
+        }
+        let (slot, leader) = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            match p.get(&id) {
+                Some(s) => (s.clone(), false),
+                None => {
+                    let s: Slot = Arc::new((Mutex::new(None), Condvar::new()));
+                    p.insert(id.clone(), s.clone());
+                    (s, true)
+                }
+            }
+        };
+        if !leader {
+            let (m, cv) = &*slot;
+            let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+            while g.is_none() {
+                g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+            return match g.as_ref() {
+                Some(Ok(t)) => Ok(t.clone()),
+                Some(Err(e)) => Err(CodecError::Corrupt(e.clone())),
+                None => Err(CodecError::Corrupt("tile decode vanished".into())),
+            };
+        }
+        let area = jp2::DecodeArea { x: full.x, y: full.y, w: full.w, h: full.h };
+        decodes();
+        let result = jp2::decode(data, area, reduce, max_pixels).map(Arc::new).map_err(|e| e.to_string());
+        if let Ok(t) = &result {
+            self.cache.insert(id.clone(), t.clone());
+        }
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        let (m, cv) = &*slot;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.clone());
+        cv.notify_all();
+        result.map_err(CodecError::Corrupt)
+    }
+}

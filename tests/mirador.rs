@@ -1,0 +1,228 @@
+//! Mirador 3 end to end: a real `tessera serve` on loopback, a generated
+//! three-page catalogue item, and `tests/e2e/mirador.mjs` driving Debian's
+//! headless chromium (playwright-core) on a page of another origin that opens
+//! the item's manifest in Mirador 3.4.3. The script checks CORS on the
+//! manifest, info.json and tiles, that the viewer draws pixels, and that
+//! zooming in asks scale-factor-1 tiles; or, with `--expect-blocked`, that a
+//! server allowing another origin gets nothing drawn.
+//!
+//! `scripts/e2e-setup.sh` installs chromium and the npm packages (into
+//! target/tools/e2e). Without node, the packages or the browser the tests say
+//! `SKIPPED: …` and pass; under CI (`CI` set) that is a failure.
+//! Screenshots and request logs: target/test-artifacts/mirador/{allowed,listed-origin,blocked,viewer-page}/.
+//!
+//! Environment: TESSERA_NODE (node binary, default `node`), TESSERA_E2E_MODULES
+//! (node_modules with mirador and playwright-core, default
+//! target/tools/e2e/node_modules), TESSERA_CHROMIUM (default /usr/bin/chromium).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{repo_path, Server};
+use tessera::codec::encode;
+use tessera::iiif::Format;
+
+const ITEM: &str = "test-book";
+/// The script's own limit; the test allows a margin over it.
+const SCRIPT_TIMEOUT_S: u64 = 120;
+
+/// One browser at a time: the machines running the suite have few cores.
+static BROWSER: Mutex<()> = Mutex::new(());
+
+struct E2e {
+    node: PathBuf,
+    script: PathBuf,
+    modules: PathBuf,
+    chromium: PathBuf,
+}
+
+/// What the end-to-end test needs, or None (SKIPPED) when something is
+/// missing; panics under CI.
+fn prerequisites() -> Option<E2e> {
+    let node = PathBuf::from(std::env::var("TESSERA_NODE").unwrap_or_else(|_| "node".into()));
+    let modules = std::env::var_os("TESSERA_E2E_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_path("target/tools/e2e/node_modules"));
+    let chromium = PathBuf::from(std::env::var("TESSERA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    let node_ok = Command::new(&node)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let missing = if !node_ok {
+        Some(format!("{} not found", node.display()))
+    } else if !modules.join("mirador/dist/mirador.min.js").is_file()
+        || !modules.join("playwright-core/package.json").is_file()
+    {
+        Some(format!("mirador/playwright-core not installed in {}", modules.display()))
+    } else if !chromium.is_file() {
+        Some(format!("no browser at {}", chromium.display()))
+    } else {
+        None
+    };
+    if let Some(why) = missing {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the Mirador end-to-end test ({why}): run scripts/e2e-setup.sh"
+        );
+        eprintln!("SKIPPED: {why} (scripts/e2e-setup.sh installs chromium and the npm packages)");
+        return None;
+    }
+    Some(E2e { node, script: repo_path("tests/e2e/mirador.mjs"), modules, chromium })
+}
+
+/// An image root with one catalogue item: three generated book pages.
+fn catalogue() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let item = d.path().join("items").join(ITEM);
+    std::fs::create_dir_all(&item).unwrap();
+    for n in 1..=3 {
+        let page = tessera::samples::generate::book_page(1200, 1800, n);
+        std::fs::write(item.join(format!("page-{n}.jpg")), encode::encode(&page, Format::Jpg, 85).unwrap()).unwrap();
+    }
+    std::fs::write(
+        item.join("item.toml"),
+        r#"[metadata]
+"dc.title" = "Test book"
+"dc.contributor.author" = "Tessera tests"
+"dspace.iiif.enabled" = true
+"iiif.viewing.hint" = "paged"
+"iiif.canvas.naming" = "Folio"
+
+[[bitstreams]]
+file = "page-1.jpg"
+metadata = { "iiif.label" = "Cover", "iiif.toc" = "Front matter" }
+
+[[bitstreams]]
+file = "page-2.jpg"
+metadata = { "iiif.toc" = "Part I" }
+
+[[bitstreams]]
+file = "page-3.jpg"
+"#,
+    )
+    .unwrap();
+    d
+}
+
+fn start(images: &Path, e2e: &E2e, cors: Option<&str>) -> Server {
+    let catalogue_root = images.join("items").display().to_string();
+    let static_dir = e2e.modules.join("mirador/dist").display().to_string();
+    let mut env = vec![
+        ("TESSERA_PRESENTATION__CATALOGUE_ROOT", catalogue_root.as_str()),
+        ("TESSERA_VIEWER__STATIC_DIR", static_dir.as_str()),
+    ];
+    if let Some(origins) = cors {
+        env.push(("TESSERA_CORS__ALLOWED_ORIGINS", origins));
+    }
+    Server::start(images, &env)
+}
+
+/// Runs mirador.mjs against `server`; panics with its log unless it passes.
+fn run_script(e2e: &E2e, server: &Server, artifacts: &str, extra: &[&str]) {
+    let out = repo_path("target/test-artifacts/mirador").join(artifacts);
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let log_path = out.join("node.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let timeout = SCRIPT_TIMEOUT_S.to_string();
+    let mut cmd = Command::new(&e2e.node);
+    cmd.arg(&e2e.script)
+        .arg(server.base())
+        .arg(ITEM)
+        .arg(&out)
+        .args(["--timeout", &timeout, "--modules"])
+        .arg(&e2e.modules)
+        .arg("--chromium")
+        .arg(&e2e.chromium)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    let mut child = cmd.spawn().expect("spawn node");
+    let deadline = Instant::now() + Duration::from_secs(SCRIPT_TIMEOUT_S + 45);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            // SIGTERM first: the script closes its browser and server.
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    // Keep the browser's chatter (DBus, GPU stalls) out of the test's output.
+    let shown: Vec<&str> = text.lines().filter(|l| !l.contains("GL Driver Message")).collect();
+    println!("{}", shown.join("\n"));
+    match status {
+        Some(s) if s.success() => {}
+        Some(s) => panic!(
+            "mirador.mjs failed ({s}); artifacts in {}:\n{}",
+            out.display(),
+            shown.iter().rev().take(40).rev().cloned().collect::<Vec<_>>().join("\n")
+        ),
+        None => panic!("mirador.mjs did not finish within {} s; log: {}", SCRIPT_TIMEOUT_S + 45, log_path.display()),
+    }
+}
+
+/// Default CORS ("*"): the manifest, info.json and tiles load in Mirador,
+/// pixels are drawn, and zooming in asks and gets scale-factor-1 tiles.
+#[test]
+fn mirador_shows_and_zooms_an_item_from_another_origin() {
+    let Some(e2e) = prerequisites() else { return };
+    let images = catalogue();
+    let server = start(images.path(), &e2e, None);
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    run_script(&e2e, &server, "allowed", &[]);
+    let out = repo_path("target/test-artifacts/mirador/allowed");
+    for f in ["before-zoom.png", "after-zoom.png", "report.json", "requests.json"] {
+        assert!(out.join(f).is_file(), "{f} missing in {}", out.display());
+    }
+}
+
+/// `cors.allowed_origins` listing the page's origin: it is echoed back with
+/// `Vary: Origin`, and Mirador works the same.
+#[test]
+fn mirador_works_with_a_listed_origin() {
+    let Some(e2e) = prerequisites() else { return };
+    let images = catalogue();
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let origins = format!("[\"http://127.0.0.1:{port}\"]");
+    let server = start(images.path(), &e2e, Some(&origins));
+    run_script(&e2e, &server, "listed-origin", &["--strict-origin", "--page-port", &port.to_string()]);
+}
+
+/// `cors.allowed_origins` naming another origin: Tessera's answers carry no
+/// Allow-Origin for the page, Mirador cannot read the manifest, nothing is drawn.
+#[test]
+fn mirador_gets_nothing_when_its_origin_is_not_allowed() {
+    let Some(e2e) = prerequisites() else { return };
+    let images = catalogue();
+    let server = start(images.path(), &e2e, Some("[\"https://viewer.example.org\"]"));
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    run_script(&e2e, &server, "blocked", &["--expect-blocked"]);
+    assert!(repo_path("target/test-artifacts/mirador/blocked/blocked.png").is_file());
+}
+
+/// Tessera's own `/viewer/{item}` page (same origin, Mirador served from
+/// `/static/` out of `viewer.static_dir`) shows and zooms the item.
+#[test]
+fn tessera_viewer_page_shows_and_zooms_the_item() {
+    let Some(e2e) = prerequisites() else { return };
+    let images = catalogue();
+    let server = start(images.path(), &e2e, None);
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    run_script(&e2e, &server, "viewer-page", &["--viewer-page"]);
+}
