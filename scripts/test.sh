@@ -11,8 +11,11 @@ if [ ! -x "$venv/bin/iiif-validate.py" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check iiif-validator==1.0.5
 fi
+if ! "$venv/bin/python" -c 'import iiif_prezi, pyld' 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check iiif-prezi pyld
+fi
 export TESSERA_VALIDATOR="$PWD/$venv/bin/iiif-validate.py"
-export TESSERA_VALIDATOR_PYTHON="$PWD/$venv/bin/python"
+export TESSERA_PREZI_VALIDATOR="$PWD/$venv/bin/python"
 # Software Vulkan (lavapipe) for the GPU tests; harmless where unused.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 

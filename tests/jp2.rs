@@ -356,3 +356,61 @@ async fn hostile_jp2_files_get_errors_and_the_server_keeps_serving() {
     }
     assert_eq!(get(&app, "/iiif/2/tiled-lossy/full/100,/0/default.jpg").await.status(), StatusCode::OK);
 }
+
+fn tiled_sample(dir: &Path) {
+    let (w, h) = (2000, 1500);
+    let px = tessera::samples::generate::photo_like(w, h, 5);
+    let input = EncodeInput { width: w, height: h, components: 3, precision: 8, samples: Samples::U8(px.data()) };
+    let p = EncodeParams {
+        tile_size: Some((512, 512)),
+        levels: 5,
+        lossless: false,
+        rate: Some(16.0),
+        layers: 2,
+        progression: Progression::Rpcl,
+        precincts: None,
+        container: Container::Jp2,
+    };
+    std::fs::write(dir.join("tiled.jp2"), jp2::encode(&input, &p).unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn cutting_from_cached_codestream_tiles_gives_the_same_pixels_as_a_direct_decode() {
+    let d = tempfile::tempdir().unwrap();
+    tiled_sample(d.path());
+    let with = app(d.path(), "[cache]\nmax_bytes = 0");
+    let without = app(d.path(), "[cache]\nmax_bytes = 0\ndecoded_max_bytes = 0");
+    let mut rng = Rng(42);
+    for _ in 0..40 {
+        let (x, y) = (rng.below(2000), rng.below(1500));
+        let (w, h) = (1 + rng.below((2000 - x).min(900)), 1 + rng.below((1500 - y).min(900)));
+        let ow = (w / (1 + rng.below(6))).max(1);
+        let url = format!("/iiif/2/tiled/{x},{y},{w},{h}/{ow},/0/default.png");
+        let a = get(&with, &url).await;
+        let b = get(&without, &url).await;
+        assert_eq!(a.status(), StatusCode::OK, "{url}");
+        assert_eq!(decode_any(a.body()), decode_any(b.body()), "{url}");
+    }
+}
+
+#[tokio::test]
+async fn neighbouring_tiles_of_one_codestream_tile_cost_one_decode() {
+    let d = tempfile::tempdir().unwrap();
+    tiled_sample(d.path());
+    let app = app(d.path(), "");
+    // The sixteen 128² IIIF tiles inside codestream tile (1, 1).
+    for ty in 0..4 {
+        for tx in 0..4 {
+            let url = format!("/iiif/2/tiled/{},{},128,128/128,/0/default.jpg", 512 + tx * 128, 512 + ty * 128);
+            assert_eq!(get(&app, &url).await.status(), StatusCode::OK);
+        }
+    }
+    assert_eq!(app.metrics.decodes.get(), 1);
+    // At scale factor 2 a 256-wide tile covers 512 source pixels: the
+    // codestream tile at reduce 1 serves all four of its quarters.
+    for (x, y) in [(0, 0), (256, 0), (0, 256), (256, 256)] {
+        let url = format!("/iiif/2/tiled/{x},{y},256,256/128,/0/default.jpg");
+        assert_eq!(get(&app, &url).await.status(), StatusCode::OK);
+    }
+    assert_eq!(app.metrics.decodes.get(), 2);
+}

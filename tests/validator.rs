@@ -59,9 +59,37 @@ fn validator_images() -> tempfile::TempDir {
     d
 }
 
+fn validator_images_jp2() -> tempfile::TempDir {
+    use tessera::codec::jp2;
+    let d = tempfile::tempdir().unwrap();
+    let px = tessera::samples::generate::validator_image();
+    let input = jp2::EncodeInput {
+        width: 1000,
+        height: 1000,
+        components: 3,
+        precision: 8,
+        samples: jp2::Samples::U8(px.data()),
+    };
+    let params = jp2::EncodeParams {
+        tile_size: Some((256, 256)),
+        levels: 4,
+        lossless: true,
+        rate: None,
+        layers: 1,
+        progression: jp2::Progression::Rpcl,
+        precincts: None,
+        container: jp2::Container::Jp2,
+    };
+    std::fs::write(d.path().join(format!("{ID}.jp2")), jp2::encode(&input, &params).unwrap()).unwrap();
+    d
+}
+
 fn level2_three_times_and_optional_tests(env: &[(&str, &str)]) {
+    run_on(validator_images(), env)
+}
+
+fn run_on(d: tempfile::TempDir, env: &[(&str, &str)]) {
     let Some(v) = validator() else { return };
-    let d = validator_images();
     let server = Server::start(d.path(), env);
     for round in 1..=3 {
         let (code, log) = run(&v, &server, &["--level", "2", "-v"]);
@@ -83,4 +111,9 @@ fn validator_level_2_passes_repeatedly_with_the_optional_tests() {
 fn validator_passes_with_the_tile_cache_disabled() {
     // Every request renders: the pipeline itself is validated, not the cache.
     level2_three_times_and_optional_tests(&[("TESSERA_CACHE__MAX_BYTES", "0")]);
+}
+
+#[test]
+fn validator_passes_on_the_test_image_as_jpeg_2000() {
+    run_on(validator_images_jp2(), &[]);
 }

@@ -552,9 +552,11 @@ impl Gpu {
     }
 
     fn run(&self, p: &Pixels, plan: &Plan) -> Result<Vec<u8>, GpuError> {
+        let t0 = std::time::Instant::now();
         let scopes = Scopes::push(&self.device);
         let built = self.encode(p, plan);
         let scoped = scopes.pop();
+        eprintln!("encode+submit {:?}", t0.elapsed());
         let (bufs, index) = match (built, scoped) {
             (Ok(b), Ok(())) => b,
             (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
@@ -666,6 +668,7 @@ impl Gpu {
         bufs.readback.map_async(wgpu::MapMode::Read, 0..plan.out_len4, move |r| {
             let _ = tx.send((Kind::Readback, r.is_ok()));
         });
+        let t0 = std::time::Instant::now();
         let wait = wgpu::PollType::Wait { submission_index: Some(index), timeout: Some(JOB_TIMEOUT) };
         self.device.poll(wait).map_err(|e| match e {
             wgpu::PollError::Timeout => GpuError::Device("job timed out".into()),
@@ -688,6 +691,7 @@ impl Gpu {
             }
             std::thread::yield_now();
         }
+        eprintln!("wait {:?}", t0.elapsed());
         if self.lost.load(Ordering::Acquire) {
             return Err(GpuError::Lost);
         }
@@ -704,6 +708,7 @@ impl Gpu {
                 .ok_or_else(|| GpuError::Device("short readback".into()))?
         };
         bufs.readback.unmap();
+        eprintln!("read {:?}", t0.elapsed());
         self.give(Kind::Readback, bufs.readback);
         if upload_ok == Some(true) {
             self.give(Kind::Upload, bufs.upload);

@@ -343,7 +343,6 @@ async function main() {
   const pass = (msg) => { report.checks.push(msg); log('ok:', msg); };
 
   let server = null, context = null, userDir = null;
-  let finished = false;
   // Hard stop if closing hangs past the limit.
   const hard = setTimeout(() => {
     console.error(`mirador.mjs: FAIL: hard time limit (${opts.timeout + 20} s) reached while closing`);
@@ -598,11 +597,7 @@ async function main() {
   }
   if (failure === null && external.length > 0) failure = new CheckFailed(`the page tried to leave loopback: ${external.join(', ')}`);
   const pageErrors = page ? await page.evaluate(() => window.__errors || []).catch(() => []) : [];
-  try {
-    await Promise.race([cleanup(), sleep(15000)]);
-  } finally {
-    finished = true;
-  }
+  await Promise.race([cleanup(), sleep(15000)]);
 
   report.ok = failure === null;
   report.failure = failure ? failure.message : null;
