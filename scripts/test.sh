@@ -16,7 +16,14 @@ if ! "$venv/bin/python" -c 'import iiif_prezi, pyld' 2>/dev/null; then
 fi
 export TESSERA_VALIDATOR="$PWD/$venv/bin/iiif-validate.py"
 export TESSERA_PREZI_VALIDATOR="$PWD/$venv/bin/python"
-# Software Vulkan (lavapipe) for the GPU tests; harmless where unused.
+# Software Vulkan (lavapipe) for the GPU tests, which must not skip here.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+export WGPU_BACKEND=vulkan
+lvp=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
+[ -f "$lvp" ] && export VK_ICD_FILENAMES="$lvp"
+export TESSERA_REQUIRE_GPU=1
+
+# Chromium and the npm packages of the Mirador end-to-end test.
+bash scripts/e2e-setup.sh
 
 cargo test --locked --all-targets "$@"

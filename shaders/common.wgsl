@@ -35,10 +35,15 @@ struct Params {
     out_channels: u32,
     // Bytes of output (orient_quality); the last word may be partly used.
     out_bytes: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
+    // Bytes per row of a raw (src_channels > 0) source.
+    src_stride: u32,
+    // Bytes per row written by resize_v (a multiple of 4).
+    dst_stride: u32,
+    // resize_v: byte offset of the bound `src` range within the whole input
+    // (large inputs are bound in bands of rows).
+    src_base: u32,
+    // resize_v: first output row of this band (rows row0..dst_h).
+    row0: u32,
 }
 
 // Premultiply colour by alpha when reading the source (resize, alpha layouts).
@@ -70,14 +75,17 @@ fn pack_rgba(p: vec4<u32>) -> u32 {
     return p.x | (p.y << 8u) | (p.z << 16u) | (p.w << 24u);
 }
 
-// Pixel `p` (row-major index) of the source as RGBA; gray is replicated into
-// r, g and b, a missing alpha reads as 255.
-fn load_pixel(p: u32) -> vec4<u32> {
+// Pixel (x, y) of the source as RGBA; gray is replicated into r, g and b, a
+// missing alpha reads as 255.
+fn load_pixel(x: u32, y: u32) -> vec4<u32> {
     let c = params.src_channels;
-    if (c == 0u || c == 4u) {
-        return unpack_rgba(src[p]);
+    if (c == 0u) {
+        return unpack_rgba(src[y * params.src_w + x]);
     }
-    let b = p * c;
+    let b = y * params.src_stride + x * c;
+    if (c == 4u) {
+        return unpack_rgba(src[b >> 2u]);
+    }
     if (c == 1u) {
         let g = src_byte(b);
         return vec4<u32>(g, g, g, 255u);
@@ -112,8 +120,8 @@ fn unpremultiply(p: vec4<u32>) -> vec4<u32> {
 }
 
 // A source pixel ready for convolution.
-fn load_for_resize(p: u32) -> vec4<i32> {
-    var px = load_pixel(p);
+fn load_for_resize(x: u32, y: u32) -> vec4<i32> {
+    var px = load_pixel(x, y);
     if ((params.flags & FLAG_PREMULTIPLY) != 0u) {
         px = premultiply(px);
     }

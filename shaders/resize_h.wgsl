@@ -1,7 +1,8 @@
 // Tessera GPU transform: horizontal convolution pass (common.wgsl is prepended).
 //
 // dst[y][x] = clip(sum_k coeffs[x * window + k] * src[y][bounds[x].x + k]).
-// The height does not change (src_h == dst_h).
+// The height does not change (src_h == dst_h). Reads raw interleaved rows (the
+// input, or resize_v's output); writes one packed RGBA word per pixel.
 
 // (first source column, number of taps) per output column.
 @group(0) @binding(2) var<storage, read> bounds: array<vec2<u32>>;
@@ -20,9 +21,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = bounds[x];
     let base = x * params.window;
     var acc = initial_acc();
-    let row = y * params.src_w + b.x;
     for (var k = 0u; k < b.y; k = k + 1u) {
-        acc = acc + load_for_resize(row + k) * coeffs[base + k];
+        acc = acc + load_for_resize(b.x + k, y) * coeffs[base + k];
     }
     dst[y * params.dst_w + x] = finish_sample(acc);
 }

@@ -98,6 +98,7 @@ async fn route(app: &Arc<App>, method: &Method, rest: &str) -> Result<Response<B
             let n = app.tiles.purge_all();
             app.infos.purge_all();
             app.sources.clear();
+            app.hot.clear();
             if let Some(d) = &app.decoded {
                 d.purge_all();
             }

@@ -26,6 +26,7 @@ pub struct Config {
     pub output: Output,
     pub http: HttpCfg,
     pub cors: Cors,
+    pub transform: TransformCfg,
     pub cache: CacheCfg,
     pub admin: Admin,
     pub presentation: crate::presentation::PresentationCfg,
@@ -86,6 +87,13 @@ pub struct Cors {
     pub allowed_origins: Vec<String>,
     pub allow_credentials: bool,
     pub max_age: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformCfg {
+    pub backend: String,
+    pub gpu_min_pixels: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -186,6 +194,9 @@ impl Config {
         let base = &self.server.public_base_url;
         if !base.is_empty() && !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(invalid("server.public_base_url", "must be empty or start with http:// or https://"));
+        }
+        if !["auto", "gpu", "cpu"].contains(&self.transform.backend.as_str()) {
+            return Err(invalid("transform.backend", "must be \"auto\", \"gpu\" or \"cpu\""));
         }
         if self.server.queue == 0 {
             return Err(invalid("server.queue", "must be at least 1"));

@@ -39,6 +39,8 @@ pub struct Metrics {
     stages: HistogramVec,
     pub decodes: IntCounter,
     pub gpu_fallbacks: IntCounter,
+    /// 1 when the transform backend is a GPU.
+    pub gpu_backend: IntGauge,
     cache_hits: IntGauge,
     cache_misses: IntGauge,
     cache_evictions: IntGauge,
@@ -67,6 +69,7 @@ impl Metrics {
         let decodes = IntCounter::new("decodes_total", "Source decodes performed")?;
         let gpu_fallbacks = IntCounter::new("gpu_fallbacks_total", "GPU transforms that fell back to the CPU")?;
         let g = |n: &str, h: &str| IntGauge::new(n, h);
+        let gpu_backend = g("gpu_backend", "1 when transforms run on a GPU")?;
         let m = Metrics {
             cache_hits: g("cache_hits_total", "Tile cache hits")?,
             cache_misses: g("cache_misses_total", "Tile cache misses")?,
@@ -83,11 +86,13 @@ impl Metrics {
             stages,
             decodes,
             gpu_fallbacks,
+            gpu_backend,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
         m.registry.register(Box::new(m.stages.clone()))?;
         m.registry.register(Box::new(m.decodes.clone()))?;
         m.registry.register(Box::new(m.gpu_fallbacks.clone()))?;
+        m.registry.register(Box::new(m.gpu_backend.clone()))?;
         for gauge in [
             &m.cache_hits,
             &m.cache_misses,

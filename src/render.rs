@@ -23,6 +23,11 @@ pub struct RenderSettings {
     pub max_decode_pixels: u64,
 }
 
+/// Per-process render resources: the transform backend.
+pub struct Renderer {
+    pub backend: transform::Backend,
+}
+
 /// Maps codec failures to client-facing errors (public messages stay generic).
 pub fn codec_error(e: CodecError) -> Error {
     match e {
@@ -74,6 +79,17 @@ pub fn decode(
 
 /// Transforms decoded pixels and encodes them.
 pub fn finish(p: Pixels, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result<Encoded, Error> {
+    finish_on(p, plan, s, m, &transform::Backend::Cpu)
+}
+
+/// [`finish`] on a given transform backend.
+pub fn finish_on(
+    p: Pixels,
+    plan: &Plan,
+    s: &RenderSettings,
+    m: &Metrics,
+    backend: &transform::Backend,
+) -> Result<Encoded, Error> {
     let t = Instant::now();
     let spec = TransformSpec {
         width: plan.scaled_w,
@@ -83,7 +99,7 @@ pub fn finish(p: Pixels, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result
         format: plan.format,
         src_crop: plan.src_crop(),
     };
-    let p = transform::apply_cpu(p, &spec);
+    let p = transform::apply(p, &spec, backend, &|| m.gpu_fallbacks.inc());
     m.observe(Stage::Transform, t.elapsed());
     let t = Instant::now();
     let body = codec::encode::encode(&p, plan.format, s.jpeg_quality).map_err(codec_error)?;
@@ -102,4 +118,18 @@ pub fn render(
 ) -> Result<Encoded, Error> {
     let p = decode(src, info, plan, s, m, tiles)?;
     finish(p, plan, s, m)
+}
+
+/// The whole render on a chosen transform backend.
+pub fn render_on(
+    src: SourceRef<'_>,
+    info: &ImageInfo,
+    plan: &Plan,
+    s: &RenderSettings,
+    m: &Metrics,
+    tiles: Option<&DecodedTiles>,
+    backend: &transform::Backend,
+) -> Result<Encoded, Error> {
+    let p = decode(src, info, plan, s, m, tiles)?;
+    finish_on(p, plan, s, m, backend)
 }

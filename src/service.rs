@@ -25,7 +25,7 @@ use crate::metrics::{Metrics, Stage};
 use crate::plan::{self, Limits};
 use crate::pool::Pool;
 use crate::render::{self, RenderSettings};
-use crate::source::{Located, Resolver, Source, SourceVersion};
+use crate::source::{version_of_meta, Located, Resolver, Source, SourceVersion};
 
 /// Characters escaped in identifiers of canonical URLs (RFC 3986 unreserved kept).
 const ID_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -53,6 +53,23 @@ pub struct App {
     pub catalogue: Option<Arc<crate::presentation::catalogue::Catalogue>>,
     /// Decoded JPEG 2000 codestream tiles (None when disabled).
     pub decoded: Option<crate::decoded::DecodedTiles>,
+    /// Request URL → [`HotEntry`] for cached tiles.
+    pub hot: quick_cache::sync::Cache<String, Arc<HotEntry>>,
+    /// The transform backend (CPU, or a GPU chosen at start).
+    pub backend: crate::transform::Backend,
+}
+
+/// What a repeated image request needs to be answered without parsing or
+/// planning again: the resolved file and its version (re-checked with one
+/// `lstat`), the tile-cache key, and the response headers.
+pub struct HotEntry {
+    path: std::path::PathBuf,
+    version: SourceVersion,
+    key: TileKey,
+    etag: HeaderValue,
+    link: HeaderValue,
+    last_modified: Option<HeaderValue>,
+    cache_control: HeaderValue,
 }
 
 /// A request resolved and planned, ready to render.
@@ -143,6 +160,8 @@ impl App {
             }
             Arc::new(cat)
         });
+        let backend = crate::transform::Backend::choose(&cfg.transform.backend, cfg.transform.gpu_min_pixels);
+        metrics.gpu_backend.set((backend.name() == "gpu") as i64);
         Ok(App {
             limits: cfg.limits(),
             cors: CorsPolicy::from_config(&cfg.cors),
@@ -156,6 +175,8 @@ impl App {
             },
             warm: Default::default(),
             catalogue,
+            hot: quick_cache::sync::Cache::new(65_536),
+            backend,
             decoded: (cfg.cache.decoded_max_bytes > 0)
                 .then(|| crate::decoded::DecodedTiles::new(cfg.cache.decoded_max_bytes)),
             resolver,
@@ -346,6 +367,14 @@ impl App {
         params: [&str; 4],
         headers: &HeaderMap,
     ) -> Result<Response<Bytes>> {
+        // 0. The hot path: a request seen before whose file is unchanged and
+        //    whose tile is still cached.
+        let base = base_url(&self.cfg.server.public_base_url, headers);
+        let hot_key =
+            format!("{}|{}|{}/{}/{}/{}", v as u8, base, raw_id, params[0], params[1], params[2]) + "/" + params[3];
+        if let Some(r) = self.hot_answer(&hot_key, headers) {
+            return Ok(r);
+        }
         // 1. Parse (pure).
         let req = match v {
             ApiVersion::V2 => iiif::v2::parse(params[0], params[1], params[2], params[3])?,
@@ -376,6 +405,9 @@ impl App {
             return Ok(r);
         }
         // 5. Cache, with one render per key.
+        let path = prepared.located.path.clone();
+        let version = prepared.located.version;
+        let key = self.tile_key(v, &prepared);
         let encoded = self.fetch(v, prepared).await?;
         // 6. Respond.
         let mut r = Response::new(encoded.body.clone());
@@ -383,7 +415,67 @@ impl App {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(encoded.media_type));
         h.insert(header::LINK, header_value(&canonical_link)?);
         self.validators(h, &etag, modified, self.cfg.http.image_max_age);
+        if let (Some(etag), Some(link), Some(cc)) =
+            (h.get(header::ETAG), h.get(header::LINK), h.get(header::CACHE_CONTROL))
+        {
+            let entry = HotEntry {
+                path,
+                version,
+                key,
+                etag: etag.clone(),
+                link: link.clone(),
+                last_modified: h.get(header::LAST_MODIFIED).cloned(),
+                cache_control: cc.clone(),
+            };
+            self.hot.insert(hot_key, Arc::new(entry));
+        }
         Ok(r)
+    }
+
+    /// Answers from the hot path, if the request was seen, its file is
+    /// unchanged and its tile is cached.
+    fn hot_answer(&self, hot_key: &str, headers: &HeaderMap) -> Option<Response<Bytes>> {
+        let e = self.hot.get(hot_key)?;
+        let meta = std::fs::symlink_metadata(&e.path).ok().filter(|m| m.is_file())?;
+        if version_of_meta(&meta) != e.version {
+            self.hot.remove(hot_key);
+            return None;
+        }
+        let inm = headers.get(header::IF_NONE_MATCH);
+        let ims = headers.get(header::IF_MODIFIED_SINCE);
+        let mut r = if inm.is_some() || ims.is_some() {
+            let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+            if not_modified(headers, e.etag.to_str().ok()?, modified) {
+                empty(StatusCode::NOT_MODIFIED)
+            } else {
+                let enc = self.tiles.get(&e.key)?;
+                let mut r = Response::new(enc.body.clone());
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(enc.media_type));
+                r
+            }
+        } else {
+            let enc = self.tiles.get(&e.key)?;
+            let mut r = Response::new(enc.body.clone());
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(enc.media_type));
+            r
+        };
+        let h = r.headers_mut();
+        h.insert(header::LINK, e.link.clone());
+        h.insert(header::ETAG, e.etag.clone());
+        if let Some(lm) = &e.last_modified {
+            h.insert(header::LAST_MODIFIED, lm.clone());
+        }
+        h.insert(header::CACHE_CONTROL, e.cache_control.clone());
+        Some(r)
+    }
+
+    fn tile_key(&self, v: ApiVersion, p: &Prepared) -> TileKey {
+        TileKey {
+            // Keyed by the file, so every identifier naming it shares entries.
+            identifier: p.located.cache_key(),
+            version: p.located.version,
+            canonical: format!("{}:{}", v as u8, p.plan.canonical),
+        }
     }
 
     /// Resolves, reads the header and plans a parsed request.
@@ -396,12 +488,7 @@ impl App {
     /// The encoded image of a prepared request: from the cache, or rendered
     /// once on the pool however many identical requests wait for it.
     pub async fn fetch(self: &Arc<Self>, v: ApiVersion, p: Prepared) -> Result<Arc<Encoded>> {
-        let key = TileKey {
-            // Keyed by the file, so every identifier naming it shares entries.
-            identifier: p.located.cache_key(),
-            version: p.located.version,
-            canonical: format!("{}:{}", v as u8, p.plan.canonical),
-        };
+        let key = self.tile_key(v, &p);
         if let Some(e) = self.tiles.get(&key) {
             return Ok(e);
         }
@@ -417,7 +504,7 @@ impl App {
                     .pool
                     .submit(move || {
                         let src = render::SourceRef { data: &source.bytes, file: &file, version: located.version };
-                        render::render(src, &info, &plan, &a.settings, &a.metrics, a.decoded.as_ref())
+                        render::render_on(src, &info, &plan, &a.settings, &a.metrics, a.decoded.as_ref(), &a.backend)
                     })
                     .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
                 let enc = Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??);

@@ -117,3 +117,28 @@ fn validator_passes_with_the_tile_cache_disabled() {
 fn validator_passes_on_the_test_image_as_jpeg_2000() {
     run_on(validator_images_jp2(), &[]);
 }
+
+#[test]
+fn validator_passes_with_the_gpu_transform_backend() {
+    // Every transform on the GPU (lavapipe in CI): no size threshold, no cache.
+    let env = [
+        ("TESSERA_TRANSFORM__BACKEND", "gpu"),
+        ("TESSERA_TRANSFORM__GPU_MIN_PIXELS", "0"),
+        ("TESSERA_CACHE__MAX_BYTES", "0"),
+    ];
+    let Some(_) = validator() else { return };
+    let d = validator_images();
+    let probe = Server::start(d.path(), &env);
+    let metrics = http_get(probe.addr, "/metrics", &[]).unwrap();
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    drop(probe);
+    if !text.contains("tessera_gpu_backend 1") {
+        assert!(
+            std::env::var("TESSERA_REQUIRE_GPU").is_err(),
+            "TESSERA_REQUIRE_GPU is set but no GPU adapter was found"
+        );
+        eprintln!("SKIPPED: no GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+        return;
+    }
+    run_on(d, &env);
+}

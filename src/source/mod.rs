@@ -81,6 +81,11 @@ impl Located {
     }
 }
 
+/// The version of a file from its metadata.
+pub fn version_of_meta(meta: &std::fs::Metadata) -> SourceVersion {
+    version_of(meta)
+}
+
 fn version_of(meta: &std::fs::Metadata) -> SourceVersion {
     let mtime_ns =
         meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
@@ -93,12 +98,25 @@ pub struct Resolver {
     root: PathBuf,
     prefix: String,
     suffix: String,
+    /// identifier → canonical path, so a hot identifier costs one `lstat`
+    /// per request instead of a `realpath` per candidate extension. Entries
+    /// are re-checked on every use (a deleted file, or one turned into a
+    /// symlink, is resolved afresh).
+    memo: Arc<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>>,
 }
+
+/// Identifiers remembered before the memo is cleared.
+const MEMO_LIMIT: usize = 65_536;
 
 impl Resolver {
     /// `root` must exist; it is canonicalised once here.
     pub fn new(root: &Path, prefix: &str, suffix: &str) -> std::io::Result<Self> {
-        Ok(Resolver { root: root.canonicalize()?, prefix: prefix.to_string(), suffix: suffix.to_string() })
+        Ok(Resolver {
+            root: root.canonicalize()?,
+            prefix: prefix.to_string(),
+            suffix: suffix.to_string(),
+            memo: Default::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -107,6 +125,32 @@ impl Resolver {
 
     /// Finds the file for an identifier (already percent-decoded once).
     pub fn locate(&self, identifier: &str) -> Result<Located> {
+        let remembered = self.memo.lock().ok().and_then(|m| m.get(identifier).cloned());
+        if let Some(path) = remembered {
+            // Still a regular file (not replaced by a symlink)? Then the
+            // canonical path still holds, and this stat gives the version.
+            if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                if meta.is_file() {
+                    let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+                    return Ok(Located { path, version: version_of(&meta), modified });
+                }
+            }
+            if let Ok(mut m) = self.memo.lock() {
+                m.remove(identifier);
+            }
+        }
+        let found = self.resolve(identifier)?;
+        if let Ok(mut m) = self.memo.lock() {
+            if m.len() >= MEMO_LIMIT {
+                m.clear();
+            }
+            m.insert(identifier.to_string(), found.path.clone());
+        }
+        Ok(found)
+    }
+
+    /// Resolves without the memo: checks, candidates, canonicalisation.
+    fn resolve(&self, identifier: &str) -> Result<Located> {
         if !is_safe_identifier(identifier) {
             return Err(Error::not_found());
         }
@@ -206,6 +250,19 @@ mod tests {
         let (_d, r) = tree();
         assert_eq!(r.locate("sub").unwrap_err().status(), StatusCode::NOT_FOUND);
         assert_eq!(r.locate("nope").unwrap_err().status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_remembered_identifier_still_sees_deletion_and_symlink_swaps() {
+        let (d, r) = tree();
+        assert!(r.locate("a").is_ok());
+        std::fs::remove_file(d.path().join("root/a.jpg")).unwrap();
+        assert_eq!(r.locate("a").unwrap_err().status(), StatusCode::NOT_FOUND);
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(d.path().join("secret.jpg"), d.path().join("root/a.jpg")).unwrap();
+            assert_eq!(r.locate("a").unwrap_err().status(), StatusCode::NOT_FOUND, "symlink out of the root");
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! (horizontal pass) → mirror/turn/quality/pack pass → copy to a readback
 //! buffer, then one map. Buffers come from a small pool keyed by kind and
 //! power-of-two size class, so steady-state requests create no new buffers.
+//! An input larger than the adapter's storage-binding limit is read by the
+//! vertical pass in bands of rows.
 //!
 //! Failures (no adapter, out of memory, a lost device, a job beyond the
 //! adapter's limits) are returned as [`GpuError`]; the caller runs the CPU path
@@ -379,6 +381,21 @@ impl Gpu {
         PoolStats { idle_buffers, idle_bytes, created: self.created.load(Ordering::Relaxed) }
     }
 
+    /// Frees every idle pooled buffer (e.g. under memory pressure, or after a
+    /// burst of unusually large jobs). Buffers in use are not affected.
+    pub fn trim_pool(&self) {
+        let idle = match self.pool.lock() {
+            Ok(mut p) => {
+                p.idle_bytes = 0;
+                std::mem::take(&mut p.idle)
+            }
+            Err(_) => return,
+        };
+        for b in idle.into_values().flatten() {
+            b.destroy();
+        }
+    }
+
     /// Resizes to `out_w × out_h`, then mirrors, turns and converts quality, as
     /// the CPU path does, in one submission with one readback.
     pub fn apply(&self, p: &Pixels, job: &GpuJob) -> Result<Pixels, GpuError> {
@@ -440,8 +457,19 @@ impl Gpu {
             }
         }
 
-        // Upload layout: three parameter blocks, coefficient tables, input.
+        let l = &self.limits;
+        let max_bind = l.max_storage_buffer_binding_size;
+        let max_groups = l.max_compute_workgroups_per_dimension;
         let align = self.align;
+        let in_stride = u64::from(src_w) * u64::from(in_c);
+        let in_len4 = round_up((p.byte_len() as u64).max(4), 4).ok_or_else(too_big)?;
+        let v_stride = round_up(in_stride, 4).ok_or_else(too_big)?;
+        let bands = match &v {
+            Some(c) => v_bands(c, in_stride, in_len4, max_bind, align, max_groups.saturating_mul(RESIZE_WG))?,
+            None => Vec::new(),
+        };
+
+        // Upload layout: parameter blocks, coefficient tables, input.
         let mut off = 0u64;
         let mut take = |len: u64| -> Result<(u64, u64), GpuError> {
             let start = off;
@@ -449,7 +477,10 @@ impl Gpu {
             off = round_up(start.checked_add(len4).ok_or_else(too_big)?, align).ok_or_else(too_big)?;
             Ok((start, len4))
         };
-        let params_v = take(PARAMS_BYTES)?;
+        let mut params_v = Vec::with_capacity(bands.len());
+        for _ in &bands {
+            params_v.push(take(PARAMS_BYTES)?);
+        }
         let params_h = take(PARAMS_BYTES)?;
         let params_p = take(PARAMS_BYTES)?;
         let mut tables = |c: &Option<Coeffs>| -> Result<Option<(Section, Section)>, GpuError> {
@@ -464,17 +495,19 @@ impl Gpu {
         };
         let tables_v = tables(&v)?;
         let tables_h = tables(&h)?;
-        let input = take(p.byte_len() as u64)?;
+        let input = take(in_len4)?;
         let upload_len = off;
 
         // Work buffers: stages alternate A, B, A.
-        let px = |w: u32, h: u32| u64::from(w) * u64::from(h) * 4;
+        // resize_v writes raw rows padded to whole words; resize_h packed RGBA.
+        let v_len = v_stride * u64::from(out_h);
+        let h_len = u64::from(out_w) * u64::from(out_h) * 4;
         let mut stage_sizes = Vec::with_capacity(3);
         if v.is_some() {
-            stage_sizes.push(px(src_w, out_h));
+            stage_sizes.push(v_len);
         }
         if h.is_some() {
-            stage_sizes.push(px(out_w, out_h));
+            stage_sizes.push(h_len);
         }
         let out_bytes = u64::from(out_w) * u64::from(out_h) * u64::from(out_c);
         let out_len4 = round_up(out_bytes, 4).ok_or_else(too_big)?;
@@ -484,10 +517,10 @@ impl Gpu {
             work[i % 2] = work[i % 2].max(*s);
         }
 
-        // Limits.
-        let l = &self.limits;
-        let max_bind = l.max_storage_buffer_binding_size;
-        let biggest_binding = input.1.max(work[0]).max(work[1]);
+        // Limits. With a vertical pass the input is bound in bands; without
+        // one, resize_h or orient_quality binds it whole.
+        let input_binding = if v.is_some() { 0 } else { input.1 };
+        let biggest_binding = input_binding.max(work[0]).max(work[1]);
         if biggest_binding > max_bind {
             return Err(GpuError::Unsupported(format!(
                 "binding of {biggest_binding} bytes exceeds max_storage_buffer_binding_size {max_bind}"
@@ -496,10 +529,9 @@ impl Gpu {
         if upload_len > l.max_buffer_size || work[0] > l.max_buffer_size {
             return Err(GpuError::Unsupported(format!("buffer exceeds max_buffer_size {}", l.max_buffer_size)));
         }
-        if out_bytes > u64::from(u32::MAX) || (p.byte_len() as u64) >= u64::from(u32::MAX) {
+        if out_bytes > u64::from(u32::MAX) || input.1 >= u64::from(u32::MAX) || v_len >= u64::from(u32::MAX) {
             return Err(GpuError::Unsupported("image too large for 32-bit indexing".into()));
         }
-        let max_groups = l.max_compute_workgroups_per_dimension;
         let groups_2d = |w: u32, h: u32| -> Result<(u32, u32), GpuError> {
             let g = (w.div_ceil(RESIZE_WG), h.div_ceil(RESIZE_WG));
             if g.0 > max_groups || g.1 > max_groups {
@@ -508,10 +540,16 @@ impl Gpu {
                 Ok(g)
             }
         };
-        let groups_v = if v.is_some() { Some(groups_2d(src_w, out_h)?) } else { None };
+        let row_words = (v_stride / 4) as u32;
+        let mut v_dispatch = Vec::with_capacity(bands.len());
+        for (band, params) in bands.iter().zip(params_v) {
+            let groups = groups_2d(row_words, band.rows)?;
+            v_dispatch.push(VDispatch { band: *band, params, groups });
+        }
         let groups_h = if h.is_some() { Some(groups_2d(out_w, out_h)?) } else { None };
-        let words = out_len4 / 4;
-        let total = words.div_ceil(u64::from(PACK_WG));
+        // One invocation per four output pixels.
+        let invocations = (u64::from(out_w) * u64::from(out_h)).div_ceil(4);
+        let total = invocations.div_ceil(u64::from(PACK_WG));
         let gx = total.min(u64::from(max_groups)).max(1);
         let gy = total.div_ceil(gx).max(1);
         if gy > u64::from(max_groups) {
@@ -535,7 +573,11 @@ impl Gpu {
             alpha: layout.has_alpha(),
             v,
             h,
-            params_v,
+            in_stride: in_stride as u32,
+            v_stride: v_stride as u32,
+            v_len,
+            h_len,
+            v_dispatch,
             params_h,
             params_p,
             tables_v,
@@ -545,18 +587,15 @@ impl Gpu {
             work,
             out_bytes,
             out_len4,
-            groups_v,
             groups_h,
             groups_p,
         })
     }
 
     fn run(&self, p: &Pixels, plan: &Plan) -> Result<Vec<u8>, GpuError> {
-        let t0 = std::time::Instant::now();
         let scopes = Scopes::push(&self.device);
         let built = self.encode(p, plan);
         let scoped = scopes.pop();
-        eprintln!("encode+submit {:?}", t0.elapsed());
         let (bufs, index) = match (built, scoped) {
             (Ok(b), Ok(())) => b,
             (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
@@ -583,7 +622,8 @@ impl Gpu {
         let work_b = if plan.work[1] > 0 { Some(self.take(Kind::Work, plan.work[1])?) } else { None };
         let readback = self.take(Kind::Readback, plan.out_len4)?;
 
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera job") });
+        let mut enc =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera job") });
         enc.copy_buffer_to_buffer(&upload, 0, &input, 0, plan.upload_len);
         let last = self.record(&mut enc, plan, &input, [Some(&work_a), work_b.as_ref()])?;
         enc.copy_buffer_to_buffer(last, 0, &readback, 0, plan.out_len4);
@@ -608,19 +648,9 @@ impl Gpu {
         };
         // The image the next stage reads: None = the raw input section.
         let mut current: Option<(&wgpu::Buffer, u64)> = None;
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("tessera"), timestamp_writes: None });
-        let stages = [
-            (plan.tables_v, plan.groups_v, plan.params_v, &self.resize_v, plan.src_w, plan.out_h),
-            (plan.tables_h, plan.groups_h, plan.params_h, &self.resize_h, plan.out_w, plan.out_h),
-        ];
-        for (tables, groups, params, pipeline, w, h) in stages {
-            let (Some((bounds, coeffs)), Some((gx, gy))) = (tables, groups) else { continue };
-            let target = next_target()?;
-            let src = match current {
-                None => binding(input, plan.input),
-                Some((b, len)) => binding(b, (0, len)),
-            };
-            let dst_len = u64::from(w) * u64::from(h) * 4;
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("tessera"), timestamp_writes: None });
+        let mut resize = |pipeline, params, src, (bounds, coeffs): (Section, Section), dst, (gx, gy)| {
             let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
                 layout: &self.resize_layout,
@@ -629,13 +659,36 @@ impl Gpu {
                     wgpu::BindGroupEntry { binding: 1, resource: src },
                     wgpu::BindGroupEntry { binding: 2, resource: binding(input, bounds) },
                     wgpu::BindGroupEntry { binding: 3, resource: binding(input, coeffs) },
-                    wgpu::BindGroupEntry { binding: 4, resource: binding(target, (0, dst_len)) },
+                    wgpu::BindGroupEntry { binding: 4, resource: dst },
                 ],
             });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bg, &[]);
             pass.dispatch_workgroups(gx, gy, 1);
-            current = Some((target, dst_len));
+        };
+        if let Some(tables) = plan.tables_v {
+            let target = next_target()?;
+            for d in &plan.v_dispatch {
+                let src = (plan.input.0 + d.band.offset, d.band.len);
+                resize(
+                    &self.resize_v,
+                    d.params,
+                    binding(input, src),
+                    tables,
+                    binding(target, (0, plan.v_len)),
+                    d.groups,
+                );
+            }
+            current = Some((target, plan.v_len));
+        }
+        if let (Some(tables), Some(groups)) = (plan.tables_h, plan.groups_h) {
+            let target = next_target()?;
+            let src = match current {
+                None => binding(input, plan.input),
+                Some((b, len)) => binding(b, (0, len)),
+            };
+            resize(&self.resize_h, plan.params_h, src, tables, binding(target, (0, plan.h_len)), groups);
+            current = Some((target, plan.h_len));
         }
         let target = next_target()?;
         let src = match current {
@@ -668,7 +721,6 @@ impl Gpu {
         bufs.readback.map_async(wgpu::MapMode::Read, 0..plan.out_len4, move |r| {
             let _ = tx.send((Kind::Readback, r.is_ok()));
         });
-        let t0 = std::time::Instant::now();
         let wait = wgpu::PollType::Wait { submission_index: Some(index), timeout: Some(JOB_TIMEOUT) };
         self.device.poll(wait).map_err(|e| match e {
             wgpu::PollError::Timeout => GpuError::Device("job timed out".into()),
@@ -691,7 +743,6 @@ impl Gpu {
             }
             std::thread::yield_now();
         }
-        eprintln!("wait {:?}", t0.elapsed());
         if self.lost.load(Ordering::Acquire) {
             return Err(GpuError::Lost);
         }
@@ -708,7 +759,6 @@ impl Gpu {
                 .ok_or_else(|| GpuError::Device("short readback".into()))?
         };
         bufs.readback.unmap();
-        eprintln!("read {:?}", t0.elapsed());
         self.give(Kind::Readback, bufs.readback);
         if upload_ok == Some(true) {
             self.give(Kind::Upload, bufs.upload);
@@ -746,18 +796,26 @@ impl Gpu {
                     flags |= UNPREMULTIPLY;
                 }
             }
-            put_params(plan.params_v.0, params_block(plan.src_w, plan.src_h, plan.src_w, plan.out_h, plan.in_c, flags, c));
+            for d in &plan.v_dispatch {
+                let b = &d.band;
+                let dims = [plan.src_w, plan.src_h, plan.src_w, b.row0 + b.rows];
+                let mut words = params_block(dims, plan.in_c, [plan.in_stride, plan.v_stride], flags, c);
+                words[14] = b.offset as u32;
+                words[15] = b.row0;
+                put_params(d.params.0, words);
+            }
         }
         // Horizontal pass: reads the vertical pass's output, or the raw input.
         if let Some(c) = &plan.h {
-            let (src_h, src_c, mut flags) = match plan.v {
-                Some(_) => (plan.out_h, 0, 0),
-                None => (plan.src_h, plan.in_c, if alpha { PREMULTIPLY } else { 0 }),
+            let (src_h, stride, mut flags) = match plan.v {
+                Some(_) => (plan.out_h, plan.v_stride, 0),
+                None => (plan.src_h, plan.in_stride, if alpha { PREMULTIPLY } else { 0 }),
             };
             if alpha {
                 flags |= UNPREMULTIPLY;
             }
-            put_params(plan.params_h.0, params_block(plan.src_w, src_h, plan.out_w, plan.out_h, src_c, flags, c));
+            let dims = [plan.src_w, src_h, plan.out_w, plan.out_h];
+            put_params(plan.params_h.0, params_block(dims, plan.in_c, [stride, 0], flags, c));
         }
         let mut flags = 0;
         if plan.mirror {
@@ -772,13 +830,20 @@ impl Gpu {
             GpuQuality::Gray => 1,
             GpuQuality::Bitonal => 2,
         };
-        let resized = plan.v.is_some() || plan.h.is_some();
+        // The resized image: packed words from resize_h, raw rows from
+        // resize_v, or the raw input.
+        let (src_c, src_stride) = match (&plan.v, &plan.h) {
+            (_, Some(_)) => (0, 0),
+            (Some(_), None) => (plan.in_c, plan.v_stride),
+            (None, None) => (plan.in_c, plan.in_stride),
+        };
         let mut words = [0u32; 16];
         words[0] = plan.out_w;
         words[1] = plan.out_h;
         words[2] = plan.out_w;
         words[3] = plan.out_h;
-        words[4] = if resized { 0 } else { plan.in_c };
+        words[4] = src_c;
+        words[12] = src_stride;
         words[5] = flags;
         words[8] = plan.quarter;
         words[9] = quality;
@@ -861,16 +926,17 @@ fn binding(buf: &wgpu::Buffer, (offset, len): Section) -> wgpu::BindingResource<
     wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset, size: NonZeroU64::new(len) })
 }
 
-fn params_block(src_w: u32, src_h: u32, dst_w: u32, dst_h: u32, src_c: u32, flags: u32, c: &Coeffs) -> [u32; 16] {
+/// A resize pass's `Params` (shaders/common.wgsl): `dims` = src w, h, dst w, h;
+/// `strides` = source and destination bytes per row.
+fn params_block(dims: [u32; 4], src_c: u32, strides: [u32; 2], flags: u32, c: &Coeffs) -> [u32; 16] {
     let mut w = [0u32; 16];
-    w[0] = src_w;
-    w[1] = src_h;
-    w[2] = dst_w;
-    w[3] = dst_h;
+    w[..4].copy_from_slice(&dims);
     w[4] = src_c;
     w[5] = flags;
     w[6] = c.precision;
     w[7] = c.window;
+    w[12] = strides[0];
+    w[13] = strides[1];
     w
 }
 
@@ -884,6 +950,73 @@ fn round_up(v: u64, to: u64) -> Option<u64> {
 
 /// (offset, length) inside the upload/input buffer.
 type Section = (u64, u64);
+
+/// A band of resize_v output rows and the input bytes it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Band {
+    row0: u32,
+    rows: u32,
+    /// Byte range of the input bound for this band (offset from the input's
+    /// start, aligned for binding).
+    offset: u64,
+    len: u64,
+}
+
+struct VDispatch {
+    band: Band,
+    params: Section,
+    groups: (u32, u32),
+}
+
+/// Splits resize_v's output rows into bands whose input rows fit one storage
+/// binding (`max_bind` bytes, offsets aligned to `align`) and one dispatch
+/// (`max_rows`). Usually one band covering everything.
+fn v_bands(
+    c: &Coeffs,
+    stride: u64,
+    input_len: u64,
+    max_bind: u64,
+    align: u64,
+    max_rows: u32,
+) -> Result<Vec<Band>, GpuError> {
+    // Bytes a run of output rows reads: from its lowest first row to its
+    // highest last row, plus the one word resize_v may read past a row end.
+    let span = |b: &[u32; 2]| {
+        let lo = u64::from(b[0]) * stride;
+        let hi = (u64::from(b[0]) + u64::from(b[1])) * stride;
+        (lo, round_up(hi, 4).map_or(input_len, |h| h.saturating_add(4)).min(input_len))
+    };
+    let mut bands = Vec::new();
+    let mut y = 0usize;
+    let n = c.bounds.len();
+    while y < n {
+        let (mut lo, mut hi) = span(&c.bounds[y]);
+        let mut end = y;
+        while end < n && end - y < max_rows as usize {
+            let (l, h) = span(&c.bounds[end]);
+            let (nl, nh) = (lo.min(l), hi.max(h));
+            if nh - nl / align * align > max_bind {
+                break;
+            }
+            (lo, hi) = (nl, nh);
+            end += 1;
+        }
+        if end == y {
+            return Err(GpuError::Unsupported(format!(
+                "one output row reads more than max_storage_buffer_binding_size {max_bind} bytes"
+            )));
+        }
+        let offset = lo / align * align;
+        bands.push(Band {
+            row0: y as u32,
+            rows: (end - y) as u32,
+            offset,
+            len: round_up(hi - offset, 4).unwrap_or(hi - offset),
+        });
+        y = end;
+    }
+    Ok(bands)
+}
 
 struct JobBuffers {
     upload: wgpu::Buffer,
@@ -909,7 +1042,15 @@ struct Plan {
     alpha: bool,
     v: Option<Coeffs>,
     h: Option<Coeffs>,
-    params_v: Section,
+    /// Bytes per input row.
+    in_stride: u32,
+    /// Bytes per resize_v output row (padded to a word).
+    v_stride: u32,
+    /// Bytes written by resize_v and resize_h.
+    v_len: u64,
+    h_len: u64,
+    /// resize_v dispatches, one per band of output rows.
+    v_dispatch: Vec<VDispatch>,
     params_h: Section,
     params_p: Section,
     tables_v: Option<(Section, Section)>,
@@ -919,7 +1060,6 @@ struct Plan {
     work: [u64; 2],
     out_bytes: u64,
     out_len4: u64,
-    groups_v: Option<(u32, u32)>,
     groups_h: Option<(u32, u32)>,
     groups_p: (u32, u32),
 }
@@ -1157,11 +1297,19 @@ mod tests {
     fn check(g: &Gpu, p: &Pixels, job: &GpuJob) {
         let want = cpu(p, job);
         let got = g.apply(p, job).unwrap_or_else(|e| panic!("{job:?} on {p:?}: {e}"));
-        assert_eq!((got.width(), got.height(), got.layout()), (want.width(), want.height(), want.layout()), "{job:?} on {p:?}");
+        assert_eq!(
+            (got.width(), got.height(), got.layout()),
+            (want.width(), want.height(), want.layout()),
+            "{job:?} on {p:?}"
+        );
         let (max, n) = diff(&got, &want);
         match job.quality {
             GpuQuality::Bitonal => {
-                assert!(n * 200 <= want.byte_len(), "{job:?} on {p:?}: {n} of {} bitonal samples differ", want.byte_len())
+                assert!(
+                    n * 200 <= want.byte_len(),
+                    "{job:?} on {p:?}: {n} of {} bitonal samples differ",
+                    want.byte_len()
+                )
             }
             _ => assert!(max <= 2, "{job:?} on {p:?}: max diff {max} ({n} samples differ)"),
         }
@@ -1246,7 +1394,9 @@ mod tests {
         for layout in LAYOUTS {
             let p = structured(151, 99, layout, 11);
             for quality in [GpuQuality::Gray, GpuQuality::Bitonal] {
-                for (ow, oh, mirror, q) in [(151, 99, false, 0), (50, 33, true, 1), (300, 198, false, 3), (41, 99, true, 2)] {
+                for (ow, oh, mirror, q) in
+                    [(151, 99, false, 0), (50, 33, true, 1), (300, 198, false, 3), (41, 99, true, 2)]
+                {
                     let job = GpuJob { out_w: ow, out_h: oh, mirror, quarter_turns: q, quality };
                     check(g, &p, &job);
                 }
@@ -1284,11 +1434,7 @@ mod tests {
     #[test]
     fn a_hundred_sequential_jobs_create_no_new_buffers_and_keep_the_pool_bounded() {
         // A device of its own, so that concurrent tests don't touch its pool.
-        let g = match open() {
-            Ok(g) => g,
-            Err(GpuError::NoAdapter(e)) => return no_gpu(&e),
-            Err(e) => panic!("GPU adapter found but unusable: {e}"),
-        };
+        let Some(g) = own_gpu() else { return };
         let a = structured(200, 150, Layout::Rgb, 1);
         let b = structured(90, 60, Layout::Rgba, 2);
         let ja = GpuJob { out_w: 100, out_h: 75, mirror: false, quarter_turns: 1, quality: GpuQuality::Keep };
@@ -1311,6 +1457,89 @@ mod tests {
         assert!(per_class <= MAX_IDLE_PER_CLASS);
     }
 
+    fn own_gpu() -> Option<Gpu> {
+        match open() {
+            Ok(g) => Some(g),
+            Err(GpuError::NoAdapter(e)) => {
+                no_gpu(&e);
+                None
+            }
+            Err(e) => panic!("GPU adapter found but unusable: {e}"),
+        }
+    }
+
+    #[test]
+    fn bands_cover_every_output_row_within_the_binding_limit() {
+        let c = coefficients(1000, 125, Filter::Lanczos3);
+        let stride = 999u64 * 3;
+        let len = round_up(stride * 1000, 4).unwrap();
+        for max_bind in [160 * 1024u64, 400 * 1024, 1 << 30] {
+            let bands = v_bands(&c, stride, len, max_bind, 256, 1 << 20).unwrap();
+            let mut next = 0;
+            for b in &bands {
+                assert_eq!(b.row0, next);
+                assert!(b.len <= max_bind && b.offset % 256 == 0 && b.offset + b.len <= len, "{b:?}");
+                for y in b.row0..b.row0 + b.rows {
+                    let [start, n] = c.bounds[y as usize];
+                    assert!(u64::from(start) * stride >= b.offset);
+                    assert!(((u64::from(start + n) * stride).min(len)) <= b.offset + b.len);
+                }
+                next = b.row0 + b.rows;
+            }
+            assert_eq!(next, 125);
+            if max_bind == 1 << 30 {
+                assert_eq!(bands.len(), 1);
+            } else {
+                assert!(bands.len() > 1);
+            }
+        }
+        // A single row that cannot fit is refused.
+        assert!(matches!(v_bands(&c, stride, len, 64 * 1024, 256, 1 << 20), Err(GpuError::Unsupported(_))));
+    }
+
+    #[test]
+    fn an_input_beyond_the_binding_limit_is_resized_in_bands_and_still_matches() {
+        let Some(mut g) = own_gpu() else { return };
+        // Pretend the adapter binds at most 64 KiB: the input (~190 KB) then
+        // needs several bands.
+        g.limits.max_storage_buffer_binding_size = 64 * 1024;
+        for layout in [Layout::Rgb, Layout::GrayAlpha, Layout::Rgba] {
+            let p = structured(301, 211, layout, 9);
+            for (ow, oh) in [(75, 52), (100, 50)] {
+                let job = GpuJob { out_w: ow, out_h: oh, mirror: true, quarter_turns: 1, quality: GpuQuality::Keep };
+                check(&g, &p, &job);
+            }
+            // Without a vertical pass the input must be bound whole: refused.
+            if p.byte_len() > 64 * 1024 {
+                let job = GpuJob { out_w: 150, out_h: 211, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+                assert!(matches!(g.apply(&p, &job), Err(GpuError::Unsupported(_))));
+            }
+        }
+    }
+
+    #[test]
+    fn a_destroyed_device_makes_apply_fail_without_panicking() {
+        let Some(g) = own_gpu() else { return };
+        let p = structured(64, 48, Layout::Rgb, 4);
+        let job = GpuJob { out_w: 32, out_h: 24, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+        assert!(g.apply(&p, &job).is_ok());
+        g.device.destroy();
+        assert!(g.apply(&p, &job).is_err());
+        assert!(g.apply(&p, &job).is_err());
+    }
+
+    #[test]
+    fn trim_pool_releases_idle_buffers() {
+        let Some(g) = own_gpu() else { return };
+        let p = structured(64, 48, Layout::Rgba, 4);
+        let job = GpuJob { out_w: 32, out_h: 24, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+        g.apply(&p, &job).unwrap();
+        assert!(g.pool_stats().idle_buffers > 0);
+        g.trim_pool();
+        assert_eq!((g.pool_stats().idle_buffers, g.pool_stats().idle_bytes), (0, 0));
+        assert!(g.apply(&p, &job).is_ok());
+    }
+
     #[test]
     fn jobs_beyond_the_adapter_limits_are_refused_not_attempted() {
         let Some(g) = gpu() else { return };
@@ -1331,7 +1560,13 @@ mod tests {
                     let layout = LAYOUTS[t as usize];
                     let p = structured(120 + t, 80 + t, layout, t);
                     for q in 0..4u8 {
-                        let job = GpuJob { out_w: 50 + t, out_h: 33, mirror: q % 2 == 1, quarter_turns: q, quality: GpuQuality::Keep };
+                        let job = GpuJob {
+                            out_w: 50 + t,
+                            out_h: 33,
+                            mirror: q % 2 == 1,
+                            quarter_turns: q,
+                            quality: GpuQuality::Keep,
+                        };
                         check(g, &p, &job);
                     }
                 });

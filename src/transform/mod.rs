@@ -2,6 +2,7 @@
 //! the IIIF Image API defines. Each step is a pure function over [`Pixels`];
 //! nothing here knows of HTTP, files or codecs.
 
+pub mod gpu;
 pub mod quality;
 pub mod resize;
 pub mod rotate;
@@ -33,4 +34,75 @@ pub fn apply_cpu(p: Pixels, spec: &TransformSpec) -> Pixels {
         None => rotate::arbitrary(&p, spec.rotation.degrees, spec.format.has_alpha()),
     };
     quality::apply(p, spec.quality)
+}
+
+/// The transform backend chosen at start.
+pub enum Backend {
+    Cpu,
+    Gpu { gpu: gpu::Gpu, min_pixels: u64 },
+}
+
+impl Backend {
+    /// Chooses from `transform.backend`: "cpu"; "gpu" (any adapter, software
+    /// included; falls back to the CPU with a warning if none exists); "auto"
+    /// (hardware adapters only).
+    pub fn choose(kind: &str, min_pixels: u64) -> Backend {
+        if kind == "cpu" {
+            return Backend::Cpu;
+        }
+        let opts = gpu::GpuOptions { allow_software: kind == "gpu" };
+        match gpu::Gpu::new(&opts) {
+            Ok(g) => {
+                tracing::info!(adapter = %g.adapter_description(), software = g.is_software(), "transform backend: GPU");
+                Backend::Gpu { gpu: g, min_pixels }
+            }
+            Err(e) => {
+                if kind == "gpu" {
+                    tracing::warn!(error = %e, "transform.backend = gpu but no adapter: using the CPU");
+                } else {
+                    tracing::info!(reason = %e, "transform backend: CPU (no hardware GPU)");
+                }
+                Backend::Cpu
+            }
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Gpu { .. } => "gpu",
+        }
+    }
+}
+
+/// Applies the transform on the chosen backend. A GPU job that fails (device
+/// lost, out of memory, over the adapter's limits) is redone on the CPU and
+/// reported through `on_fallback`; it never fails the request.
+pub fn apply(p: Pixels, spec: &TransformSpec, backend: &Backend, on_fallback: &dyn Fn()) -> Pixels {
+    if let Backend::Gpu { gpu, min_pixels } = backend {
+        let turns = spec.rotation.quarter_turns();
+        let eligible =
+            spec.src_crop.is_none() && turns.is_some() && (p.width() as u64 * p.height() as u64) >= *min_pixels;
+        if let (true, Some(q)) = (eligible, turns) {
+            let job = gpu::GpuJob {
+                out_w: spec.width,
+                out_h: spec.height,
+                mirror: spec.rotation.mirror,
+                quarter_turns: q,
+                quality: match spec.quality {
+                    Quality::Gray => gpu::GpuQuality::Gray,
+                    Quality::Bitonal => gpu::GpuQuality::Bitonal,
+                    Quality::Default | Quality::Color => gpu::GpuQuality::Keep,
+                },
+            };
+            match gpu.apply(&p, &job) {
+                Ok(out) => return out,
+                Err(e) => {
+                    tracing::warn!(error = %e, "GPU transform failed; using the CPU");
+                    on_fallback();
+                }
+            }
+        }
+    }
+    apply_cpu(p, spec)
 }

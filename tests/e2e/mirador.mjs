@@ -339,7 +339,8 @@ async function main() {
   const infos = new Map();
   const consoleLines = [];
   const external = [];
-  const report = { mode: opts.expectBlocked ? 'expect-blocked' : 'normal', base: opts.base, item: opts.item, manifest: manifestUrl, checks: [] };
+  const mode = opts.expectBlocked ? 'expect-blocked' : opts.viewerPage ? 'viewer-page' : opts.strictOrigin ? 'strict-origin' : 'normal';
+  const report = { mode, base: opts.base, item: opts.item, manifest: manifestUrl, checks: [] };
   const pass = (msg) => { report.checks.push(msg); log('ok:', msg); };
 
   let server = null, context = null, userDir = null;

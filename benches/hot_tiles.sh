@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Hot tiles: Tessera serving a few cached 256² JPEG tiles, against a bare hyper
+# server returning a body of the same size, measured with wrk in one run.
+# Loopback only; every process started here is stopped on exit.
+# usage: benches/hot_tiles.sh [SECONDS] [CONNECTIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}; conns=${2:-32}
+command -v wrk >/dev/null || { sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo; $sudo apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --locked --example bare_hyper --bin tessera 2>/dev/null
+T=18410; B=18411
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+RUST_LOG=warn target/release/tessera serve --listen 127.0.0.1:$T & pids+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$T/health" >/dev/null && break; sleep 0.1; done
+tiles=(
+  "/iiif/2/landscape/0,0,1024,1024/256,/0/default.jpg"
+  "/iiif/2/landscape/1024,0,1024,1024/256,/0/default.jpg"
+  "/iiif/2/landscape/0,1024,1024,1024/256,/0/default.jpg"
+  "/iiif/2/landscape/1024,1024,1024,1024/256,/0/default.jpg"
+)
+total=0
+for t in "${tiles[@]}"; do n=$(curl -sf "http://127.0.0.1:$T$t" | wc -c); total=$((total + n)); done
+size=$((total / ${#tiles[@]}))
+decodes_before=$(curl -s "http://127.0.0.1:$T/metrics" | awk '/^tessera_decodes_total/ {print $2}')
+target/release/examples/bare_hyper 127.0.0.1:$B "$size" & pids+=($!)
+sleep 0.5
+lua=$(mktemp); cat > "$lua" <<LUA
+local paths = { "${tiles[0]}", "${tiles[1]}", "${tiles[2]}", "${tiles[3]}" }
+local i = 0
+request = function() i = i % #paths + 1; return wrk.format("GET", paths[i]) end
+LUA
+rps() { wrk -t1 -c"$conns" -d"${secs}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
+tess=$(rps -s "$lua" "http://127.0.0.1:$T")
+# The same Lua script drives both (the baseline ignores the path), so wrk does the same work per request.
+bare=$(rps -s "$lua" "http://127.0.0.1:$B")
+decodes_after=$(curl -s "http://127.0.0.1:$T/metrics" | awk '/^tessera_decodes_total/ {print $2}')
+ratio=$(python3 -c "print(f'{$tess / $bare:.2f}')")
+echo "| body | connections | Tessera hot tiles req/s | bare hyper req/s | ratio | decodes during load |"
+echo "|---|---|---|---|---|---|"
+echo "| ${size} B | $conns | $tess | $bare | $ratio | $((decodes_after - decodes_before)) |"
