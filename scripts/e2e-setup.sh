@@ -14,7 +14,8 @@ chromium_bin=/usr/bin/chromium
 dest=target/tools/e2e
 lock=tests/e2e/package-lock.json
 
-if [ ! -x "$chromium_bin" ]; then
+# E2E_SKIP_CHROMIUM=1: only the npm packages (scripts/run.sh uses this for the viewer).
+if [ "${E2E_SKIP_CHROMIUM:-}" != 1 ] && [ ! -x "$chromium_bin" ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "e2e-setup: installing Debian package chromium"

@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh build
+# Mirador for the /viewer pages (served locally; the CDN copy is the fallback).
+E2E_SKIP_CHROMIUM=1 bash scripts/e2e-setup.sh || echo "run.sh: Mirador not installed locally; /viewer uses the CDN copy"
 exec cargo run --release --locked -- serve "$@"
