@@ -107,7 +107,7 @@ pub fn finish_on(
     Ok(Encoded { body: Bytes::from(body), media_type: plan.format.media_type() })
 }
 
-/// The whole render.
+/// The whole render, transforms on the CPU.
 pub fn render(
     src: SourceRef<'_>,
     info: &ImageInfo,
@@ -116,8 +116,7 @@ pub fn render(
     m: &Metrics,
     tiles: Option<&DecodedTiles>,
 ) -> Result<Encoded, Error> {
-    let p = decode(src, info, plan, s, m, tiles)?;
-    finish(p, plan, s, m)
+    render_on(src, info, plan, s, m, tiles, &transform::Backend::Cpu)
 }
 
 /// The whole render on a chosen transform backend.
