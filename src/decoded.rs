@@ -94,7 +94,6 @@ impl DecodedTiles {
         }
         let want = region.at_scale(scale, info.width, info.height);
         let reduce = scale.trailing_zeros();
-        let c = info.layout.channels();
         let mut out: Option<Vec<u8>> = None;
         let mut layout = info.layout;
         for row in r0..=r1 {
@@ -130,7 +129,6 @@ impl DecodedTiles {
                 }
             }
         }
-        let _ = c;
         let buf = out?;
         Some(Pixels::new(want.w, want.h, layout, buf).map_err(|e| CodecError::Corrupt(e.to_string())))
     }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::http::base_url::base_url;
 use crate::presentation::manifest::{self, Ctx};
 use crate::presentation::PresentationError;
-use crate::service::{decode_identifier, App};
+use crate::service::{decode_identifier, etag_matches, wants_json_ld, App};
 
 const JSONLD: &str = "application/ld+json;profile=\"http://iiif.io/api/presentation/2/context.json\"";
 
@@ -74,17 +74,8 @@ pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap) -> Result<
     };
     let body = serde_json::to_vec_pretty(&doc).map_err(|e| Error::internal(e.to_string()))?;
     let etag = format!("\"p{:016x}\"", crate::source::fnv1a(&[&body]));
-    let wants_ld = headers
-        .get(header::ACCEPT)
-        .and_then(|a| a.to_str().ok())
-        .map(|a| a.contains("application/ld+json"))
-        .unwrap_or(false);
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-        .unwrap_or(false);
-    let mut r = if matches {
+    let wants_ld = wants_json_ld(headers);
+    let mut r = if etag_matches(headers, &etag).unwrap_or(false) {
         let mut r = Response::new(Bytes::new());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r

@@ -341,12 +341,7 @@ impl App {
         let tiling = info::tiling(&info, self.cfg.output.tile_size, &self.limits);
         let doc = info::build(v, &base, &info, &tiling, &self.limits);
         let body = serde_json::to_vec_pretty(&doc).map_err(|e| Error::internal(e.to_string()))?;
-        let wants_ld = headers
-            .get(header::ACCEPT)
-            .and_then(|a| a.to_str().ok())
-            .map(|a| a.contains("application/ld+json"))
-            .unwrap_or(false);
-        let ct = match (wants_ld, v) {
+        let ct = match (wants_json_ld(headers), v) {
             (true, ApiVersion::V2) => JSONLD_V2,
             (true, ApiVersion::V3) => JSONLD_V3,
             (false, _) => "application/json",
@@ -370,8 +365,7 @@ impl App {
         // 0. The hot path: a request seen before whose file is unchanged and
         //    whose tile is still cached.
         let base = base_url(&self.cfg.server.public_base_url, headers);
-        let hot_key =
-            format!("{}|{}|{}/{}/{}/{}", v as u8, base, raw_id, params[0], params[1], params[2]) + "/" + params[3];
+        let hot_key = format!("{}|{base}|{raw_id}/{}", v as u8, params.join("/"));
         if let Some(r) = self.hot_answer(&hot_key, headers) {
             return Ok(r);
         }
@@ -546,11 +540,23 @@ pub fn decode_identifier(raw: &str) -> Result<String> {
     Ok(id.into_owned())
 }
 
+/// Whether the request asks for JSON-LD (`Accept: application/ld+json`).
+pub(crate) fn wants_json_ld(h: &HeaderMap) -> bool {
+    h.get(header::ACCEPT).and_then(|a| a.to_str().ok()).map(|a| a.contains("application/ld+json")).unwrap_or(false)
+}
+
+/// The request's If-None-Match against `etag` (weak comparison, as RFC 9110
+/// asks for If-None-Match); `None` when the header is absent.
+pub(crate) fn etag_matches(h: &HeaderMap, etag: &str) -> Option<bool> {
+    let inm = h.get(header::IF_NONE_MATCH)?.to_str().ok()?;
+    Some(inm.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag)))
+}
+
 /// Whether the request's validators match (If-None-Match first, then
 /// If-Modified-Since, as RFC 9110 orders them).
 fn not_modified(h: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
-    if let Some(inm) = h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        return inm.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag));
+    if let Some(m) = etag_matches(h, etag) {
+        return m;
     }
     if let Some(ims) = h.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) {
         if let Ok(since) = httpdate::parse_http_date(ims) {
