@@ -97,8 +97,11 @@ async fn route(app: &Arc<App>, method: &Method, rest: &str) -> Result<Response<B
         (&Method::POST, ["purge"]) => {
             let n = app.tiles.purge_all();
             app.infos.purge_all();
-            app.sources.clear();
+            app.opened.clear();
             app.hot.clear();
+            if let Some(h) = app.sources.http() {
+                h.purge_all();
+            }
             if let Some(d) = &app.decoded {
                 d.purge_all();
             }
@@ -110,6 +113,11 @@ async fn route(app: &Arc<App>, method: &Method, rest: &str) -> Result<Response<B
             let key = app.file_key(&id);
             let n = app.tiles.purge(&key);
             app.infos.purge(&key);
+            app.hot.clear();
+            if let Some(h) = app.sources.http() {
+                // The fetched copy goes too: the next request asks the origin.
+                h.purge(&id);
+            }
             if let Some(d) = &app.decoded {
                 d.purge(&key);
             }
@@ -158,7 +166,7 @@ async fn start_warm(app: &Arc<App>, id: &str) -> Result<Arc<WarmJob>> {
         let step = (tiles.len() / 10).max(1);
         for (i, t) in tiles.iter().enumerate() {
             let ok = match iiif::v2::parse(&t.region, &t.size, "0", "default.jpg") {
-                Ok(req) => match app.prepare(ApiVersion::V2, &id, &req).await {
+                Ok(req) => match app.prepare(ApiVersion::V2, &id, &req, &http::HeaderMap::new()).await {
                     Ok(p) => app.fetch(ApiVersion::V2, p).await.is_ok(),
                     Err(_) => false,
                 },

@@ -1,4 +1,5 @@
-//! The command line: `tessera serve` (the default) and `tessera info FILE`.
+//! The command line: `tessera serve` (the default), `tessera info FILE` and
+//! `tessera loadtest URL...` (see [`crate::loadtest`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ pub enum Command {
         #[arg(long, default_value_t = 2)]
         api: u8,
     },
+    // No doc comment here: the module's own about and long help apply.
+    Loadtest(crate::loadtest::Options),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -52,6 +55,7 @@ pub fn run() -> i32 {
     match cli.command {
         Some(Command::Info { file, api }) => info_command(&file, api, cli.serve.config.as_deref()),
         Some(Command::Serve(args)) => serve_command(merge(cli.serve, args)),
+        Some(Command::Loadtest(o)) => crate::loadtest::run(o),
         None => serve_command(cli.serve),
     }
 }

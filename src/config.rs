@@ -51,10 +51,42 @@ pub struct Server {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceCfg {
+    pub kind: SourceKind,
     pub root: PathBuf,
     pub lookup_prefix: String,
     pub lookup_suffix: String,
     pub mmap: bool,
+    pub http: HttpSourceCfg,
+}
+
+/// Where images come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Filesystem,
+    Http,
+}
+
+/// `[source.http]`: images fetched from a web store (a DSpace bitstream
+/// endpoint, say), kept in a bounded folder and memory-mapped from there.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSourceCfg {
+    pub url_prefix: String,
+    pub url_suffix: String,
+    pub cache_dir: PathBuf,
+    pub cache_max_bytes: u64,
+    pub max_source_bytes: u64,
+    pub revalidate_after: u64,
+    pub auth_ttl: u64,
+    pub connect_timeout: u64,
+    pub read_timeout: u64,
+    pub timeout: u64,
+    pub retries: u32,
+    pub retry_backoff_ms: u64,
+    pub forward_authorization: bool,
+    pub forward_cookies: Vec<String>,
+    pub allow_insecure_tls: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -240,6 +272,28 @@ impl Config {
         }
         if self.source.lookup_prefix.contains("..") || self.source.lookup_suffix.contains("..") {
             return Err(invalid("source.lookup_prefix", "may not contain .."));
+        }
+        if self.source.kind == SourceKind::Http {
+            let h = &self.source.http;
+            let p = &h.url_prefix;
+            if !(p.starts_with("http://") || p.starts_with("https://")) || reqwest::Url::parse(p).is_err() {
+                return Err(invalid(
+                    "source.http.url_prefix",
+                    "must be an http:// or https:// URL when source.kind is \"http\"",
+                ));
+            }
+            if h.cache_max_bytes == 0 || h.max_source_bytes == 0 {
+                return Err(invalid("source.http", "cache_max_bytes and max_source_bytes must be positive"));
+            }
+            if h.max_source_bytes > h.cache_max_bytes {
+                return Err(invalid("source.http.max_source_bytes", "must not exceed source.http.cache_max_bytes"));
+            }
+            if h.connect_timeout == 0 || h.read_timeout == 0 || h.timeout == 0 {
+                return Err(invalid("source.http", "connect_timeout, read_timeout and timeout must be positive"));
+            }
+            if h.retries > 10 {
+                return Err(invalid("source.http.retries", "must be at most 10"));
+            }
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ pub mod decoded;
 pub mod error;
 pub mod http;
 pub mod iiif;
+pub mod loadtest;
 pub mod manifests;
 pub mod metrics;
 pub mod pages;

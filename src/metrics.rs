@@ -137,3 +137,24 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+/// Appends the HTTP source's counters (Prometheus text format).
+pub fn render_http_source(out: &mut String, h: &crate::source::http::HttpSource) {
+    use std::fmt::Write;
+    let s = &h.stats;
+    let counters = [
+        ("tessera_source_downloads_total", "Images downloaded from the HTTP origin", &s.downloads),
+        ("tessera_source_download_bytes_total", "Bytes downloaded from the HTTP origin", &s.bytes),
+        ("tessera_source_not_modified_total", "Revalidations answered 304 by the origin", &s.not_modified),
+        ("tessera_source_refusals_total", "401/403 answers from the origin", &s.refusals),
+        ("tessera_source_errors_total", "Failed exchanges with the origin", &s.errors),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tessera_source_stored_bytes Bytes of fetched images kept on disk\n# TYPE tessera_source_stored_bytes gauge\ntessera_source_stored_bytes {}",
+        h.stored_bytes()
+    );
+}

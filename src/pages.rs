@@ -41,7 +41,9 @@ pub fn home(app: &App) -> Response<Bytes> {
         }
         out.push_str("</ul><p><a href=\"/iiif/collection\">Collection</a></p>");
     }
-    let mut names: Vec<String> = std::fs::read_dir(app.resolver.root())
+    let listing = app.sources.root().map(std::fs::read_dir);
+    let mut names: Vec<String> = listing
+        .and_then(|r| r.ok())
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))

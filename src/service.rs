@@ -25,7 +25,7 @@ use crate::metrics::{Metrics, Stage};
 use crate::plan::{self, Limits};
 use crate::pool::Pool;
 use crate::render::{self, RenderSettings};
-use crate::source::{version_of_meta, Located, Resolver, Source, SourceVersion};
+use crate::source::{Located, Source, SourceVersion, Sources};
 
 /// Characters escaped in identifiers of canonical URLs (RFC 3986 unreserved kept).
 const ID_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -38,13 +38,15 @@ const PROFILE_V3: &str = "http://iiif.io/api/image/3/level2.json";
 /// The state shared by every request.
 pub struct App {
     pub cfg: Config,
-    pub resolver: Resolver,
+    /// Where images come from (files, or an HTTP origin).
+    pub sources: Sources,
     pub limits: Limits,
     pub cors: CorsPolicy,
     pub pool: Pool,
     pub tiles: TileCache,
     pub infos: InfoCache,
-    pub sources: quick_cache::sync::Cache<(std::path::PathBuf, SourceVersion), Arc<Source>>,
+    /// Opened (memory-mapped) sources by file and version.
+    pub opened: quick_cache::sync::Cache<(std::path::PathBuf, SourceVersion), Arc<Source>>,
     pub flights: Arc<SingleFlight<TileKey, Result<Arc<Encoded>>>>,
     pub metrics: Arc<Metrics>,
     pub settings: RenderSettings,
@@ -60,11 +62,11 @@ pub struct App {
 }
 
 /// What a repeated image request needs to be answered without parsing or
-/// planning again: the resolved file and its version (re-checked with one
-/// `lstat`), the tile-cache key, and the response headers.
+/// planning again: the located source (re-checked with one `lstat`, or the
+/// HTTP source's freshness), the tile-cache key, and the response headers.
+/// Restricted sources never get one.
 pub struct HotEntry {
-    path: std::path::PathBuf,
-    version: SourceVersion,
+    located: Located,
     key: TileKey,
     etag: HeaderValue,
     link: HeaderValue,
@@ -148,8 +150,7 @@ pub struct Head<'a> {
 
 impl App {
     pub fn new(cfg: Config) -> std::result::Result<App, String> {
-        let resolver = Resolver::new(&cfg.source.root, &cfg.source.lookup_prefix, &cfg.source.lookup_suffix)
-            .map_err(|e| format!("image root {}: {e}", cfg.source.root.display()))?;
+        let sources = Sources::from_config(&cfg.source)?;
         let pool = Pool::new(cfg.worker_count(), cfg.server.queue).map_err(|e| format!("starting workers: {e}"))?;
         let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
         let catalogue = cfg.presentation.enabled.then(|| {
@@ -167,7 +168,7 @@ impl App {
             cors: CorsPolicy::from_config(&cfg.cors),
             tiles: TileCache::new(cfg.cache.max_bytes),
             infos: InfoCache::new(10_000),
-            sources: quick_cache::sync::Cache::new(256),
+            opened: quick_cache::sync::Cache::new(256),
             flights: Arc::new(SingleFlight::default()),
             settings: RenderSettings {
                 jpeg_quality: cfg.output.jpeg_quality,
@@ -179,7 +180,7 @@ impl App {
             backend,
             decoded: (cfg.cache.decoded_max_bytes > 0)
                 .then(|| crate::decoded::DecodedTiles::new(cfg.cache.decoded_max_bytes)),
-            resolver,
+            sources,
             pool,
             metrics,
             cfg,
@@ -214,7 +215,7 @@ impl App {
                 Route::Viewer(item) => crate::pages::viewer(self, item),
                 Route::Static(f) => crate::pages::static_file(self, f),
                 Route::Presentation(res) => crate::manifests::handle(self, res, head.headers),
-                Route::Redirect { v, raw_id } => self.redirect(v, raw_id, head.headers),
+                Route::Redirect { v, raw_id } => self.redirect(v, raw_id, head.headers).await,
                 Route::Info { v, raw_id } => self.info(v, raw_id, head.headers).await,
                 Route::Image { v, raw_id, params } => self.image(v, raw_id, params, head.headers).await,
                 Route::NotFound => Err(Error::not_found_msg("Not found")),
@@ -242,7 +243,10 @@ impl App {
     }
 
     fn metrics_response(&self) -> Response<Bytes> {
-        let body = self.metrics.render(&self.tiles, &self.pool, self.flights.in_flight());
+        let mut body = self.metrics.render(&self.tiles, &self.pool, self.flights.in_flight());
+        if let Some(h) = self.sources.http() {
+            crate::metrics::render_http_source(&mut body, h);
+        }
         let mut r = Response::new(Bytes::from(body));
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
         r
@@ -260,9 +264,9 @@ impl App {
         format!("{}{}/{}", base_url(&self.cfg.server.public_base_url, headers), self.prefix(v), raw_id)
     }
 
-    fn redirect(&self, v: ApiVersion, raw_id: &str, headers: &HeaderMap) -> Result<Response<Bytes>> {
+    async fn redirect(&self, v: ApiVersion, raw_id: &str, headers: &HeaderMap) -> Result<Response<Bytes>> {
         let id = decode_identifier(raw_id)?;
-        self.resolver.locate(&id)?;
+        self.sources.locate(&id, headers).await?;
         let loc = format!("{}/info.json", self.image_base(v, raw_id, headers));
         let mut r = empty(StatusCode::SEE_OTHER);
         r.headers_mut().insert(header::LOCATION, header_value(&loc)?);
@@ -271,11 +275,12 @@ impl App {
 
     /// Resolves the identifier, opens the source and reads its header
     /// (cached by identifier and version). Header reads run on the pool.
-    async fn source_and_info(&self, id: &str) -> Result<(Located, Arc<Source>, Arc<ImageInfo>)> {
+    /// `headers` are the client's (an HTTP source forwards its credentials).
+    async fn source_and_info(&self, id: &str, headers: &HeaderMap) -> Result<(Located, Arc<Source>, Arc<ImageInfo>)> {
         let t = Instant::now();
-        let located = self.resolver.locate(id)?;
+        let located = self.sources.locate(id, headers).await?;
         let skey = (located.path.clone(), located.version);
-        let source = match self.sources.get(&skey) {
+        let source = match self.opened.get(&skey) {
             Some(s) => s,
             None => {
                 let s = located.open(self.cfg.source.mmap)?;
@@ -283,7 +288,7 @@ impl App {
                     // Changed between stat and open: treat as a new version next time.
                     return Err(Error::with_status(StatusCode::SERVICE_UNAVAILABLE, "Source is changing, retry"));
                 }
-                self.sources.insert(skey, s.clone());
+                self.opened.insert(skey, s.clone());
                 s
             }
         };
@@ -306,13 +311,14 @@ impl App {
     /// The cache key of the file an identifier names (the identifier itself
     /// if it no longer resolves).
     pub fn file_key(&self, id: &str) -> String {
-        self.resolver.locate(id).map(|l| l.cache_key()).unwrap_or_else(|_| id.to_string())
+        self.sources.peek(id).map(|l| l.cache_key()).unwrap_or_else(|| id.to_string())
     }
 
     /// Width and height of an image, for manifests: from the info cache, or
     /// read from the header now (a few microseconds from the memory map).
+    /// An HTTP source answers only for images it has already fetched.
     pub fn dims_now(&self, id: &str) -> Option<(u32, u32)> {
-        let located = self.resolver.locate(id).ok()?;
+        let located = self.sources.peek(id)?;
         let key = located.cache_key();
         if let Some(i) = self.infos.get(&key, located.version) {
             return Some((i.width, i.height));
@@ -323,19 +329,20 @@ impl App {
         Some((info.width, info.height))
     }
 
-    /// The header facts of an identifier (cached).
+    /// The header facts of an identifier (cached), as an anonymous client
+    /// would get them.
     pub async fn header_of(&self, id: &str) -> Result<Arc<ImageInfo>> {
-        Ok(self.source_and_info(id).await?.2)
+        Ok(self.source_and_info(id, &HeaderMap::new()).await?.2)
     }
 
     async fn info(&self, v: ApiVersion, raw_id: &str, headers: &HeaderMap) -> Result<Response<Bytes>> {
         let id = decode_identifier(raw_id)?;
-        let (located, _src, info) = self.source_and_info(&id).await?;
+        let (located, _src, info) = self.source_and_info(&id, headers).await?;
         let base = self.image_base(v, raw_id, headers);
         let etag = format!("\"i{:016x}-{:016x}\"", located.version.tag(), crate::source::fnv1a(&[base.as_bytes()]));
         if not_modified(headers, &etag, located.modified) {
             let mut r = empty(StatusCode::NOT_MODIFIED);
-            self.validators(r.headers_mut(), &etag, located.modified, self.cfg.http.info_max_age);
+            self.validators(r.headers_mut(), &etag, &located, self.cfg.http.info_max_age);
             return Ok(r);
         }
         let tiling = info::tiling(&info, self.cfg.output.tile_size, &self.limits);
@@ -351,7 +358,7 @@ impl App {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
         h.insert(header::LINK, header_value(&format!("<{}>;rel=\"profile\"", profile_uri(v)))?);
         h.insert(header::VARY, HeaderValue::from_static("Accept"));
-        self.validators(h, &etag, located.modified, self.cfg.http.info_max_age);
+        self.validators(h, &etag, &located, self.cfg.http.info_max_age);
         Ok(r)
     }
 
@@ -376,7 +383,7 @@ impl App {
         };
         let id = decode_identifier(raw_id)?;
         // 2–3. Resolve the source and its header; plan.
-        let prepared = self.prepare(v, &id, &req).await?;
+        let prepared = self.prepare(v, &id, &req, headers).await?;
         // 4. Validators: answer 304 without rendering.
         let etag = format!(
             "\"{:016x}-{:016x}\"",
@@ -395,12 +402,11 @@ impl App {
         if not_modified(headers, &etag, modified) {
             let mut r = empty(StatusCode::NOT_MODIFIED);
             r.headers_mut().insert(header::LINK, header_value(&canonical_link)?);
-            self.validators(r.headers_mut(), &etag, modified, self.cfg.http.image_max_age);
+            self.validators(r.headers_mut(), &etag, &prepared.located, self.cfg.http.image_max_age);
             return Ok(r);
         }
         // 5. Cache, with one render per key.
-        let path = prepared.located.path.clone();
-        let version = prepared.located.version;
+        let located = prepared.located.clone();
         let key = self.tile_key(v, &prepared);
         let encoded = self.fetch(v, prepared).await?;
         // 6. Respond.
@@ -408,13 +414,12 @@ impl App {
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(encoded.media_type));
         h.insert(header::LINK, header_value(&canonical_link)?);
-        self.validators(h, &etag, modified, self.cfg.http.image_max_age);
-        if let (Some(etag), Some(link), Some(cc)) =
-            (h.get(header::ETAG), h.get(header::LINK), h.get(header::CACHE_CONTROL))
+        self.validators(h, &etag, &located, self.cfg.http.image_max_age);
+        if let (false, Some(etag), Some(link), Some(cc)) =
+            (located.is_restricted(), h.get(header::ETAG), h.get(header::LINK), h.get(header::CACHE_CONTROL))
         {
             let entry = HotEntry {
-                path,
-                version,
+                located,
                 key,
                 etag: etag.clone(),
                 link: link.clone(),
@@ -430,15 +435,13 @@ impl App {
     /// unchanged and its tile is cached.
     fn hot_answer(&self, hot_key: &str, headers: &HeaderMap) -> Option<Response<Bytes>> {
         let e = self.hot.get(hot_key)?;
-        let meta = std::fs::symlink_metadata(&e.path).ok().filter(|m| m.is_file())?;
-        if version_of_meta(&meta) != e.version {
+        let Some(modified) = self.sources.is_current(&e.located) else {
             self.hot.remove(hot_key);
             return None;
-        }
+        };
         let inm = headers.get(header::IF_NONE_MATCH);
         let ims = headers.get(header::IF_MODIFIED_SINCE);
         let mut r = if inm.is_some() || ims.is_some() {
-            let modified = meta.modified().unwrap_or(UNIX_EPOCH);
             if not_modified(headers, e.etag.to_str().ok()?, modified) {
                 empty(StatusCode::NOT_MODIFIED)
             } else {
@@ -473,8 +476,14 @@ impl App {
     }
 
     /// Resolves, reads the header and plans a parsed request.
-    pub async fn prepare(&self, v: ApiVersion, id: &str, req: &iiif::ImageRequest) -> Result<Prepared> {
-        let (located, source, info) = self.source_and_info(id).await?;
+    pub async fn prepare(
+        &self,
+        v: ApiVersion,
+        id: &str,
+        req: &iiif::ImageRequest,
+        headers: &HeaderMap,
+    ) -> Result<Prepared> {
+        let (located, source, info) = self.source_and_info(id, headers).await?;
         let plan = plan::plan(&info.facts(), req, &self.limits, v)?;
         Ok(Prepared { id: id.to_string(), located, source, info, plan })
     }
@@ -509,17 +518,23 @@ impl App {
         res.unwrap_or_else(|| Err(Error::internal("render task failed")))
     }
 
-    fn validators(&self, h: &mut HeaderMap, etag: &str, modified: SystemTime, max_age: u64) {
+    /// ETag, Last-Modified and Cache-Control; a restricted source's
+    /// responses are private (no shared cache may keep them).
+    fn validators(&self, h: &mut HeaderMap, etag: &str, located: &Located, max_age: u64) {
         if let Ok(v) = HeaderValue::from_str(etag) {
             h.insert(header::ETAG, v);
         }
-        if modified > UNIX_EPOCH {
-            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+        if located.modified > UNIX_EPOCH {
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(located.modified)) {
                 h.insert(header::LAST_MODIFIED, v);
             }
         }
-        if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        let scope = if located.is_restricted() { "private" } else { "public" };
+        if let Ok(v) = HeaderValue::from_str(&format!("{scope}, max-age={max_age}")) {
             h.insert(header::CACHE_CONTROL, v);
+        }
+        if located.is_restricted() {
+            h.insert(header::VARY, HeaderValue::from_static("Accept, Authorization, Cookie"));
         }
     }
 }

@@ -1,5 +1,9 @@
 //! Sources: turning an identifier into the bytes of an image file, safely.
 //!
+//! [`Sources`] is the kind configured: files under a root ([`Resolver`]) or
+//! images fetched over HTTP into a local folder ([`http::HttpSource`]).
+//! Either way the result is a [`Located`] file that is memory-mapped.
+//!
 //! [`Resolver`] maps identifiers to paths under the image root the way
 //! Cantaloupe's FilesystemSource does (`root + prefix + identifier + suffix`),
 //! then tries the known image extensions, so `photo` finds `photo.jpg`.
@@ -9,6 +13,7 @@
 //! refused before the file system is touched, and the resolved path is
 //! canonicalised and checked to lie under the canonical root (symlinks too).
 
+pub mod http;
 pub mod mmap;
 
 use std::fs::File;
@@ -59,9 +64,28 @@ pub struct Source {
 /// Where a source lives and what it is now, without opening it.
 #[derive(Clone, Debug)]
 pub struct Located {
+    /// The local file (for an HTTP source, its copy in the source folder).
     pub path: PathBuf,
     pub version: SourceVersion,
     pub modified: SystemTime,
+    pub origin: Origin,
+}
+
+/// Where a located file came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A file under the image root.
+    File,
+    /// A copy of `url`; `restricted` when the origin refuses anonymous
+    /// requests for it (responses must then be private).
+    Http { url: Arc<str>, restricted: bool },
+}
+
+impl Located {
+    /// Whether responses for this source must not be shared between clients.
+    pub fn is_restricted(&self) -> bool {
+        matches!(self.origin, Origin::Http { restricted: true, .. })
+    }
 }
 
 impl Located {
@@ -77,7 +101,14 @@ impl Located {
         let meta = f.metadata().map_err(|_| Error::not_found())?;
         let bytes =
             mmap::load(&mut f, meta.len(), use_mmap).map_err(|e| Error::internal(format!("reading source: {e}")))?;
-        Ok(Arc::new(Source { bytes, version: version_of(&meta), modified: self.modified }))
+        let version = match self.origin {
+            Origin::File => version_of(&meta),
+            // Fetched files are written once under a new name and never
+            // modified, so the origin's version holds while the length does.
+            Origin::Http { .. } if meta.len() == self.version.len => self.version,
+            Origin::Http { .. } => return Err(Error::internal("fetched source changed on disk")),
+        };
+        Ok(Arc::new(Source { bytes, version, modified: self.modified }))
     }
 }
 
@@ -132,7 +163,7 @@ impl Resolver {
             if let Ok(meta) = std::fs::symlink_metadata(&path) {
                 if meta.is_file() {
                     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-                    return Ok(Located { path, version: version_of(&meta), modified });
+                    return Ok(Located { path, version: version_of(&meta), modified, origin: Origin::File });
                 }
             }
             if let Ok(mut m) = self.memo.lock() {
@@ -173,9 +204,77 @@ impl Resolver {
                 continue;
             }
             let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-            return Ok(Located { path: canon, version: version_of(&meta), modified });
+            return Ok(Located { path: canon, version: version_of(&meta), modified, origin: Origin::File });
         }
         Err(Error::not_found())
+    }
+}
+
+/// The configured kind of source.
+pub enum Sources {
+    Files(Resolver),
+    Http(Arc<http::HttpSource>),
+}
+
+impl Sources {
+    /// Builds the source kind `cfg` names.
+    pub fn from_config(cfg: &crate::config::SourceCfg) -> std::result::Result<Sources, String> {
+        match cfg.kind {
+            crate::config::SourceKind::Filesystem => Resolver::new(&cfg.root, &cfg.lookup_prefix, &cfg.lookup_suffix)
+                .map(Sources::Files)
+                .map_err(|e| format!("image root {}: {e}", cfg.root.display())),
+            crate::config::SourceKind::Http => Ok(Sources::Http(Arc::new(http::HttpSource::new(&cfg.http)?))),
+        }
+    }
+
+    /// Finds the source of an identifier for a request with these headers
+    /// (an HTTP source may forward its credentials to the origin).
+    pub async fn locate(&self, id: &str, headers: &::http::HeaderMap) -> Result<Located> {
+        match self {
+            Sources::Files(r) => r.locate(id),
+            Sources::Http(h) => h.locate(id, headers).await,
+        }
+    }
+
+    /// The source of an identifier as known now, without network I/O (an
+    /// HTTP source answers only for images already fetched).
+    pub fn peek(&self, id: &str) -> Option<Located> {
+        match self {
+            Sources::Files(r) => r.locate(id).ok(),
+            Sources::Http(h) => h.peek(id),
+        }
+    }
+
+    /// Whether `l` still holds without asking anyone but the local file
+    /// system: the file is unchanged (one `lstat`), or the fetched copy is
+    /// fresh and public. Returns its modification time if so.
+    pub fn is_current(&self, l: &Located) -> Option<SystemTime> {
+        match &l.origin {
+            Origin::File => {
+                let meta = std::fs::symlink_metadata(&l.path).ok().filter(|m| m.is_file())?;
+                (version_of(&meta) == l.version).then(|| meta.modified().unwrap_or(UNIX_EPOCH))
+            }
+            Origin::Http { url, restricted } => match self {
+                Sources::Http(h) if !restricted && h.is_current(url, l.version) => Some(l.modified),
+                _ => None,
+            },
+        }
+    }
+
+    /// The image root, for a file source.
+    pub fn root(&self) -> Option<&Path> {
+        match self {
+            Sources::Files(r) => Some(r.root()),
+            Sources::Http(_) => None,
+        }
+    }
+
+    /// The HTTP source, if that is the kind.
+    pub fn http(&self) -> Option<&http::HttpSource> {
+        match self {
+            Sources::Http(h) => Some(h),
+            Sources::Files(_) => None,
+        }
     }
 }
 
@@ -197,7 +296,7 @@ fn is_safe_relative(p: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::StatusCode;
+    use ::http::StatusCode;
 
     fn tree() -> (tempfile::TempDir, Resolver) {
         let d = tempfile::tempdir().unwrap();
