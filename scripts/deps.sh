@@ -5,8 +5,8 @@ set -euo pipefail
 want=(cmake nasm gcc pkg-config)
 if [ "${1:-build}" = test ]; then
   # opj_dump/opj_decompress (JPEG 2000 checks), python venv (IIIF validator),
-  # lavapipe (software Vulkan for the GPU path).
-  want+=(libopenjp2-tools python3-venv libmagic1 mesa-vulkan-drivers)
+  # lavapipe (software Vulkan for the GPU path), nginx (the HTTP-source origin in tests; started by the tests on loopback only).
+  want+=(libopenjp2-tools python3-venv libmagic1 mesa-vulkan-drivers nginx)
 fi
 missing=()
 for p in "${want[@]}"; do

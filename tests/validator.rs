@@ -142,3 +142,28 @@ fn validator_passes_with_the_gpu_transform_backend() {
     }
     run_on(d, &env);
 }
+
+#[test]
+fn validator_passes_with_the_images_behind_the_http_source() {
+    // The validator image served by nginx; Tessera fetches it over HTTP.
+    let Some(v) = validator() else { return };
+    let d = validator_images();
+    let Some(origin) = Nginx::start(d.path()) else { return };
+    let empty = tempfile::tempdir().unwrap();
+    let prefix = format!("http://{}/", origin.addr);
+    let env = [
+        ("TESSERA_SOURCE__KIND", "http"),
+        ("TESSERA_SOURCE__HTTP__URL_PREFIX", prefix.as_str()),
+        ("TESSERA_SOURCE__HTTP__URL_SUFFIX", ".png"),
+    ];
+    let server = Server::start(empty.path(), &env);
+    let info = http_get(server.addr, &format!("/iiif/2/{ID}/info.json"), &[]).unwrap();
+    assert_eq!(info.status, 200, "{}", String::from_utf8_lossy(&info.body));
+    for round in 1..=2 {
+        let (code, log) = run(&v, &server, &["--level", "2", "-v"]);
+        assert_eq!(code, 0, "level 2 over HTTP, round {round}:\n{log}");
+    }
+    let metrics = http_get(server.addr, "/metrics", &[]).unwrap();
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(text.contains("tessera_source_downloads_total 1\n"), "fetched once:\n{text}");
+}

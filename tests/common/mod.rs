@@ -274,3 +274,74 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
 pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
+
+/// Debian's nginx serving `root` on a free loopback port (ETag and Range
+/// support built in); stopped on drop. `None` (the test skips) where nginx
+/// is not installed — but under CI, where scripts/test.sh installs it, a
+/// missing nginx is a failure.
+pub struct Nginx {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub fn start(root: &Path) -> Option<Nginx> {
+        let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"].into_iter().find(|p| Path::new(p).exists());
+        let Some(bin) = bin else {
+            assert!(std::env::var("CI").is_err(), "CI must have nginx: use scripts/test.sh");
+            eprintln!("SKIPPED: nginx is not installed (scripts/test.sh installs it)");
+            return None;
+        };
+        for _attempt in 0..5 {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path().display();
+            let conf = format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                 events {{ worker_connections 256; }}\n\
+                 http {{\n access_log off;\n client_body_temp_path {d}/b;\n proxy_temp_path {d}/p;\n fastcgi_temp_path {d}/f;\n \
+                 uwsgi_temp_path {d}/u;\n scgi_temp_path {d}/s;\n default_type application/octet-stream;\n \
+                 server {{ listen 127.0.0.1:{port}; root {}; location / {{ }} }}\n}}\n",
+                root.display()
+            );
+            std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+            let child = Command::new(bin)
+                .arg("-e")
+                .arg(dir.path().join("error.log"))
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(dir.path().join("nginx.conf"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn nginx");
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let mut n = Nginx { child, addr, _dir: dir };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = n.child.try_wait() {
+                    break;
+                }
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return Some(n);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = n.child.kill();
+            let _ = n.child.wait();
+        }
+        panic!("nginx did not start");
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
