@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The HTTP source against local files, on one ~100 MB tiled JPEG 2000:
+# Tessera serving it from disk, and Tessera fetching it from nginx on
+# loopback (source.kind = "http"). Loopback only; everything started here is
+# stopped on exit.
+#
+#   benches/compare/http_source.sh
+#
+# Cases (medians of RUNS runs; each run starts both servers afresh, so
+# nothing is cached):
+#   first tile   info.json then one 256² tile at scale factor 1 in the middle
+#                of the image, timed by curl: for the HTTP source this
+#                includes fetching the whole file from the origin
+#   sweep        right after, a cold sweep of distinct 256² tiles over all
+#                levels, coarse to fine (`tessera loadtest --mode sweep
+#                --tile-size 256`, 1 viewer, capped at SWEEP_S s), with the
+#                image already in the source folder
+# The 100 MB image is made once (lossless, tiled 1024, 7 levels) from
+# samples/generated/large.jp2 with opj_decompress/opj_compress and kept in
+# target/bench-data/.
+#
+# Environment: RUNS (3), SWEEP_S (cap per sweep, 30), OUT
+# (docs/bench/http-source.md), TESSERA_BIN (target/release/tessera).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+RUNS=${RUNS:-3}
+SWEEP_S=${SWEEP_S:-30}
+OUT=${OUT:-docs/bench/http-source.md}
+BIN=${TESSERA_BIN:-target/release/tessera}
+DATA=$REPO/target/bench-data
+BIG=$DATA/big100.jp2
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+missing=()
+for p in nginx libopenjp2-tools curl; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[ -x "$BIN" ] || cargo build --release --locked
+[ -f samples/generated/large.jp2 ] || { echo "run scripts/run.sh once to generate the samples" >&2; exit 1; }
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+mkdir -p "$DATA"
+if [ ! -f "$BIG" ]; then
+    echo "== making a ~100 MB JPEG 2000 (once)" >&2
+    opj_decompress -i samples/generated/large.jp2 -o "$TMP/big.ppm" >/dev/null
+    opj_compress -i "$TMP/big.ppm" -o "$BIG.part" -t 1024,1024 -n 7 -p RPCL >/dev/null
+    rm -f "$TMP/big.ppm"
+    mv "$BIG.part" "$BIG"
+fi
+SIZE=$(stat -c %s "$BIG")
+echo "== image: $BIG ($((SIZE / 1048576)) MiB)" >&2
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_url() { for _ in $(seq 1 200); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+# nginx on loopback, serving target/bench-data.
+NPORT=$(free_port)
+mkdir -p "$TMP/nginx"
+cat > "$TMP/nginx/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/b; proxy_temp_path $TMP/nginx/p; fastcgi_temp_path $TMP/nginx/f;
+  uwsgi_temp_path $TMP/nginx/u; scgi_temp_path $TMP/nginx/s;
+  default_type application/octet-stream;
+  sendfile on;
+  server { listen 127.0.0.1:$NPORT; root $DATA; location / { } }
+}
+EOF
+/usr/sbin/nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -sfI -o /dev/null "http://127.0.0.1:$NPORT/big100.jp2" && break; sleep 0.1; done
+
+# start_tessera KIND PORT: a fresh server (empty caches) in the background.
+start_tessera() {
+    local kind=$1 port=$2
+    if [ "$kind" = local ]; then
+        RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" --images "$DATA" >/dev/null 2>&1 &
+    else
+        mkdir -p "$TMP/empty"
+        RUST_LOG=warn TESSERA_SOURCE__KIND=http \
+            TESSERA_SOURCE__HTTP__URL_PREFIX="http://127.0.0.1:$NPORT/" \
+            TESSERA_SOURCE__HTTP__URL_SUFFIX=".jp2" \
+            TESSERA_SOURCE__HTTP__CACHE_DIR="$TMP/folder-$port" \
+            "$BIN" serve --listen "127.0.0.1:$port" --images "$TMP/empty" >/dev/null 2>&1 &
+    fi
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    wait_url "http://127.0.0.1:$port/health"
+}
+
+RES=$TMP/results.txt
+for run in $(seq 1 "$RUNS"); do
+    for kind in local http; do
+        port=$(free_port)
+        start_tessera "$kind" "$port"
+        base="http://127.0.0.1:$port/iiif/2/big100"
+        t_info=$(curl -sf -o /dev/null -w '%{time_total}' "$base/info.json")
+        t_tile=$(curl -sf -o /dev/null -w '%{time_total}' "$base/4864,3840,256,256/256,/0/default.jpg")
+        "$BIN" loadtest "$base/info.json" --mode sweep --tile-size 256 --concurrency 1 \
+            --duration "$SWEEP_S" --quiet --json "$TMP/sweep.json" >/dev/null
+        rps=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"{r[\"requests_per_s\"]:.1f} {r[\"requests\"]} {r[\"errors\"]}")' "$TMP/sweep.json")
+        echo "$kind $run $t_info $t_tile $rps" | tee -a "$RES" >&2
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    done
+done
+
+TABLE=$(python3 - "$RES" "$SIZE" "$RUNS" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+size, runs = int(sys.argv[2]), int(sys.argv[3])
+def med(kind, i, f=float):
+    return statistics.median(f(r[i]) for r in rows if r[0] == kind)
+print(f"Image: {size / 1048576:.0f} MiB lossless JPEG 2000, 10000 x 8000, tiled 1024, 7 levels. Median of {runs} runs.")
+print()
+print("| | local file | HTTP source (nginx on loopback) | HTTP / local |")
+print("| --- | --- | --- | --- |")
+for label, i, unit in (("info.json, nothing cached (s)", 2, "s"), ("then the first tile (s)", 3, "s")):
+    a, b = med("local", i), med("http", i)
+    print(f"| {label} | {a:.3f} | {b:.3f} | {b / a:.1f}× |")
+a, b = med("local", 4), med("http", 4)
+print(f"| cold sweep of distinct 256² tiles, image cached (tiles/s) | {a:.1f} | {b:.1f} | {b / a:.2f}× |")
+errs = sum(int(r[6]) for r in rows)
+print()
+print(f"Sweep errors: {errs}.")
+PY
+)
+BEGIN='<!-- BEGIN benches/compare/http_source.sh -->'
+END='<!-- END benches/compare/http_source.sh -->'
+python3 - "$OUT" "$TABLE" "$BEGIN" "$END" "$(nproc)" "$(date -u +%Y-%m-%dT%H:%MZ)" <<'PY'
+import os, sys
+out, table, begin, end, ncpu, when = sys.argv[1:]
+block = f"{begin}\n_Generated by `benches/compare/http_source.sh` at {when} on {ncpu} CPUs._\n\n{table}\n{end}"
+text = open(out).read() if os.path.exists(out) else "# HTTP source\n\n" + begin + "\n" + end + "\n"
+if begin in text and end in text:
+    text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+else:
+    text += "\n" + block + "\n"
+open(out, "w").write(text)
+PY
+echo "$TABLE"
