@@ -133,6 +133,7 @@ pub struct TransformCfg {
 pub struct CacheCfg {
     pub max_bytes: u64,
     pub decoded_max_bytes: u64,
+    pub decoded_jpeg_min_pixels: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -5,6 +5,16 @@
 //! tile once at the needed resolution, keeps the pixels in a byte-bounded
 //! cache, and cuts neighbouring IIIF tiles from them.
 //!
+//! A large JPEG is the same problem in one piece: it has no random access at
+//! all (a crop decode still entropy-decodes every row above the crop), so a
+//! sweep of its tiles decodes most of the image again and again. A JPEG of
+//! at least `jpeg_min_pixels` is treated as one tile covering the whole
+//! image: decoded once per DCT scale (1, 1/2, 1/4, 1/8) — a reduced-resolution
+//! pyramid built level by level as requests need it — and neighbouring IIIF
+//! tiles are cut from it. A level larger than a quarter of the cache's bound
+//! is not kept (it would evict everything else); such requests decode their
+//! crop directly as before.
+//!
 //! Runs on the worker pool (it blocks): concurrent requests needing the same
 //! codestream tile wait for one decode instead of repeating it.
 
@@ -14,12 +24,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 
-use crate::codec::{jp2, CodecError, ImageInfo};
+use crate::codec::{self, jp2, CodecError, ImageInfo, SourceFormat};
 use crate::pixels::Pixels;
 use crate::plan::Rect;
 use crate::source::SourceVersion;
 
-/// One decoded codestream tile: file, version, reduce level, tile column, row.
+/// One decoded codestream tile: file, version, reduce level, tile column, row
+/// (for a JPEG, the whole image at 1/2^reduce: column and row 0).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TileId {
     pub file: String,
@@ -45,6 +56,10 @@ pub struct DecodedTiles {
     pending: Mutex<HashMap<TileId, Slot>>,
     /// Use the tile path only when a request touches at most this many tiles.
     pub max_tiles_per_request: u32,
+    /// JPEGs with at least this many pixels are decoded whole per scale and
+    /// kept (0 = never).
+    pub jpeg_min_pixels: u64,
+    max_bytes: u64,
 }
 
 impl DecodedTiles {
@@ -53,7 +68,26 @@ impl DecodedTiles {
             cache: Cache::with_weighter((max_bytes / 1_000_000).clamp(16, 100_000) as usize, max_bytes, ByBytes),
             pending: Mutex::new(HashMap::new()),
             max_tiles_per_request: 4,
+            jpeg_min_pixels: 0,
+            max_bytes,
         }
+    }
+
+    /// Enables whole-image caching of JPEGs of at least `pixels` pixels.
+    pub fn with_jpeg_min_pixels(mut self, pixels: u64) -> Self {
+        self.jpeg_min_pixels = pixels;
+        self
+    }
+
+    /// Whether a JPEG's whole image at 1/`scale` is worth decoding and
+    /// keeping: a large image, and a level that fits a quarter of the bound.
+    fn keeps_whole_jpeg(&self, info: &ImageInfo, scale: u32, max_pixels: u64) -> bool {
+        if self.jpeg_min_pixels == 0 || (info.width as u64 * info.height as u64) < self.jpeg_min_pixels {
+            return false;
+        }
+        let s = scale.max(1) as u64;
+        let px = (info.width as u64).div_ceil(s) * (info.height as u64).div_ceil(s);
+        px <= max_pixels && px * info.layout.channels() as u64 <= self.max_bytes / 4
     }
 
     pub fn bytes(&self) -> u64 {
@@ -83,10 +117,23 @@ impl DecodedTiles {
         max_pixels: u64,
         decodes: &dyn Fn(),
     ) -> Option<Result<Pixels, CodecError>> {
-        let (tw, th) = info.native_tile?;
-        if tw == 0 || th == 0 || scale == 0 || tw % scale != 0 || th % scale != 0 {
+        if scale == 0 {
             return None;
         }
+        let whole = info.format == SourceFormat::Jpeg;
+        let (tw, th) = if whole {
+            if !self.keeps_whole_jpeg(info, scale, max_pixels) {
+                return None;
+            }
+            // One tile at the origin: its mapping onto the reduced grid is exact.
+            (info.width, info.height)
+        } else {
+            let (tw, th) = info.native_tile?;
+            if tw == 0 || th == 0 || tw % scale != 0 || th % scale != 0 {
+                return None;
+            }
+            (tw, th)
+        };
         let (c0, c1) = (region.x / tw, (region.x + region.w - 1) / tw);
         let (r0, r1) = (region.y / th, (region.y + region.h - 1) / th);
         if (c1 - c0 + 1) * (r1 - r0 + 1) > self.max_tiles_per_request {
@@ -105,7 +152,15 @@ impl DecodedTiles {
                     w: tw.min(info.width - col * tw),
                     h: th.min(info.height - row * th),
                 };
-                let tile = match self.get_or_decode(id, data, full, reduce, max_pixels, decodes) {
+                let run = || {
+                    if whole {
+                        codec::decode(data, info, full, scale, max_pixels)
+                    } else {
+                        let area = jp2::DecodeArea { x: full.x, y: full.y, w: full.w, h: full.h };
+                        jp2::decode(data, area, reduce, max_pixels).map_err(codec::jp2_error)
+                    }
+                };
+                let tile = match self.get_or_decode(id, &run, decodes) {
                     Ok(t) => t,
                     Err(e) => return Some(Err(e)),
                 };
@@ -136,10 +191,7 @@ impl DecodedTiles {
     fn get_or_decode(
         &self,
         id: TileId,
-        data: &[u8],
-        full: Rect,
-        reduce: u32,
-        max_pixels: u64,
+        run: &dyn Fn() -> Result<Pixels, CodecError>,
         decodes: &dyn Fn(),
     ) -> Result<Arc<Pixels>, CodecError> {
         if let Some(t) = self.cache.get(&id) {
@@ -168,9 +220,8 @@ impl DecodedTiles {
                 None => Err(CodecError::Corrupt("tile decode vanished".into())),
             };
         }
-        let area = jp2::DecodeArea { x: full.x, y: full.y, w: full.w, h: full.h };
         decodes();
-        let result = jp2::decode(data, area, reduce, max_pixels).map(Arc::new).map_err(|e| e.to_string());
+        let result = run().map(Arc::new).map_err(|e| e.to_string());
         if let Ok(t) = &result {
             self.cache.insert(id.clone(), t.clone());
         }

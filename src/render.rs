@@ -52,7 +52,8 @@ pub struct SourceRef<'a> {
 }
 
 /// Decodes the plan's region: cut from cached codestream tiles when the
-/// source is a tiled JPEG 2000 and the cache is on, else decoded directly.
+/// source is a tiled JPEG 2000 or a large JPEG and the cache is on (see
+/// [`crate::decoded`]), else decoded directly.
 pub fn decode(
     src: SourceRef<'_>,
     info: &ImageInfo,

@@ -178,8 +178,10 @@ impl App {
             catalogue,
             hot: quick_cache::sync::Cache::new(65_536),
             backend,
-            decoded: (cfg.cache.decoded_max_bytes > 0)
-                .then(|| crate::decoded::DecodedTiles::new(cfg.cache.decoded_max_bytes)),
+            decoded: (cfg.cache.decoded_max_bytes > 0).then(|| {
+                crate::decoded::DecodedTiles::new(cfg.cache.decoded_max_bytes)
+                    .with_jpeg_min_pixels(cfg.cache.decoded_jpeg_min_pixels)
+            }),
             sources,
             pool,
             metrics,

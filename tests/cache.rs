@@ -179,3 +179,32 @@ async fn warm_renders_the_first_levels_in_the_background_and_reports_progress() 
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_large_jpeg_is_decoded_once_per_scale_and_its_tiles_match_direct_decoding() {
+    let d = image_dir();
+    // photo.jpg is 1200 × 800: "large" with the threshold at 1, direct at 0.
+    let pyramid = app(d.path(), "[cache]\ndecoded_jpeg_min_pixels = 1\nmax_bytes = 0\n");
+    let direct = app(d.path(), "[cache]\ndecoded_jpeg_min_pixels = 0\nmax_bytes = 0\n");
+    let mut tiles = Vec::new();
+    for (x, y) in [(0, 0), (256, 0), (512, 256), (768, 512), (1024, 512)] {
+        tiles.push(format!("/iiif/2/photo/{x},{y},256,256/256,/0/default.png"));
+    }
+    for (x, y) in [(0, 0), (512, 0), (512, 512)] {
+        tiles.push(format!("/iiif/2/photo/{x},{y},512,512/128,/0/default.png"));
+    }
+    tiles.push("/iiif/2/photo/1024,512,176,288/44,/0/default.png".into());
+    tiles.push("/iiif/2/photo/512,0,512,512/256,/0/default.png".into());
+    for t in &tiles {
+        let a = get(&pyramid, t).await;
+        let b = get(&direct, t).await;
+        assert_eq!(a.status(), StatusCode::OK, "{t}");
+        let (pa, pb) = (decode_any(a.body()), decode_any(b.body()));
+        assert_eq!((pa.width(), pa.height()), (pb.width(), pb.height()), "{t}");
+        let q = psnr(pa.data(), pb.data());
+        assert!(q >= 40.0, "{t}: {q:.1} dB against a direct crop decode");
+    }
+    // Scale 1 (5 tiles), scale 4 (4 tiles) and scale 2 (1 tile): one decode each.
+    assert_eq!(pyramid.metrics.decodes.get(), 3, "one whole-image decode per scale");
+    assert_eq!(direct.metrics.decodes.get(), tiles.len() as u64);
+}

@@ -147,7 +147,7 @@ fn jp2_probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
     })
 }
 
-fn jp2_error(e: jp2::Jp2Error) -> CodecError {
+pub(crate) fn jp2_error(e: jp2::Jp2Error) -> CodecError {
     let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.to_string());
     match e {
         jp2::Jp2Error::Unsupported(m) => CodecError::Unsupported(m),
