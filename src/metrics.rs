@@ -22,6 +22,8 @@ pub enum Stage {
 }
 
 impl Stage {
+    const ALL: [Stage; 5] = [Stage::Source, Stage::Decode, Stage::Transform, Stage::Encode, Stage::Total];
+
     fn label(self) -> &'static str {
         match self {
             Stage::Source => "source",
@@ -37,6 +39,12 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     stages: HistogramVec,
+    /// The children of `stages`, one per [`Stage`], resolved once: a label
+    /// lookup per observation is measurable on the hot path.
+    stage_children: Vec<prometheus::Histogram>,
+    /// `requests` for ("image", 200) and ("image", 304), resolved once.
+    image_200: IntCounter,
+    image_304: IntCounter,
     pub decodes: IntCounter,
     pub gpu_fallbacks: IntCounter,
     /// 1 when the transform backend is a GPU.
@@ -70,7 +78,13 @@ impl Metrics {
         let gpu_fallbacks = IntCounter::new("gpu_fallbacks_total", "GPU transforms that fell back to the CPU")?;
         let g = |n: &str, h: &str| IntGauge::new(n, h);
         let gpu_backend = g("gpu_backend", "1 when transforms run on a GPU")?;
+        let stage_children = Stage::ALL.iter().map(|s| stages.with_label_values(&[s.label()])).collect();
+        let image_200 = requests.with_label_values(&["image", "200"]);
+        let image_304 = requests.with_label_values(&["image", "304"]);
         let m = Metrics {
+            stage_children,
+            image_200,
+            image_304,
             cache_hits: g("cache_hits_total", "Tile cache hits")?,
             cache_misses: g("cache_misses_total", "Tile cache misses")?,
             cache_evictions: g("cache_evictions_total", "Tile cache evictions")?,
@@ -111,11 +125,21 @@ impl Metrics {
     }
 
     pub fn request(&self, endpoint: &str, status: u16) {
-        self.requests.with_label_values(&[endpoint, &status.to_string()]).inc();
+        match (endpoint, status) {
+            ("image", 200) => self.image_200.inc(),
+            ("image", 304) => self.image_304.inc(),
+            _ => match http::StatusCode::from_u16(status) {
+                Ok(s) => self.requests.with_label_values(&[endpoint, s.as_str()]).inc(),
+                Err(_) => self.requests.with_label_values(&[endpoint, &status.to_string()]).inc(),
+            },
+        }
     }
 
     pub fn observe(&self, stage: Stage, d: Duration) {
-        self.stages.with_label_values(&[stage.label()]).observe(d.as_secs_f64());
+        match self.stage_children.get(stage as usize) {
+            Some(h) => h.observe(d.as_secs_f64()),
+            None => self.stages.with_label_values(&[stage.label()]).observe(d.as_secs_f64()),
+        }
     }
 
     /// Renders the text exposition, sampling gauges first.

@@ -18,7 +18,7 @@ use crate::cache::{Encoded, InfoCache, SingleFlight, TileCache, TileKey};
 use crate::codec::{self, ImageInfo};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::http::base_url::base_url;
+use crate::http::base_url::{self, base_url};
 use crate::http::cors::CorsPolicy;
 use crate::iiif::{self, info, ApiVersion};
 use crate::metrics::{Metrics, Stage};
@@ -118,8 +118,17 @@ fn route<'a>(path: &'a str, p2: &str, p3: &str) -> Route<'a> {
     } else {
         return Route::NotFound;
     };
-    let segs: Vec<&str> = rest.split('/').collect();
-    match segs.as_slice() {
+    // At most five segments; no allocation (this runs on every request).
+    let mut segs = [""; 5];
+    let mut n = 0;
+    for s in rest.split('/') {
+        if n == segs.len() {
+            return Route::NotFound;
+        }
+        segs[n] = s;
+        n += 1;
+    }
+    match &segs[..n] {
         [id] if !id.is_empty() => Route::Redirect { v, raw_id: id },
         [id, "info.json"] if !id.is_empty() => Route::Info { v, raw_id: id },
         [id, r, s, rot, qf] if !id.is_empty() => Route::Image { v, raw_id: id, params: [r, s, rot, qf] },
@@ -219,7 +228,7 @@ impl App {
                 Route::Presentation(res) => crate::manifests::handle(self, res, head.headers),
                 Route::Redirect { v, raw_id } => self.redirect(v, raw_id, head.headers).await,
                 Route::Info { v, raw_id } => self.info(v, raw_id, head.headers).await,
-                Route::Image { v, raw_id, params } => self.image(v, raw_id, params, head.headers).await,
+                Route::Image { v, raw_id, params } => self.image(v, raw_id, params, path, head.headers).await,
                 Route::NotFound => Err(Error::not_found_msg("Not found")),
             };
             result.unwrap_or_else(|e| {
@@ -369,13 +378,18 @@ impl App {
         v: ApiVersion,
         raw_id: &str,
         params: [&str; 4],
+        path: &str,
         headers: &HeaderMap,
     ) -> Result<Response<Bytes>> {
         // 0. The hot path: a request seen before whose file is unchanged and
-        //    whose tile is still cached.
-        let base = base_url(&self.cfg.server.public_base_url, headers);
-        let hot_key = format!("{}|{base}|{raw_id}/{}", v as u8, params.join("/"));
-        if let Some(r) = self.hot_answer(&hot_key, headers) {
+        //    whose tile is still cached. Its key is the path (version,
+        //    identifier, parameters) and the inputs of the base URL, which
+        //    the cached Link header carries.
+        let mut hot_key = String::with_capacity(path.len() + 64);
+        hot_key.push_str(path);
+        let hot_key =
+            base_url::append_inputs(&self.cfg.server.public_base_url, headers, &mut hot_key).then_some(hot_key);
+        if let Some(r) = hot_key.as_deref().and_then(|k| self.hot_answer(k, headers)) {
             return Ok(r);
         }
         // 1. Parse (pure).
@@ -428,7 +442,9 @@ impl App {
                 last_modified: h.get(header::LAST_MODIFIED).cloned(),
                 cache_control: cc.clone(),
             };
-            self.hot.insert(hot_key, Arc::new(entry));
+            if let Some(k) = hot_key {
+                self.hot.insert(k, Arc::new(entry));
+            }
         }
         Ok(r)
     }

@@ -15,8 +15,8 @@
 #                levels, coarse to fine (`tessera loadtest --mode sweep
 #                --tile-size 256`, 1 viewer, capped at SWEEP_S s), with the
 #                image already in the source folder
-# The 100 MB image is made once (lossless, tiled 1024, 7 levels) from
-# samples/generated/large.jp2 with opj_decompress/opj_compress and kept in
+# The >100 MB image (14000 x 10000, lossless, tiled 1024, 7 levels) is made
+# once from samples/generated/large.jp2 with opj_decompress/opj_compress and kept in
 # target/bench-data/.
 #
 # Environment: RUNS (3), SWEEP_S (cap per sweep, 30), OUT
@@ -57,10 +57,39 @@ trap cleanup EXIT
 mkdir -p "$DATA"
 if [ ! -f "$BIG" ]; then
     echo "== making a ~100 MB JPEG 2000 (once)" >&2
-    opj_decompress -i samples/generated/large.jp2 -o "$TMP/big.ppm" >/dev/null
-    opj_compress -i "$TMP/big.ppm" -o "$BIG.part" -t 1024,1024 -n 7 -p RPCL >/dev/null
+    opj_decompress -i samples/generated/large.jp2 -o "$TMP/large.ppm" >/dev/null
+    # 14000 x 10000: the 10000 x 8000 sample, wrapped around, so that the
+    # lossless file passes 100 MB.
+    python3 - "$TMP/large.ppm" "$TMP/big.ppm" <<'PY'
+import sys
+src = open(sys.argv[1], "rb").read()
+# The header: P6, width, height, maxval, with # comments; one whitespace byte
+# before the pixels.
+tokens, i = [], 0
+while len(tokens) < 4:
+    while src[i:i + 1].isspace():
+        i += 1
+    if src[i:i + 1] == b"#":
+        i = src.index(b"\n", i) + 1
+        continue
+    j = i
+    while not src[j:j + 1].isspace():
+        j += 1
+    tokens.append(src[i:j])
+    i = j
+w, h = int(tokens[1]), int(tokens[2])
+px = src[i + 1:]
+W, H = 14000, 10000
+with open(sys.argv[2], "wb") as out:
+    out.write(b"P6\n%d %d\n255\n" % (W, H))
+    for y in range(H):
+        row = px[(y % h) * w * 3:((y % h) + 1) * w * 3]
+        out.write(row + row[: (W - w) * 3])
+PY
+    rm -f "$TMP/large.ppm"
+    opj_compress -i "$TMP/big.ppm" -o "$DATA/big100.part.jp2" -t 1024,1024 -n 7 -p RPCL >/dev/null
     rm -f "$TMP/big.ppm"
-    mv "$BIG.part" "$BIG"
+    mv "$DATA/big100.part.jp2" "$BIG"
 fi
 SIZE=$(stat -c %s "$BIG")
 echo "== image: $BIG ($((SIZE / 1048576)) MiB)" >&2
@@ -132,7 +161,7 @@ rows = [l.split() for l in open(sys.argv[1])]
 size, runs = int(sys.argv[2]), int(sys.argv[3])
 def med(kind, i, f=float):
     return statistics.median(f(r[i]) for r in rows if r[0] == kind)
-print(f"Image: {size / 1048576:.0f} MiB lossless JPEG 2000, 10000 x 8000, tiled 1024, 7 levels. Median of {runs} runs.")
+print(f"Image: {size / 1e6:.0f} MB lossless JPEG 2000, 14000 x 10000, tiled 1024, 7 levels. Median of {runs} runs.")
 print()
 print("| | local file | HTTP source (nginx on loopback) | HTTP / local |")
 print("| --- | --- | --- | --- |")

@@ -2,7 +2,33 @@
 //! header and the `X-Forwarded-Proto`, `X-Forwarded-Host` and
 //! `X-Forwarded-Prefix` headers a reverse proxy sets.
 
+use http::header::{HeaderName, HOST};
 use http::HeaderMap;
+
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
+/// Appends to `out` everything [`base_url`] derives the base from — the raw
+/// headers it reads, or nothing when the base is configured — so two
+/// requests with equal appended text have equal base URLs, without building
+/// either. Returns false if a header is not visible ASCII (no key then).
+/// Keep in step with [`base_url`].
+pub fn append_inputs(configured: &str, headers: &HeaderMap, out: &mut String) -> bool {
+    if !configured.is_empty() {
+        return true;
+    }
+    for name in [&X_FORWARDED_PROTO, &X_FORWARDED_HOST, &HOST, &X_FORWARDED_PREFIX] {
+        out.push('\n');
+        if let Some(v) = headers.get(name) {
+            match v.to_str() {
+                Ok(v) => out.push_str(v),
+                Err(_) => return false,
+            }
+        }
+    }
+    true
+}
 
 fn first(headers: &HeaderMap, name: &str) -> Option<String> {
     let v = headers.get(name)?.to_str().ok()?;
@@ -24,15 +50,15 @@ pub fn base_url(configured: &str, headers: &HeaderMap) -> String {
     if !configured.is_empty() {
         return configured.trim_end_matches('/').to_string();
     }
-    let scheme = match first(headers, "x-forwarded-proto").as_deref() {
+    let scheme = match first(headers, X_FORWARDED_PROTO.as_str()).as_deref() {
         Some("https") => "https",
         _ => "http",
     };
-    let host = first(headers, "x-forwarded-host")
-        .or_else(|| first(headers, "host"))
+    let host = first(headers, X_FORWARDED_HOST.as_str())
+        .or_else(|| first(headers, HOST.as_str()))
         .filter(|h| safe_host(h))
         .unwrap_or_else(|| "localhost".to_string());
-    let prefix = first(headers, "x-forwarded-prefix")
+    let prefix = first(headers, X_FORWARDED_PREFIX.as_str())
         .filter(|p| safe_prefix(p))
         .map(|p| p.trim_end_matches('/').to_string())
         .unwrap_or_default();
