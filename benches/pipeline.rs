@@ -1,5 +1,7 @@
 //! Stage benchmarks: parse, plan, JPEG/PNG decode (full, DCT-scaled,
-//! cropped), resize, rotate, encode, and one whole tile render.
+//! cropped), JPEG 2000 region decode at several reduce levels, resize,
+//! rotate, encode, tile-cache get, and one whole tile render. (The GPU
+//! resize is in benches/gpu_transform.rs, beside the CPU one.)
 //! `cargo bench --bench pipeline`; `cargo test --benches` runs each once.
 
 use std::hint::black_box;
@@ -34,6 +36,52 @@ fn bench(c: &mut Criterion) {
     let crop = Rect { x: 1000, y: 1000, w: 512, h: 512 };
     g.bench_function("512² crop at 1/1", |b| b.iter(|| codec::decode(&jpg, &info, crop, 1, u64::MAX)));
     g.finish();
+
+    // JPEG 2000: a 2048² photo tiled 512, 5 levels; 512² output regions.
+    let j2 = {
+        use tessera::codec::jp2;
+        let input =
+            jp2::EncodeInput { width: 2048, height: 2048, components: 3, precision: 8, samples: jp2::Samples::U8(photo.data()) };
+        let params = jp2::EncodeParams {
+            tile_size: Some((512, 512)),
+            levels: 5,
+            lossless: false,
+            rate: Some(20.0),
+            layers: 1,
+            progression: jp2::Progression::Rpcl,
+            precincts: None,
+            container: jp2::Container::Jp2,
+        };
+        jp2::encode(&input, &params).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let mut g = c.benchmark_group("decode/jp2 2048² tiled 512");
+    g.sample_size(20);
+    for (reduce, side) in [(0u32, 512u32), (1, 1024), (2, 2048)] {
+        let area = tessera::codec::jp2::DecodeArea { x: 0, y: 0, w: side, h: side };
+        g.bench_function(format!("{side}² region at reduce {reduce} → 512²"), |b| {
+            b.iter(|| tessera::codec::jp2::decode(&j2, area, reduce, u64::MAX))
+        });
+    }
+    g.finish();
+
+    let cache = tessera::cache::TileCache::new(64 << 20);
+    let version = tessera::source::SourceVersion { len: 1, mtime_ns: 2 };
+    for i in 0..1000 {
+        cache.insert(
+            tessera::cache::TileKey {
+                identifier: "/images/large.jp2".into(),
+                version,
+                canonical: format!("2:{i},0,512,512/256,/0/default.jpg"),
+            },
+            std::sync::Arc::new(tessera::cache::Encoded { body: vec![0u8; 20_000].into(), media_type: "image/jpeg" }),
+        );
+    }
+    let key = tessera::cache::TileKey {
+        identifier: "/images/large.jp2".into(),
+        version,
+        canonical: "2:500,0,512,512/256,/0/default.jpg".into(),
+    };
+    c.bench_function("cache/get hit", |b| b.iter(|| cache.get(black_box(&key))));
 
     let png = encode::encode(&photo.crop(0, 0, 512, 512), Format::Png, 90).unwrap_or_default();
     c.bench_function("decode/png 512²", |b| b.iter(|| codec::png::decode(&png, u64::MAX)));

@@ -148,7 +148,7 @@ for run in $(seq 1 "$RUNS"); do
         t_tile=$(curl -sf -o /dev/null -w '%{time_total}' "$base/4864,3840,256,256/256,/0/default.jpg")
         "$BIN" loadtest "$base/info.json" --mode sweep --tile-size 256 --concurrency 1 \
             --duration "$SWEEP_S" --quiet --json "$TMP/sweep.json" >/dev/null
-        rps=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"{r[\"requests_per_s\"]:.1f} {r[\"requests\"]} {r[\"errors\"]}")' "$TMP/sweep.json")
+        rps=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.1f %d %d" % (r["requests_per_s"], r["requests"], r["errors"]))' "$TMP/sweep.json")
         echo "$kind $run $t_info $t_tile $rps" | tee -a "$RES" >&2
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
