@@ -69,9 +69,9 @@ pub struct HotEntry {
     located: Located,
     key: TileKey,
     etag: HeaderValue,
-    link: HeaderValue,
-    last_modified: Option<HeaderValue>,
-    cache_control: HeaderValue,
+    /// Every header of the 200 answer (CORS too when the policy's headers
+    /// do not depend on the request), cloned as a whole per answer.
+    headers: HeaderMap,
 }
 
 /// A request resolved and planned, ready to render.
@@ -240,7 +240,9 @@ impl App {
                 error_response(&e)
             })
         };
-        if head.method != Method::OPTIONS {
+        // Hot answers carry the constant CORS headers already.
+        let has_cors = self.cors.is_constant() && resp.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN);
+        if head.method != Method::OPTIONS && !has_cors {
             self.cors.apply(head.headers, resp.headers_mut());
         }
         if head.method == Method::HEAD {
@@ -431,17 +433,13 @@ impl App {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(encoded.media_type));
         h.insert(header::LINK, header_value(&canonical_link)?);
         self.validators(h, &etag, &located, self.cfg.http.image_max_age);
-        if let (false, Some(etag), Some(link), Some(cc)) =
-            (located.is_restricted(), h.get(header::ETAG), h.get(header::LINK), h.get(header::CACHE_CONTROL))
-        {
-            let entry = HotEntry {
-                located,
-                key,
-                etag: etag.clone(),
-                link: link.clone(),
-                last_modified: h.get(header::LAST_MODIFIED).cloned(),
-                cache_control: cc.clone(),
-            };
+        if let (false, Some(etag)) = (located.is_restricted(), h.get(header::ETAG)) {
+            let mut headers = HeaderMap::with_capacity(h.len() + 2);
+            headers.extend(h.iter().map(|(k, v)| (k.clone(), v.clone())));
+            if self.cors.is_constant() {
+                self.cors.apply(&HeaderMap::new(), &mut headers);
+            }
+            let entry = HotEntry { located, key, etag: etag.clone(), headers };
             if let Some(k) = hot_key {
                 self.hot.insert(k, Arc::new(entry));
             }
@@ -457,30 +455,17 @@ impl App {
             self.hot.remove(hot_key);
             return None;
         };
-        let inm = headers.get(header::IF_NONE_MATCH);
-        let ims = headers.get(header::IF_MODIFIED_SINCE);
-        let mut r = if inm.is_some() || ims.is_some() {
-            if not_modified(headers, e.etag.to_str().ok()?, modified) {
-                empty(StatusCode::NOT_MODIFIED)
-            } else {
-                let enc = self.tiles.get(&e.key)?;
-                let mut r = Response::new(enc.body.clone());
-                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(enc.media_type));
-                r
-            }
-        } else {
-            let enc = self.tiles.get(&e.key)?;
-            let mut r = Response::new(enc.body.clone());
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(enc.media_type));
-            r
-        };
-        let h = r.headers_mut();
-        h.insert(header::LINK, e.link.clone());
-        h.insert(header::ETAG, e.etag.clone());
-        if let Some(lm) = &e.last_modified {
-            h.insert(header::LAST_MODIFIED, lm.clone());
+        let conditional =
+            headers.contains_key(header::IF_NONE_MATCH) || headers.contains_key(header::IF_MODIFIED_SINCE);
+        if conditional && not_modified(headers, e.etag.to_str().ok()?, modified) {
+            let mut r = empty(StatusCode::NOT_MODIFIED);
+            *r.headers_mut() = e.headers.clone();
+            r.headers_mut().remove(header::CONTENT_TYPE);
+            return Some(r);
         }
-        h.insert(header::CACHE_CONTROL, e.cache_control.clone());
+        let enc = self.tiles.get(&e.key)?;
+        let mut r = Response::new(enc.body.clone());
+        *r.headers_mut() = e.headers.clone();
         Some(r)
     }
 

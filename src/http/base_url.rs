@@ -18,9 +18,18 @@ pub fn append_inputs(configured: &str, headers: &HeaderMap, out: &mut String) ->
     if !configured.is_empty() {
         return true;
     }
-    for name in [&X_FORWARDED_PROTO, &X_FORWARDED_HOST, &HOST, &X_FORWARDED_PREFIX] {
+    // One pass over the request's few headers, keeping the first of each
+    // (as `HeaderMap::get` would), rather than four hashed lookups.
+    let names = [&X_FORWARDED_PROTO, &X_FORWARDED_HOST, &HOST, &X_FORWARDED_PREFIX];
+    let mut found: [Option<&http::HeaderValue>; 4] = [None; 4];
+    for (name, value) in headers {
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            found[i].get_or_insert(value);
+        }
+    }
+    for v in found {
         out.push('\n');
-        if let Some(v) = headers.get(name) {
+        if let Some(v) = v {
             match v.to_str() {
                 Ok(v) => out.push_str(v),
                 Err(_) => return false,

@@ -35,6 +35,12 @@ impl CorsPolicy {
         }
     }
 
+    /// Whether [`CorsPolicy::apply`] adds the same headers whatever the
+    /// request (the `*` policy), so they can be stored with a response.
+    pub fn is_constant(&self) -> bool {
+        self.any
+    }
+
     /// The value of Access-Control-Allow-Origin for a request, if any.
     fn allow_origin(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
         if self.any {
