@@ -59,6 +59,8 @@ pub struct App {
     pub hot: quick_cache::sync::Cache<String, Arc<HotEntry>>,
     /// The transform backend (CPU, or a GPU chosen at start).
     pub backend: crate::transform::Backend,
+    /// Start of the monotonic clock hot entries are stamped with.
+    clock: Instant,
 }
 
 /// What a repeated image request needs to be answered without parsing or
@@ -67,12 +69,21 @@ pub struct App {
 /// Restricted sources never get one.
 pub struct HotEntry {
     located: Located,
+    /// The opened source, while the `opened` cache (or a request) keeps it:
+    /// then one `fstat` of its file checks it (see `Source::unchanged`).
+    source: std::sync::Weak<Source>,
+    /// When the path was last re-resolved (ms on `App::clock`).
+    checked_ms: std::sync::atomic::AtomicU64,
     key: TileKey,
     etag: HeaderValue,
     /// Every header of the 200 answer (CORS too when the policy's headers
     /// do not depend on the request), cloned as a whole per answer.
     headers: HeaderMap,
 }
+
+/// How often a hot entry's path is re-checked with an `lstat` even while
+/// its open file is unchanged (catches a renamed parent folder).
+pub const HOT_PATH_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A request resolved and planned, ready to render.
 pub struct Prepared {
@@ -187,6 +198,7 @@ impl App {
             catalogue,
             hot: quick_cache::sync::Cache::new(65_536),
             backend,
+            clock: Instant::now(),
             decoded: (cfg.cache.decoded_max_bytes > 0).then(|| {
                 crate::decoded::DecodedTiles::new(cfg.cache.decoded_max_bytes)
                     .with_jpeg_min_pixels(cfg.cache.decoded_jpeg_min_pixels)
@@ -425,6 +437,7 @@ impl App {
         }
         // 5. Cache, with one render per key.
         let located = prepared.located.clone();
+        let source = Arc::downgrade(&prepared.source);
         let key = self.tile_key(v, &prepared);
         let encoded = self.fetch(v, prepared).await?;
         // 6. Respond.
@@ -439,7 +452,14 @@ impl App {
             if self.cors.is_constant() {
                 self.cors.apply(&HeaderMap::new(), &mut headers);
             }
-            let entry = HotEntry { located, key, etag: etag.clone(), headers };
+            let entry = HotEntry {
+                located,
+                source,
+                checked_ms: std::sync::atomic::AtomicU64::new(self.now_ms()),
+                key,
+                etag: etag.clone(),
+                headers,
+            };
             if let Some(k) = hot_key {
                 self.hot.insert(k, Arc::new(entry));
             }
@@ -451,7 +471,7 @@ impl App {
     /// unchanged and its tile is cached.
     fn hot_answer(&self, hot_key: &str, headers: &HeaderMap) -> Option<Response<Bytes>> {
         let e = self.hot.get(hot_key)?;
-        let Some(modified) = self.sources.is_current(&e.located) else {
+        let Some(modified) = self.still_current(&e) else {
             self.hot.remove(hot_key);
             return None;
         };
@@ -467,6 +487,27 @@ impl App {
         let mut r = Response::new(enc.body.clone());
         *r.headers_mut() = e.headers.clone();
         Some(r)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    /// Whether a hot entry's source is unchanged: one `fstat` of its open
+    /// file while that is at hand and the path was re-resolved within
+    /// [`HOT_PATH_RECHECK`]; else the source's own check (`lstat`, or an
+    /// HTTP copy's freshness). Returns its modification time.
+    fn still_current(&self, e: &HotEntry) -> Option<std::time::SystemTime> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.now_ms();
+        if now.saturating_sub(e.checked_ms.load(Relaxed)) < HOT_PATH_RECHECK.as_millis() as u64 {
+            if let Some(unchanged) = e.source.upgrade().and_then(|s| s.unchanged()) {
+                return unchanged.then_some(e.located.modified);
+            }
+        }
+        let m = self.sources.is_current(&e.located)?;
+        e.checked_ms.store(now, Relaxed);
+        Some(m)
     }
 
     fn tile_key(&self, v: ApiVersion, p: &Prepared) -> TileKey {

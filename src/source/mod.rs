@@ -59,6 +59,34 @@ pub struct Source {
     pub bytes: mmap::Bytes,
     pub version: SourceVersion,
     pub modified: SystemTime,
+    /// The open file, for [`Source::unchanged`]; `None` for fetched copies.
+    file: Option<File>,
+    /// Link count and change time at open (see [`Source::unchanged`]).
+    links_ctime: (u64, i64, i64),
+}
+
+impl Source {
+    /// Whether the open file is still the one served, by one `fstat` (no
+    /// path walk: about a third of an `lstat` here). Any write changes its
+    /// size or mtime; deleting it, or renaming another file over its path,
+    /// drops its link count; renaming it changes its ctime. What this cannot
+    /// see is a parent folder renamed: callers re-resolve the path now and
+    /// then as well (`service::HOT_PATH_RECHECK`). `None` = unknown.
+    pub fn unchanged(&self) -> Option<bool> {
+        let meta = self.file.as_ref()?.metadata().ok()?;
+        Some(version_of(&meta) == self.version && links_ctime(&meta) == self.links_ctime)
+    }
+}
+
+#[cfg(unix)]
+fn links_ctime(meta: &std::fs::Metadata) -> (u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.nlink(), meta.ctime(), meta.ctime_nsec())
+}
+
+#[cfg(not(unix))]
+fn links_ctime(_meta: &std::fs::Metadata) -> (u64, i64, i64) {
+    (0, 0, 0)
 }
 
 /// Where a source lives and what it is now, without opening it.
@@ -101,6 +129,7 @@ impl Located {
         let meta = f.metadata().map_err(|_| Error::not_found())?;
         let bytes =
             mmap::load(&mut f, meta.len(), use_mmap).map_err(|e| Error::internal(format!("reading source: {e}")))?;
+        let links = links_ctime(&meta);
         let version = match self.origin {
             Origin::File => version_of(&meta),
             // Fetched files are written once under a new name and never
@@ -108,7 +137,8 @@ impl Located {
             Origin::Http { .. } if meta.len() == self.version.len => self.version,
             Origin::Http { .. } => return Err(Error::internal("fetched source changed on disk")),
         };
-        Ok(Arc::new(Source { bytes, version, modified: self.modified }))
+        let file = matches!(self.origin, Origin::File).then_some(f);
+        Ok(Arc::new(Source { bytes, version, modified: self.modified, file, links_ctime: links }))
     }
 }
 
@@ -362,6 +392,27 @@ mod tests {
             std::os::unix::fs::symlink(d.path().join("secret.jpg"), d.path().join("root/a.jpg")).unwrap();
             assert_eq!(r.locate("a").unwrap_err().status(), StatusCode::NOT_FOUND, "symlink out of the root");
         }
+    }
+
+    #[test]
+    fn an_open_source_sees_writes_deletion_replacement_and_renames() {
+        let (d, r) = tree();
+        let open = || r.locate("a").unwrap().open(true).unwrap();
+        let s = open();
+        assert_eq!(s.unchanged(), Some(true));
+        std::fs::write(d.path().join("root/a.jpg"), b"longer content").unwrap();
+        assert_eq!(s.unchanged(), Some(false), "written in place");
+        let s = open();
+        std::fs::write(d.path().join("root/other.jpg"), b"other").unwrap();
+        std::fs::rename(d.path().join("root/other.jpg"), d.path().join("root/a.jpg")).unwrap();
+        assert_eq!(s.unchanged(), Some(false), "another file renamed over it");
+        let s = open();
+        std::fs::rename(d.path().join("root/a.jpg"), d.path().join("root/moved.jpg")).unwrap();
+        assert_eq!(s.unchanged(), Some(false), "renamed away");
+        std::fs::rename(d.path().join("root/moved.jpg"), d.path().join("root/a.jpg")).unwrap();
+        let s = open();
+        std::fs::remove_file(d.path().join("root/a.jpg")).unwrap();
+        assert_eq!(s.unchanged(), Some(false), "deleted");
     }
 
     #[test]
