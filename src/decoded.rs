@@ -11,9 +11,10 @@
 //! at least `jpeg_min_pixels` is treated as one tile covering the whole
 //! image: decoded once per DCT scale (1, 1/2, 1/4, 1/8) — a reduced-resolution
 //! pyramid built level by level as requests need it — and neighbouring IIIF
-//! tiles are cut from it. A level larger than a quarter of the cache's bound
-//! is not kept (it would evict everything else); such requests decode their
-//! crop directly as before.
+//! tiles are cut from it. A level larger than half the cache's bound is not
+//! decoded whole, and neither is one the cache turned away once (the cache
+//! is sharded, so its largest entry is smaller than the bound): such
+//! requests decode their crop directly, as before.
 //!
 //! Runs on the worker pool (it blocks): concurrent requests needing the same
 //! codestream tile wait for one decode instead of repeating it.
@@ -60,6 +61,9 @@ pub struct DecodedTiles {
     /// kept (0 = never).
     pub jpeg_min_pixels: u64,
     max_bytes: u64,
+    /// Whole-JPEG levels the cache did not keep when offered: decoding them
+    /// whole again for each tile would cost more than a crop decode.
+    refused: Mutex<std::collections::HashSet<TileId>>,
 }
 
 impl DecodedTiles {
@@ -70,6 +74,7 @@ impl DecodedTiles {
             max_tiles_per_request: 4,
             jpeg_min_pixels: 0,
             max_bytes,
+            refused: Mutex::new(Default::default()),
         }
     }
 
@@ -80,14 +85,14 @@ impl DecodedTiles {
     }
 
     /// Whether a JPEG's whole image at 1/`scale` is worth decoding and
-    /// keeping: a large image, and a level that fits a quarter of the bound.
+    /// keeping: a large image, and a level that fits half the bound.
     fn keeps_whole_jpeg(&self, info: &ImageInfo, scale: u32, max_pixels: u64) -> bool {
         if self.jpeg_min_pixels == 0 || (info.width as u64 * info.height as u64) < self.jpeg_min_pixels {
             return false;
         }
         let s = scale.max(1) as u64;
         let px = (info.width as u64).div_ceil(s) * (info.height as u64).div_ceil(s);
-        px <= max_pixels && px * info.layout.channels() as u64 <= self.max_bytes / 4
+        px <= max_pixels && px * info.layout.channels() as u64 <= self.max_bytes / 2
     }
 
     pub fn bytes(&self) -> u64 {
@@ -123,6 +128,10 @@ impl DecodedTiles {
         let whole = info.format == SourceFormat::Jpeg;
         let (tw, th) = if whole {
             if !self.keeps_whole_jpeg(info, scale, max_pixels) {
+                return None;
+            }
+            let id = TileId { file: file.to_string(), version, reduce: scale.trailing_zeros(), col: 0, row: 0 };
+            if self.refused.lock().unwrap_or_else(|e| e.into_inner()).contains(&id) {
                 return None;
             }
             // One tile at the origin: its mapping onto the reduced grid is exact.
@@ -224,6 +233,13 @@ impl DecodedTiles {
         let result = run().map(Arc::new).map_err(|e| e.to_string());
         if let Ok(t) = &result {
             self.cache.insert(id.clone(), t.clone());
+            if self.cache.peek(&id).is_none() {
+                let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+                if r.len() >= 10_000 {
+                    r.clear();
+                }
+                r.insert(id.clone());
+            }
         }
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         let (m, cv) = &*slot;
