@@ -199,11 +199,6 @@ impl HttpSource {
         })
     }
 
-    /// The folder images are kept in.
-    pub fn folder(&self) -> &Path {
-        &self.dir
-    }
-
     /// Bytes kept in the folder now.
     pub fn stored_bytes(&self) -> u64 {
         self.lock().bytes

@@ -142,11 +142,6 @@ impl Located {
     }
 }
 
-/// The version of a file from its metadata.
-pub fn version_of_meta(meta: &std::fs::Metadata) -> SourceVersion {
-    version_of(meta)
-}
-
 fn version_of(meta: &std::fs::Metadata) -> SourceVersion {
     let mtime_ns =
         meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
