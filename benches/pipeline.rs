@@ -112,15 +112,10 @@ fn bench(c: &mut Criterion) {
         ApiVersion::V2,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let src = tessera::render::SourceRef {
-        data: &jpg,
-        file: "bench",
-        version: tessera::source::SourceVersion { len: 0, mtime_ns: 0 },
-    };
     let m = tessera::metrics::Metrics::new().unwrap_or_else(|e| panic!("{e}"));
     let s = tessera::render::RenderSettings { jpeg_quality: 85, max_decode_pixels: u64::MAX };
     c.bench_function("render/one 256² tile from a 2048² JPEG", |b| {
-        b.iter(|| tessera::render::render(src, &info, &p, &s, &m, None))
+        b.iter(|| tessera::render::render(&jpg, &info, &p, &s, &m))
     });
 }
 

@@ -134,6 +134,7 @@ pub struct CacheCfg {
     pub max_bytes: u64,
     pub decoded_max_bytes: u64,
     pub decoded_jpeg_min_pixels: u64,
+    pub decoded_ahead: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -225,7 +226,7 @@ impl Config {
             return Err(invalid("server.prefix_v3", "must differ from server.prefix_v2"));
         }
         let base = &self.server.public_base_url;
-        if !base.is_empty() && !(base.starts_with("http://") || base.starts_with("https://")) {
+        if !(base.is_empty() || base.starts_with("http://") || base.starts_with("https://")) {
             return Err(invalid("server.public_base_url", "must be empty or start with http:// or https://"));
         }
         if !["auto", "gpu", "cpu"].contains(&self.transform.backend.as_str()) {

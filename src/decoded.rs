@@ -12,22 +12,36 @@
 //! image: decoded once per DCT scale (1, 1/2, 1/4, 1/8) — a reduced-resolution
 //! pyramid built level by level as requests need it — and neighbouring IIIF
 //! tiles are cut from it. A level larger than half the cache's bound is not
-//! decoded whole, and neither is one the cache turned away once (the cache
-//! is sharded, so its largest entry is smaller than the bound): such
-//! requests decode their crop directly, as before.
+//! decoded whole: such requests decode their crop directly, as before.
 //!
-//! Runs on the worker pool (it blocks): concurrent requests needing the same
-//! codestream tile wait for one decode instead of repeating it.
+//! Who decodes what ([`DecodedTiles::fetch`], called from the reactor):
+//! - the first request to need a codestream tile *claims* it and runs its
+//!   decode as a job on the worker pool; every other request needing it
+//!   awaits that one decode. Waiting holds no worker, so a worker is never
+//!   parked behind another's decode while requests for other tiles queue.
+//! - when workers are idle, the request also claims the codestream tiles
+//!   that come next in raster order (the next IIIF tile of a sweep, a
+//!   viewer filling its viewport row by row) and decodes them ahead on those
+//!   workers. One viewer thus keeps every core decoding; under load there
+//!   is no idle worker and nothing is decoded ahead.
+//! - a claim is completed when its decode ends, fails or is dropped (its
+//!   job refused by a full queue, or a panic): waiters of a dropped claim
+//!   claim again, so none waits forever.
+//!
+//! The cache is one shard, so any level up to half the bound is admitted
+//! (a sharded cache refuses entries larger than its shard, silently).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
-use quick_cache::sync::Cache;
-use quick_cache::Weighter;
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
+use tokio::sync::Notify;
 
 use crate::codec::{self, jp2, CodecError, ImageInfo, SourceFormat};
 use crate::pixels::Pixels;
 use crate::plan::Rect;
+use crate::pool::Pool;
 use crate::source::SourceVersion;
 
 /// One decoded codestream tile: file, version, reduce level, tile column, row
@@ -49,38 +63,174 @@ impl Weighter<TileId, Arc<Pixels>> for ByBytes {
     }
 }
 
-type Slot = Arc<(Mutex<Option<Result<Arc<Pixels>, String>>>, Condvar)>;
+type Outcome = Result<Arc<Pixels>, CodecError>;
+type TileCache = Cache<TileId, Arc<Pixels>, ByBytes, DefaultHashBuilder, DefaultLifecycle<TileId, Arc<Pixels>>>;
+
+/// A decode under way: `None` while it runs, then `Some(None)` if its claim
+/// was dropped unfinished, else `Some(Some(outcome))`.
+#[derive(Default)]
+struct Slot {
+    value: Mutex<Option<Option<Outcome>>>,
+    done: Notify,
+}
+
+impl Slot {
+    /// The outcome, or `None` when the claim was dropped (claim again).
+    async fn wait(&self) -> Option<Outcome> {
+        loop {
+            // Created before the check, so a completion between the check
+            // and the await still wakes it (`notify_waiters` reaches every
+            // `Notified` that exists when it is called).
+            let done = self.done.notified();
+            if let Some(v) = self.value.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                return v;
+            }
+            done.await;
+        }
+    }
+}
+
+/// The store shared with decode jobs on the pool.
+struct Shared {
+    cache: TileCache,
+    pending: Mutex<HashMap<TileId, Arc<Slot>>>,
+}
+
+/// The right, and the duty, to decode one tile: completing it (or dropping
+/// it) wakes every request waiting for that tile.
+struct Claim {
+    id: TileId,
+    slot: Arc<Slot>,
+    shared: Arc<Shared>,
+    finished: bool,
+}
+
+impl Claim {
+    fn finish(mut self, r: Result<Pixels, CodecError>) {
+        let out = r.map(Arc::new);
+        if let Ok(t) = &out {
+            self.shared.cache.insert(self.id.clone(), t.clone());
+        }
+        self.complete(Some(out));
+    }
+
+    fn complete(&mut self, v: Option<Outcome>) {
+        self.finished = true;
+        // Cached (above) before the claim is removed: a request arriving in
+        // between finds the tile in the cache, not a second decode to start.
+        self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        *self.slot.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+        self.slot.done.notify_waiters();
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.complete(None);
+        }
+    }
+}
+
+enum Claimed {
+    Ready(Arc<Pixels>),
+    Wait(Arc<Slot>),
+    Mine(Claim),
+}
+
+/// A tile a request needs: at hand, or being decoded.
+enum Started {
+    Ready(Arc<Pixels>),
+    Wait(Arc<Slot>),
+}
+
+/// What one request needs from the store: the codestream tiles (with their
+/// rectangles in full-resolution pixels) and the rectangle to cut from them
+/// on the reduced grid.
+#[derive(Clone, Debug)]
+pub struct TilePlan {
+    tiles: Vec<(TileId, Rect)>,
+    want: Rect,
+    scale: u32,
+    whole: bool,
+    /// The span of codestream tiles: first column, first row, columns, rows.
+    span: (u32, u32, u32, u32),
+    /// The codestream tile grid: columns, rows.
+    grid: (u32, u32),
+    /// Nominal codestream tile size, and the image size (full resolution).
+    tile_size: (u32, u32),
+    image: (u32, u32),
+}
+
+/// Why [`DecodedTiles::fetch`] failed.
+#[derive(Debug)]
+pub enum FetchError {
+    /// The worker queue was full.
+    Busy,
+    Codec(CodecError),
+}
+
+/// What a decode job needs, shared by the jobs of one request.
+#[derive(Clone)]
+pub struct DecodeInput {
+    pub data: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    pub info: Arc<ImageInfo>,
+    pub max_pixels: u64,
+    /// Counts each decode run (demand and ahead).
+    pub decodes: prometheus::IntCounter,
+    /// Counts the decodes started ahead of demand.
+    pub ahead: prometheus::IntCounter,
+}
 
 /// Decoded codestream tiles, bounded in bytes.
 pub struct DecodedTiles {
-    cache: Cache<TileId, Arc<Pixels>, ByBytes>,
-    pending: Mutex<HashMap<TileId, Slot>>,
+    shared: Arc<Shared>,
     /// Use the tile path only when a request touches at most this many tiles.
     pub max_tiles_per_request: u32,
     /// JPEGs with at least this many pixels are decoded whole per scale and
     /// kept (0 = never).
     pub jpeg_min_pixels: u64,
+    /// Codestream tiles to decode ahead, in raster order, on idle workers.
+    pub ahead: u32,
     max_bytes: u64,
-    /// Whole-JPEG levels the cache did not keep when offered: decoding them
-    /// whole again for each tile would cost more than a crop decode.
-    refused: Mutex<std::collections::HashSet<TileId>>,
 }
 
 impl DecodedTiles {
     pub fn new(max_bytes: u64) -> Self {
+        let mut opts = OptionsBuilder::new();
+        opts.estimated_items_capacity((max_bytes / 1_000_000).clamp(16, 100_000) as usize)
+            .weight_capacity(max_bytes)
+            .shards(1);
+        let cache = match opts.build() {
+            Ok(o) => Cache::with_options(o, ByBytes, DefaultHashBuilder::default(), DefaultLifecycle::default()),
+            // Only reachable with options outside quick_cache's ranges; the
+            // sharded default then still bounds the bytes.
+            Err(_) => Cache::with(
+                (max_bytes / 1_000_000).clamp(16, 100_000) as usize,
+                max_bytes,
+                ByBytes,
+                DefaultHashBuilder::default(),
+                DefaultLifecycle::default(),
+            ),
+        };
         DecodedTiles {
-            cache: Cache::with_weighter((max_bytes / 1_000_000).clamp(16, 100_000) as usize, max_bytes, ByBytes),
-            pending: Mutex::new(HashMap::new()),
+            shared: Arc::new(Shared { cache, pending: Mutex::new(HashMap::new()) }),
             max_tiles_per_request: 4,
             jpeg_min_pixels: 0,
+            ahead: 0,
             max_bytes,
-            refused: Mutex::new(Default::default()),
         }
     }
 
     /// Enables whole-image caching of JPEGs of at least `pixels` pixels.
     pub fn with_jpeg_min_pixels(mut self, pixels: u64) -> Self {
         self.jpeg_min_pixels = pixels;
+        self
+    }
+
+    /// Decodes up to `tiles` codestream tiles ahead on idle workers.
+    pub fn with_ahead(mut self, tiles: u32) -> Self {
+        self.ahead = tiles;
         self
     }
 
@@ -96,42 +246,36 @@ impl DecodedTiles {
     }
 
     pub fn bytes(&self) -> u64 {
-        self.cache.weight()
+        self.shared.cache.weight()
     }
 
     pub fn purge(&self, file: &str) {
-        self.cache.retain(|k, _| k.file != file);
+        self.shared.cache.retain(|k, _| k.file != file);
     }
 
     pub fn purge_all(&self) {
-        self.cache.clear();
+        self.shared.cache.clear();
     }
 
-    /// The decoded pixels of `region` at 1/`scale` (the planner's
-    /// `region.at_scale` rectangle), cut from cached codestream tiles; `None`
-    /// when the tile path does not apply (untiled, or too many tiles).
-    #[allow(clippy::too_many_arguments)]
-    pub fn decode(
+    /// The codestream tiles behind `region` at 1/`scale` (the planner's
+    /// region and scale); `None` when the tile path does not apply (untiled,
+    /// too many tiles, a scale the tiling does not divide, a small JPEG).
+    /// Pure: no I/O, no decode.
+    pub fn plan(
         &self,
-        data: &[u8],
         info: &ImageInfo,
         file: &str,
         version: SourceVersion,
         region: Rect,
         scale: u32,
         max_pixels: u64,
-        decodes: &dyn Fn(),
-    ) -> Option<Result<Pixels, CodecError>> {
-        if scale == 0 {
+    ) -> Option<TilePlan> {
+        if scale == 0 || region.w == 0 || region.h == 0 {
             return None;
         }
         let whole = info.format == SourceFormat::Jpeg;
         let (tw, th) = if whole {
             if !self.keeps_whole_jpeg(info, scale, max_pixels) {
-                return None;
-            }
-            let id = TileId { file: file.to_string(), version, reduce: scale.trailing_zeros(), col: 0, row: 0 };
-            if self.refused.lock().unwrap_or_else(|e| e.into_inner()).contains(&id) {
                 return None;
             }
             // One tile at the origin: its mapping onto the reduced grid is exact.
@@ -148,103 +292,451 @@ impl DecodedTiles {
         if (c1 - c0 + 1) * (r1 - r0 + 1) > self.max_tiles_per_request {
             return None;
         }
-        let want = region.at_scale(scale, info.width, info.height);
-        let reduce = scale.trailing_zeros();
-        let mut out: Option<Vec<u8>> = None;
-        let mut layout = info.layout;
+        let image = (info.width, info.height);
+        let grid = (info.width.div_ceil(tw), info.height.div_ceil(th));
+        let span = (c0, r0, c1 - c0 + 1, r1 - r0 + 1);
+        let mut tiles = Vec::with_capacity(((c1 - c0 + 1) * (r1 - r0 + 1)) as usize);
         for row in r0..=r1 {
             for col in c0..=c1 {
-                let id = TileId { file: file.to_string(), version, reduce, col, row };
-                let full = Rect {
-                    x: col * tw,
-                    y: row * th,
-                    w: tw.min(info.width - col * tw),
-                    h: th.min(info.height - row * th),
-                };
-                let run = || {
-                    if whole {
-                        codec::decode(data, info, full, scale, max_pixels)
-                    } else {
-                        let area = jp2::DecodeArea { x: full.x, y: full.y, w: full.w, h: full.h };
-                        jp2::decode(data, area, reduce, max_pixels).map_err(codec::jp2_error)
-                    }
-                };
-                let tile = match self.get_or_decode(id, &run, decodes) {
-                    Ok(t) => t,
-                    Err(e) => return Some(Err(e)),
-                };
-                layout = tile.layout();
-                let buf =
-                    out.get_or_insert_with(|| vec![0u8; want.w as usize * want.h as usize * tile.layout().channels()]);
-                let c = tile.layout().channels();
-                // The tile's rectangle on the reduced grid (its origin is a
-                // multiple of the scale, so the mapping is exact).
-                let tr = full.at_scale(scale, info.width, info.height);
-                let (x0, x1) = (want.x.max(tr.x), (want.x + want.w).min(tr.x + tile.width()));
-                let (y0, y1) = (want.y.max(tr.y), (want.y + want.h).min(tr.y + tile.height()));
-                if x0 >= x1 || y0 >= y1 {
-                    continue;
-                }
-                let n = (x1 - x0) as usize * c;
-                for y in y0..y1 {
-                    let src = ((y - tr.y) as usize * tile.width() as usize + (x0 - tr.x) as usize) * c;
-                    let dst = ((y - want.y) as usize * want.w as usize + (x0 - want.x) as usize) * c;
-                    buf[dst..dst + n].copy_from_slice(&tile.data()[src..src + n]);
-                }
+                tiles.push(tile(image, file, version, scale, (tw, th), col, row));
             }
         }
-        let buf = out?;
-        Some(Pixels::new(want.w, want.h, layout, buf).map_err(|e| CodecError::Corrupt(e.to_string())))
+        let want = region.at_scale(scale, info.width, info.height);
+        Some(TilePlan { tiles, want, scale, whole, span, grid, tile_size: (tw, th), image })
     }
 
-    fn get_or_decode(
+    /// The codestream tiles that come after `plan`'s in a raster sweep: its
+    /// span moved right by its own width, wrapping to the next band of rows,
+    /// at most `self.ahead` tiles. None for a whole JPEG (there is no next).
+    fn next_tiles(&self, plan: &TilePlan) -> Vec<(TileId, Rect)> {
+        let mut out = Vec::new();
+        let Some((first, _)) = plan.tiles.first() else { return out };
+        if plan.whole || self.ahead == 0 {
+            return out;
+        }
+        let (mut c, mut r, w, h) = plan.span;
+        let (cols, rows) = plan.grid;
+        'steps: loop {
+            c += w;
+            if c >= cols {
+                c = 0;
+                r += h;
+            }
+            if r >= rows {
+                break;
+            }
+            for row in r..(r + h).min(rows) {
+                for col in c..(c + w).min(cols) {
+                    if out.len() as u32 >= self.ahead {
+                        break 'steps;
+                    }
+                    out.push(tile(plan.image, &first.file, first.version, plan.scale, plan.tile_size, col, row));
+                }
+            }
+        }
+        out
+    }
+
+    /// The plan's decoded tiles: from the cache, from a decode another
+    /// request started, or decoded now on `pool`. Then, with workers idle,
+    /// starts decoding the tiles that come next (see the module comment).
+    /// Awaits without holding a worker.
+    pub async fn fetch(
         &self,
-        id: TileId,
-        run: &dyn Fn() -> Result<Pixels, CodecError>,
-        decodes: &dyn Fn(),
-    ) -> Result<Arc<Pixels>, CodecError> {
-        if let Some(t) = self.cache.get(&id) {
-            return Ok(t);
+        pool: &Pool,
+        input: &DecodeInput,
+        plan: &TilePlan,
+    ) -> Result<Vec<Arc<Pixels>>, FetchError> {
+        let mut started = Vec::with_capacity(plan.tiles.len());
+        for (id, full) in &plan.tiles {
+            started.push(self.start(pool, input, plan, id, *full)?);
         }
-        let (slot, leader) = {
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            match p.get(&id) {
-                Some(s) => (s.clone(), false),
-                None => {
-                    let s: Slot = Arc::new((Mutex::new(None), Condvar::new()));
-                    p.insert(id.clone(), s.clone());
-                    (s, true)
+        for (id, full) in self.next_tiles(plan) {
+            if !pool.has_idle_worker() {
+                break;
+            }
+            if let Claimed::Mine(claim) = self.claim(&id) {
+                input.ahead.inc();
+                if self.run(pool, input, plan, claim, full).is_err() {
+                    break;
                 }
             }
+        }
+        let mut out = Vec::with_capacity(started.len());
+        for (mut s, (id, full)) in started.into_iter().zip(&plan.tiles) {
+            loop {
+                match s {
+                    Started::Ready(t) => {
+                        out.push(t);
+                        break;
+                    }
+                    Started::Wait(slot) => match slot.wait().await {
+                        Some(Ok(t)) => {
+                            out.push(t);
+                            break;
+                        }
+                        Some(Err(e)) => return Err(FetchError::Codec(e)),
+                        // Its claim was dropped unfinished: claim again.
+                        None => s = self.start(pool, input, plan, id, *full)?,
+                    },
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claims `id`; when the claim is this caller's, queues its decode.
+    fn start(
+        &self,
+        pool: &Pool,
+        input: &DecodeInput,
+        plan: &TilePlan,
+        id: &TileId,
+        full: Rect,
+    ) -> Result<Started, FetchError> {
+        Ok(match self.claim(id) {
+            Claimed::Ready(t) => Started::Ready(t),
+            Claimed::Wait(slot) => Started::Wait(slot),
+            Claimed::Mine(claim) => Started::Wait(self.run(pool, input, plan, claim, full)?),
+        })
+    }
+
+    /// Queues the decode of a claimed tile; returns the slot to wait on.
+    fn run(
+        &self,
+        pool: &Pool,
+        input: &DecodeInput,
+        plan: &TilePlan,
+        claim: Claim,
+        full: Rect,
+    ) -> Result<Arc<Slot>, FetchError> {
+        let slot = claim.slot.clone();
+        let input = input.clone();
+        let (whole, scale) = (plan.whole, plan.scale);
+        // A refused job drops its claim: its waiters claim again.
+        pool.submit(move || {
+            input.decodes.inc();
+            let r = decode_tile(input.data.as_ref().as_ref(), &input.info, whole, full, scale, input.max_pixels);
+            claim.finish(r);
+        })
+        .map_err(|_| FetchError::Busy)?;
+        Ok(slot)
+    }
+
+    fn claim(&self, id: &TileId) -> Claimed {
+        if let Some(t) = self.shared.cache.get(id) {
+            return Claimed::Ready(t);
+        }
+        let mut pending = self.shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = pending.get(id) {
+            return Claimed::Wait(s.clone());
+        }
+        // Again under the lock: a decode may have ended since the first look
+        // (it caches its tile before it leaves `pending`).
+        if let Some(t) = self.shared.cache.peek(id) {
+            return Claimed::Ready(t);
+        }
+        let slot = Arc::new(Slot::default());
+        pending.insert(id.clone(), slot.clone());
+        Claimed::Mine(Claim { id: id.clone(), slot, shared: self.shared.clone(), finished: false })
+    }
+
+    /// Cuts the plan's rectangle from its decoded tiles (in plan order).
+    pub fn assemble(&self, plan: &TilePlan, tiles: &[Arc<Pixels>]) -> Result<Pixels, CodecError> {
+        let want = plan.want;
+        let Some(first) = tiles.first() else {
+            return Err(CodecError::Corrupt("no decoded tiles".into()));
         };
-        if !leader {
-            let (m, cv) = &*slot;
-            let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
-            while g.is_none() {
-                g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        let layout = first.layout();
+        let c = layout.channels();
+        let mut buf = vec![0u8; want.w as usize * want.h as usize * c];
+        for ((_, full), tile) in plan.tiles.iter().zip(tiles) {
+            if tile.layout() != layout {
+                return Err(CodecError::Corrupt("codestream tiles differ in pixel layout".into()));
             }
-            return match g.as_ref() {
-                Some(Ok(t)) => Ok(t.clone()),
-                Some(Err(e)) => Err(CodecError::Corrupt(e.clone())),
-                None => Err(CodecError::Corrupt("tile decode vanished".into())),
-            };
+            // The tile's rectangle on the reduced grid (its origin is a
+            // multiple of the scale, so the mapping is exact).
+            let tr = full.at_scale(plan.scale, plan.image.0, plan.image.1);
+            let (x0, x1) = (want.x.max(tr.x), (want.x + want.w).min(tr.x + tile.width()));
+            let (y0, y1) = (want.y.max(tr.y), (want.y + want.h).min(tr.y + tile.height()));
+            if x0 >= x1 || y0 >= y1 {
+                continue;
+            }
+            let n = (x1 - x0) as usize * c;
+            for y in y0..y1 {
+                let src = ((y - tr.y) as usize * tile.width() as usize + (x0 - tr.x) as usize) * c;
+                let dst = ((y - want.y) as usize * want.w as usize + (x0 - want.x) as usize) * c;
+                let (Some(s), Some(d)) = (tile.data().get(src..src + n), buf.get_mut(dst..dst + n)) else {
+                    return Err(CodecError::Corrupt("decoded tile smaller than its header says".into()));
+                };
+                d.copy_from_slice(s);
+            }
         }
-        decodes();
-        let result = run().map(Arc::new).map_err(|e| e.to_string());
-        if let Ok(t) = &result {
-            self.cache.insert(id.clone(), t.clone());
-            if self.cache.peek(&id).is_none() {
-                let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-                if r.len() >= 10_000 {
-                    r.clear();
+        Pixels::new(want.w, want.h, layout, buf).map_err(|e| CodecError::Corrupt(e.to_string()))
+    }
+}
+
+/// The id and full-resolution rectangle of codestream tile (`col`, `row`).
+fn tile(
+    (width, height): (u32, u32),
+    file: &str,
+    version: SourceVersion,
+    scale: u32,
+    (tw, th): (u32, u32),
+    col: u32,
+    row: u32,
+) -> (TileId, Rect) {
+    let id = TileId { file: file.to_string(), version, reduce: scale.trailing_zeros(), col, row };
+    let rect = Rect { x: col * tw, y: row * th, w: tw.min(width - col * tw), h: th.min(height - row * th) };
+    (id, rect)
+}
+
+/// Decodes one codestream tile (or a whole JPEG) at 1/`scale`.
+fn decode_tile(
+    data: &[u8],
+    info: &ImageInfo,
+    whole: bool,
+    full: Rect,
+    scale: u32,
+    max_pixels: u64,
+) -> Result<Pixels, CodecError> {
+    if whole {
+        codec::decode(data, info, full, scale, max_pixels)
+    } else {
+        let area = jp2::DecodeArea { x: full.x, y: full.y, w: full.w, h: full.h };
+        jp2::decode(data, area, scale.trailing_zeros(), max_pixels).map_err(codec::jp2_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+    use std::time::{Duration, Instant};
+
+    const W: u32 = 256;
+    const H: u32 = 128;
+    const TILE: u32 = 64;
+
+    /// A lossless 256×128 RGB JPEG 2000 tiled 64 (a 4 × 2 grid), and its pixels.
+    fn fixture() -> (Arc<Vec<u8>>, Arc<ImageInfo>, Pixels) {
+        let px = crate::samples::generate::photo_like(W, H, 7);
+        let input =
+            jp2::EncodeInput { width: W, height: H, components: 3, precision: 8, samples: jp2::Samples::U8(px.data()) };
+        let params = jp2::EncodeParams { tile_size: Some((TILE, TILE)), levels: 3, ..Default::default() };
+        let data = jp2::encode(&input, &params).expect("encode");
+        let info = codec::probe(&data).expect("probe");
+        assert_eq!(info.native_tile, Some((TILE, TILE)));
+        (Arc::new(data), Arc::new(info), px)
+    }
+
+    fn input(data: &Arc<Vec<u8>>, info: &Arc<ImageInfo>) -> DecodeInput {
+        DecodeInput {
+            data: data.clone(),
+            info: info.clone(),
+            max_pixels: u64::MAX,
+            decodes: prometheus::IntCounter::new("d", "d").expect("counter"),
+            ahead: prometheus::IntCounter::new("a", "a").expect("counter"),
+        }
+    }
+
+    fn version() -> SourceVersion {
+        SourceVersion { len: 1, mtime_ns: 1 }
+    }
+
+    fn rect(x: u32, y: u32, w: u32, h: u32) -> Rect {
+        Rect { x, y, w, h }
+    }
+
+    fn crop(p: &Pixels, r: Rect) -> Vec<u8> {
+        let c = p.layout().channels();
+        let mut out = Vec::new();
+        for y in r.y..r.y + r.h {
+            let s = (y * p.width() + r.x) as usize * c;
+            out.extend_from_slice(&p.data()[s..s + r.w as usize * c]);
+        }
+        out
+    }
+
+    fn cached(d: &DecodedTiles, col: u32, row: u32) -> bool {
+        d.shared.cache.peek(&TileId { file: "f".into(), version: version(), reduce: 0, col, row }).is_some()
+    }
+
+    /// Waits (bounded) until no decode is pending.
+    async fn settle(d: &DecodedTiles) {
+        let t = Instant::now();
+        while !d.shared.pending.lock().unwrap().is_empty() && t.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[test]
+    fn a_plan_names_the_codestream_tiles_a_region_touches() {
+        let (_, info, _) = fixture();
+        let d = DecodedTiles::new(1 << 24);
+        let p = d.plan(&info, "f", version(), rect(60, 10, 10, 60), 1, u64::MAX).expect("tiled");
+        let cols_rows: Vec<_> = p.tiles.iter().map(|(id, _)| (id.col, id.row)).collect();
+        assert_eq!(cols_rows, vec![(0, 0), (1, 0), (0, 1), (1, 1)]);
+        assert_eq!(p.tiles[3].1, rect(64, 64, 64, 64));
+        // Six tiles is more than a request may cut from; a scale the tiling
+        // does not divide has no exact mapping.
+        assert!(d.plan(&info, "f", version(), rect(0, 0, 130, 70), 1, u64::MAX).is_none());
+        assert!(d.plan(&info, "f", version(), rect(0, 0, 64, 64), 128, u64::MAX).is_none());
+    }
+
+    #[test]
+    fn the_tiles_ahead_follow_raster_order_into_the_next_band_of_rows() {
+        let (_, info, _) = fixture();
+        let d = DecodedTiles::new(1 << 24).with_ahead(3);
+        let p = d.plan(&info, "f", version(), rect(130, 0, 60, 60), 1, u64::MAX).expect("tiled");
+        let next: Vec<_> = d.next_tiles(&p).iter().map(|(id, r)| (id.col, id.row, *r)).collect();
+        assert_eq!(next, vec![(3, 0, rect(192, 0, 64, 64)), (0, 1, rect(0, 64, 64, 64)), (1, 1, rect(64, 64, 64, 64))]);
+        // Nothing after the last tile, nor when decoding ahead is off.
+        let last = d.plan(&info, "f", version(), rect(200, 100, 10, 10), 1, u64::MAX).expect("tiled");
+        assert!(d.next_tiles(&last).is_empty());
+        assert!(DecodedTiles::new(1 << 24).next_tiles(&p).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_for_one_codestream_tile_share_one_decode_and_cut_exact_pixels() {
+        let (data, info, px) = fixture();
+        let d = Arc::new(DecodedTiles::new(1 << 24));
+        let pool = Arc::new(Pool::new(2, 64).expect("pool"));
+        let inp = input(&data, &info);
+        let mut tasks = Vec::new();
+        for i in 0..16u32 {
+            let (d, pool, inp, info) = (d.clone(), pool.clone(), inp.clone(), info.clone());
+            tasks.push(tokio::spawn(async move {
+                let r = rect(64 + (i % 4) * 16, (i / 4) * 16, 16, 16);
+                let plan = d.plan(&info, "f", version(), r, 1, u64::MAX).expect("tiled");
+                let tiles = d.fetch(&pool, &inp, &plan).await.expect("fetch");
+                (r, d.assemble(&plan, &tiles).expect("cut"))
+            }));
+        }
+        for t in tasks {
+            let (r, cut) = t.await.expect("task");
+            assert_eq!((cut.width(), cut.height()), (r.w, r.h));
+            assert_eq!(cut.data(), &crop(&px, r)[..], "lossless tile cut at {r:?}");
+        }
+        assert_eq!(inp.decodes.get(), 1);
+        assert!(d.shared.pending.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_workers_decode_the_next_tiles_ahead_and_a_busy_pool_does_not() {
+        let (data, info, _) = fixture();
+        let d = DecodedTiles::new(1 << 24).with_ahead(2);
+        let pool = Pool::new(2, 64).expect("pool");
+        let inp = input(&data, &info);
+        let plan = d.plan(&info, "f", version(), rect(0, 0, 64, 64), 1, u64::MAX).expect("tiled");
+        d.fetch(&pool, &inp, &plan).await.expect("fetch");
+        settle(&d).await;
+        // Tile (0,0) took one worker; one was idle for (1,0); none for (2,0).
+        assert_eq!((inp.decodes.get(), inp.ahead.get()), (2, 1));
+        assert!(cached(&d, 1, 0) && !cached(&d, 2, 0));
+        // The next request finds its tile decoded, and the idle workers go on.
+        let plan = d.plan(&info, "f", version(), rect(64, 0, 64, 64), 1, u64::MAX).expect("tiled");
+        d.fetch(&pool, &inp, &plan).await.expect("fetch");
+        settle(&d).await;
+        assert_eq!((inp.decodes.get(), inp.ahead.get()), (4, 3));
+        assert!(cached(&d, 2, 0) && cached(&d, 3, 0));
+
+        // With its one worker busy, a pool gets no decode ahead.
+        let d = DecodedTiles::new(1 << 24).with_ahead(2);
+        let pool = Pool::new(1, 64).expect("pool");
+        let gate = Arc::new(Barrier::new(2));
+        let g = gate.clone();
+        let _busy = pool.submit(move || {
+            g.wait();
+        });
+        let inp = input(&data, &info);
+        let plan = d.plan(&info, "f", version(), rect(0, 0, 64, 64), 1, u64::MAX).expect("tiled");
+        let fetch = d.fetch(&pool, &inp, &plan);
+        tokio::pin!(fetch);
+        assert!(tokio::time::timeout(Duration::from_millis(50), &mut fetch).await.is_err(), "waits for the worker");
+        gate.wait();
+        fetch.await.expect("fetch");
+        settle(&d).await;
+        assert_eq!((inp.decodes.get(), inp.ahead.get()), (1, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_is_busy_and_leaves_no_claim_behind() {
+        let (data, info, _) = fixture();
+        let d = DecodedTiles::new(1 << 24);
+        let pool = Pool::new(1, 1).expect("pool");
+        let gate = Arc::new(Barrier::new(2));
+        let g = gate.clone();
+        let _busy = pool.submit(move || {
+            g.wait();
+        });
+        // Fill the one queue place (the worker may not have taken the first job yet).
+        let mut filler = None;
+        for _ in 0..100 {
+            if let Ok(rx) = pool.submit(|| ()) {
+                filler = Some(rx);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(filler.is_some());
+        let inp = input(&data, &info);
+        let plan = d.plan(&info, "f", version(), rect(0, 0, 64, 64), 1, u64::MAX).expect("tiled");
+        let r = d.fetch(&pool, &inp, &plan).await;
+        assert!(matches!(r, Err(FetchError::Busy)), "{r:?}");
+        assert!(d.shared.pending.lock().unwrap().is_empty());
+        gate.wait();
+        // Once the queue drains, the same request succeeds.
+        let t = Instant::now();
+        loop {
+            match d.fetch(&pool, &inp, &plan).await {
+                Ok(_) => break,
+                Err(FetchError::Busy) if t.elapsed() < Duration::from_secs(10) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await
                 }
-                r.insert(id.clone());
+                Err(e) => panic!("{e:?}"),
             }
         }
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        let (m, cv) = &*slot;
-        *m.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.clone());
-        cv.notify_all();
-        result.map_err(CodecError::Corrupt)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiters_of_a_dropped_claim_claim_again() {
+        let (data, info, _) = fixture();
+        let d = Arc::new(DecodedTiles::new(1 << 24));
+        let pool = Arc::new(Pool::new(1, 8).expect("pool"));
+        let inp = input(&data, &info);
+        let plan = d.plan(&info, "f", version(), rect(0, 0, 64, 64), 1, u64::MAX).expect("tiled");
+        let Claimed::Mine(claim) = d.claim(&plan.tiles[0].0) else { panic!("first claim") };
+        let waiter = {
+            let (d, pool, inp, plan) = (d.clone(), pool.clone(), inp.clone(), plan.clone());
+            tokio::spawn(async move { d.fetch(&pool, &inp, &plan).await.map(|t| t.len()) })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(inp.decodes.get(), 0, "the waiter waits for the claim");
+        drop(claim);
+        let n = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("not stuck").expect("task");
+        assert_eq!(n.expect("decoded"), 1);
+        assert_eq!(inp.decodes.get(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_whole_jpeg_level_up_to_half_the_bound_is_kept() {
+        let px = crate::samples::generate::photo_like(200, 150, 3);
+        let jpg = codec::encode::encode(&px, crate::iiif::Format::Jpg, 90).expect("jpeg");
+        let info = Arc::new(codec::probe(&jpg).expect("probe"));
+        let level = 200 * 150 * 3;
+        // Small enough that a cache split into shards would refuse the level.
+        let d = DecodedTiles::new(2 * level as u64 + 1024).with_jpeg_min_pixels(1);
+        let pool = Pool::new(2, 8).expect("pool");
+        let inp = input(&Arc::new(jpg), &info);
+        let plan = d.plan(&info, "f", version(), rect(10, 10, 50, 50), 1, u64::MAX).expect("whole level");
+        let tiles = d.fetch(&pool, &inp, &plan).await.expect("fetch");
+        assert_eq!(tiles[0].width(), 200);
+        assert!(d.bytes() >= level as u64, "kept: {} bytes", d.bytes());
+        d.fetch(&pool, &inp, &plan).await.expect("fetch");
+        assert_eq!(inp.decodes.get(), 1);
+        // A level over half the bound is not decoded whole.
+        let small = DecodedTiles::new(level as u64).with_jpeg_min_pixels(1);
+        assert!(small.plan(&info, "f", version(), rect(0, 0, 10, 10), 1, u64::MAX).is_none());
     }
 }

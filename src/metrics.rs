@@ -46,6 +46,8 @@ pub struct Metrics {
     image_200: IntCounter,
     image_304: IntCounter,
     pub decodes: IntCounter,
+    /// Codestream-tile decodes started ahead of demand.
+    pub decodes_ahead: IntCounter,
     pub gpu_fallbacks: IntCounter,
     /// 1 when the transform backend is a GPU.
     pub gpu_backend: IntGauge,
@@ -75,6 +77,8 @@ impl Metrics {
             &["stage"],
         )?;
         let decodes = IntCounter::new("decodes_total", "Source decodes performed")?;
+        let decodes_ahead =
+            IntCounter::new("decodes_ahead_total", "Codestream-tile decodes started ahead of demand on idle workers")?;
         let gpu_fallbacks = IntCounter::new("gpu_fallbacks_total", "GPU transforms that fell back to the CPU")?;
         let g = |n: &str, h: &str| IntGauge::new(n, h);
         let gpu_backend = g("gpu_backend", "1 when transforms run on a GPU")?;
@@ -99,12 +103,14 @@ impl Metrics {
             requests,
             stages,
             decodes,
+            decodes_ahead,
             gpu_fallbacks,
             gpu_backend,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
         m.registry.register(Box::new(m.stages.clone()))?;
         m.registry.register(Box::new(m.decodes.clone()))?;
+        m.registry.register(Box::new(m.decodes_ahead.clone()))?;
         m.registry.register(Box::new(m.gpu_fallbacks.clone()))?;
         m.registry.register(Box::new(m.gpu_backend.clone()))?;
         for gauge in [

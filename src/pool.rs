@@ -57,6 +57,14 @@ impl Pool {
         &self.stats
     }
 
+    /// Whether a worker would take a job submitted now without it waiting
+    /// behind others (the queued and running jobs are fewer than the
+    /// workers). A hint: other threads submit concurrently.
+    pub fn has_idle_worker(&self) -> bool {
+        let busy = self.stats.queued.load(Ordering::Relaxed) + self.stats.running.load(Ordering::Relaxed);
+        busy < self.workers
+    }
+
     /// Queues `f`; resolves with its result. Fails at once if the queue is full.
     pub fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<T>, Full>
     where
@@ -88,8 +96,10 @@ fn worker(rx: Arc<Mutex<Receiver<Job>>>, stats: Arc<PoolStats>) {
                 Err(_) => return,
             }
         };
-        stats.queued.fetch_sub(1, Ordering::Relaxed);
+        // Counted running before it leaves the queue, so `has_idle_worker`
+        // never sees it in neither.
         stats.running.fetch_add(1, Ordering::Relaxed);
+        stats.queued.fetch_sub(1, Ordering::Relaxed);
         // A panic in a codec must not take the worker down with it.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
         stats.running.fetch_sub(1, Ordering::Relaxed);

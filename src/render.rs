@@ -1,19 +1,20 @@
-//! The render stage: decode the planned region at the planned scale,
-//! transform it, encode it. Runs on the worker pool, never on the reactor.
+//! The render stage: decode the planned region at the planned scale (or cut
+//! it from codestream tiles [`crate::decoded`] already holds), transform it,
+//! encode it. Runs on the worker pool, never on the reactor.
 //! Knows nothing of HTTP; returns bytes or an [`Error`] with its status.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::cache::Encoded;
 use crate::codec::{self, CodecError, ImageInfo};
-use crate::decoded::DecodedTiles;
+use crate::decoded::{DecodedTiles, TilePlan};
 use crate::error::Error;
 use crate::metrics::{Metrics, Stage};
 use crate::pixels::Pixels;
 use crate::plan::Plan;
-use crate::source::SourceVersion;
 use crate::transform::{self, TransformSpec};
 
 /// Settings that do not vary per request.
@@ -43,38 +44,27 @@ pub fn codec_error(e: CodecError) -> Error {
     }
 }
 
-/// Where the source bytes come from, for the decoded-tile cache.
-#[derive(Clone, Copy)]
-pub struct SourceRef<'a> {
-    pub data: &'a [u8],
-    pub file: &'a str,
-    pub version: SourceVersion,
+/// Decodes the plan's region directly from the source bytes.
+pub fn decode(data: &[u8], info: &ImageInfo, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result<Pixels, Error> {
+    let t = Instant::now();
+    m.decodes.inc();
+    let p = codec::decode(data, info, plan.region, plan.scale, s.max_decode_pixels).map_err(codec_error)?;
+    m.observe(Stage::Decode, t.elapsed());
+    Ok(p)
 }
 
-/// Decodes the plan's region: cut from cached codestream tiles when the
-/// source is a tiled JPEG 2000 or a large JPEG and the cache is on (see
-/// [`crate::decoded`]), else decoded directly.
-pub fn decode(
-    src: SourceRef<'_>,
-    info: &ImageInfo,
-    plan: &Plan,
-    s: &RenderSettings,
+/// Cuts the plan's region from decoded codestream tiles (see
+/// [`crate::decoded`]); `waited` is how long fetching them took.
+pub fn cut(
+    tiles: &DecodedTiles,
+    tile_plan: &TilePlan,
+    decoded: &[Arc<Pixels>],
+    waited: Duration,
     m: &Metrics,
-    tiles: Option<&DecodedTiles>,
 ) -> Result<Pixels, Error> {
     let t = Instant::now();
-    let counted = || m.decodes.inc();
-    let via_tiles = tiles.and_then(|c| {
-        c.decode(src.data, info, src.file, src.version, plan.region, plan.scale, s.max_decode_pixels, &counted)
-    });
-    let p = match via_tiles {
-        Some(r) => r.map_err(codec_error)?,
-        None => {
-            m.decodes.inc();
-            codec::decode(src.data, info, plan.region, plan.scale, s.max_decode_pixels).map_err(codec_error)?
-        }
-    };
-    m.observe(Stage::Decode, t.elapsed());
+    let p = tiles.assemble(tile_plan, decoded).map_err(codec_error)?;
+    m.observe(Stage::Decode, waited + t.elapsed());
     Ok(p)
 }
 
@@ -108,28 +98,8 @@ pub fn finish_on(
     Ok(Encoded { body: Bytes::from(body), media_type: plan.format.media_type() })
 }
 
-/// The whole render, transforms on the CPU.
-pub fn render(
-    src: SourceRef<'_>,
-    info: &ImageInfo,
-    plan: &Plan,
-    s: &RenderSettings,
-    m: &Metrics,
-    tiles: Option<&DecodedTiles>,
-) -> Result<Encoded, Error> {
-    render_on(src, info, plan, s, m, tiles, &transform::Backend::Cpu)
-}
-
-/// The whole render on a chosen transform backend.
-pub fn render_on(
-    src: SourceRef<'_>,
-    info: &ImageInfo,
-    plan: &Plan,
-    s: &RenderSettings,
-    m: &Metrics,
-    tiles: Option<&DecodedTiles>,
-    backend: &transform::Backend,
-) -> Result<Encoded, Error> {
-    let p = decode(src, info, plan, s, m, tiles)?;
-    finish_on(p, plan, s, m, backend)
+/// The whole render from the source bytes, transforms on the CPU.
+pub fn render(data: &[u8], info: &ImageInfo, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result<Encoded, Error> {
+    let p = decode(data, info, plan, s, m)?;
+    finish(p, plan, s, m)
 }

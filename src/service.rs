@@ -54,7 +54,7 @@ pub struct App {
     /// The item catalogue (when presentation is enabled).
     pub catalogue: Option<Arc<crate::presentation::catalogue::Catalogue>>,
     /// Decoded JPEG 2000 codestream tiles (None when disabled).
-    pub decoded: Option<crate::decoded::DecodedTiles>,
+    pub decoded: Option<Arc<crate::decoded::DecodedTiles>>,
     /// Request URL → [`HotEntry`] for cached tiles.
     pub hot: quick_cache::sync::Cache<String, Arc<HotEntry>>,
     /// The transform backend (CPU, or a GPU chosen at start).
@@ -200,8 +200,11 @@ impl App {
             backend,
             clock: Instant::now(),
             decoded: (cfg.cache.decoded_max_bytes > 0).then(|| {
-                crate::decoded::DecodedTiles::new(cfg.cache.decoded_max_bytes)
-                    .with_jpeg_min_pixels(cfg.cache.decoded_jpeg_min_pixels)
+                Arc::new(
+                    crate::decoded::DecodedTiles::new(cfg.cache.decoded_max_bytes)
+                        .with_jpeg_min_pixels(cfg.cache.decoded_jpeg_min_pixels)
+                        .with_ahead(cfg.cache.decoded_ahead),
+                )
             }),
             sources,
             pool,
@@ -546,14 +549,50 @@ impl App {
             .run(key, move || async move {
                 let a = app.clone();
                 let Prepared { source, info, plan, located, .. } = p;
-                let file = located.cache_key();
+                let busy = || Error::overloaded(app.cfg.server.retry_after);
+                // Tiled sources: the codestream tiles first, awaited here
+                // (no worker waits on another's decode), then the cut.
+                let tiled = match &app.decoded {
+                    Some(d) => d
+                        .plan(
+                            &info,
+                            &located.cache_key(),
+                            located.version,
+                            plan.region,
+                            plan.scale,
+                            a.settings.max_decode_pixels,
+                        )
+                        .map(|tp| (d.clone(), tp)),
+                    None => None,
+                };
+                let fetched = match &tiled {
+                    Some((d, tp)) => {
+                        let t = Instant::now();
+                        let input = crate::decoded::DecodeInput {
+                            data: source.clone(),
+                            info: info.clone(),
+                            max_pixels: a.settings.max_decode_pixels,
+                            decodes: a.metrics.decodes.clone(),
+                            ahead: a.metrics.decodes_ahead.clone(),
+                        };
+                        let tiles = d.fetch(&app.pool, &input, tp).await.map_err(|e| match e {
+                            crate::decoded::FetchError::Busy => busy(),
+                            crate::decoded::FetchError::Codec(e) => render::codec_error(e),
+                        })?;
+                        Some((tiles, t.elapsed()))
+                    }
+                    None => None,
+                };
                 let rx = app
                     .pool
                     .submit(move || {
-                        let src = render::SourceRef { data: &source.bytes, file: &file, version: located.version };
-                        render::render_on(src, &info, &plan, &a.settings, &a.metrics, a.decoded.as_ref(), &a.backend)
+                        let pixels = match (&tiled, &fetched) {
+                            (Some((d, tp)), Some((tiles, waited))) => render::cut(d, tp, tiles, *waited, &a.metrics),
+                            _ => render::decode(&source.bytes, &info, &plan, &a.settings, &a.metrics),
+                        }?;
+                        render::finish_on(pixels, &plan, &a.settings, &a.metrics, &a.backend)
                     })
-                    .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
+                    .map_err(|_| busy())?;
                 let enc = Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??);
                 app.tiles.insert(k, enc.clone());
                 Ok(enc)

@@ -397,7 +397,8 @@ async fn cutting_from_cached_codestream_tiles_gives_the_same_pixels_as_a_direct_
 async fn neighbouring_tiles_of_one_codestream_tile_cost_one_decode() {
     let d = tempfile::tempdir().unwrap();
     tiled_sample(d.path());
-    let app = app(d.path(), "");
+    // No decoding ahead, so every decode counted is one a request needed.
+    let app = app(d.path(), "[cache]\ndecoded_ahead = 0");
     // The sixteen 128² IIIF tiles inside codestream tile (1, 1).
     for ty in 0..4 {
         for tx in 0..4 {
@@ -413,4 +414,32 @@ async fn neighbouring_tiles_of_one_codestream_tile_cost_one_decode() {
         assert_eq!(get(&app, &url).await.status(), StatusCode::OK);
     }
     assert_eq!(app.metrics.decodes.get(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_decodes_the_next_codestream_tile_before_a_viewer_asks_for_it() {
+    let d = tempfile::tempdir().unwrap();
+    tiled_sample(d.path());
+    let app = app(d.path(), "[server]\nworkers = 2\n[cache]\ndecoded_ahead = 1");
+    // A 256² IIIF tile in codestream tile (0, 0): one worker decodes it, the
+    // idle one decodes (1, 0), where a left-to-right sweep goes next.
+    assert_eq!(get(&app, "/iiif/2/tiled/0,0,256,256/256,/0/default.jpg").await.status(), StatusCode::OK);
+    let t = std::time::Instant::now();
+    while app.metrics.decodes.get() < 2 && t.elapsed() < std::time::Duration::from_secs(20) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.metrics.decodes_ahead.get(), 1);
+    // Wait until the ahead decode is stored.
+    while app.decoded.as_ref().map_or(0, |c| c.bytes()) < 2 * 512 * 512 * 3
+        && t.elapsed() < std::time::Duration::from_secs(20)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Asking a tile of (1, 0) decodes nothing for it (the next one, (2, 0), goes ahead).
+    assert_eq!(get(&app, "/iiif/2/tiled/512,0,256,256/256,/0/default.jpg").await.status(), StatusCode::OK);
+    let t = std::time::Instant::now();
+    while app.metrics.decodes.get() < 3 && t.elapsed() < std::time::Duration::from_secs(20) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!((app.metrics.decodes.get(), app.metrics.decodes_ahead.get()), (3, 2));
 }

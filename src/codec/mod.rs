@@ -31,7 +31,7 @@ impl SourceFormat {
 }
 
 /// Why a decode failed, in terms the pipeline can map to a status.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum CodecError {
     /// Not a format this server reads.
     #[error("unrecognised source format")]

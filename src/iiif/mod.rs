@@ -80,12 +80,7 @@ impl Rotation {
     /// The rotation as a multiple of 90 (0..=3), if it is one.
     pub fn quarter_turns(&self) -> Option<u8> {
         let d = self.degrees;
-        for q in 0..4u8 {
-            if (d - 90.0 * q as f64).abs() < 1e-9 {
-                return Some(q);
-            }
-        }
-        None
+        (0..4u8).find(|&q| (d - 90.0 * q as f64).abs() < 1e-9)
     }
 }
 

@@ -65,6 +65,13 @@ pub struct Source {
     links_ctime: (u64, i64, i64),
 }
 
+/// The image's bytes (for decode jobs that hold the source).
+impl AsRef<[u8]> for Source {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 impl Source {
     /// Whether the open file is still the one served, by one `fstat` (no
     /// path walk: about a third of an `lstat` here). Any write changes its

@@ -37,6 +37,8 @@ pub fn apply_cpu(p: Pixels, spec: &TransformSpec) -> Pixels {
 }
 
 /// The transform backend chosen at start.
+// One per process, held by the app: the size of its GPU variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Backend {
     Cpu,
     Gpu { gpu: gpu::Gpu, min_pixels: u64 },
