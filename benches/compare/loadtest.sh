@@ -6,10 +6,10 @@
 #
 #   benches/compare/loadtest.sh            # from the repository root or anywhere
 #
-# Both servers get identical requests: `--tile-size $TILE` replaces the tiles
+# Both servers get identical requests: `--tile-size T` replaces the tiles
 # each info.json advertises (Tessera and IIPImage advertise different ones)
-# by TILE² tiles at scale factors 1, 2, 4, ... Cases, per image, each the
-# median of RUNS runs:
+# by T² tiles at scale factors 1, 2, 4, ... for each T in TILES. Cases, per
+# image and tile size, each the median of RUNS runs:
 #   sweep, cold     every tile of every level once, coarse to fine (--mode
 #                   sweep), the server restarted just before (empty caches),
 #                   1 and 4 viewers
@@ -25,7 +25,7 @@
 # Writes the Markdown table between markers in OUT (created when missing; the
 # rest of the file is kept) and prints it.
 #
-# Environment: RUNS (3), TILE (256), DURATION (cap per sweep, s, 120),
+# Environment: RUNS (3), TILES (tile sizes, "256 512"), DURATION (cap per sweep, s, 120),
 # SESSION_DURATION (hot sessions, s, 10), TESSERA_PORT (18184), IIP_PORT (18185), IIP_PROCS
 # (iipsrv FastCGI processes, 2), OUT (docs/bench/loadtest.md),
 # TESSERA_BIN (the server; default target/release/tessera, built if missing),
@@ -40,7 +40,7 @@ set -euo pipefail
 REPO=${REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$REPO"
 RUNS=${RUNS:-3}
-TILE=${TILE:-256}
+TILES=${TILES:-256 512}
 DURATION=${DURATION:-120}
 SESSION_DURATION=${SESSION_DURATION:-10}
 [ "$SESSION_DURATION" != 0 ] || { echo "SESSION_DURATION must be more than 0" >&2; exit 1; }
@@ -219,23 +219,23 @@ url_of() { # SERVER IMAGE
 }
 restart() { if [ "$1" = tessera ]; then start_tessera; else start_iip; fi; }
 
-lt() { # SERVER IMAGE CASE VIEWERS RUN ARGS...
-    local server=$1 image=$2 case=$3 viewers=$4 run=$5
-    shift 5
+lt() { # SERVER IMAGE TILE CASE VIEWERS RUN ARGS...
+    local server=$1 image=$2 tile=$3 case=$4 viewers=$5 run=$6
+    shift 6
     local json="$TMP/r.json"
     rm -f "$json"
-    if ! "$TMP/loadtest" loadtest "$(url_of "$server" "$image")" --quiet --json "$json" --tile-size "$TILE" \
+    if ! "$TMP/loadtest" loadtest "$(url_of "$server" "$image")" --quiet --json "$json" --tile-size "$tile" \
         --timeout 60 -c "$viewers" "$@" >>"$TMP/loadtest.log" 2>&1; then
         echo "loadtest failed ($server $image $case); last lines of its log:" >&2
         tail -5 "$TMP/loadtest.log" >&2
         return 1
     fi
-    python3 - "$json" "$server" "$image" "$case" "$viewers" "$run" <<'PY' | tee -a "$RES" >&2
+    python3 - "$json" "$server" "$image" "$tile" "$case" "$viewers" "$run" <<'PY' | tee -a "$RES" >&2
 import json, sys
 r = json.load(open(sys.argv[1]))
-server, image, case, viewers, run = sys.argv[2:7]
+server, image, tile, case, viewers, run = sys.argv[2:8]
 l = r["latency_ms"]
-print(json.dumps(dict(server=server, image=image, case=case, viewers=int(viewers), run=int(run),
+print(json.dumps(dict(server=server, image=image, tile=int(tile), case=case, viewers=int(viewers), run=int(run),
     requests=r["requests"], rps=round(r["requests_per_s"], 2), mib_s=round(r["bytes_per_s"] / 2**20, 2),
     p50=l["p50"], p99=l["p99"], errors=r["errors"], errors_by_kind=r["errors_by_kind"],
     stopped_by=r["stopped_by"], elapsed_s=round(r["elapsed_s"], 2))))
@@ -247,12 +247,15 @@ for run in $(seq 1 "$RUNS"); do
     # does not always favour the same one.
     if [ $((run % 2)) = 1 ]; then order="tessera iipimage"; else order="iipimage tessera"; fi
     for img in "${IMGS[@]}"; do
-        for s in $order; do
-            [ "$s" = iipimage ] && [ "${IIP_OK[$img]}" = 0 ] && continue
-            for c in 1 4; do
-                restart "$s"
-                lt "$s" "$img" sweep-cold "$c" "$run" --mode sweep --duration "$DURATION"
-                lt "$s" "$img" sessions-hot "$c" "$run" --mode session --seed 1 --warmup 1 --duration "$SESSION_DURATION"
+        for tile in $TILES; do
+            for s in $order; do
+                [ "$s" = iipimage ] && [ "${IIP_OK[$img]}" = 0 ] && continue
+                for c in 1 4; do
+                    restart "$s"
+                    lt "$s" "$img" "$tile" sweep-cold "$c" "$run" --mode sweep --duration "$DURATION"
+                    lt "$s" "$img" "$tile" sessions-hot "$c" "$run" --mode session --seed 1 --warmup 1 \
+                        --duration "$SESSION_DURATION"
+                done
             done
         done
     done
@@ -264,33 +267,32 @@ t_end=$(date +%s)
 TABLE=$TMP/table.md
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || echo '?')
 python3 - "$RES" "$RUNS" "$load_before" "$load_after" "$((t_end - t_start))" "$IIP_PROCS" "$TESSERA_BUILD" \
-    "$IIP_VERSION" "$TILE" "$DURATION" "$SESSION_DURATION" "$(nproc)" "$CPU" "$(date -u +%Y-%m-%dT%H:%MZ)" \
+    "$IIP_VERSION" "$TILES" "$DURATION" "$SESSION_DURATION" "$(nproc)" "$CPU" "$(date -u +%Y-%m-%dT%H:%MZ)" \
     "${IMGS[*]}" >"$TABLE" <<'PY'
 import collections, json, statistics, sys
-(res, runs, lb, la, secs, procs, build, iipv, tile, dur, sdur, ncpu, cpu, when, imgs) = sys.argv[1:16]
+(res, runs, lb, la, secs, procs, build, iipv, tiles, dur, sdur, ncpu, cpu, when, imgs) = sys.argv[1:16]
 rows = [json.loads(l) for l in open(res)]
 by = collections.defaultdict(list)
 for r in rows:
-    by[(r["image"], r["case"], r["viewers"], r["server"])].append(r)
+    by[(r["image"], r["tile"], r["case"], r["viewers"], r["server"])].append(r)
 print(f"Machine: {ncpu} CPUs ({cpu}); {when}; load average before/after {lb} / {la}; the runs took {secs} s.")
 print(f"Tessera: {build}. IIPImage: Debian iipimage-server {iipv} behind lighttpd FastCGI, max-procs {procs}.")
-print(f"Requests: `tessera loadtest --tile-size {tile}` ({tile}² tiles at scale factors 1, 2, 4, … for both servers, "
+print(f"Requests: `tessera loadtest --tile-size T` (T² tiles at scale factors 1, 2, 4, … for both servers, "
       f"Image API 2 URLs, `w,` sizes); sweeps capped at {dur} s; hot sessions {sdur} s after a 1 s warm-up, "
       f"right after the cold sweep on the same server. "
       f"Median of {runs} runs (all runs in brackets). Ratio = Tessera req/s ÷ IIPImage req/s.")
 print()
-print("| image | case | viewers | requests | Tessera req/s | IIPImage req/s | ratio | p50 ms Tessera / IIPImage | p99 ms Tessera / IIPImage | MiB/s Tessera / IIPImage | errors Tessera / IIPImage |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| image | tile | case | viewers | requests | Tessera req/s | IIPImage req/s | ratio | p50 ms Tessera / IIPImage | p99 ms Tessera / IIPImage | MiB/s Tessera / IIPImage | errors Tessera / IIPImage |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 labels = {"sweep-cold": "sweep, cold", "sessions-hot": "sessions, hot"}
 def fmt(v):
     return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
 def med(rs, k):
     return statistics.median(r[k] for r in rs)
-for img in imgs.split():
-    for case in ("sweep-cold", "sessions-hot"):
-        for c in (1, 4):
-            t = by.get((img, case, c, "tessera"), [])
-            i = by.get((img, case, c, "iipimage"), [])
+for img, tile, case, c in [(m, int(t), k, c) for m in imgs.split() for t in tiles.split()
+                           for k in ("sweep-cold", "sessions-hot") for c in (1, 4)]:
+            t = by.get((img, tile, case, c, "tessera"), [])
+            i = by.get((img, tile, case, c, "iipimage"), [])
             if not t:
                 continue
             inc = [r for r in t + i if r["stopped_by"] == "duration" and case == "sweep-cold"]
@@ -311,8 +313,8 @@ for img in imgs.split():
                 p99 = f"{med(t, 'p99'):.1f} / n/a"
                 mib = f"{med(t, 'mib_s'):.1f} / n/a"
                 errs = f"{terr} / n/a"
-            print(f"| {img} | {label} | {c} | {reqs} | {tr} | {ir} | {ratio} | {p50} | {p99} | {mib} | {errs} |")
-na = [img for img in imgs.split() if not any(k[0] == img and k[3] == "iipimage" for k in by)]
+            print(f"| {img} | {tile}² | {label} | {c} | {reqs} | {tr} | {ir} | {ratio} | {p50} | {p99} | {mib} | {errs} |")
+na = [img for img in imgs.split() if not any(k[0] == img and k[4] == "iipimage" for k in by)]
 if na:
     print()
     print(f"n/a: Debian's iipsrv {iipv} does not serve {', '.join(na)} (its info.json answers an error: "
