@@ -29,7 +29,9 @@
 //!   claim again, so none waits forever.
 //!
 //! The cache is one shard, so any level up to half the bound is admitted
-//! (a sharded cache refuses entries larger than its shard, silently).
+//! (a sharded cache refuses entries larger than its shard, silently), and
+//! half of it holds new entries on probation, so a tile decoded ahead is
+//! still there when it is asked for.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -55,11 +57,18 @@ pub struct TileId {
     pub row: u32,
 }
 
+/// Bytes counted for an entry beyond its pixels.
+const ENTRY_OVERHEAD: u64 = 64;
+
+/// The share of the bound for entries on probation, which is also the
+/// largest entry the cache admits (quick_cache refuses heavier ones).
+const PROBATION: f64 = 0.5;
+
 #[derive(Clone)]
 struct ByBytes;
 impl Weighter<TileId, Arc<Pixels>> for ByBytes {
     fn weight(&self, _k: &TileId, v: &Arc<Pixels>) -> u64 {
-        v.byte_len() as u64 + 64
+        v.byte_len() as u64 + ENTRY_OVERHEAD
     }
 }
 
@@ -200,7 +209,13 @@ impl DecodedTiles {
         let mut opts = OptionsBuilder::new();
         opts.estimated_items_capacity((max_bytes / 1_000_000).clamp(16, 100_000) as usize)
             .weight_capacity(max_bytes)
-            .shards(1);
+            .shards(1)
+            // Half the bound for new entries on probation (quick_cache's
+            // default is 3 %): a tile decoded ahead, or one a sweep needs
+            // again four IIIF rows later, must outlive the next few decodes
+            // (3 % of 256 MiB is two 1024² tiles; a 4-viewer sweep then
+            // decoded 7 % of its tiles twice).
+            .hot_allocation(PROBATION);
         let cache = match opts.build() {
             Ok(o) => Cache::with_options(o, ByBytes, DefaultHashBuilder::default(), DefaultLifecycle::default()),
             // Only reachable with options outside quick_cache's ranges; the
@@ -235,14 +250,16 @@ impl DecodedTiles {
     }
 
     /// Whether a JPEG's whole image at 1/`scale` is worth decoding and
-    /// keeping: a large image, and a level that fits half the bound.
+    /// keeping: a large image, and a level the cache admits (at most
+    /// [`PROBATION`] of the bound).
     fn keeps_whole_jpeg(&self, info: &ImageInfo, scale: u32, max_pixels: u64) -> bool {
         if self.jpeg_min_pixels == 0 || (info.width as u64 * info.height as u64) < self.jpeg_min_pixels {
             return false;
         }
         let s = scale.max(1) as u64;
         let px = (info.width as u64).div_ceil(s) * (info.height as u64).div_ceil(s);
-        px <= max_pixels && px * info.layout.channels() as u64 <= self.max_bytes / 2
+        let weight = px * info.layout.channels() as u64 + ENTRY_OVERHEAD;
+        px <= max_pixels && weight <= (self.max_bytes as f64 * PROBATION) as u64
     }
 
     pub fn bytes(&self) -> u64 {
@@ -597,6 +614,31 @@ mod tests {
         assert!(DecodedTiles::new(1 << 24).next_tiles(&p).is_empty());
     }
 
+    #[test]
+    fn a_tile_decoded_ahead_outlives_the_next_decodes_in_a_full_cache() {
+        let px = Pixels::filled(64, 64, crate::pixels::Layout::Rgb, &[1, 2, 3]);
+        let d = DecodedTiles::new(8 * (px.byte_len() as u64 + 64));
+        let id = |col| TileId { file: "f".into(), version: version(), reduce: 0, col, row: 0 };
+        let put = |col| match d.claim(&id(col)) {
+            Claimed::Mine(c) => c.finish(Ok(px.clone())),
+            _ => panic!("tile {col} claimed twice"),
+        };
+        let used = |col| matches!(d.claim(&id(col)), Claimed::Ready(_));
+        // A full cache of tiles in use.
+        for col in 0..8 {
+            put(col);
+            assert!(used(col));
+        }
+        // Decoded ahead: not asked yet.
+        put(100);
+        // Three more decodes on demand (a viewer finishing the tiles before it).
+        for col in 8..11 {
+            put(col);
+            assert!(used(col));
+        }
+        assert!(used(100), "the tile decoded ahead was evicted before it was asked");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_for_one_codestream_tile_share_one_decode_and_cut_exact_pixels() {
         let (data, info, px) = fixture();
@@ -725,8 +767,9 @@ mod tests {
         let jpg = codec::encode::encode(&px, crate::iiif::Format::Jpg, 90).expect("jpeg");
         let info = Arc::new(codec::probe(&jpg).expect("probe"));
         let level = 200 * 150 * 3;
-        // Small enough that a cache split into shards would refuse the level.
-        let d = DecodedTiles::new(2 * level as u64 + 1024).with_jpeg_min_pixels(1);
+        // Exactly the largest level admitted, and small enough that a cache
+        // split into shards would refuse it.
+        let d = DecodedTiles::new(2 * (level as u64 + ENTRY_OVERHEAD)).with_jpeg_min_pixels(1);
         let pool = Pool::new(2, 8).expect("pool");
         let inp = input(&Arc::new(jpg), &info);
         let plan = d.plan(&info, "f", version(), rect(10, 10, 50, 50), 1, u64::MAX).expect("whole level");
@@ -736,7 +779,7 @@ mod tests {
         d.fetch(&pool, &inp, &plan).await.expect("fetch");
         assert_eq!(inp.decodes.get(), 1);
         // A level over half the bound is not decoded whole.
-        let small = DecodedTiles::new(level as u64).with_jpeg_min_pixels(1);
+        let small = DecodedTiles::new(2 * (level as u64 + ENTRY_OVERHEAD) - 1).with_jpeg_min_pixels(1);
         assert!(small.plan(&info, "f", version(), rect(0, 0, 10, 10), 1, u64::MAX).is_none());
     }
 }
