@@ -57,6 +57,9 @@ pub struct TileId {
     pub row: u32,
 }
 
+/// Times a request claims a tile again after its decode ended unfinished.
+const MAX_DROPPED_CLAIMS: u32 = 2;
+
 /// Bytes counted for an entry beyond its pixels.
 const ENTRY_OVERHEAD: u64 = 64;
 
@@ -373,14 +376,15 @@ impl DecodedTiles {
                 break;
             }
             if let Claimed::Mine(claim) = self.claim(&id) {
-                input.ahead.inc();
                 if self.run(pool, input, plan, claim, full).is_err() {
                     break;
                 }
+                input.ahead.inc();
             }
         }
         let mut out = Vec::with_capacity(started.len());
         for (mut s, (id, full)) in started.into_iter().zip(&plan.tiles) {
+            let mut dropped = 0;
             loop {
                 match s {
                     Started::Ready(t) => {
@@ -393,8 +397,18 @@ impl DecodedTiles {
                             break;
                         }
                         Some(Err(e)) => return Err(FetchError::Codec(e)),
-                        // Its claim was dropped unfinished: claim again.
-                        None => s = self.start(pool, input, plan, id, *full)?,
+                        // Its claim was dropped unfinished: claim again, a
+                        // few times (a decode that panics on this file
+                        // every time must not be retried for ever).
+                        None if dropped < MAX_DROPPED_CLAIMS => {
+                            dropped += 1;
+                            s = self.start(pool, input, plan, id, *full)?;
+                        }
+                        None => {
+                            return Err(FetchError::Codec(CodecError::Corrupt(
+                                "the decode of a codestream tile did not complete".into(),
+                            )))
+                        }
                     },
                 }
             }
@@ -739,6 +753,31 @@ mod tests {
                 Err(e) => panic!("{e:?}"),
             }
         }
+    }
+
+    /// Source bytes whose every read panics (a decoder bug, as seen from here).
+    struct Panics;
+    impl AsRef<[u8]> for Panics {
+        fn as_ref(&self) -> &[u8] {
+            panic!("a decode that panics (on purpose, in a test)")
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_decode_that_panics_every_time_ends_in_an_error_not_a_loop() {
+        let (data, info, _) = fixture();
+        let d = DecodedTiles::new(1 << 24);
+        let pool = Pool::new(1, 8).expect("pool");
+        let mut inp = input(&data, &info);
+        inp.data = Arc::new(Panics);
+        let plan = d.plan(&info, "f", version(), rect(0, 0, 64, 64), 1, u64::MAX).expect("tiled");
+        let r = tokio::time::timeout(Duration::from_secs(10), d.fetch(&pool, &inp, &plan)).await.expect("not stuck");
+        assert!(matches!(r, Err(FetchError::Codec(CodecError::Corrupt(_)))), "{r:?}");
+        assert_eq!(inp.decodes.get(), 1 + MAX_DROPPED_CLAIMS as u64);
+        assert!(d.shared.pending.lock().unwrap().is_empty());
+        // The pool and the store still serve.
+        let good = input(&data, &info);
+        assert_eq!(d.fetch(&pool, &good, &plan).await.expect("fetch").len(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
