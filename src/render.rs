@@ -53,19 +53,24 @@ pub fn decode(data: &[u8], info: &ImageInfo, plan: &Plan, s: &RenderSettings, m:
     Ok(p)
 }
 
-/// Cuts the plan's region from decoded codestream tiles (see
-/// [`crate::decoded`]); `waited` is how long fetching them took.
-pub fn cut(
-    tiles: &DecodedTiles,
-    tile_plan: &TilePlan,
-    decoded: &[Arc<Pixels>],
-    waited: Duration,
-    m: &Metrics,
-) -> Result<Pixels, Error> {
-    let t = Instant::now();
-    let p = tiles.assemble(tile_plan, decoded).map_err(codec_error)?;
-    m.observe(Stage::Decode, waited + t.elapsed());
-    Ok(p)
+/// A request's region as decoded codestream tiles already fetched (see
+/// [`crate::decoded`]): what remains is cutting it out.
+pub struct Cut {
+    pub store: Arc<DecodedTiles>,
+    pub plan: TilePlan,
+    pub tiles: Vec<Arc<Pixels>>,
+    /// How long fetching the tiles took (counted as the decode stage).
+    pub waited: Duration,
+}
+
+impl Cut {
+    /// Cuts the region from the tiles.
+    pub fn pixels(&self, m: &Metrics) -> Result<Pixels, Error> {
+        let t = Instant::now();
+        let p = self.store.assemble(&self.plan, &self.tiles).map_err(codec_error)?;
+        m.observe(Stage::Decode, self.waited + t.elapsed());
+        Ok(p)
+    }
 }
 
 /// Transforms decoded pixels and encodes them.

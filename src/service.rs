@@ -549,56 +549,56 @@ impl App {
             .run(key, move || async move {
                 let a = app.clone();
                 let Prepared { source, info, plan, located, .. } = p;
-                let busy = || Error::overloaded(app.cfg.server.retry_after);
-                // Tiled sources: the codestream tiles first, awaited here
-                // (no worker waits on another's decode), then the cut.
-                let tiled = match &app.decoded {
-                    Some(d) => d
-                        .plan(
-                            &info,
-                            &located.cache_key(),
-                            located.version,
-                            plan.region,
-                            plan.scale,
-                            a.settings.max_decode_pixels,
-                        )
-                        .map(|tp| (d.clone(), tp)),
-                    None => None,
-                };
-                let fetched = match &tiled {
-                    Some((d, tp)) => {
-                        let t = Instant::now();
-                        let input = crate::decoded::DecodeInput {
-                            data: source.clone(),
-                            info: info.clone(),
-                            max_pixels: a.settings.max_decode_pixels,
-                            decodes: a.metrics.decodes.clone(),
-                            ahead: a.metrics.decodes_ahead.clone(),
-                        };
-                        let tiles = d.fetch(&app.pool, &input, tp).await.map_err(|e| match e {
-                            crate::decoded::FetchError::Busy => busy(),
-                            crate::decoded::FetchError::Codec(e) => render::codec_error(e),
-                        })?;
-                        Some((tiles, t.elapsed()))
-                    }
-                    None => None,
-                };
+                // Tiled sources: the codestream tiles first, awaited here (no
+                // worker waits on another's decode); the job then cuts.
+                let cut = app.decoded_tiles(&source, &info, &located, &plan).await?;
                 let rx = app
                     .pool
                     .submit(move || {
-                        let pixels = match (&tiled, &fetched) {
-                            (Some((d, tp)), Some((tiles, waited))) => render::cut(d, tp, tiles, *waited, &a.metrics),
-                            _ => render::decode(&source.bytes, &info, &plan, &a.settings, &a.metrics),
+                        let pixels = match &cut {
+                            Some(cut) => cut.pixels(&a.metrics),
+                            None => render::decode(&source.bytes, &info, &plan, &a.settings, &a.metrics),
                         }?;
                         render::finish_on(pixels, &plan, &a.settings, &a.metrics, &a.backend)
                     })
-                    .map_err(|_| busy())?;
+                    .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
                 let enc = Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??);
                 app.tiles.insert(k, enc.clone());
                 Ok(enc)
             })
             .await;
         res.unwrap_or_else(|| Err(Error::internal("render task failed")))
+    }
+
+    /// The decoded codestream tiles behind a plan, when the decoded-tile
+    /// store applies to it (a tiled JPEG 2000 or a large JPEG): fetched or
+    /// decoded on the pool, awaited here. `None` when it does not apply.
+    async fn decoded_tiles(
+        &self,
+        source: &Arc<Source>,
+        info: &Arc<ImageInfo>,
+        located: &Located,
+        plan: &plan::Plan,
+    ) -> Result<Option<render::Cut>> {
+        let Some(store) = &self.decoded else { return Ok(None) };
+        let max_pixels = self.settings.max_decode_pixels;
+        let file = located.cache_key();
+        let Some(tile_plan) = store.plan(info, &file, located.version, plan.region, plan.scale, max_pixels) else {
+            return Ok(None);
+        };
+        let t = Instant::now();
+        let input = crate::decoded::DecodeInput {
+            data: source.clone(),
+            info: info.clone(),
+            max_pixels,
+            decodes: self.metrics.decodes.clone(),
+            ahead: self.metrics.decodes_ahead.clone(),
+        };
+        let tiles = store.fetch(&self.pool, &input, &tile_plan).await.map_err(|e| match e {
+            crate::decoded::FetchError::Busy => Error::overloaded(self.cfg.server.retry_after),
+            crate::decoded::FetchError::Codec(e) => render::codec_error(e),
+        })?;
+        Ok(Some(render::Cut { store: store.clone(), plan: tile_plan, tiles, waited: t.elapsed() }))
     }
 
     /// ETag, Last-Modified and Cache-Control; a restricted source's
