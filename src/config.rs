@@ -359,6 +359,8 @@ mod tests {
     }
 
     #[test]
+    // figment's own `Jail` API returns its large error type.
+    #[allow(clippy::result_large_err)]
     fn environment_variables_override_keys() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("TESSERA_SERVER__PORT", "9999");

@@ -167,11 +167,45 @@ pub struct TilePlan {
     whole: bool,
     /// The span of codestream tiles: first column, first row, columns, rows.
     span: (u32, u32, u32, u32),
-    /// The codestream tile grid: columns, rows.
-    grid: (u32, u32),
     /// Nominal codestream tile size, and the image size (full resolution).
     tile_size: (u32, u32),
     image: (u32, u32),
+}
+
+impl TilePlan {
+    /// Cuts the plan's rectangle from its decoded tiles (in plan order).
+    pub fn assemble(&self, tiles: &[Arc<Pixels>]) -> Result<Pixels, CodecError> {
+        let want = self.want;
+        let Some(first) = tiles.first() else {
+            return Err(CodecError::Corrupt("no decoded tiles".into()));
+        };
+        let layout = first.layout();
+        let c = layout.channels();
+        let mut buf = vec![0u8; want.w as usize * want.h as usize * c];
+        for ((_, full), tile) in self.tiles.iter().zip(tiles) {
+            if tile.layout() != layout {
+                return Err(CodecError::Corrupt("codestream tiles differ in pixel layout".into()));
+            }
+            // The tile's rectangle on the reduced grid (its origin is a
+            // multiple of the scale, so the mapping is exact).
+            let tr = full.at_scale(self.scale, self.image.0, self.image.1);
+            let (x0, x1) = (want.x.max(tr.x), (want.x + want.w).min(tr.x + tile.width()));
+            let (y0, y1) = (want.y.max(tr.y), (want.y + want.h).min(tr.y + tile.height()));
+            if x0 >= x1 || y0 >= y1 {
+                continue;
+            }
+            let n = (x1 - x0) as usize * c;
+            for y in y0..y1 {
+                let src = ((y - tr.y) as usize * tile.width() as usize + (x0 - tr.x) as usize) * c;
+                let dst = ((y - want.y) as usize * want.w as usize + (x0 - want.x) as usize) * c;
+                let (Some(s), Some(d)) = (tile.data().get(src..src + n), buf.get_mut(dst..dst + n)) else {
+                    return Err(CodecError::Corrupt("decoded tile smaller than its header says".into()));
+                };
+                d.copy_from_slice(s);
+            }
+        }
+        Pixels::new(want.w, want.h, layout, buf).map_err(|e| CodecError::Corrupt(e.to_string()))
+    }
 }
 
 /// Why [`DecodedTiles::fetch`] failed.
@@ -209,8 +243,9 @@ pub struct DecodedTiles {
 
 impl DecodedTiles {
     pub fn new(max_bytes: u64) -> Self {
+        let items = (max_bytes / 1_000_000).clamp(16, 100_000) as usize;
         let mut opts = OptionsBuilder::new();
-        opts.estimated_items_capacity((max_bytes / 1_000_000).clamp(16, 100_000) as usize)
+        opts.estimated_items_capacity(items)
             .weight_capacity(max_bytes)
             .shards(1)
             // Half the bound for new entries on probation (quick_cache's
@@ -221,15 +256,11 @@ impl DecodedTiles {
             .hot_allocation(PROBATION);
         let cache = match opts.build() {
             Ok(o) => Cache::with_options(o, ByBytes, DefaultHashBuilder::default(), DefaultLifecycle::default()),
-            // Only reachable with options outside quick_cache's ranges; the
-            // sharded default then still bounds the bytes.
-            Err(_) => Cache::with(
-                (max_bytes / 1_000_000).clamp(16, 100_000) as usize,
-                max_bytes,
-                ByBytes,
-                DefaultHashBuilder::default(),
-                DefaultLifecycle::default(),
-            ),
+            // `build` fails only when a required option is missing (both
+            // are set above); the sharded default still bounds the bytes.
+            Err(_) => {
+                Cache::with(items, max_bytes, ByBytes, DefaultHashBuilder::default(), DefaultLifecycle::default())
+            }
         };
         DecodedTiles {
             shared: Arc::new(Shared { cache, pending: Mutex::new(HashMap::new()) }),
@@ -313,7 +344,6 @@ impl DecodedTiles {
             return None;
         }
         let image = (info.width, info.height);
-        let grid = (info.width.div_ceil(tw), info.height.div_ceil(th));
         let span = (c0, r0, c1 - c0 + 1, r1 - r0 + 1);
         let mut tiles = Vec::with_capacity(((c1 - c0 + 1) * (r1 - r0 + 1)) as usize);
         for row in r0..=r1 {
@@ -322,7 +352,7 @@ impl DecodedTiles {
             }
         }
         let want = region.at_scale(scale, info.width, info.height);
-        Some(TilePlan { tiles, want, scale, whole, span, grid, tile_size: (tw, th), image })
+        Some(TilePlan { tiles, want, scale, whole, span, tile_size: (tw, th), image })
     }
 
     /// The codestream tiles that come after `plan`'s in a raster sweep: its
@@ -335,7 +365,7 @@ impl DecodedTiles {
             return out;
         }
         let (mut c, mut r, w, h) = plan.span;
-        let (cols, rows) = plan.grid;
+        let (cols, rows) = (plan.image.0.div_ceil(plan.tile_size.0), plan.image.1.div_ceil(plan.tile_size.1));
         'steps: loop {
             c += w;
             if c >= cols {
@@ -470,40 +500,6 @@ impl DecodedTiles {
         let slot = Arc::new(Slot::default());
         pending.insert(id.clone(), slot.clone());
         Claimed::Mine(Claim { id: id.clone(), slot, shared: self.shared.clone(), finished: false })
-    }
-
-    /// Cuts the plan's rectangle from its decoded tiles (in plan order).
-    pub fn assemble(&self, plan: &TilePlan, tiles: &[Arc<Pixels>]) -> Result<Pixels, CodecError> {
-        let want = plan.want;
-        let Some(first) = tiles.first() else {
-            return Err(CodecError::Corrupt("no decoded tiles".into()));
-        };
-        let layout = first.layout();
-        let c = layout.channels();
-        let mut buf = vec![0u8; want.w as usize * want.h as usize * c];
-        for ((_, full), tile) in plan.tiles.iter().zip(tiles) {
-            if tile.layout() != layout {
-                return Err(CodecError::Corrupt("codestream tiles differ in pixel layout".into()));
-            }
-            // The tile's rectangle on the reduced grid (its origin is a
-            // multiple of the scale, so the mapping is exact).
-            let tr = full.at_scale(plan.scale, plan.image.0, plan.image.1);
-            let (x0, x1) = (want.x.max(tr.x), (want.x + want.w).min(tr.x + tile.width()));
-            let (y0, y1) = (want.y.max(tr.y), (want.y + want.h).min(tr.y + tile.height()));
-            if x0 >= x1 || y0 >= y1 {
-                continue;
-            }
-            let n = (x1 - x0) as usize * c;
-            for y in y0..y1 {
-                let src = ((y - tr.y) as usize * tile.width() as usize + (x0 - tr.x) as usize) * c;
-                let dst = ((y - want.y) as usize * want.w as usize + (x0 - want.x) as usize) * c;
-                let (Some(s), Some(d)) = (tile.data().get(src..src + n), buf.get_mut(dst..dst + n)) else {
-                    return Err(CodecError::Corrupt("decoded tile smaller than its header says".into()));
-                };
-                d.copy_from_slice(s);
-            }
-        }
-        Pixels::new(want.w, want.h, layout, buf).map_err(|e| CodecError::Corrupt(e.to_string()))
     }
 }
 
@@ -666,7 +662,7 @@ mod tests {
                 let r = rect(64 + (i % 4) * 16, (i / 4) * 16, 16, 16);
                 let plan = d.plan(&info, "f", version(), r, 1, u64::MAX).expect("tiled");
                 let tiles = d.fetch(&pool, &inp, &plan).await.expect("fetch");
-                (r, d.assemble(&plan, &tiles).expect("cut"))
+                (r, plan.assemble(&tiles).expect("cut"))
             }));
         }
         for t in tasks {

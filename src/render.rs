@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::cache::Encoded;
 use crate::codec::{self, CodecError, ImageInfo};
-use crate::decoded::{DecodedTiles, TilePlan};
+use crate::decoded::TilePlan;
 use crate::error::Error;
 use crate::metrics::{Metrics, Stage};
 use crate::pixels::Pixels;
@@ -56,7 +56,6 @@ pub fn decode(data: &[u8], info: &ImageInfo, plan: &Plan, s: &RenderSettings, m:
 /// A request's region as decoded codestream tiles already fetched (see
 /// [`crate::decoded`]): what remains is cutting it out.
 pub struct Cut {
-    pub store: Arc<DecodedTiles>,
     pub plan: TilePlan,
     pub tiles: Vec<Arc<Pixels>>,
     /// How long fetching the tiles took (counted as the decode stage).
@@ -67,7 +66,7 @@ impl Cut {
     /// Cuts the region from the tiles.
     pub fn pixels(&self, m: &Metrics) -> Result<Pixels, Error> {
         let t = Instant::now();
-        let p = self.store.assemble(&self.plan, &self.tiles).map_err(codec_error)?;
+        let p = self.plan.assemble(&self.tiles).map_err(codec_error)?;
         m.observe(Stage::Decode, self.waited + t.elapsed());
         Ok(p)
     }

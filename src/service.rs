@@ -551,7 +551,7 @@ impl App {
                 let Prepared { source, info, plan, located, .. } = p;
                 // Tiled sources: the codestream tiles first, awaited here (no
                 // worker waits on another's decode); the job then cuts.
-                let cut = app.decoded_tiles(&source, &info, &located, &plan).await?;
+                let cut = app.decoded_tiles(&source, &info, &k.identifier, located.version, &plan).await?;
                 let rx = app
                     .pool
                     .submit(move || {
@@ -577,13 +577,13 @@ impl App {
         &self,
         source: &Arc<Source>,
         info: &Arc<ImageInfo>,
-        located: &Located,
+        file: &str,
+        version: SourceVersion,
         plan: &plan::Plan,
     ) -> Result<Option<render::Cut>> {
         let Some(store) = &self.decoded else { return Ok(None) };
         let max_pixels = self.settings.max_decode_pixels;
-        let file = located.cache_key();
-        let Some(tile_plan) = store.plan(info, &file, located.version, plan.region, plan.scale, max_pixels) else {
+        let Some(tile_plan) = store.plan(info, file, version, plan.region, plan.scale, max_pixels) else {
             return Ok(None);
         };
         let t = Instant::now();
@@ -598,7 +598,7 @@ impl App {
             crate::decoded::FetchError::Busy => Error::overloaded(self.cfg.server.retry_after),
             crate::decoded::FetchError::Codec(e) => render::codec_error(e),
         })?;
-        Ok(Some(render::Cut { store: store.clone(), plan: tile_plan, tiles, waited: t.elapsed() }))
+        Ok(Some(render::Cut { plan: tile_plan, tiles, waited: t.elapsed() }))
     }
 
     /// ETag, Last-Modified and Cache-Control; a restricted source's

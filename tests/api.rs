@@ -374,7 +374,8 @@ async fn cors_exposes_link_and_etag_and_errors_carry_cors_too() {
 async fn cors_policy_follows_the_configured_origins() {
     let d = image_dir();
     // A table: (configured origins, credentials, request origin, expected Allow-Origin, Vary).
-    let cases: &[(&str, bool, Option<&str>, Option<&str>, bool)] = &[
+    type Case<'a> = (&'a str, bool, Option<&'a str>, Option<&'a str>, bool);
+    let cases: &[Case] = &[
         ("[\"*\"]", false, Some("https://a.example"), Some("*"), false),
         ("[\"*\"]", false, None, Some("*"), false),
         ("[\"https://a.example\"]", false, Some("https://a.example"), Some("https://a.example"), true),
