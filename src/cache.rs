@@ -159,7 +159,35 @@ impl InfoCache {
 /// Runs one computation per key at a time; concurrent callers with the same
 /// key share its result (success or error).
 pub struct SingleFlight<K, V> {
-    flights: Mutex<HashMap<K, watch::Receiver<Option<V>>>>,
+    flights: Mutex<HashMap<K, (watch::Receiver<Option<V>>, Wanted)>>,
+}
+
+/// Whether anyone still waits for a flight's result: the callers of
+/// [`SingleFlight::run`] count themselves in while they wait, and out when
+/// they return or are dropped (a client that hung up drops its request).
+/// A computation checks it before costly work that nobody else would reuse.
+#[derive(Clone, Default)]
+pub struct Wanted(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Wanted {
+    /// At least one caller still waits.
+    pub fn is_wanted(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
+
+    fn join(&self) -> Waiting {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        Waiting(self.clone())
+    }
+}
+
+/// One caller counted in [`Wanted`] until dropped.
+struct Waiting(Wanted);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<K: Eq + Hash + Clone + Send + 'static, V: Clone + Send + Sync + 'static> Default for SingleFlight<K, V> {
@@ -179,14 +207,26 @@ impl<K: Eq + Hash + Clone + Send + 'static, V: Clone + Send + Sync + 'static> Si
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = V> + Send + 'static,
     {
-        let (mut rx, leader) = {
+        self.run_wanted(key, |_| make()).await
+    }
+
+    /// [`run`](Self::run), with `make` given the flight's [`Wanted`], so the
+    /// computation can skip work once every caller has gone.
+    pub async fn run_wanted<F, Fut>(self: &Arc<Self>, key: K, make: F) -> (Option<V>, bool)
+    where
+        F: FnOnce(Wanted) -> Fut,
+        Fut: std::future::Future<Output = V> + Send + 'static,
+    {
+        let (mut rx, leader, _waiting) = {
             let mut map = self.flights.lock().unwrap_or_else(|p| p.into_inner());
             match map.get(&key) {
-                Some(rx) => (rx.clone(), false),
+                Some((rx, wanted)) => (rx.clone(), false, wanted.join()),
                 None => {
                     let (tx, rx) = watch::channel(None);
-                    map.insert(key.clone(), rx.clone());
-                    let fut = make();
+                    let wanted = Wanted::default();
+                    let waiting = wanted.join();
+                    map.insert(key.clone(), (rx.clone(), wanted.clone()));
+                    let fut = make(wanted);
                     let me = self.clone();
                     let k = key.clone();
                     tokio::spawn(async move {
@@ -197,7 +237,7 @@ impl<K: Eq + Hash + Clone + Send + 'static, V: Clone + Send + Sync + 'static> Si
                         me.flights.lock().unwrap_or_else(|p| p.into_inner()).remove(&k);
                         let _ = tx.send(Some(v));
                     });
-                    (rx, true)
+                    (rx, true, waiting)
                 }
             }
         };
@@ -311,5 +351,35 @@ mod tests {
             assert_eq!(t.await.unwrap(), Some(Err("corrupt".to_string())));
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flight_whose_every_caller_has_gone_is_no_longer_wanted() {
+        let sf: Arc<SingleFlight<String, bool>> = Arc::new(SingleFlight::default());
+        let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<Wanted>();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let sf2 = sf.clone();
+        let caller = tokio::spawn(async move {
+            sf2.run_wanted("k".to_string(), move |w| async move {
+                let _ = seen_tx.send(w.clone());
+                let _ = go_rx.await;
+                w.is_wanted()
+            })
+            .await
+        });
+        let wanted = seen_rx.await.unwrap();
+        assert!(wanted.is_wanted(), "its caller waits");
+        // A second caller joins, then both go away (a client hanging up
+        // drops its request future).
+        let sf3 = sf.clone();
+        let second = tokio::spawn(async move { sf3.run("k".to_string(), || async { true }).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(wanted.is_wanted());
+        caller.abort();
+        second.abort();
+        let _ = caller.await;
+        let _ = second.await;
+        assert!(!wanted.is_wanted(), "nobody waits any more");
+        let _ = go_tx.send(());
     }
 }

@@ -142,6 +142,16 @@ fn serve_command(args: ServeArgs) -> i32 {
                 return 2;
             }
         };
+        let open_files = crate::http::raise_open_files_limit();
+        if let Some(n) = open_files {
+            if (n as usize) < cfg.server.max_connections.saturating_add(256) {
+                tracing::warn!(
+                    open_files = n,
+                    max_connections = cfg.server.max_connections,
+                    "the open-files limit is below server.max_connections plus headroom; raise LimitNOFILE or lower the cap"
+                );
+            }
+        }
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
             Err(e) => {

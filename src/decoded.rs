@@ -219,7 +219,7 @@ pub enum FetchError {
 /// What a decode job needs, shared by the jobs of one request.
 #[derive(Clone)]
 pub struct DecodeInput {
-    pub data: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    pub data: Arc<dyn crate::source::SourceBytes>,
     pub info: Arc<ImageInfo>,
     pub max_pixels: u64,
     /// Counts each decode run (demand and ahead).
@@ -477,7 +477,11 @@ impl DecodedTiles {
         // A refused job drops its claim: its waiters claim again.
         pool.submit(move || {
             input.decodes.inc();
-            let r = decode_tile(input.data.as_ref().as_ref(), &input.info, whole, full, scale, input.max_pixels);
+            let mut r = decode_tile(input.data.as_ref().as_ref(), &input.info, whole, full, scale, input.max_pixels);
+            if r.is_ok() && !input.data.intact() {
+                // The file changed under the decode: its pixels are not kept.
+                r = Err(CodecError::SourceChanged);
+            }
             claim.finish(r);
         })
         .map_err(|_| FetchError::Busy)?;
@@ -758,6 +762,7 @@ mod tests {
             panic!("a decode that panics (on purpose, in a test)")
         }
     }
+    impl crate::source::SourceBytes for Panics {}
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_decode_that_panics_every_time_ends_in_an_error_not_a_loop() {

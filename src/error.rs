@@ -65,6 +65,18 @@ impl Error {
         e.retry_after = Some(retry_after_secs);
         e
     }
+    /// 503 with `Retry-After: 1`: the source file changed while it was read
+    /// (see `source::mmap`); a retry reads the new file.
+    pub fn source_changed() -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "The source image changed while it was read, retry");
+        e.retry_after = Some(1);
+        e
+    }
+    /// 499-like: every client waiting for this work has gone, so it was not
+    /// started. Nobody receives it; it is counted and logged at debug level.
+    pub fn abandoned() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "Request abandoned by its client")
+    }
     /// 401/403 and others from an upstream, carried through.
     pub fn with_status(status: StatusCode, public: impl Into<Cow<'static, str>>) -> Self {
         Self::new(status, public)

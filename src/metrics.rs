@@ -49,6 +49,16 @@ pub struct Metrics {
     /// Codestream-tile decodes started ahead of demand.
     pub decodes_ahead: IntCounter,
     pub gpu_fallbacks: IntCounter,
+    /// Reads thrown away because the source file changed under them.
+    pub sources_changed: IntCounter,
+    /// Queued renders not started because every client waiting had gone.
+    pub jobs_abandoned: IntCounter,
+    /// Connections open now.
+    pub connections_open: IntGauge,
+    /// Connections answered 503 and closed because the cap was reached.
+    pub connections_refused: IntCounter,
+    /// Connections closed for sending no complete request in time, or for idling.
+    pub connections_timed_out: IntCounter,
     /// 1 when the transform backend is a GPU.
     pub gpu_backend: IntGauge,
     cache_hits: IntGauge,
@@ -80,7 +90,18 @@ impl Metrics {
         let decodes_ahead =
             IntCounter::new("decodes_ahead_total", "Codestream-tile decodes started ahead of demand on idle workers")?;
         let gpu_fallbacks = IntCounter::new("gpu_fallbacks_total", "GPU transforms that fell back to the CPU")?;
+        let sources_changed =
+            IntCounter::new("sources_changed_total", "Reads thrown away because the source file changed under them")?;
+        let jobs_abandoned =
+            IntCounter::new("jobs_abandoned_total", "Queued renders not started because every waiting client had gone")?;
+        let connections_refused =
+            IntCounter::new("connections_refused_total", "Connections answered 503 because the connection cap was reached")?;
+        let connections_timed_out = IntCounter::new(
+            "connections_timed_out_total",
+            "Connections closed for not sending a request in time or for idling",
+        )?;
         let g = |n: &str, h: &str| IntGauge::new(n, h);
+        let connections_open = g("connections_open", "Client connections open now")?;
         let gpu_backend = g("gpu_backend", "1 when transforms run on a GPU")?;
         let stage_children = Stage::ALL.iter().map(|s| stages.with_label_values(&[s.label()])).collect();
         let image_200 = requests.with_label_values(&["image", "200"]);
@@ -105,6 +126,11 @@ impl Metrics {
             decodes,
             decodes_ahead,
             gpu_fallbacks,
+            sources_changed,
+            jobs_abandoned,
+            connections_open,
+            connections_refused,
+            connections_timed_out,
             gpu_backend,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -112,6 +138,11 @@ impl Metrics {
         m.registry.register(Box::new(m.decodes.clone()))?;
         m.registry.register(Box::new(m.decodes_ahead.clone()))?;
         m.registry.register(Box::new(m.gpu_fallbacks.clone()))?;
+        m.registry.register(Box::new(m.sources_changed.clone()))?;
+        m.registry.register(Box::new(m.jobs_abandoned.clone()))?;
+        m.registry.register(Box::new(m.connections_open.clone()))?;
+        m.registry.register(Box::new(m.connections_refused.clone()))?;
+        m.registry.register(Box::new(m.connections_timed_out.clone()))?;
         m.registry.register(Box::new(m.gpu_backend.clone()))?;
         for gauge in [
             &m.cache_hits,

@@ -41,6 +41,7 @@ pub fn codec_error(e: CodecError) -> Error {
         }
         CodecError::Corrupt(d) => Error::undecodable(d),
         CodecError::Encode(d) => Error::internal(format!("encode: {d}")),
+        CodecError::SourceChanged => Error::source_changed(),
     }
 }
 

@@ -15,7 +15,7 @@ use http::{Method, Response, StatusCode, Uri};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::cache::{Encoded, InfoCache, SingleFlight, TileCache, TileKey};
-use crate::codec::{self, ImageInfo};
+use crate::codec::{self, CodecError, ImageInfo};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http::base_url::{self, base_url};
@@ -56,7 +56,7 @@ pub struct App {
     /// Decoded JPEG 2000 codestream tiles (None when disabled).
     pub decoded: Option<Arc<crate::decoded::DecodedTiles>>,
     /// Request URL → [`HotEntry`] for cached tiles.
-    pub hot: quick_cache::sync::Cache<String, Arc<HotEntry>>,
+    pub hot: quick_cache::sync::Cache<String, Arc<HotEntry>, HotBytes>,
     /// The transform backend (CPU, or a GPU chosen at start).
     pub backend: crate::transform::Backend,
     /// Start of the monotonic clock hot entries are stamped with.
@@ -83,6 +83,24 @@ pub struct HotEntry {
 
 /// How often a hot entry's path is re-checked with an `lstat` even while
 /// its open file is unchanged (catches a renamed parent folder).
+/// The byte bound of the hot-path map. Its keys hold client input (the path
+/// and the Host and forwarded headers), so it is bounded in bytes, not only
+/// in entries; a key longer than [`HOT_KEY_MAX`] is never kept.
+pub const HOT_MAX_BYTES: u64 = 64 << 20;
+/// The longest hot-path key kept.
+pub const HOT_KEY_MAX: usize = 2048;
+
+/// Weighs a hot-path entry by the bytes it holds.
+#[derive(Clone)]
+pub struct HotBytes;
+impl quick_cache::Weighter<String, Arc<HotEntry>> for HotBytes {
+    fn weight(&self, k: &String, v: &Arc<HotEntry>) -> u64 {
+        let headers: usize = v.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum();
+        (k.len() + headers + v.key.identifier.len() + v.key.canonical.len() + v.located.path.as_os_str().len() + 256)
+            as u64
+    }
+}
+
 pub const HOT_PATH_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A request resolved and planned, ready to render.
@@ -196,7 +214,7 @@ impl App {
             },
             warm: Default::default(),
             catalogue,
-            hot: quick_cache::sync::Cache::new(65_536),
+            hot: quick_cache::sync::Cache::with_weighter(65_536, HOT_MAX_BYTES, HotBytes),
             backend,
             clock: Instant::now(),
             decoded: (cfg.cache.decoded_max_bytes > 0).then(|| {
@@ -328,12 +346,27 @@ impl App {
         let src = source.clone();
         let rx = self
             .pool
-            .submit(move || codec::probe(&src.bytes))
+            .submit(move || codec::probe(&src.bytes).and_then(|i| if src.intact() { Ok(i) } else { Err(CodecError::SourceChanged) }))
             .map_err(|_| Error::overloaded(self.cfg.server.retry_after))?;
-        let info = rx.await.map_err(|_| Error::internal("header probe panicked"))?.map_err(render::codec_error)?;
+        let info = match rx.await.map_err(|_| Error::internal("header probe panicked"))? {
+            Ok(i) => i,
+            Err(e) => {
+                self.forget_if_changed(&located, &source);
+                return Err(render::codec_error(e));
+            }
+        };
         let info = Arc::new(info);
         self.infos.insert(&file_key, located.version, info.clone());
         Ok((located, source, info))
+    }
+
+    /// Drops an open source from the `opened` cache if it faulted or its file
+    /// changed, so the next request maps the file afresh.
+    fn forget_if_changed(&self, located: &Located, source: &Arc<Source>) {
+        if !source.intact() {
+            self.opened.remove(&(located.path.clone(), located.version));
+            self.metrics.sources_changed.inc();
+        }
     }
 
     /// The cache key of the file an identifier names (the identifier itself
@@ -386,6 +419,7 @@ impl App {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
         h.insert(header::LINK, header_value(&format!("<{}>;rel=\"profile\"", profile_uri(v)))?);
         h.insert(header::VARY, HeaderValue::from_static("Accept"));
+        self.vary_forwarded(h);
         self.validators(h, &etag, &located, self.cfg.http.info_max_age);
         Ok(r)
     }
@@ -448,6 +482,7 @@ impl App {
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(encoded.media_type));
         h.insert(header::LINK, header_value(&canonical_link)?);
+        self.vary_forwarded(h);
         self.validators(h, &etag, &located, self.cfg.http.image_max_age);
         if let (false, Some(etag)) = (located.is_restricted(), h.get(header::ETAG)) {
             let mut headers = HeaderMap::with_capacity(h.len() + 2);
@@ -463,7 +498,7 @@ impl App {
                 etag: etag.clone(),
                 headers,
             };
-            if let Some(k) = hot_key {
+            if let Some(k) = hot_key.filter(|k| k.len() <= HOT_KEY_MAX) {
                 self.hot.insert(k, Arc::new(entry));
             }
         }
@@ -546,7 +581,7 @@ impl App {
         let k = key.clone();
         let (res, _leader) = self
             .flights
-            .run(key, move || async move {
+            .run_wanted(key, move |wanted| async move {
                 let a = app.clone();
                 let Prepared { source, info, plan, located, .. } = p;
                 // Tiled sources: the codestream tiles first, awaited here (no
@@ -555,10 +590,21 @@ impl App {
                 let rx = app
                     .pool
                     .submit(move || {
+                        // Every client waiting for this tile hung up while it
+                        // was queued: nobody would receive it, so skip it.
+                        if !wanted.is_wanted() {
+                            a.metrics.jobs_abandoned.inc();
+                            return Err(Error::abandoned());
+                        }
                         let pixels = match &cut {
                             Some(cut) => cut.pixels(&a.metrics),
-                            None => render::decode(&source.bytes, &info, &plan, &a.settings, &a.metrics),
-                        }?;
+                            None => render::decode(&source.bytes, &info, &plan, &a.settings, &a.metrics)
+                                .and_then(|p| if source.intact() { Ok(p) } else { Err(Error::source_changed()) }),
+                        };
+                        if pixels.is_err() {
+                            a.forget_if_changed(&located, &source);
+                        }
+                        let pixels = pixels?;
                         render::finish_on(pixels, &plan, &a.settings, &a.metrics, &a.backend)
                     })
                     .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
@@ -617,7 +663,21 @@ impl App {
             h.insert(header::CACHE_CONTROL, v);
         }
         if located.is_restricted() {
-            h.insert(header::VARY, HeaderValue::from_static("Accept, Authorization, Cookie"));
+            for f in ["Accept", "Authorization", "Cookie"] {
+                crate::http::cors::add_vary(h, f);
+            }
+        }
+    }
+
+    /// Names the forwarded headers in `Vary` when the base URL is taken from
+    /// them (no `public_base_url`, and trusted proxies configured; from
+    /// other peers they are removed, see `http::trust`): the `@id` and the
+    /// canonical `Link` then depend on them.
+    fn vary_forwarded(&self, h: &mut HeaderMap) {
+        if self.cfg.server.public_base_url.is_empty() && !self.cfg.server.trusted_proxies.is_empty() {
+            for f in ["X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Prefix"] {
+                crate::http::cors::add_vary(h, f);
+            }
         }
     }
 }

@@ -61,7 +61,9 @@ impl Handle {
     /// Reads the header of `data` into the handle's state.
     fn read_header(&self, data: &[u8]) -> Result<Header, CodecError> {
         // SAFETY: `data` is a valid slice for its whole length for the duration
-        // of the call; TurboJPEG reads at most `data.len()` bytes.
+        // of the call; TurboJPEG reads at most `data.len()` bytes. If it is a
+        // memory map whose file shrinks, a faulting read is turned into zeros
+        // by source::mmap's handler; a header read only parses what it reads.
         let rc = unsafe { tj::tj3DecompressHeader(self.0, data.as_ptr(), data.len() as tj::size_t) };
         if rc != 0 {
             return Err(CodecError::Corrupt(self.error()));
@@ -128,6 +130,14 @@ fn mcu_width(subsamp: c_int) -> u32 {
 /// Decodes `region` (full-resolution coordinates) at 1/`scale`.
 /// Returns `region.at_scale(scale)` pixels (the planner's grid).
 pub fn decode(data: &[u8], info: &ImageInfo, region: Rect, scale: u32, max_pixels: u64) -> Result<Pixels, CodecError> {
+    // `data` may be a memory map that another process rewrites while we
+    // decode (source::mmap). TurboJPEG parses the header again inside
+    // tj3Decompress8 and sizes its writes from that parse, so a header that
+    // changed after our check would overrun `buf`. Decoding from a private
+    // copy makes the header checked here the header decoded (a memcpy of the
+    // file: about 1 ms per 10 MB, against tens of milliseconds of decode).
+    let copy = data.to_vec();
+    let data = &copy[..];
     let h = Handle::decompressor()?;
     let hdr = h.read_header(data)?;
     if hdr.width != info.width || hdr.height != info.height {
@@ -184,7 +194,8 @@ pub fn decode(data: &[u8], info: &ImageInfo, region: Rect, scale: u32, max_pixel
     // SAFETY: `buf` holds exactly `crop_w × want.h` pixels of `pf` at `pitch`
     // bytes per row, which is the size TurboJPEG writes for the cropping region
     // set above (or for the whole scaled image when no crop is set, in which
-    // case crop_w = sw and want.h = sh). `data` is valid for its length.
+    // case crop_w = sw and want.h = sh). `data` is our private copy, valid
+    // for its length and identical to the bytes whose header was read above.
     let rc = unsafe {
         tj::tj3Decompress8(h.0, data.as_ptr(), data.len() as tj::size_t, buf.as_mut_ptr(), pitch as c_int, pf as c_int)
     };

@@ -48,6 +48,10 @@ pub enum CodecError {
     /// Encoding failed.
     #[error("encode failed: {0}")]
     Encode(String),
+    /// The source file changed (or shrank under its memory map) while it was
+    /// read: the result is thrown away and the request may be retried.
+    #[error("source changed while it was read")]
+    SourceChanged,
 }
 
 /// Header facts about a source image, read without decoding pixels.

@@ -83,7 +83,33 @@ impl Source {
         let meta = self.file.as_ref()?.metadata().ok()?;
         Some(version_of(&meta) == self.version && links_ctime(&meta) == self.links_ctime)
     }
+
+    /// Whether what was read from this source so far can be trusted: no read
+    /// of its mapping faulted (the file shrank under it) and the file is the
+    /// one opened (one `fstat`). Checked after every decode and header read;
+    /// see [`mmap`] for why.
+    pub fn intact(&self) -> bool {
+        !self.bytes.faulted() && self.unchanged() != Some(false)
+    }
 }
+
+/// The bytes a decoder reads, and whether they still held once it was done.
+pub trait SourceBytes: AsRef<[u8]> + Send + Sync {
+    /// False when the reads may have seen a file changing under them: the
+    /// result must then be thrown away (see [`Source::intact`]).
+    fn intact(&self) -> bool {
+        true
+    }
+}
+
+impl SourceBytes for Source {
+    fn intact(&self) -> bool {
+        Source::intact(self)
+    }
+}
+
+/// Bytes in memory never change under a reader.
+impl SourceBytes for Vec<u8> {}
 
 #[cfg(unix)]
 fn links_ctime(meta: &std::fs::Metadata) -> (u64, i64, i64) {
