@@ -60,12 +60,22 @@ fn json_response(status: StatusCode, v: serde_json::Value) -> Response<Bytes> {
     r
 }
 
-/// Compares without an early exit, so response timing leaks nothing of the token.
+/// Compares in time that depends on the length of `given` (the client's,
+/// which it knows) and on nothing else: not on where the first difference
+/// lies, nor on the length of `want`. Every byte of `given` is compared with
+/// the byte of `want` at the same position (the bytes of `want` repeat
+/// cyclically past its end, so no branch depends on its length), and the
+/// length difference is folded into the same accumulator. An empty `want`
+/// matches only an empty `given`.
 fn token_matches(given: &[u8], want: &[u8]) -> bool {
-    if given.len() != want.len() {
-        return false;
+    let n = want.len().max(1);
+    // Nonzero when the lengths differ (or `want` is empty and `given` not).
+    let mut diff = (given.len() ^ want.len()) as u64 | (want.is_empty() && !given.is_empty()) as u64;
+    for (i, &a) in given.iter().enumerate() {
+        let b = want.get(i % n).copied().unwrap_or(0);
+        diff |= u64::from(a ^ b);
     }
-    given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    std::hint::black_box(diff) == 0
 }
 
 fn authorised(app: &App, headers: &HeaderMap) -> bool {
@@ -193,5 +203,26 @@ mod tests {
         assert!(token_matches(b"secret-token", b"secret-token"));
         assert!(!token_matches(b"secret-tokeN", b"secret-token"));
         assert!(!token_matches(b"secret", b"secret-token"));
+    }
+
+    #[test]
+    fn token_comparison_refuses_every_length_mismatch_and_prefix() {
+        let want = b"secret-token";
+        // A prefix, an extension, and the token repeated (the cyclic index
+        // must not make a repetition match).
+        assert!(!token_matches(b"", want));
+        assert!(!token_matches(b"secret-toke", want));
+        assert!(!token_matches(b"secret-token-", want));
+        assert!(!token_matches(b"secret-tokensecret-token", want));
+        // A length that differs by a multiple of 256 (the accumulator is not a u8).
+        let long = [b'a'; 256 + 12];
+        assert!(!token_matches(&long[..268], &long[..12]));
+        // Differences at either end.
+        assert!(!token_matches(b"Secret-token", want));
+        assert!(!token_matches(b"secret-tokeN", want));
+        // An empty expected token matches only an empty token.
+        assert!(token_matches(b"", b""));
+        assert!(!token_matches(b"x", b""));
+        assert!(token_matches(want, want));
     }
 }

@@ -46,6 +46,13 @@ pub struct Server {
     pub workers: usize,
     pub queue: usize,
     pub retry_after: u32,
+    pub header_read_timeout: u64,
+    pub keep_alive_timeout: u64,
+    pub max_connections: usize,
+    pub http2_keep_alive_interval: u64,
+    pub http2_keep_alive_timeout: u64,
+    pub http2_max_concurrent_streams: u32,
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -87,6 +94,8 @@ pub struct HttpSourceCfg {
     pub forward_authorization: bool,
     pub forward_cookies: Vec<String>,
     pub allow_insecure_tls: bool,
+    pub max_concurrent_fetches: usize,
+    pub follow_redirects_to_other_hosts: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -97,6 +106,8 @@ pub struct LimitsCfg {
     pub max_area: u64,
     pub max_upscale: f64,
     pub max_decode_pixels: u64,
+    pub max_output_bytes: u64,
+    pub max_gif_pixels: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -222,6 +233,19 @@ impl Config {
                 return Err(invalid(key, "must start with / and not end with / (e.g. \"/iiif/2\")"));
             }
         }
+        crate::http::trust::TrustedProxies::parse(&self.server.trusted_proxies)
+            .map_err(|e| invalid("server.trusted_proxies", e.trim_start_matches("server.trusted_proxies: ")))?;
+        for (key, v) in [
+            ("server.header_read_timeout", self.server.header_read_timeout),
+            ("server.keep_alive_timeout", self.server.keep_alive_timeout),
+            ("server.max_connections", self.server.max_connections as u64),
+            ("server.http2_keep_alive_timeout", self.server.http2_keep_alive_timeout),
+            ("server.http2_max_concurrent_streams", self.server.http2_max_concurrent_streams as u64),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         if self.server.prefix_v2 == self.server.prefix_v3 {
             return Err(invalid("server.prefix_v3", "must differ from server.prefix_v2"));
         }
@@ -253,6 +277,12 @@ impl Config {
         }
         if l.max_decode_pixels == 0 {
             return Err(invalid("limits.max_decode_pixels", "must be positive"));
+        }
+        if l.max_output_bytes < crate::plan::UNCOMPRESSED_BYTES_PER_PIXEL {
+            return Err(invalid("limits.max_output_bytes", "must be at least 4 (one RGBA pixel)"));
+        }
+        if l.max_gif_pixels == 0 {
+            return Err(invalid("limits.max_gif_pixels", "must be positive"));
         }
         if self.cors.allowed_origins.is_empty() {
             return Err(invalid("cors.allowed_origins", "must be [\"*\"] or a list of origins"));
@@ -326,6 +356,8 @@ impl Config {
             max_area: self.limits.max_area,
             max_upscale: self.limits.max_upscale,
             max_decode_pixels: self.limits.max_decode_pixels,
+            max_output_bytes: self.limits.max_output_bytes,
+            max_gif_pixels: self.limits.max_gif_pixels,
         }
     }
 }

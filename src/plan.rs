@@ -5,6 +5,25 @@
 //!
 //! Architecture invariant: planning does no I/O and allocates nothing large.
 //! Every size limit is checked here, before any pixel is decoded.
+//!
+//! Limits bound the *output canvas*, the image after rotation (for an
+//! arbitrary angle, the bounding box of the rotated size), not only the size
+//! parameter:
+//!
+//! * `max_width`, `max_height` and `max_area` (published in info.json) apply
+//!   to the size and to the canvas. A size beyond them is answered `400`.
+//! * `max_output_bytes` bounds the body of a format that is not compressed
+//!   (TIFF: width × height × 4, RGBA being the worst case the planner cannot
+//!   rule out without the source's channels). Beyond it: `413`.
+//! * `max_gif_pixels` bounds GIF's canvas (its colour quantiser is the
+//!   slowest encoder by far), and GIF's own 65535 limit per side. Beyond it:
+//!   `413`.
+//!
+//! `max` and `^max` never fail on these: they mean "as large as this server
+//! gives", so the size shrinks (aspect ratio kept) until the rotated canvas
+//! and the format's bound fit. The canonical form then names the size chosen.
+
+use http::StatusCode;
 
 use crate::error::{Error, Result};
 use crate::iiif::{fmt_number, ApiVersion, Format, ImageRequest, Quality, Region, Rotation, SizeKind};
@@ -29,6 +48,11 @@ pub struct Limits {
     pub max_upscale: f64,
     /// Largest number of pixels one request may decode.
     pub max_decode_pixels: u64,
+    /// Largest body of an uncompressed output format (TIFF), in bytes,
+    /// estimated as canvas width × height × [`UNCOMPRESSED_BYTES_PER_PIXEL`].
+    pub max_output_bytes: u64,
+    /// Largest GIF canvas, in pixels (GIF's quantiser is slow).
+    pub max_gif_pixels: u64,
 }
 
 impl Default for Limits {
@@ -39,9 +63,19 @@ impl Default for Limits {
             max_area: 50_000_000,
             max_upscale: 4.0,
             max_decode_pixels: 200_000_000,
+            max_output_bytes: 64 << 20,
+            max_gif_pixels: 1_000_000,
         }
     }
 }
+
+/// Bytes per canvas pixel of an uncompressed TIFF in the worst case (RGBA:
+/// a source with alpha, an arbitrary rotation's transparent corners, or
+/// gray with alpha, which the TIFF encoder writes as RGBA).
+pub const UNCOMPRESSED_BYTES_PER_PIXEL: u64 = 4;
+
+/// The largest side a GIF can have (its dimensions are 16-bit).
+pub const GIF_MAX_SIDE: u32 = u16::MAX as u32;
 
 /// An axis-aligned rectangle in source pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,6 +147,11 @@ pub fn plan(src: &SourceFacts, req: &ImageRequest, limits: &Limits, version: Api
     }
     let region = resolve_region(src, &req.region)?;
     let (sw, sh) = resolve_size(region, req, limits)?;
+    // The canvas after rotation, and the format's own bound.
+    let (out_w, out_h) = rotated_size(sw, sh, req.rotation);
+    if let Some(fault) = output_fault(out_w, out_h, req.format, limits) {
+        return Err(fault.error());
+    }
 
     let scale = choose_scale(&src.scale_factors, region, sw, sh);
     let decoded = region.at_scale(scale, src.width, src.height);
@@ -121,11 +160,6 @@ pub fn plan(src: &SourceFacts, req: &ImageRequest, limits: &Limits, version: Api
         return Err(Error::bad_request(
             "The requested region is too large to decode at this size; request a smaller size",
         ));
-    }
-
-    let (out_w, out_h) = rotated_size(sw, sh, req.rotation);
-    if out_w as u64 * out_h as u64 > limits.max_area.saturating_mul(2) {
-        return Err(Error::bad_request("Rotated output exceeds the maximum area"));
     }
 
     let canonical = canonical(src, region, sw, sh, req, version);
@@ -187,14 +221,7 @@ fn resolve_size(region: Rect, req: &ImageRequest, limits: &Limits) -> Result<(u3
             // 2.x `max` and 3.0 `max`: the region's size, shrunk to the limits.
             // 3.0 `^max`: as large as the limits allow.
             let cap = if upscale_ok { limits.max_upscale.max(1.0) } else { 1.0 };
-            let f = fit_factor(rw, rh, limits).min(cap);
-            if f == 1.0 {
-                (rw, rh)
-            } else {
-                let w = ((rw as f64 * f).floor() as u32).max(1);
-                let h = ((rh as f64 * f).floor() as u32).max(1);
-                (w, h)
-            }
+            max_size(rw, rh, cap, req, limits)?
         }
         SizeKind::Width(w) => (w, scaled_dim(w, rh, rw)),
         SizeKind::Height(h) => (scaled_dim(h, rw, rh), h),
@@ -241,12 +268,104 @@ fn resolve_size(region: Rect, req: &ImageRequest, limits: &Limits) -> Result<(u3
     Ok((w, h))
 }
 
-/// The factor (≤ or ≥ 1) that makes `rw × rh` just fit the size limits.
-fn fit_factor(rw: u32, rh: u32, limits: &Limits) -> f64 {
-    let fw = limits.max_width as f64 / rw as f64;
-    let fh = limits.max_height as f64 / rh as f64;
-    let fa = (limits.max_area as f64 / (rw as f64 * rh as f64)).sqrt();
-    fw.min(fh).min(fa)
+/// Why an output canvas is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// Beyond `max_width`, `max_height` or `max_area`.
+    Canvas,
+    /// An uncompressed body beyond `max_output_bytes`.
+    Bytes,
+    /// A GIF beyond `max_gif_pixels` or 65535 on a side.
+    Gif,
+}
+
+impl Fault {
+    fn error(self) -> Error {
+        match self {
+            Fault::Canvas => Error::bad_request("The rotated image would exceed the server's maxWidth, maxHeight or maxArea"),
+            Fault::Bytes => Error::with_status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "An uncompressed TIFF of this size would exceed the server's output limit; request a smaller size or another format",
+            ),
+            Fault::Gif => Error::with_status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "A GIF of this size would exceed the server's GIF limit; request a smaller size or another format",
+            ),
+        }
+    }
+}
+
+/// What is wrong with an output canvas of `w × h` (after rotation) in
+/// `format`, if anything.
+fn output_fault(w: u32, h: u32, format: Format, l: &Limits) -> Option<Fault> {
+    let px = w as u64 * h as u64;
+    if w > l.max_width || h > l.max_height || px > l.max_area {
+        return Some(Fault::Canvas);
+    }
+    match format {
+        Format::Tif if px.saturating_mul(UNCOMPRESSED_BYTES_PER_PIXEL) > l.max_output_bytes => Some(Fault::Bytes),
+        Format::Gif if w > GIF_MAX_SIDE || h > GIF_MAX_SIDE || px > l.max_gif_pixels => Some(Fault::Gif),
+        _ => None,
+    }
+}
+
+/// `max` / `^max`: the region's size times the largest factor (at most
+/// `cap`) whose size, rotated canvas and format bound all fit the limits,
+/// the aspect ratio kept. Shrinks past rounding (a canvas side rounds up by
+/// half a pixel) by at least one pixel of the long side per step.
+fn max_size(rw: u32, rh: u32, cap: f64, req: &ImageRequest, l: &Limits) -> Result<(u32, u32)> {
+    let (rwf, rhf) = (rw as f64, rh as f64);
+    // The canvas of the region at factor 1, unrounded.
+    let (cw, ch) = canvas(rwf, rhf, req.rotation);
+    let (mut side_w, mut side_h, mut area) = (l.max_width as f64, l.max_height as f64, l.max_area as f64);
+    match req.format {
+        Format::Tif => area = area.min((l.max_output_bytes / UNCOMPRESSED_BYTES_PER_PIXEL) as f64),
+        Format::Gif => {
+            side_w = side_w.min(GIF_MAX_SIDE as f64);
+            side_h = side_h.min(GIF_MAX_SIDE as f64);
+            area = area.min(l.max_gif_pixels as f64);
+        }
+        _ => {}
+    }
+    let mut f = cap
+        .min(l.max_width as f64 / rwf)
+        .min(l.max_height as f64 / rhf)
+        .min((l.max_area as f64 / (rwf * rhf)).sqrt())
+        .min(side_w / cw)
+        .min(side_h / ch)
+        .min((area / (cw * ch)).sqrt());
+    let mut fault = Fault::Canvas;
+    // Each step takes at least a pixel off the long side; a few suffice.
+    for _ in 0..64 {
+        if f.is_nan() || f <= 0.0 {
+            break;
+        }
+        let w = ((rwf * f).floor().min(u32::MAX as f64) as u32).max(1);
+        let h = ((rhf * f).floor().min(u32::MAX as f64) as u32).max(1);
+        let (ow, oh) = rotated_size(w, h, req.rotation);
+        let size_fits = w <= l.max_width && h <= l.max_height && w as u64 * h as u64 <= l.max_area;
+        match (size_fits, output_fault(ow, oh, req.format, l)) {
+            (true, None) => return Ok((w, h)),
+            (_, Some(x)) => fault = x,
+            (false, None) => fault = Fault::Canvas,
+        }
+        if w == 1 && h == 1 {
+            break;
+        }
+        let over = [
+            ow as f64 / side_w,
+            oh as f64 / side_h,
+            (ow as f64 * oh as f64 / area).sqrt(),
+            w as f64 / l.max_width as f64,
+            h as f64 / l.max_height as f64,
+            (w as f64 * h as f64 / l.max_area as f64).sqrt(),
+        ]
+        .into_iter()
+        .fold(1.0, f64::max);
+        let one_pixel_less = if rw >= rh { (w as f64 - 1.0) / rwf } else { (h as f64 - 1.0) / rhf };
+        f = (f / over).min(one_pixel_less);
+    }
+    Err(fault.error())
 }
 
 /// The largest native reduction whose pixels still cover the output size on
@@ -265,16 +384,30 @@ fn choose_scale(factors: &[u32], region: Rect, out_w: u32, out_h: u32) -> u32 {
     best
 }
 
+/// The size after rotation: swapped by odd quarter turns, the bounding box
+/// of the rotated rectangle for other angles (as `transform::rotate`
+/// computes it).
 fn rotated_size(w: u32, h: u32, rot: Rotation) -> (u32, u32) {
+    match rot.quarter_turns() {
+        Some(0) | Some(2) => (w, h),
+        Some(_) => (h, w),
+        None => {
+            let (bw, bh) = canvas(w as f64, h as f64, rot);
+            let side = |v: f64| v.round().max(1.0).min(u32::MAX as f64) as u32;
+            (side(bw), side(bh))
+        }
+    }
+}
+
+/// The unrounded canvas of a `w × h` image after `rot`.
+fn canvas(w: f64, h: f64, rot: Rotation) -> (f64, f64) {
     match rot.quarter_turns() {
         Some(0) | Some(2) => (w, h),
         Some(_) => (h, w),
         None => {
             let t = rot.degrees.to_radians();
             let (s, c) = (t.sin().abs(), t.cos().abs());
-            let bw = (w as f64 * c + h as f64 * s).round().max(1.0);
-            let bh = (w as f64 * s + h as f64 * c).round().max(1.0);
-            (bw.min(u32::MAX as f64) as u32, bh.min(u32::MAX as f64) as u32)
+            (w * c + h * s, w * s + h * c)
         }
     }
 }
@@ -484,6 +617,187 @@ mod tests {
         // With reduction levels, the same request is cheap.
         let src = facts(100_000, 100_000, &[1, 2, 4, 8, 16, 32, 64, 128]);
         assert_eq!(p2(&src, "full/100,/0/default.jpg").unwrap().scale, 128);
+    }
+
+    fn p3_with(src: &SourceFacts, url: &str, limits: &Limits) -> Result<Plan> {
+        let s: Vec<&str> = url.split('/').collect();
+        let req = v3::parse(s[0], s[1], s[2], s[3])?;
+        plan(src, &req, limits, ApiVersion::V3)
+    }
+    fn p2_with(src: &SourceFacts, url: &str, limits: &Limits) -> Result<Plan> {
+        let s: Vec<&str> = url.split('/').collect();
+        let req = v2::parse(s[0], s[1], s[2], s[3])?;
+        plan(src, &req, limits, ApiVersion::V2)
+    }
+    /// The output canvas fits every limit that applies to its format.
+    fn assert_fits(p: &Plan, l: &Limits) {
+        let px = p.out_w as u64 * p.out_h as u64;
+        assert!(p.out_w <= l.max_width && p.out_h <= l.max_height && px <= l.max_area, "{p:?}");
+        assert!(p.scaled_w <= l.max_width && p.scaled_h <= l.max_height, "{p:?}");
+        assert!(p.scaled_w as u64 * p.scaled_h as u64 <= l.max_area, "{p:?}");
+        if p.format == Format::Tif {
+            assert!(px * UNCOMPRESSED_BYTES_PER_PIXEL <= l.max_output_bytes, "{p:?}");
+        }
+        if p.format == Format::Gif {
+            assert!(px <= l.max_gif_pixels && p.out_w <= GIF_MAX_SIDE && p.out_h <= GIF_MAX_SIDE, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn the_landscape_case_max_at_30_degrees_fits_the_limits_instead_of_doubling_them() {
+        // The reported request: landscape.jpg (6000×4000), ^max at 30°, gave
+        // a 10387×9330 RGBA canvas (97 Mpx, a 388 MB TIFF).
+        let src = facts(6000, 4000, &[1, 2, 4, 8]);
+        let l = Limits::default();
+        for url in ["full/^max/30/default.tif", "full/^max/30/default.png", "full/max/30/default.jpg"] {
+            let p = p3(&src, url).unwrap();
+            assert_fits(&p, &l);
+            assert_eq!(p.out_w, rotated_size(p.scaled_w, p.scaled_h, p.rotation).0);
+        }
+        // As large as allowed, not needlessly small: PNG is bound by maxArea.
+        let p = p3(&src, "full/^max/30/default.png").unwrap();
+        assert!(p.out_w as u64 * p.out_h as u64 > 49_000_000, "{p:?}");
+        // TIFF by the byte budget (64 MiB = 16.7 Mpx of RGBA).
+        let p = p3(&src, "full/^max/30/default.tif").unwrap();
+        let px = p.out_w as u64 * p.out_h as u64;
+        assert!(px * 4 > (64 << 20) * 99 / 100 && px * 4 <= 64 << 20, "{p:?}");
+        // The aspect ratio is kept.
+        assert!((p.scaled_w as f64 / p.scaled_h as f64 - 1.5).abs() < 0.01, "{p:?}");
+    }
+
+    #[test]
+    fn an_explicit_size_whose_rotated_canvas_breaks_a_limit_is_400() {
+        let src = facts(10_000, 10_000, &[1, 2, 4, 8, 16]);
+        // 7000² = 49 Mpx fits maxArea; its 30° canvas (9562², 91 Mpx) does not.
+        let e = p2(&src, "full/7000,/30/default.jpg").unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let e = p3(&src, "full/7000,7000/45/default.png").unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(p2(&src, "full/5000,/30/default.jpg").is_ok());
+        // Width alone: 1000×500 at 10° is 1072 wide.
+        let l = Limits { max_width: 1000, max_height: 1000, max_area: 1_000_000, ..Limits::default() };
+        let src = facts(1000, 500, &[1]);
+        let e = p2_with(&src, "full/full/10/default.jpg", &l).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(p2_with(&src, "full/full/0/default.jpg", &l).is_ok());
+        // v2 max shrinks instead.
+        let p = p2_with(&src, "full/max/10/default.jpg", &l).unwrap();
+        assert_fits(&p, &l);
+        assert_eq!(p.out_w, 1000);
+    }
+
+    #[test]
+    fn quarter_turns_must_fit_unequal_width_and_height_limits() {
+        let l = Limits { max_width: 800, max_height: 400, ..Limits::default() };
+        let src = facts(800, 400, &[1]);
+        assert!(p3_with(&src, "full/max/0/default.jpg", &l).is_ok());
+        let e = p3_with(&src, "full/800,400/90/default.jpg", &l).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let p = p3_with(&src, "full/max/90/default.jpg", &l).unwrap();
+        assert_eq!((p.scaled_w, p.scaled_h, p.out_w, p.out_h), (400, 200, 200, 400));
+        assert_eq!(p.canonical, "full/400,200/90/default.jpg");
+    }
+
+    #[test]
+    fn uncompressed_tiff_beyond_the_byte_budget_is_413_and_max_shrinks_to_it() {
+        let src = facts(10_000, 8_000, &[1, 2, 4, 8, 16]);
+        // 5000×4000×4 = 80 MB > 64 MiB.
+        let e = p2(&src, "full/5000,/0/default.tif").unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(!e.public_message().contains('/'), "{}", e.public_message());
+        // The same size in a compressed format, and a smaller TIFF, are fine.
+        assert!(p2(&src, "full/5000,/0/default.jpg").is_ok());
+        assert!(p2(&src, "full/4000,/0/default.tif").is_ok());
+        // Rotation counts: 4000×3200 at 45° is a 5091² canvas, 104 MB.
+        let e = p2(&src, "full/4000,/45/default.tif").unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let l = Limits::default();
+        for url in ["full/max/0/default.tif", "full/max/45/default.tif", "full/max/!270/gray.tif"] {
+            assert_fits(&p2(&src, url).unwrap(), &l);
+        }
+        // A smaller budget, configured.
+        let l = Limits { max_output_bytes: 1 << 20, ..Limits::default() };
+        let e = p3_with(&src, "full/600,/0/default.tif", &l).unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let p = p3_with(&src, "full/max/0/default.tif", &l).unwrap();
+        assert_fits(&p, &l);
+        assert_eq!((p.scaled_w, p.scaled_h), (572, 457));
+    }
+
+    #[test]
+    fn gif_beyond_its_pixel_bound_is_413_and_max_shrinks_to_it() {
+        let src = facts(10_000, 8_000, &[1, 2, 4, 8, 16]);
+        // 1250×1000 = 1.25 Mpx > 1 Mpx.
+        let e = p2(&src, "full/1250,/0/default.gif").unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(p2(&src, "full/1250,/0/default.png").is_ok());
+        assert!(p2(&src, "full/1000,/0/default.gif").is_ok());
+        let l = Limits::default();
+        for url in ["full/max/0/default.gif", "full/max/30/bitonal.gif", "square/max/90/default.gif"] {
+            let p = p2(&src, url).unwrap();
+            assert_fits(&p, &l);
+            assert!(p.out_w as u64 * p.out_h as u64 > 970_000, "{p:?}");
+        }
+        // GIF's 16-bit sides, whatever the configured limits.
+        let l = Limits {
+            max_width: 100_000,
+            max_height: 100_000,
+            max_area: 10_000_000_000,
+            max_gif_pixels: 10_000_000_000,
+            ..Limits::default()
+        };
+        let src = facts(70_000, 100, &[1]);
+        let w = p3_with(&src, "full/max/0/default.gif", &l).unwrap().out_w;
+        assert!((GIF_MAX_SIDE - 1..=GIF_MAX_SIDE).contains(&w), "{w}");
+        let e = p3_with(&src, "full/70000,/0/default.gif", &l).unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn max_always_finds_a_size_that_fits_and_its_canonical_form_plans_the_same() {
+        let limit_sets = [
+            Limits::default(),
+            Limits { max_width: 1, max_height: 1, max_area: 1, ..Limits::default() },
+            Limits {
+                max_width: 3,
+                max_height: 7,
+                max_area: 10,
+                max_output_bytes: 4,
+                max_gif_pixels: 1,
+                ..Limits::default()
+            },
+            Limits {
+                max_width: 513,
+                max_height: 257,
+                max_area: 70_001,
+                max_output_bytes: 99_999,
+                max_gif_pixels: 5_003,
+                ..Limits::default()
+            },
+        ];
+        let sizes =
+            [(1, 1), (2, 1), (1, 3), (7, 5), (640, 480), (1, 10_000), (10_000, 3), (6000, 4000), (40_000, 30_000)];
+        let angles = ["0", "90", "!180", "270", "1", "30", "45", "89.9", "135", "200.5", "359"];
+        let formats = ["jpg", "png", "gif", "tif", "webp"];
+        let mut planned = 0;
+        for l in &limit_sets {
+            for &(w, h) in &sizes {
+                let src = facts(w, h, &[1, 2, 4, 8, 16, 32, 64]);
+                for a in angles {
+                    for f in formats {
+                        for size in ["max", "^max"] {
+                            let url = format!("full/{size}/{a}/default.{f}");
+                            let p = p3_with(&src, &url, l).unwrap_or_else(|e| panic!("{url} {w}x{h} {l:?}: {e:?}"));
+                            assert_fits(&p, l);
+                            let again = p3_with(&src, &p.canonical, l).unwrap();
+                            assert_eq!((again.out_w, again.out_h, &again.canonical), (p.out_w, p.out_h, &p.canonical));
+                            planned += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(planned, 4 * 9 * 11 * 5 * 2);
     }
 
     #[test]

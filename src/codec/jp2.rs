@@ -803,10 +803,15 @@ impl Header {
     /// Estimated OpenJPEG memory: per-tile header tables, plus code-block and
     /// precinct bookkeeping for one full tile at all resolutions (OpenJPEG
     /// reuses one tile decoder, so the largest tile counts, not their sum).
+    ///
+    /// Every product and sum saturates at `u64::MAX`, so a hostile header
+    /// (a 2^31-pixel tile with 1×1 precincts, say) gives an estimate over any
+    /// limit and a refusal, never a wrapped small number.
     fn codec_memory(&self) -> (u64, u64) {
         let (tw, th) = self.tiles();
         let ncomp = self.comps.len() as u64;
-        let tables = u64::from(tw) * u64::from(th) * (TILE_HEADER_BYTES + ncomp * TILE_COMPONENT_HEADER_BYTES);
+        let per_tile = TILE_HEADER_BYTES.saturating_add(ncomp.saturating_mul(TILE_COMPONENT_HEADER_BYTES));
+        let tables = u64::from(tw).saturating_mul(u64::from(th)).saturating_mul(per_tile);
         let tile_w = u64::from(self.tdx.min(self.width()));
         let tile_h = u64::from(self.tdy.min(self.height()));
         let mut tile = 0u64;
@@ -830,9 +835,14 @@ impl Header {
                         c.coding.cblk_h.min(ppy.saturating_sub(1)),
                     )
                 };
-                let blocks = (ceil_pow2(bw, cbx) + 1) * (ceil_pow2(bh, cby) + 1);
-                let precincts = (ceil_pow2(rw, ppx) + 1) * (ceil_pow2(rh, ppy) + 1);
-                tile = tile.saturating_add(bands * (blocks * CODE_BLOCK_BYTES + precincts * PRECINCT_BYTES));
+                let blocks = ceil_pow2(bw, cbx).saturating_add(1).saturating_mul(ceil_pow2(bh, cby).saturating_add(1));
+                let precincts =
+                    ceil_pow2(rw, ppx).saturating_add(1).saturating_mul(ceil_pow2(rh, ppy).saturating_add(1));
+                let bytes = blocks
+                    .saturating_mul(CODE_BLOCK_BYTES)
+                    .saturating_add(precincts.saturating_mul(PRECINCT_BYTES))
+                    .saturating_mul(bands);
+                tile = tile.saturating_add(bytes);
             }
         }
         (tables, tile)
@@ -981,7 +991,11 @@ unsafe extern "C" fn source_read(buf: *mut c_void, n: usize, user: *mut c_void) 
     if k > 0 {
         // SAFETY: OpenJPEG's `buf` has room for `n >= k` bytes; the source
         // slice holds at least `k` bytes; OpenJPEG's buffer never aliases the
-        // caller's data.
+        // caller's data. This copy is the only place OpenJPEG's input is read:
+        // if the slice is a memory map whose file shrinks, a faulting read
+        // is turned into zeros by source::mmap's handler (and the decode is
+        // then thrown away by the caller); if the file is rewritten, OpenJPEG
+        // sees corrupt input in its own buffers, which it validates.
         unsafe { ptr::copy_nonoverlapping(remaining.as_ptr(), buf.cast::<u8>(), k) };
     }
     src.pos += k;
@@ -2525,6 +2539,53 @@ mod tests {
             }
         }
         assert!(ok > 0 && err > 0, "ok {ok}, err {err}");
+    }
+
+    /// A header as `parse_codestream` would accept it: one untiled component
+    /// of `side × side` with 1×1 precincts (PPx = PPy = 0) at every level.
+    fn header_with_unit_precincts(side: u32, decompositions: u32) -> Header {
+        let coding =
+            Coding { decompositions, cblk_w: 6, cblk_h: 6, precincts: Some(vec![(0, 0); decompositions as usize + 1]) };
+        Header {
+            container: Container::J2k,
+            x0: 0,
+            y0: 0,
+            x1: side,
+            y1: side,
+            tx0: 0,
+            ty0: 0,
+            tdx: side,
+            tdy: side,
+            comps: vec![CompHeader { precision: 8, signed: false, dx: 1, dy: 1, coding }],
+            layers: 1,
+            colour: ColourSpec::None,
+            cdef_alpha: None,
+            palette: false,
+        }
+    }
+
+    #[test]
+    fn codec_memory_estimate_saturates_instead_of_wrapping() {
+        // 2^31-1 square with 1×1 precincts: about 2^62 code-blocks and as many
+        // precincts at resolution 0, times 400 and 200 bytes: beyond u64.
+        // Unchecked, this wrapped to a small number (or panicked with
+        // overflow checks on).
+        let side = i32::MAX as u32;
+        let hostile = header_with_unit_precincts(side, 0);
+        let blocks = (u128::from(side) + 1) * (u128::from(side) + 1);
+        assert!(blocks * u128::from(CODE_BLOCK_BYTES) > u128::from(u64::MAX), "the product must wrap u64");
+        let (tables, tile) = hostile.codec_memory();
+        assert_eq!(tile, u64::MAX);
+        assert!(tables < MAX_CODEC_MEMORY);
+        let e = hostile.check_codec_memory(MAX_CODEC_MEMORY).unwrap_err();
+        assert!(matches!(e, Jp2Error::CodecLimit { what: "tile bookkeeping", needed: u64::MAX, .. }), "{e:?}");
+        // With levels too, and many components (every sum saturates).
+        let mut many = header_with_unit_precincts(side, 32);
+        many.comps = vec![many.comps[0].clone(); 16384];
+        assert_eq!(many.codec_memory().1, u64::MAX);
+        assert!(many.check_codec_memory(MAX_CODEC_MEMORY).is_err());
+        // A small image with the same coding is still admitted.
+        assert!(header_with_unit_precincts(64, 2).check_codec_memory(MAX_CODEC_MEMORY).is_ok());
     }
 
     /// A small untiled codestream with its SIZ patched to claim `size x size`

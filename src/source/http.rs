@@ -2,11 +2,37 @@
 //! endpoint, say — instead of read from a shared disk.
 //!
 //! An identifier maps to `url_prefix + identifier + url_suffix` (Cantaloupe's
-//! HttpSource basic lookup). A fetched image is streamed into a folder of this
-//! server's own, bounded in bytes and evicted least-recently-used, and then
+//! HttpSource basic lookup). The joined URL must keep the prefix's scheme,
+//! host, port and user: with a prefix lacking its trailing `/`, an identifier
+//! such as `.attacker.example/x` would otherwise name another host (and the
+//! client's credentials would be sent there); such identifiers are 404 and
+//! nothing is asked. Redirects are followed only to the prefix's origin
+//! (scheme, host, port) unless `follow_redirects_to_other_hosts` is set; a
+//! refused redirect is 502.
+//!
+//! Downloads: at most `max_concurrent_fetches` exchanges with the origin run
+//! at once (others wait, up to `timeout` seconds, then get 503). The first
+//! bytes of a download are sniffed ([`crate::codec::sniff`]): a file that is
+//! not an image this server decodes is refused (502, or 501 for a TIFF, GIF
+//! or WebP) before anything is written. The size cap (`max_source_bytes`)
+//! and the folder's byte bound (`cache_max_bytes`) are enforced while the
+//! bytes arrive: bytes in flight are counted against the folder's bound as
+//! they are received (least recently used images are evicted to make room,
+//! 503 if downloads in flight alone fill it), and a download passing the cap
+//! is aborted at once. A partial file is deleted on every failure, including
+//! a dropped task.
+//!
+//! The folder: a fetched image is streamed into a folder of this server's
+//! own, bounded in bytes and evicted least-recently-used, and then
 //! memory-mapped from there like a local file, so JPEG 2000 region decoding
-//! works unchanged. Concurrent requests for an image being fetched wait for
-//! the one fetch ([`SingleFlight`], keyed by URL and credentials).
+//! works unchanged. Each running server writes only into a subfolder
+//! `tessera-run-<random>` of `cache_dir` (default: `tessera-sources` under the
+//! system temp directory), holding a lock on its `.lock` file while it runs.
+//! At start, the subfolders whose lock no process holds (a crashed run's)
+//! are removed, and only the files this module names there; other files in
+//! `cache_dir` are never touched. Several servers may share `cache_dir`.
+//! Concurrent requests for an image being fetched wait for the one fetch
+//! ([`SingleFlight`], keyed by URL and credentials).
 //!
 //! Freshness: an image is served without asking the origin for
 //! `revalidate_after` seconds; then a conditional GET (`If-None-Match` /
@@ -21,7 +47,8 @@
 //! the configured cookies) and its bytes and tiles are cached once, but every
 //! client must be admitted by the origin with its own credentials (a
 //! conditional GET forwarding them; the admission is remembered for
-//! `auth_ttl` seconds per image and credential). A client without
+//! `auth_ttl` seconds per image and credential, in a table bounded to
+//! [`ADMISSION_MAX_BYTES`] of keys, oldest forgotten first). A client without
 //! credentials gets the origin's 401/403. Restricted responses are marked
 //! `Cache-Control: private` by the service and never take its hot path.
 //!
@@ -29,16 +56,19 @@
 //! the origin admitted that request's exact credentials for that image within
 //! `auth_ttl` seconds; nothing is keyed on a hash of credentials.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::StatusCode;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
 
 use super::{fnv1a, is_safe_identifier, Located, Origin, SourceVersion};
 use crate::cache::SingleFlight;
@@ -49,8 +79,36 @@ use crate::error::{Error, Result};
 /// `a/b` maps to a path below the prefix).
 const URL_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 
-/// Admissions remembered before the table is cleared.
-const ADMISSION_LIMIT: usize = 100_000;
+/// Bytes the admission table may hold (URLs and credentials, plus
+/// [`ADMISSION_OVERHEAD`] per entry); the oldest admissions are forgotten
+/// beyond it. A forgotten admission only costs a new question to the origin.
+pub const ADMISSION_MAX_BYTES: usize = 16 << 20;
+
+/// Bytes counted per admission besides its key: the map slot, the expiry and
+/// the order index.
+const ADMISSION_OVERHEAD: usize = 96;
+
+/// Bytes of a download read before deciding whether it is an image (the
+/// longest signature: a JP2 signature box, or `RIFF....WEBP`).
+const SNIFF_LEN: usize = 12;
+
+/// Redirects followed for one request (all to allowed origins).
+const MAX_REDIRECTS: usize = 5;
+
+/// `Retry-After` seconds when no download slot or folder space is free.
+const BUSY_RETRY_AFTER: u32 = 5;
+
+/// The folder under the system temp directory used when `cache_dir` is empty.
+pub const DEFAULT_FOLDER: &str = "tessera-sources";
+
+/// Each running server's subfolder of `cache_dir` starts with this.
+const RUN_PREFIX: &str = "tessera-run-";
+
+/// The lock file in a run subfolder, held while its server runs.
+const RUN_LOCK: &str = ".lock";
+
+/// The lock file in `cache_dir` held while a server prepares its subfolder.
+const FOLDER_LOCK: &str = ".tessera-sources.lock";
 
 /// What a client sends that the origin may use to decide access.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -116,7 +174,8 @@ pub struct Stats {
     pub not_modified: AtomicU64,
     /// 401/403 answers from the origin.
     pub refusals: AtomicU64,
-    /// Failed exchanges (timeouts, 5xx, connection errors, oversized images).
+    /// Failed exchanges (timeouts, 5xx, connection errors, oversized images,
+    /// files that are not images, refused redirects).
     pub errors: AtomicU64,
 }
 
@@ -138,12 +197,86 @@ struct Entry {
     last_used: Arc<AtomicU64>,
 }
 
-#[derive(Default)]
+/// (URL, exact credentials).
+type AdmissionKey = (String, Vec<u8>);
+
+/// Admissions by the origin: (URL, exact credentials) → admitted until.
+/// Bounded in bytes: the keys are client-supplied and may be large, so their
+/// sizes are counted and the oldest admissions (which, with one `auth_ttl`,
+/// are also the first to expire) are forgotten beyond `max_bytes`.
+struct Admissions {
+    max_bytes: usize,
+    bytes: usize,
+    seq: u64,
+    map: HashMap<Arc<AdmissionKey>, (Instant, u64)>,
+    /// Insertion order: seq → key.
+    order: BTreeMap<u64, Arc<AdmissionKey>>,
+}
+
+impl Admissions {
+    fn new(max_bytes: usize) -> Admissions {
+        Admissions { max_bytes, bytes: 0, seq: 0, map: HashMap::new(), order: BTreeMap::new() }
+    }
+
+    fn cost(k: &AdmissionKey) -> usize {
+        k.0.len() + k.1.len() + ADMISSION_OVERHEAD
+    }
+
+    fn is_admitted(&self, k: &AdmissionKey, now: Instant) -> bool {
+        self.map.get(k).is_some_and(|(until, _)| now < *until)
+    }
+
+    fn insert(&mut self, k: AdmissionKey, until: Instant, now: Instant) {
+        self.remove(&k);
+        let cost = Self::cost(&k);
+        if cost > self.max_bytes {
+            return;
+        }
+        // The expired first, then the oldest while over the bound.
+        while let Some((&seq, key)) = self.order.first_key_value() {
+            let expired = self.map.get(key).is_some_and(|(u, _)| *u <= now);
+            if !expired && self.bytes + cost <= self.max_bytes {
+                break;
+            }
+            if let Some(key) = self.order.remove(&seq) {
+                self.map.remove(&key);
+                self.bytes = self.bytes.saturating_sub(Self::cost(&key));
+            }
+        }
+        self.seq += 1;
+        let k = Arc::new(k);
+        self.order.insert(self.seq, k.clone());
+        self.map.insert(k, (until, self.seq));
+        self.bytes += cost;
+    }
+
+    fn remove(&mut self, k: &AdmissionKey) {
+        if let Some((key, (_, seq))) = self.map.remove_entry(k) {
+            self.order.remove(&seq);
+            self.bytes = self.bytes.saturating_sub(Self::cost(&key));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
+        self.bytes = 0;
+    }
+}
+
 struct State {
     entries: HashMap<String, Arc<Entry>>,
+    /// Bytes of the entries' files.
     bytes: u64,
-    /// (URL, exact credentials) → admitted until.
-    admitted: HashMap<(String, Vec<u8>), Instant>,
+    /// Bytes received by downloads under way (counted against the bound too).
+    inflight: u64,
+    admitted: Admissions,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State { entries: HashMap::new(), bytes: 0, inflight: 0, admitted: Admissions::new(ADMISSION_MAX_BYTES) }
+    }
 }
 
 type FlightKey = (String, Vec<u8>);
@@ -152,35 +285,47 @@ type FlightKey = (String, Vec<u8>);
 pub struct HttpSource {
     cfg: HttpSourceCfg,
     client: reqwest::Client,
+    /// The parsed `url_prefix`: every origin URL keeps its scheme, host, port.
+    prefix: reqwest::Url,
+    /// This run's subfolder of `cache_dir`.
     dir: PathBuf,
-    /// The folder was made for this process and is removed on drop.
-    owns_dir: bool,
+    /// Held (locked) while this source lives: marks `dir` as in use.
+    _run_lock: File,
     state: Mutex<State>,
     flights: Arc<SingleFlight<FlightKey, Result<Arc<Entry>>>>,
+    /// Exchanges with the origin under way (`max_concurrent_fetches`).
+    fetches: Semaphore,
     clock: AtomicU64,
     seq: AtomicU64,
     pub stats: Stats,
 }
 
 impl HttpSource {
-    /// Prepares the folder (removing what an earlier run left) and the client.
+    /// Prepares the folder (removing what crashed runs left) and the client.
     pub fn new(cfg: &HttpSourceCfg) -> std::result::Result<HttpSource, String> {
-        let (dir, owns_dir) = if cfg.cache_dir.as_os_str().is_empty() {
-            let d = std::env::temp_dir().join(format!("tessera-sources-{}", std::process::id()));
-            (d, true)
-        } else {
-            (cfg.cache_dir.clone(), false)
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| format!("source.http.cache_dir {}: {e}", dir.display()))?;
-        clear_folder(&dir);
+        let prefix =
+            reqwest::Url::parse(&cfg.url_prefix).map_err(|e| format!("source.http.url_prefix: not a URL ({e})"))?;
+        let (dir, run_lock) = prepare_folder(&cfg.cache_dir)?;
         // rustls needs a process-wide crypto provider; another component may
         // have installed one already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let allowed = prefix.clone();
+        let other_hosts = cfg.follow_redirects_to_other_hosts;
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else if mutant("redirect") || other_hosts || same_origin(attempt.url(), &allowed) {
+                attempt.follow()
+            } else {
+                // The 3xx answer is handed back and refused in `exchange`.
+                attempt.stop()
+            }
+        });
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(cfg.connect_timeout))
             .read_timeout(Duration::from_secs(cfg.read_timeout))
             .timeout(Duration::from_secs(cfg.timeout))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(redirects)
             .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
             .tls_danger_accept_invalid_certs(cfg.allow_insecure_tls)
             .no_proxy()
@@ -189,19 +334,32 @@ impl HttpSource {
         Ok(HttpSource {
             cfg: cfg.clone(),
             client,
+            prefix,
             dir,
-            owns_dir,
+            _run_lock: run_lock,
             state: Mutex::new(State::default()),
             flights: Arc::new(SingleFlight::default()),
+            fetches: Semaphore::new(if mutant("sem") { 1000 } else { cfg.max_concurrent_fetches.clamp(1, Semaphore::MAX_PERMITS) }),
             clock: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             stats: Stats::default(),
         })
     }
 
-    /// Bytes kept in the folder now.
+    /// Bytes kept in the folder now (finished images).
     pub fn stored_bytes(&self) -> u64 {
         self.lock().bytes
+    }
+
+    /// Bytes received by downloads under way.
+    pub fn inflight_bytes(&self) -> u64 {
+        self.lock().inflight
+    }
+
+    /// This run's subfolder of `cache_dir` (for logs and tests; never shown
+    /// to a client).
+    pub fn folder(&self) -> &Path {
+        &self.dir
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -209,13 +367,21 @@ impl HttpSource {
     }
 
     /// The origin URL of an identifier. Identifiers that could climb out of
-    /// the prefix's path (`..` segments) are refused.
+    /// the prefix's path (`..` segments), or whose URL would leave the
+    /// prefix's scheme, host, port or user (a prefix without a trailing `/`),
+    /// are refused.
     pub fn url_for(&self, id: &str) -> Result<String> {
         if !is_safe_identifier(id) || id.split('/').any(|s| s == ".." || s == ".") {
             return Err(Error::not_found());
         }
         let url = format!("{}{}{}", self.cfg.url_prefix, utf8_percent_encode(id, URL_ESCAPE), self.cfg.url_suffix);
-        reqwest::Url::parse(&url).map_err(|_| Error::not_found())?;
+        let parsed = reqwest::Url::parse(&url).map_err(|_| Error::not_found())?;
+        if !mutant("url") && !same_origin(&parsed, &self.prefix)
+            || parsed.username() != self.prefix.username()
+            || parsed.password() != self.prefix.password()
+        {
+            return Err(Error::not_found().with_detail("identifier would leave url_prefix's host"));
+        }
         Ok(url)
     }
 
@@ -290,18 +456,16 @@ impl HttpSource {
         if creds.is_empty() || self.cfg.auth_ttl == 0 {
             return false;
         }
-        self.lock().admitted.get(&(url.to_string(), creds.key())).is_some_and(|until| now < *until)
+        self.lock().admitted.is_admitted(&(url.to_string(), creds.key()), now)
     }
 
     fn admit(&self, url: &str, creds: &Credentials) {
         if creds.is_empty() || self.cfg.auth_ttl == 0 {
             return;
         }
-        let mut s = self.lock();
-        if s.admitted.len() >= ADMISSION_LIMIT {
-            s.admitted.clear();
-        }
-        s.admitted.insert((url.to_string(), creds.key()), Instant::now() + Duration::from_secs(self.cfg.auth_ttl));
+        let now = Instant::now();
+        let until = now + Duration::from_secs(self.cfg.auth_ttl);
+        self.lock().admitted.insert((url.to_string(), creds.key()), until, now);
     }
 
     fn revoke(&self, url: &str, creds: &Credentials) {
@@ -327,7 +491,16 @@ impl HttpSource {
     }
 
     /// Asks the origin (conditionally, if `prev`) and records the answer.
+    /// Holds one of the `max_concurrent_fetches` slots throughout.
     async fn exchange(&self, url: &str, creds: &Credentials, prev: Option<Arc<Entry>>) -> Result<Arc<Entry>> {
+        let wait = Duration::from_secs(self.cfg.timeout);
+        let _slot = match tokio::time::timeout(wait, self.fetches.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::overloaded(BUSY_RETRY_AFTER).with_detail("no free download slot"));
+            }
+        };
         let resp = match self.send(url, creds, prev.as_deref()).await {
             Ok(r) => r,
             Err(e) => {
@@ -346,7 +519,7 @@ impl HttpSource {
                     e.anonymous_refusal = None;
                 }
                 self.admit(url, creds);
-                Ok(self.put(url, e))
+                Ok(self.put(url, e, None))
             }
             (StatusCode::OK, prev) => {
                 // An anonymous 200 makes the image public; a 200 for
@@ -364,7 +537,7 @@ impl HttpSource {
                     }
                 };
                 self.admit(url, creds);
-                Ok(self.put(url, e))
+                Ok(e)
             }
             (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, prev) => {
                 self.stats.refusals.fetch_add(1, Ordering::Relaxed);
@@ -373,7 +546,7 @@ impl HttpSource {
                         let mut e = (*p).clone();
                         e.validated = now;
                         e.anonymous_refusal = Some(status);
-                        self.put(url, e);
+                        self.put(url, e, None);
                     }
                 } else {
                     self.revoke(url, creds);
@@ -384,6 +557,13 @@ impl HttpSource {
                 self.forget(url);
                 Err(Error::not_found())
             }
+            (s, _) if s.is_redirection() => {
+                // The redirect policy stopped here: another origin.
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                let to = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+                Err(Error::with_status(StatusCode::BAD_GATEWAY, "The image's origin redirected to another host")
+                    .with_detail(format!("origin answered {s} to {to}; follow_redirects_to_other_hosts is off")))
+            }
             (s, _) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 Err(bad_gateway(format!("origin answered {s}")))
@@ -393,7 +573,8 @@ impl HttpSource {
 
     /// Sends a GET, retrying 5xx answers and failed connections with
     /// exponential back-off. A timeout is not retried (the client has waited
-    /// long enough). After the last retry a 5xx answer is returned as is.
+    /// long enough), nor a refused redirect. After the last retry a 5xx
+    /// answer is returned as is.
     async fn send(&self, url: &str, creds: &Credentials, prev: Option<&Entry>) -> Result<reqwest::Response> {
         let mut attempt = 0u32;
         loop {
@@ -419,6 +600,7 @@ impl HttpSource {
                 }
                 Ok(r) => return Ok(r),
                 Err(e) if e.is_timeout() => return Err(timed_out(e)),
+                Err(e) if e.is_redirect() => return Err(bad_gateway(e.to_string())),
                 Err(e) if attempt < self.cfg.retries => {
                     tracing::debug!(error = %e, attempt, "origin unreachable, retrying");
                     true
@@ -433,13 +615,16 @@ impl HttpSource {
         }
     }
 
-    /// Streams a 200 answer into a new file of the folder.
+    /// Streams a 200 answer into a new file of the folder and records it.
+    /// The first [`SNIFF_LEN`] bytes decide whether it is an image before
+    /// any file is made; every chunk is counted against the size cap and the
+    /// folder's bound as it arrives.
     async fn download(
         &self,
         url: &str,
         mut resp: reqwest::Response,
         anonymous_refusal: Option<StatusCode>,
-    ) -> Result<Entry> {
+    ) -> Result<Arc<Entry>> {
         let max = self.cfg.max_source_bytes;
         if resp.content_length().is_some_and(|n| n > max) {
             return Err(too_large());
@@ -449,35 +634,40 @@ impl HttpSource {
         let last_modified = text(header::LAST_MODIFIED);
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{:016x}-{n}.src", fnv1a(&[url.as_bytes()])));
-        let part = path.with_extension("part");
-        let written = async {
-            let mut f =
-                tokio::fs::File::create(&part).await.map_err(|e| Error::internal(format!("source cache: {e}")))?;
-            let mut total = 0u64;
-            while let Some(chunk) = resp.chunk().await.map_err(transfer_error)? {
-                total += chunk.len() as u64;
-                if total > max {
-                    return Err(too_large());
+        let mut part = PartFile { path: path.with_extension("part"), armed: false };
+        let mut held = Reservation { src: self, bytes: 0 };
+        let mut head: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut file: Option<tokio::fs::File> = None;
+        let mut total = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(transfer_error)? {
+            total += chunk.len() as u64;
+            if total > max && !mutant("cap") {
+                return Err(too_large());
+            }
+            self.reserve(&mut held, chunk.len() as u64)?;
+            match file.as_mut() {
+                Some(f) => f.write_all(&chunk).await.map_err(folder_error)?,
+                None => {
+                    let take = (SNIFF_LEN - head.len()).min(chunk.len());
+                    head.extend_from_slice(&chunk[..take]);
+                    pending.push(chunk);
+                    if head.len() >= SNIFF_LEN {
+                        file = Some(start_file(&mut part, &head, &mut pending).await?);
+                    }
                 }
-                f.write_all(&chunk).await.map_err(|e| Error::internal(format!("source cache: {e}")))?;
             }
-            f.flush().await.map_err(|e| Error::internal(format!("source cache: {e}")))?;
-            Ok(total)
         }
-        .await;
-        let total = match written {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&part).await;
-                return Err(e);
-            }
+        let mut f = match file {
+            Some(f) => f,
+            None => start_file(&mut part, &head, &mut pending).await?,
         };
+        f.flush().await.map_err(folder_error)?;
+        drop(f);
         // The file is complete before it gets its name: a memory map never
         // sees a file that is still being written.
-        if let Err(e) = tokio::fs::rename(&part, &path).await {
-            let _ = tokio::fs::remove_file(&part).await;
-            return Err(Error::internal(format!("source cache: {e}")));
-        }
+        tokio::fs::rename(&part.path, &path).await.map_err(folder_error)?;
+        part.armed = false;
         self.stats.downloads.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes.fetch_add(total, Ordering::Relaxed);
         // The origin's validator names the content; without one, each fetch
@@ -486,7 +676,7 @@ impl HttpSource {
         let version = SourceVersion { len: total, mtime_ns: fnv1a(&[validator.as_bytes()]) as u128 };
         let modified =
             last_modified.as_deref().and_then(|lm| httpdate::parse_http_date(lm).ok()).unwrap_or_else(SystemTime::now);
-        Ok(Entry {
+        let e = Entry {
             path,
             len: total,
             version,
@@ -496,18 +686,65 @@ impl HttpSource {
             validated: Instant::now(),
             anonymous_refusal,
             last_used: Arc::new(AtomicU64::new(self.tick())),
-        })
+        };
+        Ok(self.put(url, e, Some(&mut held)))
+    }
+
+    /// Counts `n` more bytes of a download under way against the folder's
+    /// bound, evicting least recently used images to make room. Fails (503)
+    /// if the downloads under way alone would pass the bound.
+    fn reserve(&self, held: &mut Reservation<'_>, n: u64) -> Result<()> {
+        if mutant("inflight") { return Ok(()); }
+        let mut doomed = Vec::new();
+        let fits = {
+            let mut s = self.lock();
+            s.inflight += n;
+            held.bytes += n;
+            self.evict_over_bound(&mut s, None, &mut doomed);
+            s.bytes + s.inflight <= self.cfg.cache_max_bytes
+        };
+        for p in doomed {
+            let _ = std::fs::remove_file(p);
+        }
+        if fits {
+            Ok(())
+        } else {
+            Err(Error::overloaded(BUSY_RETRY_AFTER).with_detail("source folder full of downloads under way"))
+        }
+    }
+
+    /// Evicts least recently used entries (never `keep`) while the folder's
+    /// files and the downloads under way pass the bound.
+    fn evict_over_bound(&self, s: &mut State, keep: Option<&str>, doomed: &mut Vec<PathBuf>) {
+        while s.bytes + s.inflight > self.cfg.cache_max_bytes {
+            let victim = s
+                .entries
+                .iter()
+                .filter(|(u, _)| Some(u.as_str()) != keep)
+                .min_by_key(|(_, v)| v.last_used.load(Ordering::Relaxed))
+                .map(|(u, _)| u.clone());
+            let Some(v) = victim else { break };
+            if let Some(old) = s.entries.remove(&v) {
+                s.bytes = s.bytes.saturating_sub(old.len);
+                doomed.push(old.path.clone());
+            }
+        }
     }
 
     /// Records an entry, deletes the file it replaces, and evicts the least
-    /// recently used images beyond the byte bound. A deleted file stays
+    /// recently used images beyond the byte bound. The bytes `held` for its
+    /// download become the entry's in the same step. A deleted file stays
     /// readable through the memory maps that requests in flight hold.
-    fn put(&self, url: &str, e: Entry) -> Arc<Entry> {
+    fn put(&self, url: &str, e: Entry, held: Option<&mut Reservation<'_>>) -> Arc<Entry> {
         e.last_used.store(self.tick(), Ordering::Relaxed);
         let e = Arc::new(e);
         let mut doomed = Vec::new();
         {
             let mut s = self.lock();
+            if let Some(h) = held {
+                s.inflight = s.inflight.saturating_sub(h.bytes);
+                h.bytes = 0;
+            }
             match s.entries.insert(url.to_string(), e.clone()) {
                 Some(old) if old.path == e.path => {}
                 Some(old) => {
@@ -516,19 +753,7 @@ impl HttpSource {
                 }
                 None => s.bytes += e.len,
             }
-            while s.bytes > self.cfg.cache_max_bytes {
-                let victim = s
-                    .entries
-                    .iter()
-                    .filter(|(u, _)| u.as_str() != url)
-                    .min_by_key(|(_, v)| v.last_used.load(Ordering::Relaxed))
-                    .map(|(u, _)| u.clone());
-                let Some(v) = victim else { break };
-                if let Some(old) = s.entries.remove(&v) {
-                    s.bytes = s.bytes.saturating_sub(old.len);
-                    doomed.push(old.path.clone());
-                }
-            }
+            self.evict_over_bound(&mut s, Some(url), &mut doomed);
         }
         for p in doomed {
             let _ = std::fs::remove_file(p);
@@ -574,24 +799,152 @@ impl HttpSource {
 
 impl Drop for HttpSource {
     fn drop(&mut self) {
-        if self.owns_dir {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
-            clear_folder(&self.dir);
+        clear_run(&self.dir);
+    }
+}
+
+/// Bytes of a download under way, counted in [`State::inflight`] until they
+/// become an entry's (in [`HttpSource::put`]) or the download ends.
+struct Reservation<'a> {
+    src: &'a HttpSource,
+    bytes: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            let mut s = self.src.lock();
+            s.inflight = s.inflight.saturating_sub(self.bytes);
         }
     }
 }
 
-/// Removes the files this module writes (`*.src`, `*.part`) from a folder.
-fn clear_folder(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let p = e.path();
-        if matches!(p.extension().and_then(|x| x.to_str()), Some("src" | "part")) {
-            let _ = std::fs::remove_file(p);
+/// A download's partial file, deleted unless it was renamed into place (on
+/// errors and when the download's task is dropped).
+struct PartFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
+
+/// Checks the first bytes of a download, then creates its partial file and
+/// writes the bytes held so far.
+async fn start_file(part: &mut PartFile, head: &[u8], pending: &mut Vec<Bytes>) -> Result<tokio::fs::File> {
+    check_image(head)?;
+    let mut f = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&part.path).await.map_err(folder_error)?;
+    part.armed = true;
+    for c in pending.drain(..) {
+        f.write_all(&c).await.map_err(folder_error)?;
+    }
+    Ok(f)
+}
+
+/// Whether the first bytes of a download are an image this server decodes.
+fn check_image(head: &[u8]) -> Result<()> {
+    if crate::codec::sniff(head).is_some() || mutant("sniff") {
+        return Ok(());
+    }
+    let detail = format!("origin sent a file starting {:02x?}", &head[..head.len().min(8)]);
+    let tiff = head.starts_with(b"II*\0") || head.starts_with(b"MM\0*");
+    let gif = head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a");
+    let webp = head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WEBP";
+    if tiff || gif || webp {
+        Err(Error::not_implemented("The source image format is not supported").with_detail(detail))
+    } else {
+        Err(Error::with_status(StatusCode::BAD_GATEWAY, "The file at the image's origin is not an image")
+            .with_detail(detail))
+    }
+}
+
+/// Whether two URLs have the same scheme, host and port.
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Opens `cache_dir` (or the default folder), removes the run subfolders of
+/// servers that are no longer running, and makes and locks this run's.
+fn prepare_folder(configured: &Path) -> std::result::Result<(PathBuf, File), String> {
+    let default = configured.as_os_str().is_empty();
+    let root = if default { std::env::temp_dir().join(DEFAULT_FOLDER) } else { configured.to_path_buf() };
+    let fail = |e: std::io::Error| format!("source.http.cache_dir {}: {e}", root.display());
+    std::fs::create_dir_all(&root).map_err(fail)?;
+    if default {
+        // The system temp directory is shared: the default folder must be
+        // a real folder of this user's, and private.
+        let meta = std::fs::symlink_metadata(&root).map_err(fail)?;
+        if !meta.is_dir() {
+            return Err(format!("source.http.cache_dir {}: not a folder; set source.http.cache_dir", root.display()));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Only a folder's owner may change its mode.
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+                format!("source.http.cache_dir {}: {e} (another user's folder?); set source.http.cache_dir", root.display())
+            })?;
+        }
+    }
+    // One server at a time prepares its subfolder: the scan below must not
+    // take a subfolder another server is still locking for stale.
+    let guard = OpenOptions::new().create(true).truncate(false).write(true).open(root.join(FOLDER_LOCK)).map_err(fail)?;
+    guard.lock().map_err(fail)?;
+    if !mutant("folder") { remove_stale_runs(&root); }
+    let mut last = None;
+    for _ in 0..16 {
+        let dir = root.join(format!("{RUN_PREFIX}{:016x}", rand::random::<u64>()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                let lock = OpenOptions::new().create_new(true).write(true).open(dir.join(RUN_LOCK)).map_err(fail)?;
+                lock.try_lock().map_err(|e| format!("source.http.cache_dir {}: {e}", dir.display()))?;
+                return Ok((dir, lock));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    Err(fail(last.unwrap_or_else(|| std::io::Error::other("no free subfolder name"))))
+}
+
+/// Removes the run subfolders of `root` whose lock no process holds.
+fn remove_stale_runs(root: &Path) {
+    let Ok(rd) = std::fs::read_dir(root) else { return };
+    for e in rd.flatten() {
+        let is_run = e.file_name().to_str().is_some_and(|n| n.starts_with(RUN_PREFIX));
+        if !is_run || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let dir = e.path();
+        let Ok(lock) = OpenOptions::new().write(true).open(dir.join(RUN_LOCK)) else { continue };
+        if lock.try_lock().is_ok() {
+            tracing::info!(folder = %dir.display(), "removing an earlier run's source folder");
+            clear_run(&dir);
+        }
+    }
+}
+
+/// Removes the files this module writes in a run subfolder (`*.src`,
+/// `*.part`, its lock), then the subfolder if nothing else is left in it.
+fn clear_run(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if matches!(p.extension().and_then(|x| x.to_str()), Some("src" | "part")) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(dir.join(RUN_LOCK));
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn mutant(n: &str) -> bool { std::env::var("MUT").as_deref() == Ok(n) }
 
 fn is_refusal(s: StatusCode) -> bool {
     s == StatusCode::UNAUTHORIZED || s == StatusCode::FORBIDDEN
@@ -618,6 +971,10 @@ fn too_large() -> Error {
     Error::with_status(StatusCode::BAD_GATEWAY, "The image at the origin is larger than this server accepts")
 }
 
+fn folder_error(e: std::io::Error) -> Error {
+    Error::internal(format!("source folder: {e}"))
+}
+
 fn transfer_error(e: reqwest::Error) -> Error {
     if e.is_timeout() {
         timed_out(e)
@@ -636,6 +993,13 @@ mod tests {
         h.url_prefix = "http://127.0.0.1:9/bitstreams/".into();
         h.url_suffix = "/content".into();
         h
+    }
+
+    fn source(prefix: &str, dir: &Path) -> HttpSource {
+        let mut c = cfg();
+        c.url_prefix = prefix.into();
+        c.cache_dir = dir.to_path_buf();
+        HttpSource::new(&c).unwrap()
     }
 
     #[test]
@@ -661,6 +1025,22 @@ mod tests {
     }
 
     #[test]
+    fn identifiers_that_would_change_the_host_of_a_slashless_prefix_are_404() {
+        let d = tempfile::tempdir().unwrap();
+        let s = source("https://dspace.example", d.path());
+        assert_eq!(s.url_for(".attacker.example/x").unwrap_err().status(), StatusCode::NOT_FOUND);
+        assert_eq!(s.url_for("-evil.example").unwrap_err().status(), StatusCode::NOT_FOUND);
+        assert_eq!(s.url_for("/x").unwrap_err().status(), StatusCode::NOT_FOUND);
+        // An empty port in the prefix must not take the identifier's digits.
+        let s = source("http://127.0.0.1:", d.path());
+        assert_eq!(s.url_for("8080/x").unwrap_err().status(), StatusCode::NOT_FOUND);
+        // A user cannot be made up either ('@' is escaped, the host stays).
+        let s = source("https://dspace.example/bits", d.path());
+        assert_eq!(s.url_for("tream/x").unwrap(), "https://dspace.example/bitstream/x");
+        assert_eq!(s.url_for("x@evil.example").unwrap(), "https://dspace.example/bitsx%40evil.example");
+    }
+
+    #[test]
     fn only_the_configured_cookies_are_forwarded() {
         let mut h = HeaderMap::new();
         h.append(header::COOKIE, HeaderValue::from_static("a=1; session=s3cret; b=2"));
@@ -681,6 +1061,22 @@ mod tests {
         assert!(Credentials::of(&h, &c).is_empty());
     }
 
+    fn entry_file(dir: &Path, name: &str, n: u64) -> Entry {
+        let p = dir.join(format!("{name}.src"));
+        std::fs::write(&p, vec![0u8; 100]).unwrap();
+        Entry {
+            path: p,
+            len: 100,
+            version: SourceVersion { len: 100, mtime_ns: n as u128 },
+            modified: SystemTime::now(),
+            etag: None,
+            last_modified: None,
+            validated: Instant::now(),
+            anonymous_refusal: None,
+            last_used: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     #[test]
     fn the_folder_is_bounded_and_evicts_the_least_recently_used() {
         let d = tempfile::tempdir().unwrap();
@@ -688,43 +1084,150 @@ mod tests {
         c.cache_dir = d.path().to_path_buf();
         c.cache_max_bytes = 250;
         let s = HttpSource::new(&c).unwrap();
-        let mk = |name: &str, n: u64| {
-            let p = d.path().join(format!("{name}.src"));
-            std::fs::write(&p, vec![0u8; 100]).unwrap();
-            Entry {
-                path: p,
-                len: 100,
-                version: SourceVersion { len: 100, mtime_ns: n as u128 },
-                modified: SystemTime::now(),
-                etag: None,
-                last_modified: None,
-                validated: Instant::now(),
-                anonymous_refusal: None,
-                last_used: Arc::new(AtomicU64::new(0)),
-            }
-        };
-        s.put("u1", mk("one", 1));
-        s.put("u2", mk("two", 2));
+        let dir = s.folder().to_path_buf();
+        s.put("u1", entry_file(&dir, "one", 1), None);
+        s.put("u2", entry_file(&dir, "two", 2), None);
         assert!(s.entry("u1").is_some(), "touch u1 so u2 is the oldest");
-        s.put("u3", mk("three", 3));
+        s.put("u3", entry_file(&dir, "three", 3), None);
         assert_eq!(s.stored_bytes(), 200);
         assert!(s.lock().entries.contains_key("u1"));
         assert!(!s.lock().entries.contains_key("u2"));
-        assert!(!d.path().join("two.src").exists(), "the evicted file is deleted");
-        assert!(d.path().join("three.src").exists());
+        assert!(!dir.join("two.src").exists(), "the evicted file is deleted");
+        assert!(dir.join("three.src").exists());
     }
 
     #[test]
-    fn files_left_by_an_earlier_run_are_removed_at_start() {
+    fn bytes_in_flight_evict_stored_images_and_are_released_when_a_download_ends() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("0123-1.src"), b"old").unwrap();
-        std::fs::write(d.path().join("0123-2.part"), b"old").unwrap();
-        std::fs::write(d.path().join("keep.txt"), b"mine").unwrap();
+        let mut c = cfg();
+        c.cache_dir = d.path().to_path_buf();
+        c.cache_max_bytes = 250;
+        let s = HttpSource::new(&c).unwrap();
+        let dir = s.folder().to_path_buf();
+        s.put("u1", entry_file(&dir, "one", 1), None);
+        s.put("u2", entry_file(&dir, "two", 2), None);
+        {
+            let mut held = Reservation { src: &s, bytes: 0 };
+            s.reserve(&mut held, 60).unwrap();
+            assert_eq!(s.inflight_bytes(), 60);
+            assert_eq!(s.stored_bytes(), 100, "the least recently used image made room");
+            assert!(!dir.join("one.src").exists());
+            s.reserve(&mut held, 100).unwrap();
+            assert_eq!(s.stored_bytes(), 0);
+            let full = s.reserve(&mut held, 100).unwrap_err();
+            assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE, "downloads alone pass the bound");
+        }
+        assert_eq!(s.inflight_bytes(), 0, "a dropped download releases its bytes");
+    }
+
+    #[test]
+    fn the_admission_table_stays_under_its_byte_bound_under_a_flood_of_huge_credentials() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = cfg();
+        c.cache_dir = d.path().to_path_buf();
+        c.auth_ttl = 3600;
+        let s = HttpSource::new(&c).unwrap();
+        // 400 distinct 100 KB credentials: 40 MB offered, more than twice the bound.
+        let mut last = None;
+        for i in 0..400u32 {
+            let mut token = format!("Bearer {i:08}-");
+            token.push_str(&"x".repeat(100_000));
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(&token).unwrap());
+            let creds = Credentials::of(&h, &c);
+            s.admit("http://127.0.0.1:9/bitstreams/a/content", &creds);
+            let t = s.lock();
+            assert!(t.admitted.bytes <= ADMISSION_MAX_BYTES, "{} bytes after {i}", t.admitted.bytes);
+            drop(t);
+            last = Some(creds);
+        }
+        let t = s.lock();
+        let held: usize = t.admitted.map.keys().map(|k| k.0.len() + k.1.len()).sum();
+        assert!(held <= ADMISSION_MAX_BYTES, "counted bytes match the keys held ({held})");
+        assert_eq!(t.admitted.map.len(), t.admitted.order.len());
+        assert!(t.admitted.map.len() < 400 && t.admitted.map.len() > 100, "{}", t.admitted.map.len());
+        drop(t);
+        let now = Instant::now();
+        let last = last.unwrap();
+        assert!(s.is_admitted("http://127.0.0.1:9/bitstreams/a/content", &last, now), "the newest is kept");
+    }
+
+    #[test]
+    fn admissions_forget_the_oldest_first_and_skip_a_key_larger_than_the_table() {
+        let mut a = Admissions::new(3 * (10 + ADMISSION_OVERHEAD));
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let key = |i: u8| (format!("u{i}"), vec![i; 8]);
+        for i in 0..5 {
+            a.insert(key(i), later, now);
+        }
+        assert!(!a.is_admitted(&key(0), now) && !a.is_admitted(&key(1), now));
+        assert!((2..5).all(|i| a.is_admitted(&key(i), now)));
+        a.insert(key(2), later, now); // re-admitted: now the newest
+        a.insert(key(5), later, now);
+        assert!(a.is_admitted(&key(2), now) && !a.is_admitted(&key(3), now));
+        a.insert(("u".into(), vec![0; 4000]), later, now);
+        assert_eq!(a.map.len(), 3, "an oversized key is not remembered and evicts nothing");
+        a.remove(&key(2));
+        assert_eq!(a.bytes, 2 * (10 + ADMISSION_OVERHEAD));
+        // Expired admissions go first even under the bound.
+        let mut a = Admissions::new(1 << 20);
+        a.insert(key(1), now, now);
+        a.insert(key(2), later, now + Duration::from_millis(1));
+        assert_eq!(a.map.len(), 1);
+    }
+
+    #[test]
+    fn the_default_folder_is_fixed_under_the_temp_dir_and_each_run_has_its_own_subfolder() {
+        let mut c = cfg();
+        c.cache_dir = PathBuf::new();
+        let a = HttpSource::new(&c).unwrap();
+        let b = HttpSource::new(&c).unwrap();
+        let root = std::env::temp_dir().join(DEFAULT_FOLDER);
+        assert_eq!(a.folder().parent(), Some(root.as_path()));
+        assert_eq!(b.folder().parent(), Some(root.as_path()));
+        assert_ne!(a.folder(), b.folder());
+        let pid = std::process::id().to_string();
+        assert!(!root.to_string_lossy().contains(&pid));
+        let dir = a.folder().to_path_buf();
+        drop(a);
+        assert!(!dir.exists(), "a run's subfolder goes with it");
+        assert!(b.folder().exists(), "another run's is kept");
+    }
+
+    #[test]
+    fn files_left_by_a_crashed_run_are_removed_at_start_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let stale = d.path().join("tessera-run-00000000deadbeef");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join(RUN_LOCK), b"").unwrap();
+        std::fs::write(stale.join("0123-1.src"), b"old").unwrap();
+        std::fs::write(stale.join("0123-2.part"), b"old").unwrap();
+        std::fs::write(d.path().join("keep.src"), b"mine").unwrap();
+        let unlocked = d.path().join("tessera-run-notes");
+        std::fs::create_dir(&unlocked).unwrap();
+        std::fs::write(unlocked.join("n.src"), b"mine").unwrap();
         let mut c = cfg();
         c.cache_dir = d.path().to_path_buf();
         let _s = HttpSource::new(&c).unwrap();
-        assert!(!d.path().join("0123-1.src").exists());
-        assert!(!d.path().join("0123-2.part").exists());
-        assert!(d.path().join("keep.txt").exists(), "only this module's files are touched");
+        assert!(!stale.exists(), "the crashed run's folder is gone");
+        assert!(d.path().join("keep.src").exists(), "files outside run folders are never touched");
+        assert!(unlocked.join("n.src").exists(), "a folder without a run lock is not ours");
+    }
+
+    #[test]
+    fn only_images_pass_the_sniff() {
+        assert!(check_image(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0, 1]).is_ok());
+        assert!(check_image(b"\x89PNG\r\n\x1a\n\0\0\0\x0d").is_ok());
+        assert!(check_image(&[0, 0, 0, 12, b'j', b'P', b' ', b' ', 0x0D, 0x0A, 0x87, 0x0A]).is_ok());
+        assert!(check_image(&[0xFF, 0x4F, 0xFF, 0x51, 0, 0x2F, 0, 0, 0, 0, 0, 0]).is_ok());
+        for unsupported in [&b"II*\0\x08\0\0\0\0\0\0\0"[..], b"MM\0*\0\0\0\x08\0\0\0\0", b"GIF89a\x01\0\x01\0\0\0", b"RIFF\0\0\0\0WEBP"] {
+            assert_eq!(check_image(unsupported).unwrap_err().status(), StatusCode::NOT_IMPLEMENTED);
+        }
+        for junk in [&b"<!DOCTYPE html><html>"[..], b"%PDF-1.7\n", b"", b"\xFF\xD8"] {
+            let e = check_image(junk).unwrap_err();
+            assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+            assert_eq!(e.public_message(), "The file at the image's origin is not an image");
+        }
     }
 }
