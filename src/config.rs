@@ -146,6 +146,7 @@ pub struct CacheCfg {
     pub decoded_max_bytes: u64,
     pub decoded_jpeg_min_pixels: u64,
     pub decoded_ahead: u32,
+    pub decoded_unit: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]

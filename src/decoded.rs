@@ -238,6 +238,9 @@ pub struct DecodedTiles {
     pub jpeg_min_pixels: u64,
     /// Codestream tiles to decode ahead, in raster order, on idle workers.
     pub ahead: u32,
+    /// The side of a JPEG 2000 decode unit in output pixels (0 = native
+    /// codestream tiles only, untiled files not at all).
+    pub unit: u32,
     max_bytes: u64,
 }
 
@@ -267,6 +270,7 @@ impl DecodedTiles {
             max_tiles_per_request: 4,
             jpeg_min_pixels: 0,
             ahead: 0,
+            unit: 0,
             max_bytes,
         }
     }
@@ -275,6 +279,36 @@ impl DecodedTiles {
     pub fn with_jpeg_min_pixels(mut self, pixels: u64) -> Self {
         self.jpeg_min_pixels = pixels;
         self
+    }
+
+    /// Decodes JPEG 2000 in units of about `side` output pixels a side: see
+    /// [`DecodedTiles::unit_size`].
+    pub fn with_unit(mut self, side: u32) -> Self {
+        self.unit = side;
+        self
+    }
+
+    /// The decode unit of a JPEG 2000 at 1/`scale`, in full-resolution
+    /// pixels: for an untiled file, `unit` output pixels a side (a virtual
+    /// tile); for a tiled one, whole codestream tiles adding up to about
+    /// that (so a coarse level is decoded in a few calls, not one per
+    /// codestream tile). OpenJPEG walks the codestream (or each codestream
+    /// tile) once per call, so fewer, larger calls do the same work faster.
+    /// `None` when the tiling does not divide the scale, or for an untiled
+    /// file with units off.
+    fn unit_size(&self, native: Option<(u32, u32)>, scale: u32) -> Option<(u32, u32)> {
+        let unit = (self.unit as u64 * scale as u64).min(1 << 30) as u32;
+        match native {
+            Some((tw, th)) => {
+                if tw == 0 || th == 0 || tw % scale != 0 || th % scale != 0 {
+                    return None;
+                }
+                let (kx, ky) = if unit > 0 { ((unit / tw).max(1), (unit / th).max(1)) } else { (1, 1) };
+                Some((tw.saturating_mul(kx), th.saturating_mul(ky)))
+            }
+            None if unit > 0 => Some((unit, unit)),
+            None => None,
+        }
     }
 
     /// Decodes up to `tiles` codestream tiles ahead on idle workers.
@@ -331,12 +365,10 @@ impl DecodedTiles {
             }
             // One tile at the origin: its mapping onto the reduced grid is exact.
             (info.width, info.height)
+        } else if info.format == SourceFormat::Jp2 {
+            self.unit_size(info.native_tile, scale)?
         } else {
-            let (tw, th) = info.native_tile?;
-            if tw == 0 || th == 0 || tw % scale != 0 || th % scale != 0 {
-                return None;
-            }
-            (tw, th)
+            return None;
         };
         let (c0, c1) = (region.x / tw, (region.x + region.w - 1) / tw);
         let (r0, r1) = (region.y / th, (region.y + region.h - 1) / th);
@@ -613,6 +645,47 @@ mod tests {
         // does not divide has no exact mapping.
         assert!(d.plan(&info, "f", version(), rect(0, 0, 130, 70), 1, u64::MAX).is_none());
         assert!(d.plan(&info, "f", version(), rect(0, 0, 64, 64), 128, u64::MAX).is_none());
+    }
+
+    #[test]
+    fn jpeg2000_is_planned_in_units_virtual_tiles_when_untiled_and_many_codestream_tiles_at_coarse_levels() {
+        let d = DecodedTiles::new(1 << 24).with_unit(64);
+        // Untiled: units of 64 output pixels a side at every scale.
+        assert_eq!(d.unit_size(None, 1), Some((64, 64)));
+        assert_eq!(d.unit_size(None, 4), Some((256, 256)));
+        assert_eq!(DecodedTiles::new(1 << 24).unit_size(None, 1), None, "units off: untiled is not planned");
+        // Tiled 32: two codestream tiles a side at full resolution, eight at 1/4.
+        assert_eq!(d.unit_size(Some((32, 32)), 1), Some((64, 64)));
+        assert_eq!(d.unit_size(Some((32, 32)), 4), Some((256, 256)));
+        assert_eq!(d.unit_size(Some((64, 64)), 128), None, "a scale the tiling does not divide");
+        assert_eq!(DecodedTiles::new(1 << 24).unit_size(Some((32, 32)), 4), Some((32, 32)), "units off: one tile");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_untiled_jpeg2000_is_cut_exactly_from_virtual_tiles_each_decoded_once() {
+        let px = crate::samples::generate::photo_like(W, H, 3);
+        let raw =
+            jp2::EncodeInput { width: W, height: H, components: 3, precision: 8, samples: jp2::Samples::U8(px.data()) };
+        let params = jp2::EncodeParams { tile_size: None, levels: 3, lossless: true, ..Default::default() };
+        let data = Arc::new(jp2::encode(&raw, &params).expect("encode"));
+        let info = Arc::new(codec::probe(&data).expect("probe"));
+        assert_eq!(info.native_tile, None);
+        let d = DecodedTiles::new(1 << 24).with_unit(64);
+        let pool = Pool::new(2, 64).expect("pool");
+        let inp = input(&data, &info);
+        // Sixteen 16² regions in one 64² unit, then one across four units.
+        for i in 0..16u32 {
+            let r = rect(64 + (i % 4) * 16, (i / 4) * 16, 16, 16);
+            let plan = d.plan(&info, "f", version(), r, 1, u64::MAX).expect("virtual tiles");
+            let tiles = d.fetch(&pool, &inp, &plan).await.expect("fetch");
+            assert_eq!(plan.assemble(&tiles).expect("cut").data(), &crop(&px, r)[..], "region {i}");
+        }
+        assert_eq!(inp.decodes.get(), 1, "one decode for the sixteen regions of one unit");
+        let r = rect(40, 40, 60, 50);
+        let plan = d.plan(&info, "f", version(), r, 1, u64::MAX).expect("virtual tiles");
+        assert_eq!(plan.tiles.len(), 4);
+        let tiles = d.fetch(&pool, &inp, &plan).await.expect("fetch");
+        assert_eq!(plan.assemble(&tiles).expect("cut").data(), &crop(&px, r)[..]);
     }
 
     #[test]

@@ -221,7 +221,8 @@ impl App {
                 Arc::new(
                     crate::decoded::DecodedTiles::new(cfg.cache.decoded_max_bytes)
                         .with_jpeg_min_pixels(cfg.cache.decoded_jpeg_min_pixels)
-                        .with_ahead(cfg.cache.decoded_ahead),
+                        .with_ahead(cfg.cache.decoded_ahead)
+                        .with_unit(cfg.cache.decoded_unit),
                 )
             }),
             sources,

@@ -298,3 +298,22 @@ fn forwarded_headers_count_only_from_trusted_proxies() {
     let vary = r.header("vary").unwrap_or("");
     assert!(vary.contains("X-Forwarded-Host") && vary.contains("Accept"), "Vary: {vary}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hot_path_map_keeps_no_oversized_client_keys_and_stays_within_its_byte_bound() {
+    let d = image_dir();
+    let app = app(d.path(), "");
+    let tile = "/iiif/2/photo.jpg/0,0,256,256/128,/0/default.jpg";
+    assert_eq!(get(&app, tile).await.status(), 200);
+    let kept = app.hot.len();
+    assert!(kept >= 1, "an ordinary tile is kept on the hot path");
+    // Keys hold client headers: 4 kB of them per request must not be kept.
+    let long = format!("/{}", "p".repeat(4000));
+    for i in 0..20 {
+        let prefix = format!("{long}{i}");
+        let r = call(&app, http::Method::GET, tile, &[("x-forwarded-prefix", &prefix)]).await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(app.hot.len(), kept, "keys longer than HOT_KEY_MAX are not kept");
+    assert!(app.hot.weight() <= tessera::service::HOT_MAX_BYTES);
+}

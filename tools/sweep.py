@@ -4,9 +4,13 @@ tile of the given size at the given scale factors, in viewer order (row by
 row), fetched by N concurrent clients. Prints tiles/s. Stdlib only.
 
 usage: sweep.py BASE_IMAGE_URL --tile 256 --sf 1 [--sf 2 ...] [--clients 4]
-       [--max-tiles N] [--region x,y,w,h]
+       [--max-tiles N] [--region x,y,w,h] [--all-levels] [--shuffle SEED]
+
+--all-levels asks every scale factor from 1 up to the one whose single tile
+covers the image; --shuffle visits the tiles in a seeded random order (a
+crowd of viewers rather than one). Also prints p50/p99 latency.
 """
-import argparse, json, threading, time, urllib.request
+import argparse, json, random, threading, time, urllib.request
 
 ap = argparse.ArgumentParser()
 ap.add_argument("image")
@@ -16,6 +20,8 @@ ap.add_argument("--clients", type=int, default=1)
 ap.add_argument("--max-tiles", type=int, default=400)
 ap.add_argument("--region", default=None, help="limit the sweep to x,y,w,h (full-res pixels)")
 ap.add_argument("--timeout", type=float, default=120)
+ap.add_argument("--all-levels", action="store_true")
+ap.add_argument("--shuffle", type=int, default=None, metavar="SEED")
 a = ap.parse_args()
 host = a.image.split("/")[2]
 if not (host.startswith("127.") or host.startswith("localhost") or host.startswith("[::1]")):
@@ -24,7 +30,15 @@ info = json.load(urllib.request.urlopen(a.image + "/info.json"))
 W, H = info["width"], info["height"]
 rx, ry, rw, rh = (0, 0, W, H) if not a.region else map(int, a.region.split(","))
 urls = []
-for sf in a.sf or [1]:
+sfs = a.sf or [1]
+if a.all_levels:
+    sfs, sf = [], 1
+    while True:
+        sfs.append(sf)
+        if a.tile * sf >= max(W, H):
+            break
+        sf *= 2
+for sf in sfs:
     step = a.tile * sf
     y = ry
     while y < min(H, ry + rh):
@@ -34,7 +48,10 @@ for sf in a.sf or [1]:
             urls.append(f"{a.image}/{x},{y},{w},{h}/{-(-w // sf)},/0/default.jpg")
             x += step
         y += step
+if a.shuffle is not None:
+    random.Random(a.shuffle).shuffle(urls)
 urls = urls[: a.max_tiles]
+lat = []
 lock = threading.Lock()
 idx = [0]
 status = {}
@@ -47,12 +64,14 @@ def worker():
             if idx[0] >= len(urls):
                 return
             u = urls[idx[0]]; idx[0] += 1
+        t0 = time.time()
         try:
             with urllib.request.urlopen(u) as r:
                 b = r.read(); code = r.status
         except urllib.error.HTTPError as e:
             b = b""; code = e.code
         with lock:
+            lat.append(time.time() - t0)
             status[code] = status.get(code, 0) + 1
             nbytes[0] += len(b)
 
@@ -61,4 +80,7 @@ ts = [threading.Thread(target=worker) for _ in range(a.clients)]
 [x.start() for x in ts]; [x.join() for x in ts]
 dt = time.time() - t
 n = sum(status.values())
-print(json.dumps({"tiles": n, "seconds": round(dt, 3), "tiles_per_s": round(n / dt, 1), "status": status, "clients": a.clients, "tile": a.tile, "sf": a.sf}))
+lat.sort()
+pct = lambda q: round(lat[min(len(lat) - 1, int(len(lat) * q))] * 1000, 1) if lat else None
+print(json.dumps({"tiles": n, "seconds": round(dt, 3), "tiles_per_s": round(n / dt, 1), "p50_ms": pct(0.5),
+                  "p99_ms": pct(0.99), "status": status, "clients": a.clients, "tile": a.tile, "sf": sfs}))
