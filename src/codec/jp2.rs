@@ -25,9 +25,10 @@
 //!   of bytes skipped (a *count*, not a position), `-1` at the end. `seek` is
 //!   absolute and must refuse positions past the end: OpenJPEG records the new
 //!   offset without checking and later `assert`s that it lies within the user
-//!   data length, and the vendored C code is built without `NDEBUG`, so an
-//!   assertion aborts the process. The user data length must be set, or every
-//!   "bytes left" check reads zero.
+//!   data length. The vendored C code is now built with `NDEBUG`
+//!   (`.cargo/config.toml`), so no `assert` can abort the process, but the
+//!   callbacks still keep every invariant those asserts checked. The user
+//!   data length must be set, or every "bytes left" check reads zero.
 //! * Allocation: the sample buffers follow the decoded area, but the header
 //!   reader allocates and fills about 8.8 KiB plus 1.1 KiB per component for
 //!   **every tile** of the image, and decoding a tile allocates code-block and
