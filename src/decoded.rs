@@ -3,7 +3,10 @@
 //! region decode costs nearly as much as the whole codestream tile (OpenJPEG
 //! has no random access inside a tile). So Tessera decodes each codestream
 //! tile once at the needed resolution, keeps the pixels in a byte-bounded
-//! cache, and cuts neighbouring IIIF tiles from them.
+//! cache, and cuts neighbouring IIIF tiles from them. An untiled JPEG 2000
+//! (most archival masters) is worse still: any region walks the whole
+//! codestream. It is decoded in virtual tiles of `unit` output pixels a
+//! side at the level asked, treated like codestream tiles from then on.
 //!
 //! A large JPEG is the same problem in one piece: it has no random access at
 //! all (a crop decode still entropy-decodes every row above the crop), so a
@@ -281,32 +284,30 @@ impl DecodedTiles {
         self
     }
 
-    /// Decodes JPEG 2000 in units of about `side` output pixels a side: see
-    /// [`DecodedTiles::unit_size`].
+    /// Decodes untiled JPEG 2000 in virtual tiles of `side` output pixels a
+    /// side: see [`DecodedTiles::unit_size`].
     pub fn with_unit(mut self, side: u32) -> Self {
         self.unit = side;
         self
     }
 
     /// The decode unit of a JPEG 2000 at 1/`scale`, in full-resolution
-    /// pixels: for an untiled file, `unit` output pixels a side (a virtual
-    /// tile); for a tiled one, whole codestream tiles adding up to about
-    /// that (so a coarse level is decoded in a few calls, not one per
-    /// codestream tile). OpenJPEG walks the codestream (or each codestream
-    /// tile) once per call, so fewer, larger calls do the same work faster.
-    /// `None` when the tiling does not divide the scale, or for an untiled
-    /// file with units off.
+    /// pixels: for a tiled file, one codestream tile; for an untiled one,
+    /// `unit` output pixels a side (a virtual tile). OpenJPEG walks the whole
+    /// codestream of an untiled file for any region, so one call over a
+    /// unit costs little more than one over a single IIIF tile, and every
+    /// IIIF tile inside it is then cut from memory. (Grouping several
+    /// codestream tiles of a tiled file into one call at coarse levels was
+    /// measured too, and gained nothing: docs/bench/archival.md.) `None`
+    /// when the tiling does not divide the scale, or for an untiled file
+    /// with units off.
     fn unit_size(&self, native: Option<(u32, u32)>, scale: u32) -> Option<(u32, u32)> {
-        let unit = (self.unit as u64 * scale as u64).min(1 << 30) as u32;
         match native {
-            Some((tw, th)) => {
-                if tw == 0 || th == 0 || tw % scale != 0 || th % scale != 0 {
-                    return None;
-                }
-                let (kx, ky) = if unit > 0 { ((unit / tw).max(1), (unit / th).max(1)) } else { (1, 1) };
-                Some((tw.saturating_mul(kx), th.saturating_mul(ky)))
+            Some((tw, th)) => (tw > 0 && th > 0 && tw % scale == 0 && th % scale == 0).then_some((tw, th)),
+            None if self.unit > 0 => {
+                let unit = (self.unit as u64 * scale as u64).min(1 << 30) as u32;
+                Some((unit, unit))
             }
-            None if unit > 0 => Some((unit, unit)),
             None => None,
         }
     }
@@ -648,17 +649,15 @@ mod tests {
     }
 
     #[test]
-    fn jpeg2000_is_planned_in_units_virtual_tiles_when_untiled_and_many_codestream_tiles_at_coarse_levels() {
+    fn untiled_jpeg2000_is_planned_in_virtual_tiles_and_tiled_in_codestream_tiles() {
         let d = DecodedTiles::new(1 << 24).with_unit(64);
         // Untiled: units of 64 output pixels a side at every scale.
         assert_eq!(d.unit_size(None, 1), Some((64, 64)));
         assert_eq!(d.unit_size(None, 4), Some((256, 256)));
         assert_eq!(DecodedTiles::new(1 << 24).unit_size(None, 1), None, "units off: untiled is not planned");
-        // Tiled 32: two codestream tiles a side at full resolution, eight at 1/4.
-        assert_eq!(d.unit_size(Some((32, 32)), 1), Some((64, 64)));
-        assert_eq!(d.unit_size(Some((32, 32)), 4), Some((256, 256)));
+        // Tiled: one codestream tile at every scale the tiling divides.
+        assert_eq!(d.unit_size(Some((32, 32)), 4), Some((32, 32)));
         assert_eq!(d.unit_size(Some((64, 64)), 128), None, "a scale the tiling does not divide");
-        assert_eq!(DecodedTiles::new(1 << 24).unit_size(Some((32, 32)), 4), Some((32, 32)), "units off: one tile");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -420,8 +420,7 @@ async fn neighbouring_tiles_of_one_codestream_tile_cost_one_decode() {
 async fn an_idle_worker_decodes_the_next_codestream_tile_before_a_viewer_asks_for_it() {
     let d = tempfile::tempdir().unwrap();
     tiled_sample(d.path());
-    // Units of one codestream tile (512²) at full resolution.
-    let app = app(d.path(), "[server]\nworkers = 2\n[cache]\ndecoded_ahead = 1\ndecoded_unit = 512");
+    let app = app(d.path(), "[server]\nworkers = 2\n[cache]\ndecoded_ahead = 1");
     // A 256² IIIF tile in codestream tile (0, 0): one worker decodes it, the
     // idle one decodes (1, 0), where a left-to-right sweep goes next.
     assert_eq!(get(&app, "/iiif/2/tiled/0,0,256,256/256,/0/default.jpg").await.status(), StatusCode::OK);

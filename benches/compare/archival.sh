@@ -2,9 +2,9 @@
 # Tessera against IIPImage on archival JPEG 2000 masters of real photographs
 # (benches/corpus/make.sh: 12000×9000, lossy 9/7, 8 layers, RPCL, precincts,
 # SOP/EPH/PLT/TLM; untiled and tiled 1024), in one run:
-#   - Tessera with decode units off (cache.decoded_unit = 0: codestream tile
-#     by codestream tile, untiled files region by region, as before units),
-#   - Tessera with the default units (cache.decoded_unit = 1024),
+#   - Tessera with virtual tiles off (cache.decoded_unit = 0:
+#     untiled files region by region, as before virtual tiles),
+#   - Tessera with the default virtual tiles (cache.decoded_unit = 512),
 #   - IIPImage 1.1 (Debian) behind lighttpd FastCGI, 2 processes.
 # Workload: the 256² tiles of every level in a seeded shuffled order, each
 # once, 4 clients (tools/sweep.py), each server restarted before each pass
@@ -83,7 +83,7 @@ pass() { # BASE_URL FILE
 echo "| file | server | tiles | tiles/s | p50 ms | p99 ms | decodes | statuses |"
 echo "|---|---|---:|---:|---:|---:|---:|---|"
 for f in $FILES; do
-    for unit in 0 1024; do
+    for unit in 0 512; do
         start_tessera "$unit"
         r=$(pass "http://127.0.0.1:$TPORT/iiif/2/$f" "$f")
         d=$(decodes)
