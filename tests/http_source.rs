@@ -28,6 +28,9 @@ use tessera::iiif::Format;
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
+/// A request's name, Authorization and Cookie headers.
+type Seen = (String, Option<String>, Option<String>);
+
 /// The origin's state: what it serves and what it was asked.
 #[derive(Default)]
 struct Origin {
@@ -39,7 +42,7 @@ struct Origin {
     /// 503 answers still to give for "flaky".
     flaky_left: AtomicUsize,
     /// Every request's (name, Authorization, Cookie).
-    seen: Mutex<Vec<(String, Option<String>, Option<String>)>>,
+    seen: Mutex<Vec<Seen>>,
     /// Bytes handed to the connection by the streamed answers, per name.
     sent: Mutex<HashMap<String, Arc<AtomicU64>>>,
     /// "slow-*" requests being answered now, and the most at once.
@@ -184,7 +187,7 @@ async fn serve(origin: Arc<Origin>, req: Request<Incoming>) -> Result<Response<B
         return Ok(answer(StatusCode::NOT_FOUND, vec![]));
     };
     if name.starts_with("trickle-") {
-        // Its bytes, slowly: 16 KB every 5 ms.
+        // Its bytes, slowly: 16 KB every 20 ms.
         let total = bytes.len() as u64;
         let sent = origin.sent(&name);
         *origin.bodies.lock().unwrap().entry(name).or_default() += 1;
@@ -195,7 +198,7 @@ async fn serve(origin: Arc<Origin>, req: Request<Incoming>) -> Result<Response<B
                     return;
                 }
                 sent.fetch_add(c.len() as u64, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
         let mut r = Response::new(BodyExt::boxed(ChanBody(rx)));
@@ -633,7 +636,8 @@ async fn a_slashless_prefix_cannot_send_a_request_or_credentials_to_another_host
     );
     let app = app(root.path(), &toml);
     let id = format!("{}%2Fbits%2Fpub", other_addr.port());
-    let r = call(&app, http::Method::GET, &format!("/iiif/2/{id}/info.json"), &[("authorization", "Bearer s3cret")]).await;
+    let r =
+        call(&app, http::Method::GET, &format!("/iiif/2/{id}/info.json"), &[("authorization", "Bearer s3cret")]).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(!String::from_utf8_lossy(r.body()).contains("127.0.0.1"));
     assert_eq!(other.asked("pub"), 0, "the other host is never contacted");

@@ -27,7 +27,8 @@
 //! memory-mapped from there like a local file, so JPEG 2000 region decoding
 //! works unchanged. Each running server writes only into a subfolder
 //! `tessera-run-<random>` of `cache_dir` (default: `tessera-sources` under the
-//! system temp directory), holding a lock on its `.lock` file while it runs.
+//! system temp directory), holding an advisory lock (`flock`) on its `.lock`
+//! file while it runs (the kernel drops it when the process dies).
 //! At start, the subfolders whose lock no process holds (a crashed run's)
 //! are removed, and only the files this module names there; other files in
 //! `cache_dir` are never touched. Several servers may share `cache_dir`.
@@ -314,7 +315,7 @@ impl HttpSource {
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
                 attempt.error("too many redirects")
-            } else if mutant("redirect") || other_hosts || same_origin(attempt.url(), &allowed) {
+            } else if other_hosts || same_origin(attempt.url(), &allowed) {
                 attempt.follow()
             } else {
                 // The 3xx answer is handed back and refused in `exchange`.
@@ -339,7 +340,7 @@ impl HttpSource {
             _run_lock: run_lock,
             state: Mutex::new(State::default()),
             flights: Arc::new(SingleFlight::default()),
-            fetches: Semaphore::new(if mutant("sem") { 1000 } else { cfg.max_concurrent_fetches.clamp(1, Semaphore::MAX_PERMITS) }),
+            fetches: Semaphore::new(cfg.max_concurrent_fetches.clamp(1, Semaphore::MAX_PERMITS)),
             clock: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             stats: Stats::default(),
@@ -376,7 +377,7 @@ impl HttpSource {
         }
         let url = format!("{}{}{}", self.cfg.url_prefix, utf8_percent_encode(id, URL_ESCAPE), self.cfg.url_suffix);
         let parsed = reqwest::Url::parse(&url).map_err(|_| Error::not_found())?;
-        if !mutant("url") && !same_origin(&parsed, &self.prefix)
+        if !same_origin(&parsed, &self.prefix)
             || parsed.username() != self.prefix.username()
             || parsed.password() != self.prefix.password()
         {
@@ -642,7 +643,7 @@ impl HttpSource {
         let mut total = 0u64;
         while let Some(chunk) = resp.chunk().await.map_err(transfer_error)? {
             total += chunk.len() as u64;
-            if total > max && !mutant("cap") {
+            if total > max {
                 return Err(too_large());
             }
             self.reserve(&mut held, chunk.len() as u64)?;
@@ -694,7 +695,6 @@ impl HttpSource {
     /// bound, evicting least recently used images to make room. Fails (503)
     /// if the downloads under way alone would pass the bound.
     fn reserve(&self, held: &mut Reservation<'_>, n: u64) -> Result<()> {
-        if mutant("inflight") { return Ok(()); }
         let mut doomed = Vec::new();
         let fits = {
             let mut s = self.lock();
@@ -838,7 +838,8 @@ impl Drop for PartFile {
 /// writes the bytes held so far.
 async fn start_file(part: &mut PartFile, head: &[u8], pending: &mut Vec<Bytes>) -> Result<tokio::fs::File> {
     check_image(head)?;
-    let mut f = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&part.path).await.map_err(folder_error)?;
+    let mut f =
+        tokio::fs::OpenOptions::new().write(true).create_new(true).open(&part.path).await.map_err(folder_error)?;
     part.armed = true;
     for c in pending.drain(..) {
         f.write_all(&c).await.map_err(folder_error)?;
@@ -848,7 +849,7 @@ async fn start_file(part: &mut PartFile, head: &[u8], pending: &mut Vec<Bytes>) 
 
 /// Whether the first bytes of a download are an image this server decodes.
 fn check_image(head: &[u8]) -> Result<()> {
-    if crate::codec::sniff(head).is_some() || mutant("sniff") {
+    if crate::codec::sniff(head).is_some() {
         return Ok(());
     }
     let detail = format!("origin sent a file starting {:02x?}", &head[..head.len().min(8)]);
@@ -887,22 +888,26 @@ fn prepare_folder(configured: &Path) -> std::result::Result<(PathBuf, File), Str
             use std::os::unix::fs::PermissionsExt;
             // Only a folder's owner may change its mode.
             std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
-                format!("source.http.cache_dir {}: {e} (another user's folder?); set source.http.cache_dir", root.display())
+                format!(
+                    "source.http.cache_dir {}: {e} (another user's folder?); set source.http.cache_dir",
+                    root.display()
+                )
             })?;
         }
     }
     // One server at a time prepares its subfolder: the scan below must not
     // take a subfolder another server is still locking for stale.
-    let guard = OpenOptions::new().create(true).truncate(false).write(true).open(root.join(FOLDER_LOCK)).map_err(fail)?;
-    guard.lock().map_err(fail)?;
-    if !mutant("folder") { remove_stale_runs(&root); }
+    let guard =
+        OpenOptions::new().create(true).truncate(false).write(true).open(root.join(FOLDER_LOCK)).map_err(fail)?;
+    lock_wait(&guard).map_err(fail)?;
+    remove_stale_runs(&root);
     let mut last = None;
     for _ in 0..16 {
         let dir = root.join(format!("{RUN_PREFIX}{:016x}", rand::random::<u64>()));
         match std::fs::create_dir(&dir) {
             Ok(()) => {
                 let lock = OpenOptions::new().create_new(true).write(true).open(dir.join(RUN_LOCK)).map_err(fail)?;
-                lock.try_lock().map_err(|e| format!("source.http.cache_dir {}: {e}", dir.display()))?;
+                lock_wait(&lock).map_err(|e| format!("source.http.cache_dir {}: {e}", dir.display()))?;
                 return Ok((dir, lock));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
@@ -922,11 +927,54 @@ fn remove_stale_runs(root: &Path) {
         }
         let dir = e.path();
         let Ok(lock) = OpenOptions::new().write(true).open(dir.join(RUN_LOCK)) else { continue };
-        if lock.try_lock().is_ok() {
+        if try_lock(&lock).unwrap_or(false) {
             tracing::info!(folder = %dir.display(), "removing an earlier run's source folder");
             clear_run(&dir);
         }
     }
+}
+
+/// Takes an exclusive advisory lock (`flock`) on a file, waiting for it. The
+/// kernel drops it when the process ends, however it ends.
+#[cfg(unix)]
+fn lock_wait(f: &File) -> std::io::Result<()> {
+    flock(f, libc::LOCK_EX).map(|_| ())
+}
+
+/// Takes an exclusive advisory lock on a file if no one holds it: false if
+/// another open file (this process's or another's) holds it.
+#[cfg(unix)]
+fn try_lock(f: &File) -> std::io::Result<bool> {
+    flock(f, libc::LOCK_EX | libc::LOCK_NB)
+}
+
+#[cfg(unix)]
+fn flock(f: &File, op: libc::c_int) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: `flock` reads no memory; the descriptor is `f`'s, open
+        // for the whole call.
+        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) if op & libc::LOCK_NB != 0 => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Without `flock`, no run subfolder can be told stale: none is removed.
+#[cfg(not(unix))]
+fn lock_wait(_f: &File) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn try_lock(_f: &File) -> std::io::Result<bool> {
+    Ok(false)
 }
 
 /// Removes the files this module writes in a run subfolder (`*.src`,
@@ -943,8 +991,6 @@ fn clear_run(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(RUN_LOCK));
     let _ = std::fs::remove_dir(dir);
 }
-
-fn mutant(n: &str) -> bool { std::env::var("MUT").as_deref() == Ok(n) }
 
 fn is_refusal(s: StatusCode) -> bool {
     s == StatusCode::UNAUTHORIZED || s == StatusCode::FORBIDDEN
@@ -1034,10 +1080,11 @@ mod tests {
         // An empty port in the prefix must not take the identifier's digits.
         let s = source("http://127.0.0.1:", d.path());
         assert_eq!(s.url_for("8080/x").unwrap_err().status(), StatusCode::NOT_FOUND);
-        // A user cannot be made up either ('@' is escaped, the host stays).
+        // A path-level join is the prefix's business; a user cannot be made up
+        // ('@' is escaped, the host stays).
         let s = source("https://dspace.example/bits", d.path());
-        assert_eq!(s.url_for("tream/x").unwrap(), "https://dspace.example/bitstream/x");
-        assert_eq!(s.url_for("x@evil.example").unwrap(), "https://dspace.example/bitsx%40evil.example");
+        assert_eq!(s.url_for("tream/x").unwrap(), "https://dspace.example/bitstream/x/content");
+        assert_eq!(s.url_for("x@evil.example").unwrap(), "https://dspace.example/bitsx%40evil.example/content");
     }
 
     #[test]
@@ -1221,7 +1268,12 @@ mod tests {
         assert!(check_image(b"\x89PNG\r\n\x1a\n\0\0\0\x0d").is_ok());
         assert!(check_image(&[0, 0, 0, 12, b'j', b'P', b' ', b' ', 0x0D, 0x0A, 0x87, 0x0A]).is_ok());
         assert!(check_image(&[0xFF, 0x4F, 0xFF, 0x51, 0, 0x2F, 0, 0, 0, 0, 0, 0]).is_ok());
-        for unsupported in [&b"II*\0\x08\0\0\0\0\0\0\0"[..], b"MM\0*\0\0\0\x08\0\0\0\0", b"GIF89a\x01\0\x01\0\0\0", b"RIFF\0\0\0\0WEBP"] {
+        for unsupported in [
+            &b"II*\0\x08\0\0\0\0\0\0\0"[..],
+            b"MM\0*\0\0\0\x08\0\0\0\0",
+            b"GIF89a\x01\0\x01\0\0\0",
+            b"RIFF\0\0\0\0WEBP",
+        ] {
             assert_eq!(check_image(unsupported).unwrap_err().status(), StatusCode::NOT_IMPLEMENTED);
         }
         for junk in [&b"<!DOCTYPE html><html>"[..], b"%PDF-1.7\n", b"", b"\xFF\xD8"] {
