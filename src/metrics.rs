@@ -92,10 +92,14 @@ impl Metrics {
         let gpu_fallbacks = IntCounter::new("gpu_fallbacks_total", "GPU transforms that fell back to the CPU")?;
         let sources_changed =
             IntCounter::new("sources_changed_total", "Reads thrown away because the source file changed under them")?;
-        let jobs_abandoned =
-            IntCounter::new("jobs_abandoned_total", "Queued renders not started because every waiting client had gone")?;
-        let connections_refused =
-            IntCounter::new("connections_refused_total", "Connections answered 503 because the connection cap was reached")?;
+        let jobs_abandoned = IntCounter::new(
+            "jobs_abandoned_total",
+            "Queued renders not started because every waiting client had gone",
+        )?;
+        let connections_refused = IntCounter::new(
+            "connections_refused_total",
+            "Connections answered 503 because the connection cap was reached",
+        )?;
         let connections_timed_out = IntCounter::new(
             "connections_timed_out_total",
             "Connections closed for not sending a request in time or for idling",

@@ -347,7 +347,9 @@ impl App {
         let src = source.clone();
         let rx = self
             .pool
-            .submit(move || codec::probe(&src.bytes).and_then(|i| if src.intact() { Ok(i) } else { Err(CodecError::SourceChanged) }))
+            .submit(move || {
+                codec::probe(&src.bytes).and_then(|i| if src.intact() { Ok(i) } else { Err(CodecError::SourceChanged) })
+            })
             .map_err(|_| Error::overloaded(self.cfg.server.retry_after))?;
         let info = match rx.await.map_err(|_| Error::internal("header probe panicked"))? {
             Ok(i) => i,

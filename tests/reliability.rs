@@ -203,7 +203,8 @@ fn silent_and_slowloris_connections_are_closed_in_time_and_do_not_slow_other_cli
         let (addr, stop) = (s.addr, stop.clone());
         std::thread::spawn(move || {
             let mut socks: Vec<TcpStream> = (0..200).map(|_| TcpStream::connect(addr).unwrap()).collect();
-            let head = b"GET /iiif/2/photo.jpg/info.json HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+            let head =
+                b"GET /iiif/2/photo.jpg/info.json HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) && i < head.len() {
                 for s in &mut socks {
@@ -218,10 +219,7 @@ fn silent_and_slowloris_connections_are_closed_in_time_and_do_not_slow_other_cli
     std::thread::sleep(Duration::from_millis(500));
     let loaded = p99(s.addr, tile, 200);
     eprintln!("p99 idle {idle:?}, with 3,200 hostile connections {loaded:?}");
-    assert!(
-        loaded <= (idle * 2).max(Duration::from_millis(50)),
-        "p99 {loaded:?} under attack against {idle:?} idle"
-    );
+    assert!(loaded <= (idle * 2).max(Duration::from_millis(50)), "p99 {loaded:?} under attack against {idle:?} idle");
     // Past the header timeout (3 s) every hostile connection is closed.
     std::thread::sleep(Duration::from_secs(4).saturating_sub(opened.elapsed()));
     let open = still_open(&mut silent, Instant::now() + Duration::from_secs(3));

@@ -51,11 +51,7 @@ pub async fn serve(
     let limits = Arc::new(ConnLimits::from(cfg));
     let trusted = Arc::new(trust::TrustedProxies::parse(&cfg.trusted_proxies).map_err(std::io::Error::other)?);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read);
+    builder.http1().keep_alive(true).timer(TokioTimer::new()).header_read_timeout(limits.header_read);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -192,7 +188,12 @@ struct Watch {
 
 impl Watch {
     fn new() -> Self {
-        Watch { opened: Instant::now(), busy: AtomicUsize::new(0), idle_since_ms: AtomicU64::new(u64::MAX), changed: Notify::new() }
+        Watch {
+            opened: Instant::now(),
+            busy: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(u64::MAX),
+            changed: Notify::new(),
+        }
     }
 
     fn busy(self: &Arc<Self>) -> Busy {
