@@ -11,7 +11,14 @@ use crate::pixels::{Layout, Pixels};
 fn reader(data: &[u8]) -> Result<png::Reader<Cursor<&[u8]>>, CodecError> {
     let mut dec = png::Decoder::new(Cursor::new(data));
     dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    dec.read_info().map_err(|e| CodecError::Corrupt(e.to_string()))
+    let r = dec.read_info().map_err(|e| CodecError::Corrupt(e.to_string()))?;
+    // png 0.18.1 panics expanding a palette whose length is not a multiple
+    // of 3 (image-rs/image-png#694; found by our fuzzing:
+    // tests/fuzz/codec_decode-png-plte-length). Such a PLTE is invalid.
+    if r.info().palette.as_ref().is_some_and(|p| p.len() % 3 != 0 || p.len() > 768) {
+        return Err(CodecError::Corrupt("PNG palette length is not a multiple of 3 (at most 256 entries)".into()));
+    }
+    Ok(r)
 }
 
 fn layout_of(ct: png::ColorType) -> Result<Layout, CodecError> {
