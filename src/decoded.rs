@@ -759,9 +759,13 @@ mod tests {
         let plan = d.plan(&info, "f", version(), rect(0, 0, 64, 64), 1, u64::MAX).expect("tiled");
         d.fetch(&pool, &inp, &plan).await.expect("fetch");
         settle(&d).await;
-        // Tile (0,0) took one worker; one was idle for (1,0); none for (2,0).
-        assert_eq!((inp.decodes.get(), inp.ahead.get()), (2, 1));
-        assert!(cached(&d, 1, 0) && !cached(&d, 2, 0));
+        // Tile (0,0) took one worker; one was idle for (1,0). Whether (2,0)
+        // went ahead too depends on (0,0)'s tiny decode ending before the
+        // second look at the pool (it can, on a loaded machine).
+        let ahead = inp.ahead.get();
+        assert!((1..=2).contains(&ahead), "{ahead} decodes ahead");
+        assert_eq!(inp.decodes.get(), 1 + ahead);
+        assert!(cached(&d, 1, 0));
         // The next request finds its tile decoded, and the idle workers go on.
         let plan = d.plan(&info, "f", version(), rect(64, 0, 64, 64), 1, u64::MAX).expect("tiled");
         d.fetch(&pool, &inp, &plan).await.expect("fetch");

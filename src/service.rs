@@ -589,7 +589,13 @@ impl App {
                 let Prepared { source, info, plan, located, .. } = p;
                 // Tiled sources: the codestream tiles first, awaited here (no
                 // worker waits on another's decode); the job then cuts.
-                let cut = app.decoded_tiles(&source, &info, &k.identifier, located.version, &plan).await?;
+                let cut = match app.decoded_tiles(&source, &info, &k.identifier, located.version, &plan).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        app.forget_if_changed(&located, &source);
+                        return Err(e);
+                    }
+                };
                 let rx = app
                     .pool
                     .submit(move || {
