@@ -159,8 +159,11 @@ impl InfoCache {
 /// Runs one computation per key at a time; concurrent callers with the same
 /// key share its result (success or error).
 pub struct SingleFlight<K, V> {
-    flights: Mutex<HashMap<K, (watch::Receiver<Option<V>>, Wanted)>>,
+    flights: Mutex<HashMap<K, Flight<V>>>,
 }
+
+/// A flight under way: where its result will appear, and who waits for it.
+type Flight<V> = (watch::Receiver<Option<V>>, Wanted);
 
 /// Whether anyone still waits for a flight's result: the callers of
 /// [`SingleFlight::run`] count themselves in while they wait, and out when

@@ -234,8 +234,14 @@ impl Config {
                 return Err(invalid(key, "must start with / and not end with / (e.g. \"/iiif/2\")"));
             }
         }
-        crate::http::trust::TrustedProxies::parse(&self.server.trusted_proxies)
-            .map_err(|e| invalid("server.trusted_proxies", e.trim_start_matches("server.trusted_proxies: ")))?;
+        // The grammar of http::trust::TrustedProxies::parse (an address or a
+        // network), checked here without depending on the HTTP layer.
+        for s in &self.server.trusted_proxies {
+            let s = s.trim();
+            if s.parse::<ipnet::IpNet>().is_err() && s.parse::<std::net::IpAddr>().is_err() {
+                return Err(invalid("server.trusted_proxies", &format!("{s:?} is not an IP address or network")));
+            }
+        }
         for (key, v) in [
             ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.keep_alive_timeout", self.server.keep_alive_timeout),

@@ -252,6 +252,7 @@ pub fn raise_open_files_limit() -> Option<u64> {
                 }
             }
         }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
         Some(l.rlim_cur as u64)
     }
     #[cfg(not(unix))]
@@ -283,6 +284,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
     fn the_open_files_limit_is_raised_to_the_hard_limit() {
         let now = raise_open_files_limit().unwrap();
         let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
