@@ -115,6 +115,9 @@ async fn route(app: &Arc<App>, method: &Method, rest: &str) -> Result<Response<B
             if let Some(d) = &app.decoded {
                 d.purge_all();
             }
+            if let Some(t) = &app.tier {
+                t.purge_all();
+            }
             tracing::info!(tiles = n, "admin: purged all");
             Ok(json_response(StatusCode::OK, json!({"purged_tiles": n})))
         }
@@ -130,6 +133,9 @@ async fn route(app: &Arc<App>, method: &Method, rest: &str) -> Result<Response<B
             }
             if let Some(d) = &app.decoded {
                 d.purge(&key);
+            }
+            if let Some(t) = &app.tier {
+                t.purge(&key);
             }
             tracing::info!(identifier = %id, tiles = n, "admin: purged");
             Ok(json_response(StatusCode::OK, json!({"identifier": id, "purged_tiles": n})))

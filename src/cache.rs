@@ -9,6 +9,8 @@
 //! Failed renders are never cached; every waiter of a failed flight receives
 //! the same error.
 
+pub mod tier;
+
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +93,12 @@ impl TileCache {
         let ctr = if v.is_some() { &self.stats.hits } else { &self.stats.misses };
         ctr.fetch_add(1, Ordering::Relaxed);
         v
+    }
+
+    /// Whether `k` is cached, without counting a hit or a miss or marking it
+    /// used.
+    pub fn contains(&self, k: &TileKey) -> bool {
+        self.inner.as_ref().is_some_and(|c| c.peek(k).is_some())
     }
 
     pub fn insert(&self, k: TileKey, v: Arc<Encoded>) {

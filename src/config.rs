@@ -147,6 +147,28 @@ pub struct CacheCfg {
     pub decoded_jpeg_min_pixels: u64,
     pub decoded_ahead: u32,
     pub decoded_unit: u32,
+    pub eager_tiles: bool,
+    pub disk_dir: PathBuf,
+    pub disk_max_bytes: u64,
+}
+
+impl CacheCfg {
+    /// The disk tier's folder: `disk_dir`, or when that is empty
+    /// `$XDG_CACHE_HOME/tessera/tiles`, `$HOME/.cache/tessera/tiles`, or
+    /// `tessera-tiles` under the system temp folder.
+    pub fn disk_folder(&self) -> PathBuf {
+        if !self.disk_dir.as_os_str().is_empty() {
+            return self.disk_dir.clone();
+        }
+        let nonempty = |v: &str| std::env::var_os(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        if let Some(x) = nonempty("XDG_CACHE_HOME") {
+            return x.join("tessera").join("tiles");
+        }
+        if let Some(h) = nonempty("HOME") {
+            return h.join(".cache").join("tessera").join("tiles");
+        }
+        std::env::temp_dir().join("tessera-tiles")
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

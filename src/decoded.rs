@@ -121,8 +121,7 @@ struct Claim {
 }
 
 impl Claim {
-    fn finish(mut self, r: Result<Pixels, CodecError>) {
-        let out = r.map(Arc::new);
+    fn finish(mut self, out: Outcome) {
         if let Ok(t) = &out {
             self.shared.cache.insert(self.id.clone(), t.clone());
         }
@@ -176,6 +175,11 @@ pub struct TilePlan {
 }
 
 impl TilePlan {
+    /// Whether the plan is cut from the one unit `id` alone.
+    pub fn is_within(&self, id: &TileId) -> bool {
+        matches!(self.tiles.as_slice(), [(only, _)] if only == id)
+    }
+
     /// Cuts the plan's rectangle from its decoded tiles (in plan order).
     pub fn assemble(&self, tiles: &[Arc<Pixels>]) -> Result<Pixels, CodecError> {
         let want = self.want;
@@ -229,6 +233,18 @@ pub struct DecodeInput {
     pub decodes: prometheus::IntCounter,
     /// Counts the decodes started ahead of demand.
     pub ahead: prometheus::IntCounter,
+    /// Told of every unit this request's jobs decode (on the worker, after
+    /// waiters are woken): eager tiling encodes the tiles inside it.
+    pub on_decoded: Option<Arc<dyn Fn(DecodedUnit) + Send + Sync>>,
+}
+
+/// A unit just decoded: which one, its rectangle in full-resolution pixels,
+/// the scale it was decoded at and its pixels.
+pub struct DecodedUnit {
+    pub id: TileId,
+    pub full: Rect,
+    pub scale: u32,
+    pub pixels: Arc<Pixels>,
 }
 
 /// Decoded codestream tiles, bounded in bytes.
@@ -515,7 +531,19 @@ impl DecodedTiles {
                 // The file changed under the decode: its pixels are not kept.
                 r = Err(CodecError::SourceChanged);
             }
-            claim.finish(r);
+            let out = r.map(Arc::new);
+            let decoded = match (&out, &input.on_decoded) {
+                (Ok(p), Some(hook)) => {
+                    Some((hook.clone(), DecodedUnit { id: claim.id.clone(), full, scale, pixels: p.clone() }))
+                }
+                _ => None,
+            };
+            // Waiters first; the hook's work (queued as background jobs)
+            // comes after.
+            claim.finish(out);
+            if let Some((hook, unit)) = decoded {
+                hook(unit);
+            }
         })
         .map_err(|_| FetchError::Busy)?;
         Ok(slot)
@@ -601,6 +629,7 @@ mod tests {
             max_pixels: u64::MAX,
             decodes: prometheus::IntCounter::new("d", "d").expect("counter"),
             ahead: prometheus::IntCounter::new("a", "a").expect("counter"),
+            on_decoded: None,
         }
     }
 
@@ -706,7 +735,7 @@ mod tests {
         let d = DecodedTiles::new(8 * (px.byte_len() as u64 + 64));
         let id = |col| TileId { file: "f".into(), version: version(), reduce: 0, col, row: 0 };
         let put = |col| match d.claim(&id(col)) {
-            Claimed::Mine(c) => c.finish(Ok(px.clone())),
+            Claimed::Mine(c) => c.finish(Ok(Arc::new(px.clone()))),
             _ => panic!("tile {col} claimed twice"),
         };
         let used = |col| matches!(d.claim(&id(col)), Claimed::Ready(_));

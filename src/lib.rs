@@ -13,6 +13,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod decoded;
+pub mod eager;
 pub mod error;
 pub mod http;
 pub mod iiif;

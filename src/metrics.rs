@@ -18,11 +18,17 @@ pub enum Stage {
     Decode,
     Transform,
     Encode,
+    /// From a render job's submission to a worker taking it.
+    Queue,
+    /// One tile encoded ahead of demand by eager tiling (cut, transform and
+    /// encode; its transform and encode also count in their own stages).
+    Eager,
     Total,
 }
 
 impl Stage {
-    const ALL: [Stage; 5] = [Stage::Source, Stage::Decode, Stage::Transform, Stage::Encode, Stage::Total];
+    const ALL: [Stage; 7] =
+        [Stage::Source, Stage::Decode, Stage::Transform, Stage::Encode, Stage::Queue, Stage::Eager, Stage::Total];
 
     fn label(self) -> &'static str {
         match self {
@@ -30,6 +36,8 @@ impl Stage {
             Stage::Decode => "decode",
             Stage::Transform => "transform",
             Stage::Encode => "encode",
+            Stage::Queue => "queue",
+            Stage::Eager => "eager",
             Stage::Total => "total",
         }
     }
@@ -51,6 +59,8 @@ pub struct Metrics {
     pub gpu_fallbacks: IntCounter,
     /// Reads thrown away because the source file changed under them.
     pub sources_changed: IntCounter,
+    /// Tiles encoded into the caches by eager tiling.
+    pub eager_tiles: IntCounter,
     /// Queued renders not started because every client waiting had gone.
     pub jobs_abandoned: IntCounter,
     /// Connections open now.
@@ -71,6 +81,8 @@ pub struct Metrics {
     queue_len: IntGauge,
     running: IntGauge,
     rejected: IntGauge,
+    background_queue_len: IntGauge,
+    background_dropped: IntGauge,
 }
 
 impl Metrics {
@@ -92,6 +104,8 @@ impl Metrics {
         let gpu_fallbacks = IntCounter::new("gpu_fallbacks_total", "GPU transforms that fell back to the CPU")?;
         let sources_changed =
             IntCounter::new("sources_changed_total", "Reads thrown away because the source file changed under them")?;
+        let eager_tiles =
+            IntCounter::new("eager_tiles_total", "Tiles encoded ahead of demand from a decoded area (eager tiling)")?;
         let jobs_abandoned = IntCounter::new(
             "jobs_abandoned_total",
             "Queued renders not started because every waiting client had gone",
@@ -124,6 +138,11 @@ impl Metrics {
             queue_len: g("queue_length", "Renders waiting for a worker")?,
             running: g("workers_busy", "Workers rendering now")?,
             rejected: g("queue_rejections_total", "Requests refused with 503 because the queue was full")?,
+            background_queue_len: g("background_queue_length", "Eager-tiling jobs waiting for an idle worker")?,
+            background_dropped: g(
+                "background_dropped_total",
+                "Eager-tiling jobs dropped because their queue was full",
+            )?,
             registry,
             requests,
             stages,
@@ -132,6 +151,7 @@ impl Metrics {
             gpu_fallbacks,
             sources_changed,
             jobs_abandoned,
+            eager_tiles,
             connections_open,
             connections_refused,
             connections_timed_out,
@@ -144,6 +164,7 @@ impl Metrics {
         m.registry.register(Box::new(m.gpu_fallbacks.clone()))?;
         m.registry.register(Box::new(m.sources_changed.clone()))?;
         m.registry.register(Box::new(m.jobs_abandoned.clone()))?;
+        m.registry.register(Box::new(m.eager_tiles.clone()))?;
         m.registry.register(Box::new(m.connections_open.clone()))?;
         m.registry.register(Box::new(m.connections_refused.clone()))?;
         m.registry.register(Box::new(m.connections_timed_out.clone()))?;
@@ -159,6 +180,8 @@ impl Metrics {
             &m.queue_len,
             &m.running,
             &m.rejected,
+            &m.background_queue_len,
+            &m.background_dropped,
         ] {
             m.registry.register(Box::new(gauge.clone()))?;
         }
@@ -197,6 +220,8 @@ impl Metrics {
         self.queue_len.set(p.queued.load(Ordering::Relaxed) as i64);
         self.running.set(p.running.load(Ordering::Relaxed) as i64);
         self.rejected.set(p.rejected.load(Ordering::Relaxed) as i64);
+        self.background_queue_len.set(p.background_queued.load(Ordering::Relaxed) as i64);
+        self.background_dropped.set(p.background_dropped.load(Ordering::Relaxed) as i64);
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()

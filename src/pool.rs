@@ -4,30 +4,58 @@
 //! Architecture invariant: image work never runs on a tokio worker thread.
 //! The queue in front of the workers is bounded; when it is full, `submit`
 //! fails at once and the request is answered 503 with `Retry-After`.
+//!
+//! Two classes of work share the workers. *Requests* (`submit`) are the
+//! work a client waits for. *Background* work (`submit_background`: eager
+//! tiling, which encodes the tiles of a decoded area before anyone asks for
+//! them) runs only when no request job is queued, from its own bounded
+//! queue, and is dropped, never queued without bound, when that is full. So
+//! a first request never waits behind a long queue of eager work: at most
+//! the background jobs already running (a few milliseconds each) are ahead
+//! of it.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// A fixed set of threads fed by a bounded queue.
+/// A fixed set of threads fed by two bounded queues.
 pub struct Pool {
-    tx: SyncSender<Job>,
+    shared: Arc<Shared>,
     stats: Arc<PoolStats>,
     workers: usize,
+}
+
+struct Queues {
+    requests: VecDeque<Job>,
+    background: VecDeque<Job>,
+    closed: bool,
+}
+
+struct Shared {
+    queues: Mutex<Queues>,
+    ready: Condvar,
+    capacity: usize,
+    background_capacity: usize,
 }
 
 /// Counters for /metrics.
 #[derive(Default)]
 pub struct PoolStats {
+    /// Request jobs waiting for a worker.
     pub queued: AtomicUsize,
+    /// Jobs (of either class) on a worker now.
     pub running: AtomicUsize,
     pub rejected: AtomicUsize,
     pub completed: AtomicUsize,
+    /// Background jobs waiting for a worker.
+    pub background_queued: AtomicUsize,
+    /// Background jobs dropped because their queue was full.
+    pub background_dropped: AtomicUsize,
 }
 
 /// The queue was full.
@@ -35,18 +63,27 @@ pub struct PoolStats {
 pub struct Full;
 
 impl Pool {
-    /// Starts `workers` threads behind a queue of `queue` jobs.
+    /// Starts `workers` threads behind a queue of `queue` request jobs (and
+    /// as many background jobs).
     pub fn new(workers: usize, queue: usize) -> std::io::Result<Pool> {
+        Pool::with_background(workers, queue, queue)
+    }
+
+    /// [`Pool::new`] with its own bound for the background queue.
+    pub fn with_background(workers: usize, queue: usize, background: usize) -> std::io::Result<Pool> {
         let workers = workers.max(1);
-        let (tx, rx) = sync_channel::<Job>(queue.max(1));
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Shared {
+            queues: Mutex::new(Queues { requests: VecDeque::new(), background: VecDeque::new(), closed: false }),
+            ready: Condvar::new(),
+            capacity: queue.max(1),
+            background_capacity: background,
+        });
         let stats = Arc::new(PoolStats::default());
         for i in 0..workers {
-            let rx = rx.clone();
-            let stats = stats.clone();
-            thread::Builder::new().name(format!("tessera-worker-{i}")).spawn(move || worker(rx, stats))?;
+            let (shared, stats) = (shared.clone(), stats.clone());
+            thread::Builder::new().name(format!("tessera-worker-{i}")).spawn(move || worker(&shared, &stats))?;
         }
-        Ok(Pool { tx, stats, workers })
+        Ok(Pool { shared, stats, workers })
     }
 
     pub fn workers(&self) -> usize {
@@ -65,7 +102,8 @@ impl Pool {
         busy < self.workers
     }
 
-    /// Queues `f`; resolves with its result. Fails at once if the queue is full.
+    /// Queues `f` as request work; resolves with its result. Fails at once
+    /// if the queue is full.
     pub fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<T>, Full>
     where
         T: Send + 'static,
@@ -75,31 +113,79 @@ impl Pool {
         let job: Job = Box::new(move || {
             let _ = otx.send(f());
         });
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(job) {
-            Ok(()) => Ok(orx),
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                Err(Full)
-            }
+        if self.push(job, false) {
+            Ok(orx)
+        } else {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            Err(Full)
         }
+    }
+
+    /// Queues `f` as background work, run only while no request job waits.
+    /// Fails at once (and counts a drop) if the background queue is full.
+    pub fn submit_background<F>(&self, f: F) -> Result<(), Full>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        if self.push(Box::new(f), true) {
+            Ok(())
+        } else {
+            self.stats.background_dropped.fetch_add(1, Ordering::Relaxed);
+            Err(Full)
+        }
+    }
+
+    fn push(&self, job: Job, background: bool) -> bool {
+        let mut q = self.shared.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if background {
+            if q.background.len() >= self.shared.background_capacity {
+                return false;
+            }
+            q.background.push_back(job);
+            self.stats.background_queued.fetch_add(1, Ordering::Relaxed);
+        } else {
+            if q.requests.len() >= self.shared.capacity {
+                return false;
+            }
+            q.requests.push_back(job);
+            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(q);
+        self.shared.ready.notify_one();
+        true
     }
 }
 
-fn worker(rx: Arc<Mutex<Receiver<Job>>>, stats: Arc<PoolStats>) {
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.queues.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.shared.ready.notify_all();
+    }
+}
+
+fn worker(shared: &Shared, stats: &PoolStats) {
     loop {
         let job = {
-            let Ok(guard) = rx.lock() else { return };
-            match guard.recv() {
-                Ok(j) => j,
-                Err(_) => return,
+            let mut q = shared.queues.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                // Counted running before it leaves the queue, so
+                // `has_idle_worker` never sees it in neither.
+                if let Some(j) = q.requests.pop_front() {
+                    stats.running.fetch_add(1, Ordering::Relaxed);
+                    stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    break j;
+                }
+                if let Some(j) = q.background.pop_front() {
+                    stats.running.fetch_add(1, Ordering::Relaxed);
+                    stats.background_queued.fetch_sub(1, Ordering::Relaxed);
+                    break j;
+                }
+                if q.closed {
+                    return;
+                }
+                q = shared.ready.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
-        // Counted running before it leaves the queue, so `has_idle_worker`
-        // never sees it in neither.
-        stats.running.fetch_add(1, Ordering::Relaxed);
-        stats.queued.fetch_sub(1, Ordering::Relaxed);
         // A panic in a codec must not take the worker down with it.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
         stats.running.fetch_sub(1, Ordering::Relaxed);
@@ -144,5 +230,55 @@ mod tests {
         let rx = pool.submit(|| -> u32 { panic!("boom") }).unwrap();
         assert!(rx.await.is_err(), "sender dropped by the panic");
         assert_eq!(pool.submit(|| 7).unwrap().await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn request_jobs_run_before_queued_background_jobs() {
+        let pool = Pool::new(1, 8).unwrap();
+        let gate = Arc::new(Barrier::new(2));
+        let g = gate.clone();
+        let _busy = pool.submit(move || {
+            g.wait();
+        });
+        while pool.stats().running.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let order = Arc::new(Mutex::new(Vec::new()));
+        for i in 0..3 {
+            let o = order.clone();
+            pool.submit_background(move || o.lock().unwrap().push(format!("background {i}"))).unwrap();
+        }
+        let o = order.clone();
+        let last = pool.submit(move || o.lock().unwrap().push("request".to_string())).unwrap();
+        gate.wait();
+        last.await.unwrap();
+        // The request job, queued after the background ones, ran first.
+        let o = order.clone();
+        pool.submit(move || drop(o)).unwrap().await.unwrap();
+        while pool.stats().background_queued.load(Ordering::SeqCst) > 0 || order.lock().unwrap().len() < 4 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(order.lock().unwrap()[0], "request");
+        assert_eq!(order.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_full_background_queue_drops_and_counts() {
+        let pool = Pool::with_background(1, 4, 1).unwrap();
+        let gate = Arc::new(Barrier::new(2));
+        let g = gate.clone();
+        let _busy = pool.submit(move || {
+            g.wait();
+        });
+        while pool.stats().running.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(pool.submit_background(|| ()).is_ok());
+        assert!(pool.submit_background(|| ()).is_err(), "background queue of one is full");
+        assert_eq!(pool.stats().background_dropped.load(Ordering::SeqCst), 1);
+        // Request work is still admitted.
+        let rx = pool.submit(|| 3).unwrap();
+        gate.wait();
+        assert_eq!(rx.await.unwrap(), 3);
     }
 }

@@ -27,6 +27,28 @@ use crate::pool::Pool;
 use crate::render::{self, RenderSettings};
 use crate::source::{Located, Source, SourceVersion, Sources};
 
+/// Opens the persistent tile tier the configuration names; a folder that
+/// cannot be opened (or is in use by another server) leaves the server
+/// running without it, with a warning.
+fn open_tier(cfg: &Config, settings: &RenderSettings) -> Option<Arc<dyn crate::cache::tier::TileTier>> {
+    if cfg.cache.disk_max_bytes == 0 {
+        return None;
+    }
+    let dir = cfg.cache.disk_folder();
+    // Everything besides the key that shapes a tile's bytes.
+    let fingerprint = crate::source::fnv1a(&[env!("CARGO_PKG_VERSION").as_bytes(), &[settings.jpeg_quality]]);
+    match crate::cache::tier::DiskTier::open(&dir, cfg.cache.disk_max_bytes, fingerprint) {
+        Ok(t) => {
+            tracing::info!(folder = %dir.display(), max_bytes = cfg.cache.disk_max_bytes, "disk tile tier");
+            Some(Arc::new(t))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "running without the disk tile tier");
+            None
+        }
+    }
+}
+
 /// Characters escaped in identifiers of canonical URLs (RFC 3986 unreserved kept).
 const ID_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
@@ -55,6 +77,9 @@ pub struct App {
     pub catalogue: Option<Arc<crate::presentation::catalogue::Catalogue>>,
     /// Decoded JPEG 2000 codestream tiles (None when disabled).
     pub decoded: Option<Arc<crate::decoded::DecodedTiles>>,
+    /// The persistent tile tier behind `tiles` (None when disabled, or when
+    /// its folder could not be opened).
+    pub tier: Option<Arc<dyn crate::cache::tier::TileTier>>,
     /// Request URL → [`HotEntry`] for cached tiles.
     pub hot: quick_cache::sync::Cache<String, Arc<HotEntry>, HotBytes>,
     /// The transform backend (CPU, or a GPU chosen at start).
@@ -201,17 +226,18 @@ impl App {
         });
         let backend = crate::transform::Backend::choose(&cfg.transform.backend, cfg.transform.gpu_min_pixels);
         metrics.gpu_backend.set((backend.name() == "gpu") as i64);
+        let settings =
+            RenderSettings { jpeg_quality: cfg.output.jpeg_quality, max_decode_pixels: cfg.limits.max_decode_pixels };
+        let tier = open_tier(&cfg, &settings);
         Ok(App {
+            tier,
             limits: cfg.limits(),
             cors: CorsPolicy::from_config(&cfg.cors),
             tiles: TileCache::new(cfg.cache.max_bytes),
             infos: InfoCache::new(10_000),
             opened: quick_cache::sync::Cache::new(256),
             flights: Arc::new(SingleFlight::default()),
-            settings: RenderSettings {
-                jpeg_quality: cfg.output.jpeg_quality,
-                max_decode_pixels: cfg.limits.max_decode_pixels,
-            },
+            settings,
             warm: Default::default(),
             catalogue,
             hot: quick_cache::sync::Cache::with_weighter(65_536, HOT_MAX_BYTES, HotBytes),
@@ -293,6 +319,9 @@ impl App {
         let mut body = self.metrics.render(&self.tiles, &self.pool, self.flights.in_flight());
         if let Some(h) = self.sources.http() {
             crate::metrics::render_http_source(&mut body, h);
+        }
+        if let Some(t) = &self.tier {
+            t.render_metrics(&mut body);
         }
         let mut r = Response::new(Bytes::from(body));
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
@@ -586,19 +615,30 @@ impl App {
             .flights
             .run_wanted(key, move |wanted| async move {
                 let a = app.clone();
+                // The persistent tier: a tile rendered before, maybe before a
+                // restart, costs one file read.
+                if let Some(tier) = &app.tier {
+                    if let Some(enc) = tier.get(&k).await {
+                        let enc = Arc::new(enc);
+                        app.tiles.insert(k, enc.clone());
+                        return Ok(enc);
+                    }
+                }
                 let Prepared { source, info, plan, located, .. } = p;
                 // Tiled sources: the codestream tiles first, awaited here (no
                 // worker waits on another's decode); the job then cuts.
-                let cut = match app.decoded_tiles(&source, &info, &k.identifier, located.version, &plan).await {
+                let cut = match app.decoded_tiles(v, &source, &info, &k.identifier, located.version, &plan).await {
                     Ok(c) => c,
                     Err(e) => {
                         app.forget_if_changed(&located, &source);
                         return Err(e);
                     }
                 };
+                let queued = Instant::now();
                 let rx = app
                     .pool
                     .submit(move || {
+                        a.metrics.observe(Stage::Queue, queued.elapsed());
                         // Every client waiting for this tile hung up while it
                         // was queued: nobody would receive it, so skip it.
                         if !wanted.is_wanted() {
@@ -618,6 +658,9 @@ impl App {
                     })
                     .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
                 let enc = Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??);
+                if let Some(tier) = &app.tier {
+                    tier.put(&k, &enc);
+                }
                 app.tiles.insert(k, enc.clone());
                 Ok(enc)
             })
@@ -629,7 +672,8 @@ impl App {
     /// store applies to it (a tiled JPEG 2000 or a large JPEG): fetched or
     /// decoded on the pool, awaited here. `None` when it does not apply.
     async fn decoded_tiles(
-        &self,
+        self: &Arc<Self>,
+        v: ApiVersion,
         source: &Arc<Source>,
         info: &Arc<ImageInfo>,
         file: &str,
@@ -648,6 +692,22 @@ impl App {
             max_pixels,
             decodes: self.metrics.decodes.clone(),
             ahead: self.metrics.decodes_ahead.clone(),
+            on_decoded: self.cfg.cache.eager_tiles.then(|| {
+                // The advertised grid, and the one this viewer walks.
+                let t = info::tiling(info, self.cfg.output.tile_size, &self.limits);
+                let mut grids = vec![(t.tile_w, t.tile_h)];
+                if let Some(g) = crate::eager::walked_grid(plan).filter(|g| !grids.contains(g)) {
+                    grids.push(g);
+                }
+                let ctx = crate::eager::Context {
+                    version: v,
+                    file: file.to_string(),
+                    source_version: version,
+                    info: info.clone(),
+                    grids,
+                };
+                crate::eager::hook(self.clone(), ctx)
+            }),
         };
         let tiles = store.fetch(&self.pool, &input, &tile_plan).await.map_err(|e| match e {
             crate::decoded::FetchError::Busy => Error::overloaded(self.cfg.server.retry_after),

@@ -117,6 +117,11 @@ fn crc32(data: &[u8]) -> u32 {
 pub fn app(root: &Path, extra: &str) -> Arc<App> {
     let mut cfg = Config::from_toml_over_defaults(extra).unwrap();
     cfg.source.root = root.to_path_buf();
+    // In-process apps run without the disk tier unless a test names its
+    // folder (the default folder is shared by the user's servers).
+    if !extra.contains("disk_dir") {
+        cfg.cache.disk_max_bytes = 0;
+    }
     Arc::new(App::new(cfg).unwrap())
 }
 
@@ -139,6 +144,8 @@ pub async fn get(app: &Arc<App>, path: &str) -> Response<Bytes> {
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The server's own disk tile tier, unless the test named one.
+    _tiles: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -155,8 +162,13 @@ impl Server {
             for (k, v) in env {
                 cmd.env(k, v);
             }
+            let tiles = (!env.iter().any(|(k, _)| *k == "TESSERA_CACHE__DISK_DIR")).then(|| {
+                let d = tempfile::tempdir().expect("tile folder");
+                cmd.env("TESSERA_CACHE__DISK_DIR", d.path());
+                d
+            });
             let child = cmd.spawn().expect("spawn tessera");
-            let mut s = Server { child, addr };
+            let mut s = Server { child, addr, _tiles: tiles };
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = s.child.try_wait() {

@@ -1,0 +1,226 @@
+//! Eager tiling: every decode yields all the tiles it can.
+//!
+//! A decode unit (a codestream tile, a virtual tile of an untiled JPEG 2000,
+//! a whole JPEG level) covers many IIIF tiles, and a viewer will ask for
+//! them all. Encoding one costs about a millisecond against tens or hundreds
+//! for the decode, so when a unit is decoded, every tile of the grid that
+//! info.json advertises inside it, and of the grid the asking viewer walks
+//! when that is another size, is encoded at default quality in jpg into the
+//! tile cache and the persistent tier. The decoded pixels then need not
+//! stay in memory for their neighbours to come: the neighbours are ready.
+//!
+//! The work runs as background jobs on the worker pool (`Pool::submit_background`):
+//! one job per tile, taken only while no request job waits, dropped when
+//! their queue is full. So it never delays a request by more than the
+//! tiles already being encoded.
+//!
+//! [`tiles_inside`] and [`walked_grid`] are pure; [`hook`] wires them to the
+//! service.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cache::TileKey;
+use crate::codec::ImageInfo;
+use crate::decoded::DecodedUnit;
+use crate::iiif::{self, ApiVersion, ImageRequest, Quality, Region, Rotation, Size, SizeKind};
+use crate::metrics::Stage;
+use crate::plan::{Plan, Rect};
+use crate::service::App;
+use crate::source::SourceVersion;
+
+/// The full-resolution regions of the tiles of a `tile`-sized grid at scale
+/// factor `sf` (the grid of info.json: tile `i` starts at `i · tile · sf`)
+/// that lie wholly inside `unit`, in raster order.
+pub fn tiles_inside((width, height): (u32, u32), (tw, th): (u32, u32), sf: u32, unit: Rect) -> Vec<Rect> {
+    let (sx, sy) = (tw as u64 * sf as u64, th as u64 * sf as u64);
+    if sx == 0 || sy == 0 || unit.w == 0 || unit.h == 0 {
+        return Vec::new();
+    }
+    let (ux1, uy1) = (unit.x as u64 + unit.w as u64, unit.y as u64 + unit.h as u64);
+    let (w, h) = (width as u64, height as u64);
+    let axis = |start: u32, end: u64, step: u64, size: u64| -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        let mut p = (start as u64).div_ceil(step) * step;
+        while p < end.min(size) {
+            let e = (p + step).min(size);
+            if e <= end {
+                out.push((p as u32, (e - p) as u32));
+            }
+            p += step;
+        }
+        out
+    };
+    let cols = axis(unit.x, ux1, sx, w);
+    let rows = axis(unit.y, uy1, sy, h);
+    let mut out = Vec::with_capacity(cols.len() * rows.len());
+    for &(y, rh) in &rows {
+        for &(x, rw) in &cols {
+            out.push(Rect { x, y, w: rw, h: rh });
+        }
+    }
+    out
+}
+
+/// The grid a request belongs to, when it is an interior tile of a regular
+/// one: a square output of `t` pixels cut from a `t · scale` square whose
+/// origin lies on that grid, at default quality in jpg, unrotated.
+pub fn walked_grid(plan: &Plan) -> Option<(u32, u32)> {
+    let t = plan.scaled_w;
+    let step = t.checked_mul(plan.scale)?;
+    let plain = plan.rotation == Rotation::NONE && plan.quality == Quality::Default && plan.format == iiif::Format::Jpg;
+    let interior = plan.scaled_h == t && plan.region.w == step && plan.region.h == step;
+    (plain && interior && t > 0 && plan.region.x % step == 0 && plan.region.y % step == 0).then_some((t, t))
+}
+
+/// The request a viewer sends for the tile at `region` (full resolution) of
+/// a level at 1/`sf`: that region at its width divided by `sf`, rounded up.
+fn tile_request(region: Rect, sf: u32) -> ImageRequest {
+    ImageRequest {
+        region: Region::Pixels { x: region.x, y: region.y, w: region.w, h: region.h },
+        size: Size { kind: SizeKind::Width(region.w.div_ceil(sf)), upscale: true },
+        rotation: Rotation::NONE,
+        quality: Quality::Default,
+        format: iiif::Format::Jpg,
+    }
+}
+
+/// What the tiles of one request's decodes are keyed and planned by.
+pub struct Context {
+    pub version: ApiVersion,
+    /// The file's cache key and version (as in [`TileKey`]).
+    pub file: String,
+    pub source_version: SourceVersion,
+    pub info: Arc<ImageInfo>,
+    /// Tile sizes to fill: the advertised one, and the walked one if other.
+    pub grids: Vec<(u32, u32)>,
+}
+
+/// The hook a request hands to the decoded-tile store: told of each unit
+/// its jobs decode, it queues one background job per tile of `ctx`'s grids
+/// inside that unit that is not cached yet.
+pub fn hook(app: Arc<App>, ctx: Context) -> Arc<dyn Fn(DecodedUnit) + Send + Sync> {
+    let ctx = Arc::new(ctx);
+    Arc::new(move |unit: DecodedUnit| queue_tiles(&app, &ctx, unit))
+}
+
+fn queue_tiles(app: &Arc<App>, ctx: &Arc<Context>, unit: DecodedUnit) {
+    let Some(store) = &app.decoded else { return };
+    let facts = ctx.info.facts();
+    let image = (ctx.info.width, ctx.info.height);
+    let unit = Arc::new(unit);
+    for &grid in &ctx.grids {
+        for region in tiles_inside(image, grid, unit.scale, unit.full) {
+            let Ok(plan) = crate::plan::plan(&facts, &tile_request(region, unit.scale), &app.limits, ctx.version)
+            else {
+                continue;
+            };
+            // The planner may serve this tile from another level (a scale
+            // factor beyond the codestream's levels): not from this unit.
+            if plan.scale != unit.scale {
+                continue;
+            }
+            let key = TileKey {
+                identifier: ctx.file.clone(),
+                version: ctx.source_version,
+                canonical: format!("{}:{}", ctx.version as u8, plan.canonical),
+            };
+            if app.tiles.contains(&key) {
+                continue;
+            }
+            let max_pixels = app.settings.max_decode_pixels;
+            let Some(cut) = store.plan(&ctx.info, &ctx.file, ctx.source_version, plan.region, plan.scale, max_pixels)
+            else {
+                continue;
+            };
+            if !cut.is_within(&unit.id) {
+                continue;
+            }
+            let (a, unit) = (app.clone(), unit.clone());
+            // Dropped when the background queue is full: a viewer asking
+            // for the tile later renders it as usual.
+            let _ = app.pool.submit_background(move || {
+                if a.tiles.contains(&key) {
+                    return;
+                }
+                let t = Instant::now();
+                let Ok(pixels) = cut.assemble(std::slice::from_ref(&unit.pixels)) else { return };
+                let Ok(enc) = crate::render::finish_on(pixels, &plan, &a.settings, &a.metrics, &a.backend) else {
+                    return;
+                };
+                let enc = Arc::new(enc);
+                if let Some(tier) = &a.tier {
+                    tier.put(&key, &enc);
+                }
+                a.tiles.insert(key, enc);
+                a.metrics.eager_tiles.inc();
+                a.metrics.observe(Stage::Eager, t.elapsed());
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(x: u32, y: u32, w: u32, h: u32) -> Rect {
+        Rect { x, y, w, h }
+    }
+
+    #[test]
+    fn a_unit_yields_the_grid_tiles_wholly_inside_it() {
+        // 1000×600 image, 256 grid at scale 1, a 512² unit at the origin.
+        let t = tiles_inside((1000, 600), (256, 256), 1, r(0, 0, 512, 512));
+        assert_eq!(t, vec![r(0, 0, 256, 256), r(256, 0, 256, 256), r(0, 256, 256, 256), r(256, 256, 256, 256)]);
+    }
+
+    #[test]
+    fn edge_tiles_are_cut_at_the_image_border() {
+        // The unit at (512, 512) reaches the image's edge: 488 × 88 remain.
+        let t = tiles_inside((1000, 600), (256, 256), 1, r(512, 512, 488, 88));
+        assert_eq!(t, vec![r(512, 512, 256, 88), r(768, 512, 232, 88)]);
+    }
+
+    #[test]
+    fn tiles_straddling_the_unit_border_are_left_to_their_requests() {
+        // A 512 grid over 768-wide units: the tile at 512 crosses x = 768.
+        let t = tiles_inside((2000, 512), (512, 512), 1, r(0, 0, 768, 512));
+        assert_eq!(t, vec![r(0, 0, 512, 512)]);
+        let t = tiles_inside((2000, 512), (512, 512), 1, r(768, 0, 768, 512));
+        assert_eq!(t, vec![r(1024, 0, 512, 512)]);
+    }
+
+    #[test]
+    fn coarser_levels_step_by_tile_times_scale() {
+        // Scale 4: a 256 grid steps by 1024 full-resolution pixels.
+        let t = tiles_inside((3000, 1000), (256, 256), 4, r(0, 0, 2048, 2048));
+        assert_eq!(t, vec![r(0, 0, 1024, 1000), r(1024, 0, 1024, 1000)]);
+    }
+
+    #[test]
+    fn an_empty_unit_or_grid_yields_nothing() {
+        assert!(tiles_inside((100, 100), (0, 256), 1, r(0, 0, 100, 100)).is_empty());
+        assert!(tiles_inside((100, 100), (256, 256), 1, r(0, 0, 0, 100)).is_empty());
+    }
+
+    fn plan_of(region: &str, size: &str) -> Plan {
+        let req = iiif::v2::parse(region, size, "0", "default.jpg").unwrap();
+        let facts = crate::plan::SourceFacts { width: 12000, height: 9000, scale_factors: vec![1, 2, 4, 8, 16, 32] };
+        crate::plan::plan(&facts, &req, &crate::plan::Limits::default(), ApiVersion::V2).unwrap()
+    }
+
+    #[test]
+    fn an_interior_viewer_tile_names_its_grid() {
+        assert_eq!(walked_grid(&plan_of("1024,512,512,512", "256,")), Some((256, 256)));
+        assert_eq!(walked_grid(&plan_of("2048,0,1024,1024", "512,")), Some((512, 512)));
+    }
+
+    #[test]
+    fn other_requests_name_no_grid() {
+        // Off the grid, an edge tile, a whole image.
+        assert_eq!(walked_grid(&plan_of("100,0,512,512", "256,")), None);
+        assert_eq!(walked_grid(&plan_of("11776,0,224,256", "224,")), None);
+        assert_eq!(walked_grid(&plan_of("full", "1000,")), None);
+    }
+}
