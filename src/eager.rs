@@ -9,10 +9,12 @@
 //! tile cache and the persistent tier. The decoded pixels then need not
 //! stay in memory for their neighbours to come: the neighbours are ready.
 //!
-//! The work runs as background jobs on the worker pool (`Pool::submit_background`):
-//! one job per tile, taken only while no request job waits, dropped when
-//! their queue is full. So it never delays a request by more than the
-//! tiles already being encoded.
+//! The work runs as background jobs on the worker pool
+//! (`Pool::submit_background`), taken only while no request job waits: one
+//! job per unit, which encodes one tile and queues itself again for the
+//! rest (so units take turns, and a request never waits for more than the
+//! one tile each worker is encoding). A unit whose job finds the
+//! background queue full is not tiled; its tiles render on demand.
 //!
 //! [`tiles_inside`] and [`walked_grid`] are pure; [`hook`] wires them to the
 //! service.
@@ -22,7 +24,7 @@ use std::time::Instant;
 
 use crate::cache::TileKey;
 use crate::codec::ImageInfo;
-use crate::decoded::DecodedUnit;
+use crate::decoded::{DecodedUnit, TilePlan};
 use crate::iiif::{self, ApiVersion, ImageRequest, Quality, Region, Rotation, Size, SizeKind};
 use crate::metrics::Stage;
 use crate::plan::{Plan, Rect};
@@ -104,11 +106,25 @@ pub fn hook(app: Arc<App>, ctx: Context) -> Arc<dyn Fn(DecodedUnit) + Send + Syn
     Arc::new(move |unit: DecodedUnit| queue_tiles(&app, &ctx, unit))
 }
 
+/// One tile to encode: its key, its plan and how to cut it from the unit.
+struct Pending {
+    key: TileKey,
+    plan: Plan,
+    cut: TilePlan,
+}
+
+/// The tiles of one unit still to encode, and the unit's pixels.
+struct Batch {
+    unit: Arc<DecodedUnit>,
+    tiles: std::vec::IntoIter<Pending>,
+}
+
 fn queue_tiles(app: &Arc<App>, ctx: &Arc<Context>, unit: DecodedUnit) {
     let Some(store) = &app.decoded else { return };
     let facts = ctx.info.facts();
     let image = (ctx.info.width, ctx.info.height);
-    let unit = Arc::new(unit);
+    let max_pixels = app.settings.max_decode_pixels;
+    let mut pending = Vec::new();
     for &grid in &ctx.grids {
         for region in tiles_inside(image, grid, unit.scale, unit.full) {
             let Ok(plan) = crate::plan::plan(&facts, &tile_request(region, unit.scale), &app.limits, ctx.version)
@@ -128,36 +144,52 @@ fn queue_tiles(app: &Arc<App>, ctx: &Arc<Context>, unit: DecodedUnit) {
             if app.tiles.contains(&key) {
                 continue;
             }
-            let max_pixels = app.settings.max_decode_pixels;
             let Some(cut) = store.plan(&ctx.info, &ctx.file, ctx.source_version, plan.region, plan.scale, max_pixels)
             else {
                 continue;
             };
-            if !cut.is_within(&unit.id) {
-                continue;
+            if cut.is_within(&unit.id) {
+                pending.push(Pending { key, plan, cut });
             }
-            let (a, unit) = (app.clone(), unit.clone());
-            // Dropped when the background queue is full: a viewer asking
-            // for the tile later renders it as usual.
-            let _ = app.pool.submit_background(move || {
-                if a.tiles.contains(&key) {
-                    return;
-                }
-                let t = Instant::now();
-                let Ok(pixels) = cut.assemble(std::slice::from_ref(&unit.pixels)) else { return };
-                let Ok(enc) = crate::render::finish_on(pixels, &plan, &a.settings, &a.metrics, &a.backend) else {
-                    return;
-                };
-                let enc = Arc::new(enc);
-                if let Some(tier) = &a.tier {
-                    tier.put(&key, &enc);
-                }
-                a.tiles.insert(key, enc);
-                a.metrics.eager_tiles.inc();
-                a.metrics.observe(Stage::Eager, t.elapsed());
-            });
         }
     }
+    if !pending.is_empty() {
+        run_batch(app.clone(), Batch { unit: Arc::new(unit), tiles: pending.into_iter() });
+    }
+}
+
+/// Queues a background job that encodes the batch's next tile and queues
+/// the rest behind whatever else waits, so each job is one tile long and
+/// the units being tiled take turns. Dropped when the background queue is
+/// full: a viewer asking for those tiles later renders them as usual.
+fn run_batch(app: Arc<App>, mut batch: Batch) {
+    let a = app.clone();
+    let _ = app.pool.submit_background(move || {
+        if let Some(p) = batch.tiles.next() {
+            encode_one(&a, &batch.unit, p);
+        }
+        if batch.tiles.len() > 0 {
+            run_batch(a, batch);
+        }
+    });
+}
+
+fn encode_one(app: &App, unit: &DecodedUnit, p: Pending) {
+    if app.tiles.contains(&p.key) {
+        return;
+    }
+    let t = Instant::now();
+    let Ok(pixels) = p.cut.assemble(std::slice::from_ref(&unit.pixels)) else { return };
+    let Ok(enc) = crate::render::finish_on(pixels, &p.plan, &app.settings, &app.metrics, &app.backend) else {
+        return;
+    };
+    let enc = Arc::new(enc);
+    if let Some(tier) = &app.tier {
+        tier.put(&p.key, &enc);
+    }
+    app.tiles.insert(p.key, enc);
+    app.metrics.eager_tiles.inc();
+    app.metrics.observe(Stage::Eager, t.elapsed());
 }
 
 #[cfg(test)]

@@ -126,6 +126,11 @@ impl quick_cache::Weighter<String, Arc<HotEntry>> for HotBytes {
     }
 }
 
+/// Decoded units waiting to be tiled eagerly (background jobs; each holds
+/// its unit's pixels, some 3 MB for a 1024² RGB unit). Past it a decoded unit
+/// is not tiled ahead; its tiles render on demand.
+pub const EAGER_MAX_UNITS: usize = 64;
+
 pub const HOT_PATH_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A request resolved and planned, ready to render.
@@ -214,7 +219,8 @@ pub struct Head<'a> {
 impl App {
     pub fn new(cfg: Config) -> std::result::Result<App, String> {
         let sources = Sources::from_config(&cfg.source)?;
-        let pool = Pool::new(cfg.worker_count(), cfg.server.queue).map_err(|e| format!("starting workers: {e}"))?;
+        let pool = Pool::with_background(cfg.worker_count(), cfg.server.queue, EAGER_MAX_UNITS)
+            .map_err(|e| format!("starting workers: {e}"))?;
         let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
         let catalogue = cfg.presentation.enabled.then(|| {
             let (cat, errors) =

@@ -9,6 +9,12 @@ usage: sweep.py BASE_IMAGE_URL --tile 256 --sf 1 [--sf 2 ...] [--clients 4]
 --all-levels asks every scale factor from 1 up to the one whose single tile
 covers the image; --shuffle visits the tiles in a seeded random order (a
 crowd of viewers rather than one). Also prints p50/p99 latency.
+
+--first-view WxH times what a viewer of that size does on opening the image
+cold: info.json, then every tile of the level its home view shows (the
+coarsest whose pixels cover the image fitted into the viewport), in the
+tile size info.json advertises, on --clients connections (a browser uses 6).
+Prints first_view_ms: from the info.json request to the last tile.
 """
 import argparse, json, random, threading, time, urllib.request
 
@@ -22,12 +28,23 @@ ap.add_argument("--region", default=None, help="limit the sweep to x,y,w,h (full
 ap.add_argument("--timeout", type=float, default=120)
 ap.add_argument("--all-levels", action="store_true")
 ap.add_argument("--shuffle", type=int, default=None, metavar="SEED")
+ap.add_argument("--first-view", default=None, metavar="WxH")
 a = ap.parse_args()
 host = a.image.split("/")[2]
 if not (host.startswith("127.") or host.startswith("localhost") or host.startswith("[::1]")):
     raise SystemExit("loopback targets only")
+t_open = time.time()
 info = json.load(urllib.request.urlopen(a.image + "/info.json"))
 W, H = info["width"], info["height"]
+if a.first_view:
+    vw, vh = map(int, a.first_view.lower().split("x"))
+    shown_w = W * min(vw / W, vh / H)
+    tiles = info.get("tiles") or [{"width": a.tile}]
+    a.tile = tiles[0]["width"]
+    sf = 1
+    while W / (sf * 2) >= shown_w:
+        sf *= 2
+    a.sf, a.all_levels, a.shuffle, a.max_tiles = [sf], False, None, 1 << 30
 rx, ry, rw, rh = (0, 0, W, H) if not a.region else map(int, a.region.split(","))
 urls = []
 sfs = a.sf or [1]
@@ -82,5 +99,6 @@ dt = time.time() - t
 n = sum(status.values())
 lat.sort()
 pct = lambda q: round(lat[min(len(lat) - 1, int(len(lat) * q))] * 1000, 1) if lat else None
-print(json.dumps({"tiles": n, "seconds": round(dt, 3), "tiles_per_s": round(n / dt, 1), "p50_ms": pct(0.5),
+extra = {"first_view_ms": round((time.time() - t_open) * 1000, 1)} if a.first_view else {}
+print(json.dumps({**extra, "tiles": n, "seconds": round(dt, 3), "tiles_per_s": round(n / dt, 1), "p50_ms": pct(0.5),
                   "p99_ms": pct(0.99), "status": status, "clients": a.clients, "tile": a.tile, "sf": sfs}))

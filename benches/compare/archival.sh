@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Tessera against IIPImage on archival JPEG 2000 masters of real photographs
 # (benches/corpus/make.sh: 12000×9000, lossy 9/7, 8 layers, RPCL, precincts,
-# SOP/EPH/PLT/TLM; untiled and tiled 1024), in one run:
-#   - Tessera with virtual tiles off (cache.decoded_unit = 0:
-#     untiled files region by region, as before virtual tiles),
-#   - Tessera with the default virtual tiles (cache.decoded_unit = 512),
-#   - IIPImage 1.1 (Debian) behind lighttpd FastCGI, 2 processes.
-# Workload: the 256² tiles of every level in a seeded shuffled order, each
-# once, 4 clients (tools/sweep.py), each server restarted before each pass
-# (cold caches). The untiled file is cut to its first MAX_UNTILED tiles of
-# that order (a whole pass of the old path takes minutes).
-# Reports tiles/s, p50/p99 and, for Tessera, decodes (/metrics).
+# SOP/EPH/PLT/TLM; untiled and tiled 1024), in one run, with the defaults of
+# each server (Tessera: config/default.toml; IIPImage 1.1 from Debian behind
+# lighttpd FastCGI, 2 processes). Every workload starts from a cold server
+# (restarted; Tessera with an empty disk tier unless said):
+#   first view  info.json + every tile of the level a 1920×1080 viewer shows
+#               at home, in the advertised tile size, 6 connections;
+#   pass T      every T² tile of every level once, seeded shuffled order,
+#               4 clients (tools/sweep.py), for T in TILES;
+#   restart     Tessera restarted after its 256 pass, with its disk tier:
+#               the same pass again (decodes should be 0), against IIPImage
+#               on a pyramidal TIFF of the same image (photo-pyramid.tif);
+#   sessions    `tessera loadtest`, 4 viewers, SESSION_SECS s (OpenSeadragon's
+#               requests, in the tile size each server advertises).
+# For Tessera it adds decodes, tiles encoded eagerly, peak RSS, and the mean
+# time per request in each stage (from /metrics' stage histograms).
 # Loopback only; everything started here is stopped on exit.
 #
 #   benches/corpus/make.sh && benches/compare/archival.sh
 #
 # Environment: CORPUS (target/corpus), TESSERA_BIN (target/release/tessera),
-# CLIENTS (4), MAX_UNTILED (400), FILES ("photo-untiled.jp2 photo-tiled1024.jp2"),
+# CLIENTS (4), TILES ("256 512"), MAX_TILES (all), SESSION_SECS (30),
+# FILES ("photo-untiled.jp2 photo-tiled1024.jp2"), TESSERA_ENV (extra
+# VAR=value settings for Tessera, e.g. "TESSERA_CACHE__DECODED_UNIT=1024"),
 # TESSERA_PORT (18194), IIP_PORT (18195).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,7 +31,10 @@ cd "$REPO"
 CORPUS=$(cd "${CORPUS:-target/corpus}" && pwd)
 BIN=${TESSERA_BIN:-target/release/tessera}
 CLIENTS=${CLIENTS:-4}
-MAX_UNTILED=${MAX_UNTILED:-400}
+TILES=${TILES:-256 512}
+MAX_TILES=${MAX_TILES:-1000000}
+SESSION_SECS=${SESSION_SECS:-30}
+TESSERA_ENV=${TESSERA_ENV:-}
 FILES=${FILES:-photo-untiled.jp2 photo-tiled1024.jp2}
 TPORT=${TESSERA_PORT:-18194}
 IPORT=${IIP_PORT:-18195}
@@ -63,8 +73,9 @@ fastcgi.server = ( "/fcgi-bin/iipsrv.fcgi" => ((
   "bin-environment" => ( "FILESYSTEM_PREFIX" => "$CORPUS/", "JPEG_QUALITY" => "85", "VERBOSITY" => "0" )
 )))
 EOF
-start_tessera() { # UNIT
-    TESSERA_CACHE__DECODED_UNIT=$1 "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$CORPUS" >>"$TMP/tessera.log" 2>&1 &
+start_tessera() { # [keep]: keep the disk tier of the previous start
+    [ "${1:-}" = keep ] || { rm -rf "$TMP/tiles"; mkdir -p "$TMP/tiles"; }
+    env $TESSERA_ENV TESSERA_CACHE__DISK_DIR="$TMP/tiles" "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$CORPUS" >>"$TMP/tessera.log" 2>&1 &
     TPID=$!
     wait_url "http://127.0.0.1:$TPORT/health"
 }
@@ -74,26 +85,71 @@ start_iip() {
     LPID=$!
     wait_url "http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$1/info.json"
 }
-decodes() { curl -s "http://127.0.0.1:$TPORT/metrics" | awk '$1=="tessera_decodes_total"{print $2}'; }
-pass() { # BASE_URL FILE
-    local max=100000
-    [ "$2" = photo-untiled.jp2 ] && max=$MAX_UNTILED
-    python3 tools/sweep.py "$1" --tile 256 --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$max" --timeout 900
+# Tessera's figures after a workload: decodes, eager tiles, peak RSS (MiB)
+# and mean ms per request in the decode, queue, transform and encode stages.
+tessera_facts() {
+    local rss
+    rss=$(awk '/VmHWM/{printf "%d", $2/1024}' "/proc/$TPID/status" 2>/dev/null || echo "?")
+    curl -s "http://127.0.0.1:$TPORT/metrics" | awk -v rss="$rss" '
+        $1=="tessera_decodes_total"{d=$2} $1=="tessera_eager_tiles_total"{e=$2}
+        $1 ~ /^tessera_stage_seconds_sum/ {match($1,/stage="[a-z]+"/); k=substr($1,RSTART+7,RLENGTH-8); sum[k]=$2}
+        $1 ~ /^tessera_stage_seconds_count/ {match($1,/stage="[a-z]+"/); k=substr($1,RSTART+7,RLENGTH-8); cnt[k]=$2}
+        END {
+            n=cnt["total"]; if (n==0) n=1
+            printf "%d | %d | %s | %.0f / %.0f / %.0f / %.0f", d, e, rss, 1000*sum["decode"]/n, 1000*sum["queue"]/n, 1000*sum["transform"]/n, 1000*sum["encode"]/n
+        }'
 }
-echo "| file | server | tiles | tiles/s | p50 ms | p99 ms | decodes | statuses |"
-echo "|---|---|---:|---:|---:|---:|---:|---|"
+sweep() { # BASE_URL ARGS...
+    local base=$1; shift
+    python3 tools/sweep.py "$base" --timeout 1200 "$@"
+}
+row() { # FILE WORKLOAD SERVER JSON FACTS
+    echo "$4" | F="$1" W="$2" S="$3" X="$5" python3 -c '
+import json, os, sys
+r = json.load(sys.stdin)
+e = os.environ
+fv = r.get("first_view_ms")
+rate = f"{r[\"tiles_per_s\"]}" if fv is None else f"first view {fv} ms"
+print(f"| {e[\"F\"]} | {e[\"W\"]} | {e[\"S\"]} | {r[\"tiles\"]} | {rate} | {r[\"p50_ms\"]} | {r[\"p99_ms\"]} | {e[\"X\"]} | {r[\"status\"]} |")'
+}
+session_row() { # FILE SERVER INFO_URL
+    rm -f "$TMP/lt.json"
+    "$TMP/tessera" loadtest "$3" --quiet --json "$TMP/lt.json" -c 4 --mode session --seed 1 --warmup 0 \
+        --duration "$SESSION_SECS" --timeout 60 >>"$TMP/loadtest.log" 2>&1 || true
+    [ -s "$TMP/lt.json" ] || { echo "| $1 | sessions | $2 | loadtest failed |  |  |  |  |  |"; return; }
+    F="$1" S="$2" python3 - "$TMP/lt.json" <<'PY'
+import json, os, sys
+r = json.load(open(sys.argv[1]))
+l = r["latency_ms"]
+print(f"| {os.environ['F']} | sessions {r['elapsed_s']:.0f} s | {os.environ['S']} | {r['requests']} | {r['requests_per_s']:.1f} | {l['p50']} | {l['p99']} | | errors {r['errors']} |")
+PY
+}
+IIPV=$(dpkg-query -W -f='${Version}' iipimage-server)
+echo "| file | workload | server | tiles | tiles/s | p50 ms | p99 ms | Tessera: decodes / eager tiles / peak RSS MiB / ms per request in decode, queue, transform, encode | statuses |"
+echo "|---|---|---|---:|---:|---:|---:|---|---|"
 for f in $FILES; do
-    for unit in 0 512; do
-        start_tessera "$unit"
-        r=$(pass "http://127.0.0.1:$TPORT/iiif/2/$f" "$f")
-        d=$(decodes)
-        stop
-        echo "$r" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"| $f | Tessera, decoded_unit=$unit | {r['tiles']} | {r['tiles_per_s']} | {r['p50_ms']} | {r['p99_ms']} | $d | {r['status']} |\")"
+    T="http://127.0.0.1:$TPORT/iiif/2/$f"
+    I="http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$f"
+    start_tessera; r=$(sweep "$T" --first-view 1920x1080 --clients 6); x=$(tessera_facts); stop
+    row "$f" "first view" Tessera "$r" "$x"
+    start_iip "$f"; r=$(sweep "$I" --first-view 1920x1080 --clients 6); stop
+    row "$f" "first view" "IIPImage $IIPV" "$r" ""
+    for t in $TILES; do
+        start_tessera; r=$(sweep "$T" --tile "$t" --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$MAX_TILES"); x=$(tessera_facts); stop
+        row "$f" "pass $t" Tessera "$r" "$x"
+        if [ "$t" = 256 ]; then
+            start_tessera keep; r=$(sweep "$T" --tile "$t" --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$MAX_TILES"); x=$(tessera_facts); stop
+            row "$f" "pass $t after restart" "Tessera (disk tier)" "$r" "$x"
+        fi
+        start_iip "$f"; r=$(sweep "$I" --tile "$t" --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$MAX_TILES"); stop
+        row "$f" "pass $t" "IIPImage $IIPV" "$r" ""
     done
-    start_iip "$f"
-    r=$(pass "http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$f" "$f")
-    stop
-    echo "$r" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"| $f | IIPImage $(dpkg-query -W -f='${Version}' iipimage-server) | {r['tiles']} | {r['tiles_per_s']} | {r['p50_ms']} | {r['p99_ms']} | n/a | {r['status']} |\")"
+    start_tessera; session_row "$f" Tessera "$T/info.json"; x=$(tessera_facts); stop
+    echo "| $f | sessions (Tessera's figures) |  |  |  |  |  | $x |  |"
+    start_iip "$f"; session_row "$f" "IIPImage $IIPV" "$I/info.json"; stop
 done
+P=photo-pyramid.tif
+start_iip "$P"; r=$(sweep "http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$P" --tile 256 --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$MAX_TILES"); stop
+row "$P" "pass 256" "IIPImage $IIPV (pyramidal TIFF)" "$r" ""
 echo
-echo "Machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; commit $(git rev-parse --short HEAD)$( [ -n "$(git status --porcelain --untracked-files=no)" ] && echo ' + uncommitted changes' || true); $(date -u +%Y-%m-%d)."
+echo "Machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; commit $(git rev-parse --short HEAD)$( [ -n "$(git status --porcelain --untracked-files=no)" ] && echo ' + uncommitted changes' || true); $(date -u +%Y-%m-%d). TESSERA_ENV: ${TESSERA_ENV:-none}."

@@ -19,6 +19,8 @@
 # ("256 512"), SESSION_DURATION (15), PORT (18186), TESSERA_BIN
 # (target/release/tessera, built if missing).
 set -euo pipefail
+# Cold runs on every start: no disk tile tier (archival.sh measures it).
+export TESSERA_CACHE__DISK_MAX_BYTES=0
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO"

@@ -25,6 +25,8 @@
 #
 # Environment: N (10), TESSERA_PORT (18182), OUT (docs/bench/jp2.md).
 set -euo pipefail
+# Cold runs on every start: no disk tile tier (archival.sh measures it).
+export TESSERA_CACHE__DISK_MAX_BYTES=0
 
 cd "$(dirname "$0")/../.."
 REPO=$PWD

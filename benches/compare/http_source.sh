@@ -22,6 +22,8 @@
 # Environment: RUNS (3), SWEEP_S (cap per sweep, 30), OUT
 # (docs/bench/http-source.md), TESSERA_BIN (target/release/tessera).
 set -euo pipefail
+# Cold runs on every start: no disk tile tier (archival.sh measures it).
+export TESSERA_CACHE__DISK_MAX_BYTES=0
 
 cd "$(dirname "$0")/../.."
 REPO=$PWD

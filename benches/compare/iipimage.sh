@@ -25,6 +25,8 @@
 # may start (lighttpd on :80, iipsrv.service on :9000); this script neither
 # uses nor stops them.
 set -euo pipefail
+# Cold runs on every start: no disk tile tier (archival.sh measures it).
+export TESSERA_CACHE__DISK_MAX_BYTES=0
 
 cd "$(dirname "$0")/../.."
 REPO=$PWD

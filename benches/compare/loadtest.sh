@@ -36,6 +36,8 @@
 # (only when missing). On a systemd machine the packages' own services may
 # start (lighttpd on :80, iipsrv on :9000); this script neither uses nor stops them.
 set -euo pipefail
+# Cold runs on every start: no disk tile tier (archival.sh measures it).
+export TESSERA_CACHE__DISK_MAX_BYTES=0
 
 REPO=${REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$REPO"
