@@ -16,20 +16,34 @@
 //! one tile each worker is encoding). A unit whose job finds the
 //! background queue full is not tiled; its tiles render on demand.
 //!
-//! [`tiles_inside`] and [`walked_grid`] are pure; [`hook`] wires them to the
-//! service.
+//! [`tiles_inside`] and [`walked_grid`] are pure; [`hook`] runs them
+//! against a [`Sink`], which the service implements (the caches, the pool
+//! and the encoder), so this module knows nothing of HTTP or of the
+//! service's state.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cache::TileKey;
+use crate::cache::{Encoded, TileKey};
 use crate::codec::ImageInfo;
-use crate::decoded::{DecodedUnit, TilePlan};
+use crate::decoded::{DecodedTiles, DecodedUnit, TilePlan};
 use crate::iiif::{self, ApiVersion, ImageRequest, Quality, Region, Rotation, Size, SizeKind};
-use crate::metrics::Stage;
-use crate::plan::{Plan, Rect};
-use crate::service::App;
+use crate::pixels::Pixels;
+use crate::plan::{Limits, Plan, Rect};
 use crate::source::SourceVersion;
+
+/// Where eager tiles go, and what makes them.
+pub trait Sink: Send + Sync + 'static {
+    /// Whether the tile is cached already (not counted as a lookup).
+    fn is_cached(&self, key: &TileKey) -> bool;
+    /// Transforms and encodes cut pixels as a request's render would.
+    fn encode(&self, pixels: Pixels, plan: &Plan) -> Option<Encoded>;
+    /// Keeps an encoded tile (memory cache, disk tier) and counts it;
+    /// `took` is the time spent cutting and encoding it.
+    fn keep(&self, key: TileKey, tile: Arc<Encoded>, took: std::time::Duration);
+    /// Queues background work; false when its queue is full.
+    fn background(&self, job: Box<dyn FnOnce() + Send>) -> bool;
+}
 
 /// The full-resolution regions of the tiles of a `tile`-sized grid at scale
 /// factor `sf` (the grid of info.json: tile `i` starts at `i · tile · sf`)
@@ -96,14 +110,18 @@ pub struct Context {
     pub info: Arc<ImageInfo>,
     /// Tile sizes to fill: the advertised one, and the walked one if other.
     pub grids: Vec<(u32, u32)>,
+    pub limits: Limits,
+    pub max_pixels: u64,
+    /// The decoded-tile store (it plans the cut of a tile from its unit).
+    pub store: Arc<DecodedTiles>,
 }
 
 /// The hook a request hands to the decoded-tile store: told of each unit
 /// its jobs decode, it queues one background job per tile of `ctx`'s grids
 /// inside that unit that is not cached yet.
-pub fn hook(app: Arc<App>, ctx: Context) -> Arc<dyn Fn(DecodedUnit) + Send + Sync> {
+pub fn hook<S: Sink>(sink: Arc<S>, ctx: Context) -> Arc<dyn Fn(DecodedUnit) + Send + Sync> {
     let ctx = Arc::new(ctx);
-    Arc::new(move |unit: DecodedUnit| queue_tiles(&app, &ctx, unit))
+    Arc::new(move |unit: DecodedUnit| queue_tiles(&sink, &ctx, unit))
 }
 
 /// One tile to encode: its key, its plan and how to cut it from the unit.
@@ -119,15 +137,13 @@ struct Batch {
     tiles: std::vec::IntoIter<Pending>,
 }
 
-fn queue_tiles(app: &Arc<App>, ctx: &Arc<Context>, unit: DecodedUnit) {
-    let Some(store) = &app.decoded else { return };
+fn queue_tiles<S: Sink>(sink: &Arc<S>, ctx: &Arc<Context>, unit: DecodedUnit) {
     let facts = ctx.info.facts();
     let image = (ctx.info.width, ctx.info.height);
-    let max_pixels = app.settings.max_decode_pixels;
     let mut pending = Vec::new();
     for &grid in &ctx.grids {
         for region in tiles_inside(image, grid, unit.scale, unit.full) {
-            let Ok(plan) = crate::plan::plan(&facts, &tile_request(region, unit.scale), &app.limits, ctx.version)
+            let Ok(plan) = crate::plan::plan(&facts, &tile_request(region, unit.scale), &ctx.limits, ctx.version)
             else {
                 continue;
             };
@@ -141,10 +157,11 @@ fn queue_tiles(app: &Arc<App>, ctx: &Arc<Context>, unit: DecodedUnit) {
                 version: ctx.source_version,
                 canonical: format!("{}:{}", ctx.version as u8, plan.canonical),
             };
-            if app.tiles.contains(&key) {
+            if sink.is_cached(&key) {
                 continue;
             }
-            let Some(cut) = store.plan(&ctx.info, &ctx.file, ctx.source_version, plan.region, plan.scale, max_pixels)
+            let Some(cut) =
+                ctx.store.plan(&ctx.info, &ctx.file, ctx.source_version, plan.region, plan.scale, ctx.max_pixels)
             else {
                 continue;
             };
@@ -154,7 +171,7 @@ fn queue_tiles(app: &Arc<App>, ctx: &Arc<Context>, unit: DecodedUnit) {
         }
     }
     if !pending.is_empty() {
-        run_batch(app.clone(), Batch { unit: Arc::new(unit), tiles: pending.into_iter() });
+        run_batch(sink.clone(), Batch { unit: Arc::new(unit), tiles: pending.into_iter() });
     }
 }
 
@@ -162,34 +179,26 @@ fn queue_tiles(app: &Arc<App>, ctx: &Arc<Context>, unit: DecodedUnit) {
 /// the rest behind whatever else waits, so each job is one tile long and
 /// the units being tiled take turns. Dropped when the background queue is
 /// full: a viewer asking for those tiles later renders them as usual.
-fn run_batch(app: Arc<App>, mut batch: Batch) {
-    let a = app.clone();
-    let _ = app.pool.submit_background(move || {
+fn run_batch<S: Sink>(sink: Arc<S>, mut batch: Batch) {
+    let s = sink.clone();
+    sink.background(Box::new(move || {
         if let Some(p) = batch.tiles.next() {
-            encode_one(&a, &batch.unit, p);
+            encode_one(&*s, &batch.unit, p);
         }
         if batch.tiles.len() > 0 {
-            run_batch(a, batch);
+            run_batch(s, batch);
         }
-    });
+    }));
 }
 
-fn encode_one(app: &App, unit: &DecodedUnit, p: Pending) {
-    if app.tiles.contains(&p.key) {
+fn encode_one<S: Sink>(sink: &S, unit: &DecodedUnit, p: Pending) {
+    if sink.is_cached(&p.key) {
         return;
     }
     let t = Instant::now();
     let Ok(pixels) = p.cut.assemble(std::slice::from_ref(&unit.pixels)) else { return };
-    let Ok(enc) = crate::render::finish_on(pixels, &p.plan, &app.settings, &app.metrics, &app.backend) else {
-        return;
-    };
-    let enc = Arc::new(enc);
-    if let Some(tier) = &app.tier {
-        tier.put(&p.key, &enc);
-    }
-    app.tiles.insert(p.key, enc);
-    app.metrics.eager_tiles.inc();
-    app.metrics.observe(Stage::Eager, t.elapsed());
+    let Some(enc) = sink.encode(pixels, &p.plan) else { return };
+    sink.keep(p.key, Arc::new(enc), t.elapsed());
 }
 
 #[cfg(test)]

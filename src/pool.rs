@@ -58,6 +58,13 @@ pub struct PoolStats {
     pub background_dropped: AtomicUsize,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Short,
+    Request,
+    Background,
+}
+
 /// The queue was full.
 #[derive(Debug)]
 pub struct Full;
@@ -113,7 +120,27 @@ impl Pool {
         let job: Job = Box::new(move || {
             let _ = otx.send(f());
         });
-        if self.push(job, false) {
+        if self.push_at(job, Class::Request) {
+            Ok(orx)
+        } else {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            Err(Full)
+        }
+    }
+
+    /// Queues `f` as request work ahead of the request jobs already queued:
+    /// for short jobs (cutting a tile from decoded pixels and encoding it,
+    /// a few milliseconds) that would otherwise wait behind whole decodes.
+    pub fn submit_short<T, F>(&self, f: F) -> Result<oneshot::Receiver<T>, Full>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (otx, orx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = otx.send(f());
+        });
+        if self.push_at(job, Class::Short) {
             Ok(orx)
         } else {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -127,7 +154,7 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        if self.push(Box::new(f), true) {
+        if self.push_at(Box::new(f), Class::Background) {
             Ok(())
         } else {
             self.stats.background_dropped.fetch_add(1, Ordering::Relaxed);
@@ -135,9 +162,9 @@ impl Pool {
         }
     }
 
-    fn push(&self, job: Job, background: bool) -> bool {
+    fn push_at(&self, job: Job, class: Class) -> bool {
         let mut q = self.shared.queues.lock().unwrap_or_else(|e| e.into_inner());
-        if background {
+        if class == Class::Background {
             if q.background.len() >= self.shared.background_capacity {
                 return false;
             }
@@ -147,7 +174,11 @@ impl Pool {
             if q.requests.len() >= self.shared.capacity {
                 return false;
             }
-            q.requests.push_back(job);
+            if class == Class::Short {
+                q.requests.push_front(job);
+            } else {
+                q.requests.push_back(job);
+            }
             self.stats.queued.fetch_add(1, Ordering::Relaxed);
         }
         drop(q);
@@ -280,5 +311,27 @@ mod tests {
         let rx = pool.submit(|| 3).unwrap();
         gate.wait();
         assert_eq!(rx.await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn short_jobs_go_ahead_of_queued_request_jobs() {
+        let pool = Pool::new(1, 8).unwrap();
+        let gate = Arc::new(Barrier::new(2));
+        let g = gate.clone();
+        let _busy = pool.submit(move || {
+            g.wait();
+        });
+        while pool.stats().running.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let o = order.clone();
+        let long = pool.submit(move || o.lock().unwrap().push("decode")).unwrap();
+        let o = order.clone();
+        let short = pool.submit_short(move || o.lock().unwrap().push("cut")).unwrap();
+        gate.wait();
+        short.await.unwrap();
+        long.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), vec!["cut", "decode"]);
     }
 }

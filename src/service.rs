@@ -27,6 +27,30 @@ use crate::pool::Pool;
 use crate::render::{self, RenderSettings};
 use crate::source::{Located, Source, SourceVersion, Sources};
 
+/// Eager tiles go where rendered tiles go: the memory cache and the tier.
+impl crate::eager::Sink for App {
+    fn is_cached(&self, key: &TileKey) -> bool {
+        self.tiles.contains(key)
+    }
+
+    fn encode(&self, pixels: crate::pixels::Pixels, plan: &plan::Plan) -> Option<Encoded> {
+        render::finish_on(pixels, plan, &self.settings, &self.metrics, &self.backend).ok()
+    }
+
+    fn keep(&self, key: TileKey, tile: Arc<Encoded>, took: std::time::Duration) {
+        if let Some(tier) = &self.tier {
+            tier.put(&key, &tile);
+        }
+        self.tiles.insert(key, tile);
+        self.metrics.eager_tiles.inc();
+        self.metrics.observe(Stage::Eager, took);
+    }
+
+    fn background(&self, job: Box<dyn FnOnce() + Send>) -> bool {
+        self.pool.submit_background(job).is_ok()
+    }
+}
+
 /// Opens the persistent tile tier the configuration names; a folder that
 /// cannot be opened (or is in use by another server) leaves the server
 /// running without it, with a warning.
@@ -617,33 +641,32 @@ impl App {
         }
         let app = self.clone();
         let k = key.clone();
-        let (res, _leader) = self
-            .flights
-            .run_wanted(key, move |wanted| async move {
-                let a = app.clone();
-                // The persistent tier: a tile rendered before, maybe before a
-                // restart, costs one file read.
-                if let Some(tier) = &app.tier {
-                    if let Some(enc) = tier.get(&k).await {
-                        let enc = Arc::new(enc);
-                        app.tiles.insert(k, enc.clone());
-                        return Ok(enc);
+        let (res, _leader) =
+            self.flights
+                .run_wanted(key, move |wanted| async move {
+                    let a = app.clone();
+                    // The persistent tier: a tile rendered before, maybe before a
+                    // restart, costs one file read.
+                    if let Some(tier) = &app.tier {
+                        if let Some(enc) = tier.get(&k).await {
+                            let enc = Arc::new(enc);
+                            app.tiles.insert(k, enc.clone());
+                            return Ok(enc);
+                        }
                     }
-                }
-                let Prepared { source, info, plan, located, .. } = p;
-                // Tiled sources: the codestream tiles first, awaited here (no
-                // worker waits on another's decode); the job then cuts.
-                let cut = match app.decoded_tiles(v, &source, &info, &k.identifier, located.version, &plan).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        app.forget_if_changed(&located, &source);
-                        return Err(e);
-                    }
-                };
-                let queued = Instant::now();
-                let rx = app
-                    .pool
-                    .submit(move || {
+                    let Prepared { source, info, plan, located, .. } = p;
+                    // Tiled sources: the codestream tiles first, awaited here (no
+                    // worker waits on another's decode); the job then cuts.
+                    let cut = match app.decoded_tiles(v, &source, &info, &k.identifier, located.version, &plan).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            app.forget_if_changed(&located, &source);
+                            return Err(e);
+                        }
+                    };
+                    let queued = Instant::now();
+                    let short = cut.is_some();
+                    let job = move || {
                         a.metrics.observe(Stage::Queue, queued.elapsed());
                         // Every client waiting for this tile hung up while it
                         // was queued: nobody would receive it, so skip it.
@@ -661,16 +684,19 @@ impl App {
                         }
                         let pixels = pixels?;
                         render::finish_on(pixels, &plan, &a.settings, &a.metrics, &a.backend)
-                    })
-                    .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
-                let enc = Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??);
-                if let Some(tier) = &app.tier {
-                    tier.put(&k, &enc);
-                }
-                app.tiles.insert(k, enc.clone());
-                Ok(enc)
-            })
-            .await;
+                    };
+                    // A cut from decoded pixels takes milliseconds: it goes ahead
+                    // of queued decodes rather than waiting out each of them.
+                    let rx = if short { app.pool.submit_short(job) } else { app.pool.submit(job) }
+                        .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
+                    let enc = Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??);
+                    if let Some(tier) = &app.tier {
+                        tier.put(&k, &enc);
+                    }
+                    app.tiles.insert(k, enc.clone());
+                    Ok(enc)
+                })
+                .await;
         res.unwrap_or_else(|| Err(Error::internal("render task failed")))
     }
 
@@ -711,6 +737,9 @@ impl App {
                     source_version: version,
                     info: info.clone(),
                     grids,
+                    limits: self.limits,
+                    max_pixels,
+                    store: store.clone(),
                 };
                 crate::eager::hook(self.clone(), ctx)
             }),

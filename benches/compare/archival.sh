@@ -96,7 +96,7 @@ tessera_facts() {
         $1 ~ /^tessera_stage_seconds_count/ {match($1,/stage="[a-z]+"/); k=substr($1,RSTART+7,RLENGTH-8); cnt[k]=$2}
         END {
             n=cnt["total"]; if (n==0) n=1
-            printf "%d | %d | %s | %.0f / %.0f / %.0f / %.0f", d, e, rss, 1000*sum["decode"]/n, 1000*sum["queue"]/n, 1000*sum["transform"]/n, 1000*sum["encode"]/n
+            printf "%d decodes, %d eager, %s MiB; %.0f / %.0f / %.0f / %.0f", d, e, rss, 1000*sum["decode"]/n, 1000*sum["queue"]/n, 1000*sum["transform"]/n, 1000*sum["encode"]/n
         }'
 }
 sweep() { # BASE_URL ARGS...
@@ -104,13 +104,14 @@ sweep() { # BASE_URL ARGS...
     python3 tools/sweep.py "$base" --timeout 1200 "$@"
 }
 row() { # FILE WORKLOAD SERVER JSON FACTS
-    echo "$4" | F="$1" W="$2" S="$3" X="$5" python3 -c '
-import json, os, sys
-r = json.load(sys.stdin)
-e = os.environ
+    python3 - "$1" "$2" "$3" "$5" "$4" <<'PY'
+import json, sys
+f, w, s, x = sys.argv[1:5]
+r = json.loads(sys.argv[5])
 fv = r.get("first_view_ms")
-rate = f"{r[\"tiles_per_s\"]}" if fv is None else f"first view {fv} ms"
-print(f"| {e[\"F\"]} | {e[\"W\"]} | {e[\"S\"]} | {r[\"tiles\"]} | {rate} | {r[\"p50_ms\"]} | {r[\"p99_ms\"]} | {e[\"X\"]} | {r[\"status\"]} |")'
+rate = r["tiles_per_s"] if fv is None else f"first view {fv} ms"
+print(f"| {f} | {w} | {s} | {r['tiles']} | {rate} | {r['p50_ms']} | {r['p99_ms']} | {x} | {r['status']} |")
+PY
 }
 session_row() { # FILE SERVER INFO_URL
     rm -f "$TMP/lt.json"
@@ -125,7 +126,7 @@ print(f"| {os.environ['F']} | sessions {r['elapsed_s']:.0f} s | {os.environ['S']
 PY
 }
 IIPV=$(dpkg-query -W -f='${Version}' iipimage-server)
-echo "| file | workload | server | tiles | tiles/s | p50 ms | p99 ms | Tessera: decodes / eager tiles / peak RSS MiB / ms per request in decode, queue, transform, encode | statuses |"
+echo "| file | workload | server | tiles | tiles/s | p50 ms | p99 ms | Tessera: decodes, tiles encoded eagerly, peak RSS; mean ms per request in decode / queue / transform / encode | statuses |"
 echo "|---|---|---|---:|---:|---:|---:|---|---|"
 for f in $FILES; do
     T="http://127.0.0.1:$TPORT/iiif/2/$f"
