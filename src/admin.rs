@@ -10,9 +10,8 @@
 //! Warming goes through the same prepare → fetch path as client requests, so
 //! it fills exactly the keys clients will hit.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -23,34 +22,7 @@ use crate::error::{Error, Result};
 use crate::iiif::{self, ApiVersion};
 use crate::service::{decode_identifier, error_response, App};
 use crate::viewer;
-
-/// Progress of one warm job.
-#[derive(Default)]
-pub struct WarmJob {
-    pub total: AtomicUsize,
-    pub done: AtomicUsize,
-    pub failed: AtomicUsize,
-    pub finished: std::sync::atomic::AtomicBool,
-}
-
-impl WarmJob {
-    fn status(&self, id: &str) -> serde_json::Value {
-        let finished = self.finished.load(Ordering::Relaxed);
-        json!({
-            "identifier": id,
-            "state": if finished { "done" } else { "running" },
-            "total": self.total.load(Ordering::Relaxed),
-            "done": self.done.load(Ordering::Relaxed),
-            "failed": self.failed.load(Ordering::Relaxed),
-        })
-    }
-}
-
-/// The warm jobs started since the server began.
-#[derive(Default)]
-pub struct WarmJobs {
-    jobs: Mutex<HashMap<String, Arc<WarmJob>>>,
-}
+use crate::warm::WarmJob;
 
 fn json_response(status: StatusCode, v: serde_json::Value) -> Response<Bytes> {
     let mut r = Response::new(Bytes::from(v.to_string()));

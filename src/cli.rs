@@ -142,7 +142,7 @@ fn serve_command(args: ServeArgs) -> i32 {
                 return 2;
             }
         };
-        let open_files = crate::http::raise_open_files_limit();
+        let open_files = crate::server::raise_open_files_limit();
         if let Some(n) = open_files {
             if (n as usize) < cfg.server.max_connections.saturating_add(256) {
                 tracing::warn!(
@@ -182,7 +182,7 @@ fn serve_command(args: ServeArgs) -> i32 {
             };
             tokio::select! { _ = shutdown => {}, _ = term.recv() => tracing::info!("SIGTERM: shutting down") }
         };
-        match crate::http::serve(app, listener, shutdown).await {
+        match crate::server::serve(app, listener, shutdown).await {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("tessera: {e}");

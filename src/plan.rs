@@ -27,47 +27,7 @@ use http::StatusCode;
 
 use crate::error::{Error, Result};
 use crate::iiif::{fmt_number, ApiVersion, Format, ImageRequest, Quality, Region, Rotation, SizeKind};
-
-/// What the planner needs to know of a source (all from its header).
-#[derive(Clone, Debug, PartialEq)]
-pub struct SourceFacts {
-    pub width: u32,
-    pub height: u32,
-    /// Reduction factors the decoder can produce natively, ascending, starting
-    /// with 1 (JPEG DCT scaling: 1, 2, 4, 8; JPEG 2000: 2^0 .. 2^(levels-1)).
-    pub scale_factors: Vec<u32>,
-}
-
-/// Limits on what one request may produce or decode.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Limits {
-    pub max_width: u32,
-    pub max_height: u32,
-    pub max_area: u64,
-    /// Largest allowed ratio of output to region size on either axis (1.0 = no upscaling).
-    pub max_upscale: f64,
-    /// Largest number of pixels one request may decode.
-    pub max_decode_pixels: u64,
-    /// Largest body of an uncompressed output format (TIFF), in bytes,
-    /// estimated as canvas width × height × [`UNCOMPRESSED_BYTES_PER_PIXEL`].
-    pub max_output_bytes: u64,
-    /// Largest GIF canvas, in pixels (GIF's quantiser is slow).
-    pub max_gif_pixels: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_width: 10_000,
-            max_height: 10_000,
-            max_area: 50_000_000,
-            max_upscale: 4.0,
-            max_decode_pixels: 200_000_000,
-            max_output_bytes: 64 << 20,
-            max_gif_pixels: 1_000_000,
-        }
-    }
-}
+pub use crate::model::{Limits, Rect, SourceFacts};
 
 /// Bytes per canvas pixel of an uncompressed TIFF in the worst case (RGBA:
 /// a source with alpha, an arbitrary rotation's transparent corners, or
@@ -76,31 +36,6 @@ pub const UNCOMPRESSED_BYTES_PER_PIXEL: u64 = 4;
 
 /// The largest side a GIF can have (its dimensions are 16-bit).
 pub const GIF_MAX_SIDE: u32 = u16::MAX as u32;
-
-/// An axis-aligned rectangle in source pixels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Rect {
-    pub x: u32,
-    pub y: u32,
-    pub w: u32,
-    pub h: u32,
-}
-
-impl Rect {
-    /// The rectangle on the grid of an image reduced by `scale` (corners mapped
-    /// outward: floor for the origin, ceil for the far edge), clipped to the
-    /// reduced image `(ceil(width/scale), ceil(height/scale))`.
-    pub fn at_scale(&self, scale: u32, full_w: u32, full_h: u32) -> Rect {
-        let s = scale.max(1) as u64;
-        let max_x = (full_w as u64).div_ceil(s);
-        let max_y = (full_h as u64).div_ceil(s);
-        let x0 = self.x as u64 / s;
-        let y0 = self.y as u64 / s;
-        let x1 = ((self.x as u64 + self.w as u64).div_ceil(s)).min(max_x).max(x0 + 1);
-        let y1 = ((self.y as u64 + self.h as u64).div_ceil(s)).min(max_y).max(y0 + 1);
-        Rect { x: x0 as u32, y: y0 as u32, w: (x1 - x0) as u32, h: (y1 - y0) as u32 }
-    }
-}
 
 /// Everything the renderer needs, decided before any pixel is touched.
 #[derive(Clone, Debug, PartialEq)]

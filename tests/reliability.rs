@@ -85,7 +85,7 @@ fn sources_truncated_extended_and_replaced_mid_decode_fail_requests_not_the_serv
                 let mut i = 0u32;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let id = if (i + c) % 2 == 0 { "big.jp2" } else { "big.jpg" };
+                    let id = if (i + c).is_multiple_of(2) { "big.jp2" } else { "big.jpg" };
                     let (x, y) = ((i * 97 + c * 331) % 1300, (i * 53 + c * 211) % 700);
                     let path = format!("/iiif/2/{id}/{x},{y},1024,1024/512,/0/default.jpg");
                     match http_get(addr, &path, &[]) {
@@ -144,7 +144,7 @@ fn sources_truncated_extended_and_replaced_mid_decode_fail_requests_not_the_serv
 
 /// Raises this process's open-files limit (the test opens thousands of sockets).
 fn more_files() {
-    let _ = tessera::http::raise_open_files_limit();
+    let _ = tessera::server::raise_open_files_limit();
 }
 
 /// p99 of `n` sequential requests for `path`.

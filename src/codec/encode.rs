@@ -11,7 +11,7 @@
 use std::io::Cursor;
 
 use super::CodecError;
-use crate::iiif::Format;
+use crate::model::Format;
 use crate::pixels::{Layout, Pixels};
 
 /// Encodes pixels in `format`. `jpeg_quality` is 1..=100.

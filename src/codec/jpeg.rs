@@ -12,8 +12,8 @@ use std::os::raw::c_int;
 use turbojpeg_sys as tj;
 
 use super::{CodecError, ImageInfo, SourceFormat};
+use crate::model::Rect;
 use crate::pixels::{Layout, Pixels};
-use crate::plan::Rect;
 
 /// Native DCT reduction factors offered to the planner.
 pub const SCALE_FACTORS: [u32; 4] = [1, 2, 4, 8];
@@ -217,7 +217,7 @@ pub fn decode(data: &[u8], info: &ImageInfo, region: Rect, scale: u32, max_pixel
 mod tests {
     use super::*;
     use crate::codec::encode;
-    use crate::iiif::Format;
+    use crate::model::Format;
 
     fn gradient(w: u32, h: u32) -> Pixels {
         let mut d = Vec::with_capacity((w * h * 3) as usize);

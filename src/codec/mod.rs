@@ -9,8 +9,8 @@ pub mod jp2;
 pub mod jpeg;
 pub mod png;
 
+use crate::model::{Rect, SourceFacts};
 use crate::pixels::{Layout, Pixels};
-use crate::plan::{Rect, SourceFacts};
 
 /// A decodable source format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -71,7 +71,7 @@ pub fn decode(data: &[u8], max_pixels: u64) -> Result<Pixels, CodecError> {
 mod tests {
     use super::*;
     use crate::codec::encode;
-    use crate::iiif::Format;
+    use crate::model::Format;
 
     #[test]
     fn round_trips_each_layout() {

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::ApiVersion;
 use crate::codec::ImageInfo;
-use crate::plan::Limits;
+use crate::model::Limits;
 
 pub const CONTEXT_V2: &str = "http://iiif.io/api/image/2/context.json";
 pub const CONTEXT_V3: &str = "http://iiif.io/api/image/3/context.json";

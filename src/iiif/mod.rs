@@ -8,6 +8,7 @@ pub mod info;
 pub mod v2;
 pub mod v3;
 
+pub use crate::model::Format;
 use std::fmt;
 
 /// The API version a request came in through; it decides the grammar, the
@@ -103,42 +104,6 @@ impl Quality {
         }
     }
     pub const ALL: [Quality; 4] = [Quality::Default, Quality::Color, Quality::Gray, Quality::Bitonal];
-}
-
-/// Output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Format {
-    Jpg,
-    Png,
-    Gif,
-    Tif,
-    Webp,
-}
-
-impl Format {
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Jpg => "jpg",
-            Format::Png => "png",
-            Format::Gif => "gif",
-            Format::Tif => "tif",
-            Format::Webp => "webp",
-        }
-    }
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Format::Jpg => "image/jpeg",
-            Format::Png => "image/png",
-            Format::Gif => "image/gif",
-            Format::Tif => "image/tiff",
-            Format::Webp => "image/webp",
-        }
-    }
-    /// Whether the format can carry transparency (for arbitrary rotation).
-    pub fn has_alpha(self) -> bool {
-        matches!(self, Format::Png | Format::Gif | Format::Tif | Format::Webp)
-    }
-    pub const ALL: [Format; 5] = [Format::Jpg, Format::Png, Format::Gif, Format::Tif, Format::Webp];
 }
 
 /// What a format extension in a URL means to this server.

@@ -72,9 +72,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use super::{fnv1a, is_safe_identifier, Located, Origin, SourceVersion};
-use crate::cache::SingleFlight;
 use crate::config::HttpSourceCfg;
 use crate::error::{Error, Result};
+use crate::flight::SingleFlight;
 
 /// Characters of an identifier escaped in the origin URL (`/` is kept, so
 /// `a/b` maps to a path below the prefix).
