@@ -86,7 +86,8 @@ pub fn walked_grid(plan: &Plan) -> Option<(u32, u32)> {
     let step = t.checked_mul(plan.scale)?;
     let plain = plan.rotation == Rotation::NONE && plan.quality == Quality::Default && plan.format == iiif::Format::Jpg;
     let interior = plan.scaled_h == t && plan.region.w == step && plan.region.h == step;
-    (plain && interior && t > 0 && plan.region.x.is_multiple_of(step) && plan.region.y.is_multiple_of(step)).then_some((t, t))
+    (plain && interior && t > 0 && plan.region.x.is_multiple_of(step) && plan.region.y.is_multiple_of(step))
+        .then_some((t, t))
 }
 
 /// The request a viewer sends for the tile at `region` (full resolution) of

@@ -3,9 +3,18 @@
 //! A request flows top-down through these modules:
 //! [`iiif`] (parse, version-neutral) → [`source`] (resolve, memory-map) →
 //! [`plan`] (pure: region, reduce factor, size, limits, canonical form) →
-//! [`cache`] (encoded tiles, single-flight) → [`render`] on the [`pool`]
-//! ([`codec`] decode → [`transform`] → [`codec::encode`]) → [`service`] /
-//! [`http`] (respond). See docs/ARCHITECTURE.md.
+//! [`cache`] (encoded tiles; [`flight`]: one render per key) → the disk
+//! tier → [`decoded`] units ([`eager`] tiling) → [`render`] on the [`pool`]
+//! ([`codec`] decode → [`transform`] → [`codec::encode`]) → [`service`]
+//! (respond), reached through [`router`] from [`server`]. See
+//! docs/ARCHITECTURE.md.
+//!
+//! `unsafe` is denied crate-wide; the modules that wrap C libraries or
+//! system calls allow it, each use documented with a `SAFETY` comment:
+//! `source::mmap`, `source::http` (`flock`), `codec::jpeg`, `codec::jp2`
+//! and `server` (`setrlimit`).
+
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod cache;

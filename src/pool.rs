@@ -54,6 +54,8 @@ pub struct PoolStats {
     pub completed: AtomicUsize,
     /// Background jobs waiting for a worker.
     pub background_queued: AtomicUsize,
+    /// Background jobs on a worker now (also counted in `running`).
+    pub background_running: AtomicUsize,
     /// Background jobs dropped because their queue was full.
     pub background_dropped: AtomicUsize,
 }
@@ -101,11 +103,14 @@ impl Pool {
         &self.stats
     }
 
-    /// Whether a worker would take a job submitted now without it waiting
-    /// behind others (the queued and running jobs are fewer than the
-    /// workers). A hint: other threads submit concurrently.
+    /// Whether a worker would take a request job submitted now without it
+    /// waiting behind other request work (the queued and running request
+    /// jobs are fewer than the workers; background jobs yield to it). A
+    /// hint: other threads submit concurrently.
     pub fn has_idle_worker(&self) -> bool {
-        let busy = self.stats.queued.load(Ordering::Relaxed) + self.stats.running.load(Ordering::Relaxed);
+        let running = self.stats.running.load(Ordering::Relaxed);
+        let background = self.stats.background_running.load(Ordering::Relaxed);
+        let busy = self.stats.queued.load(Ordering::Relaxed) + running.saturating_sub(background);
         busy < self.workers
     }
 
@@ -196,7 +201,7 @@ impl Drop for Pool {
 
 fn worker(shared: &Shared, stats: &PoolStats) {
     loop {
-        let job = {
+        let (job, background) = {
             let mut q = shared.queues.lock().unwrap_or_else(|e| e.into_inner());
             loop {
                 // Counted running before it leaves the queue, so
@@ -204,12 +209,13 @@ fn worker(shared: &Shared, stats: &PoolStats) {
                 if let Some(j) = q.requests.pop_front() {
                     stats.running.fetch_add(1, Ordering::Relaxed);
                     stats.queued.fetch_sub(1, Ordering::Relaxed);
-                    break j;
+                    break (j, false);
                 }
                 if let Some(j) = q.background.pop_front() {
+                    stats.background_running.fetch_add(1, Ordering::Relaxed);
                     stats.running.fetch_add(1, Ordering::Relaxed);
                     stats.background_queued.fetch_sub(1, Ordering::Relaxed);
-                    break j;
+                    break (j, true);
                 }
                 if q.closed {
                     return;
@@ -220,6 +226,9 @@ fn worker(shared: &Shared, stats: &PoolStats) {
         // A panic in a codec must not take the worker down with it.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
         stats.running.fetch_sub(1, Ordering::Relaxed);
+        if background {
+            stats.background_running.fetch_sub(1, Ordering::Relaxed);
+        }
         stats.completed.fetch_add(1, Ordering::Relaxed);
     }
 }

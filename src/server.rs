@@ -233,6 +233,7 @@ async fn respond(app: &Arc<App>, req: Request<Incoming>, trusted_peer: bool) -> 
 
 /// Raises the soft limit on open files to the hard limit (a server's
 /// connections each need one), and returns the limit now in force.
+#[allow(unsafe_code)] // getrlimit/setrlimit on a local struct.
 pub fn raise_open_files_limit() -> Option<u64> {
     #[cfg(unix)]
     {
@@ -282,6 +283,7 @@ mod tests {
 
     #[test]
     #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
+    #[allow(unsafe_code)] // getrlimit, to check the result.
     fn the_open_files_limit_is_raised_to_the_hard_limit() {
         let now = raise_open_files_limit().unwrap();
         let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };

@@ -5,7 +5,9 @@
 //! return [`Pixels`] or a [`CodecError`]. The pipeline maps errors to statuses.
 
 pub mod encode;
+#[allow(unsafe_code)] // OpenJPEG through openjpeg-sys.
 pub mod jp2;
+#[allow(unsafe_code)] // libjpeg-turbo through turbojpeg-sys.
 pub mod jpeg;
 pub mod png;
 

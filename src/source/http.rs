@@ -949,6 +949,7 @@ fn try_lock(f: &File) -> std::io::Result<bool> {
 }
 
 #[cfg(unix)]
+#[allow(unsafe_code)] // One system call on a descriptor we own.
 fn flock(f: &File, op: libc::c_int) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
     loop {

@@ -14,6 +14,7 @@
 //! canonicalised and checked to lie under the canonical root (symlinks too).
 
 pub mod http;
+#[allow(unsafe_code)] // The map and its SIGBUS handler.
 pub mod mmap;
 
 use std::fs::File;
