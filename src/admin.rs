@@ -77,38 +77,13 @@ async fn route(app: &Arc<App>, method: &Method, rest: &str) -> Result<Response<B
     let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
     match (method, segs.as_slice()) {
         (&Method::POST, ["purge"]) => {
-            let n = app.tiles.purge_all();
-            app.infos.purge_all();
-            app.opened.clear();
-            app.hot.clear();
-            if let Some(h) = app.sources.http() {
-                h.purge_all();
-            }
-            if let Some(d) = &app.decoded {
-                d.purge_all();
-            }
-            if let Some(t) = &app.tier {
-                t.purge_all();
-            }
+            let n = app.purge_all();
             tracing::info!(tiles = n, "admin: purged all");
             Ok(json_response(StatusCode::OK, json!({"purged_tiles": n})))
         }
         (&Method::POST, ["purge", raw]) => {
             let id = decode_identifier(raw)?;
-            let key = app.file_key(&id);
-            let n = app.tiles.purge(&key);
-            app.infos.purge(&key);
-            app.hot.clear();
-            if let Some(h) = app.sources.http() {
-                // The fetched copy goes too: the next request asks the origin.
-                h.purge(&id);
-            }
-            if let Some(d) = &app.decoded {
-                d.purge(&key);
-            }
-            if let Some(t) = &app.tier {
-                t.purge(&key);
-            }
+            let n = app.purge(&id);
             tracing::info!(identifier = %id, tiles = n, "admin: purged");
             Ok(json_response(StatusCode::OK, json!({"identifier": id, "purged_tiles": n})))
         }

@@ -42,6 +42,7 @@ pub mod samples;
 pub mod server;
 pub mod service;
 pub mod source;
+pub mod state;
 pub mod transform;
 pub mod viewer;
 pub mod warm;

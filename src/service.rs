@@ -12,67 +12,19 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Response, StatusCode, Uri};
+use http::{Response, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::cache::{Encoded, InfoCache, SingleFlight, TileCache, TileKey};
+use crate::cache::{Encoded, TileKey};
 use crate::codec::{self, CodecError, ImageInfo};
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http::base_url::{self, base_url};
-use crate::http::cors::CorsPolicy;
 use crate::iiif::{self, info, ApiVersion};
-use crate::metrics::{Metrics, Stage};
-use crate::plan::{self, Limits};
-use crate::pool::Pool;
-use crate::render::{self, RenderSettings};
-use crate::source::{Located, Source, SourceVersion, Sources};
-
-/// Eager tiles go where rendered tiles go: the memory cache and the tier.
-impl crate::eager::Sink for App {
-    fn is_cached(&self, key: &TileKey) -> bool {
-        self.tiles.contains(key)
-    }
-
-    fn encode(&self, pixels: crate::pixels::Pixels, plan: &plan::Plan) -> Option<Encoded> {
-        render::finish_on(pixels, plan, &self.settings, &self.metrics, &self.backend).ok()
-    }
-
-    fn keep(&self, key: TileKey, tile: Arc<Encoded>, took: std::time::Duration) {
-        if let Some(tier) = &self.tier {
-            tier.put(&key, &tile);
-        }
-        self.tiles.insert(key, tile);
-        self.metrics.eager_tiles.inc();
-        self.metrics.observe(Stage::Eager, took);
-    }
-
-    fn background(&self, job: Box<dyn FnOnce() + Send>) -> bool {
-        self.pool.submit_background(job).is_ok()
-    }
-}
-
-/// Opens the persistent tile tier the configuration names; a folder that
-/// cannot be opened (or is in use by another server) leaves the server
-/// running without it, with a warning.
-fn open_tier(cfg: &Config, settings: &RenderSettings) -> Option<Arc<dyn crate::cache::tier::TileTier>> {
-    if cfg.cache.disk_max_bytes == 0 {
-        return None;
-    }
-    let dir = cfg.cache.disk_folder();
-    // Everything besides the key that shapes a tile's bytes.
-    let fingerprint = crate::source::fnv1a(&[env!("CARGO_PKG_VERSION").as_bytes(), &[settings.jpeg_quality]]);
-    match crate::cache::tier::DiskTier::open(&dir, cfg.cache.disk_max_bytes, fingerprint) {
-        Ok(t) => {
-            tracing::info!(folder = %dir.display(), max_bytes = cfg.cache.disk_max_bytes, "disk tile tier");
-            Some(Arc::new(t))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "running without the disk tile tier");
-            None
-        }
-    }
-}
+use crate::metrics::Stage;
+use crate::plan::{self};
+use crate::render::{self};
+use crate::source::{Located, Source, SourceVersion};
+pub use crate::state::{App, Head, HotBytes, HotEntry, EAGER_MAX_UNITS, HOT_KEY_MAX, HOT_MAX_BYTES, HOT_PATH_RECHECK};
 
 /// Characters escaped in identifiers of canonical URLs (RFC 3986 unreserved kept).
 const ID_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -81,82 +33,6 @@ const JSONLD_V2: &str = "application/ld+json;profile=\"http://iiif.io/api/image/
 const JSONLD_V3: &str = "application/ld+json;profile=\"http://iiif.io/api/image/3/context.json\"";
 const PROFILE_V2: &str = "http://iiif.io/api/image/2/level2.json";
 const PROFILE_V3: &str = "http://iiif.io/api/image/3/level2.json";
-
-/// The state shared by every request.
-pub struct App {
-    pub cfg: Config,
-    /// Where images come from (files, or an HTTP origin).
-    pub sources: Sources,
-    pub limits: Limits,
-    pub cors: CorsPolicy,
-    pub pool: Pool,
-    pub tiles: TileCache,
-    pub infos: InfoCache,
-    /// Opened (memory-mapped) sources by file and version.
-    pub opened: quick_cache::sync::Cache<(std::path::PathBuf, SourceVersion), Arc<Source>>,
-    pub flights: Arc<SingleFlight<TileKey, Result<Arc<Encoded>>>>,
-    pub metrics: Arc<Metrics>,
-    pub settings: RenderSettings,
-    pub warm: crate::warm::WarmJobs,
-    /// The item catalogue (when presentation is enabled).
-    pub catalogue: Option<Arc<crate::presentation::catalogue::Catalogue>>,
-    /// Decoded JPEG 2000 codestream tiles (None when disabled).
-    pub decoded: Option<Arc<crate::decoded::DecodedTiles>>,
-    /// The persistent tile tier behind `tiles` (None when disabled, or when
-    /// its folder could not be opened).
-    pub tier: Option<Arc<dyn crate::cache::tier::TileTier>>,
-    /// Request URL → [`HotEntry`] for cached tiles.
-    pub hot: quick_cache::sync::Cache<String, Arc<HotEntry>, HotBytes>,
-    /// The transform backend (CPU, or a GPU chosen at start).
-    pub backend: crate::transform::Backend,
-    /// Start of the monotonic clock hot entries are stamped with.
-    clock: Instant,
-}
-
-/// What a repeated image request needs to be answered without parsing or
-/// planning again: the located source (re-checked with one `lstat`, or the
-/// HTTP source's freshness), the tile-cache key, and the response headers.
-/// Restricted sources never get one.
-pub struct HotEntry {
-    located: Located,
-    /// The opened source, while the `opened` cache (or a request) keeps it:
-    /// then one `fstat` of its file checks it (see `Source::unchanged`).
-    source: std::sync::Weak<Source>,
-    /// When the path was last re-resolved (ms on `App::clock`).
-    checked_ms: std::sync::atomic::AtomicU64,
-    key: TileKey,
-    etag: HeaderValue,
-    /// Every header of the 200 answer (CORS too when the policy's headers
-    /// do not depend on the request), cloned as a whole per answer.
-    headers: HeaderMap,
-}
-
-/// How often a hot entry's path is re-checked with an `lstat` even while
-/// its open file is unchanged (catches a renamed parent folder).
-/// The byte bound of the hot-path map. Its keys hold client input (the path
-/// and the Host and forwarded headers), so it is bounded in bytes, not only
-/// in entries; a key longer than [`HOT_KEY_MAX`] is never kept.
-pub const HOT_MAX_BYTES: u64 = 64 << 20;
-/// The longest hot-path key kept.
-pub const HOT_KEY_MAX: usize = 2048;
-
-/// Weighs a hot-path entry by the bytes it holds.
-#[derive(Clone)]
-pub struct HotBytes;
-impl quick_cache::Weighter<String, Arc<HotEntry>> for HotBytes {
-    fn weight(&self, k: &String, v: &Arc<HotEntry>) -> u64 {
-        let headers: usize = v.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum();
-        (k.len() + headers + v.key.identifier.len() + v.key.canonical.len() + v.located.path.as_os_str().len() + 256)
-            as u64
-    }
-}
-
-/// Decoded units waiting to be tiled eagerly (background jobs; each holds
-/// its unit's pixels, some 3 MB for a 1024² RGB unit). Past it a decoded unit
-/// is not tiled ahead; its tiles render on demand.
-pub const EAGER_MAX_UNITS: usize = 64;
-
-pub const HOT_PATH_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A request resolved and planned, ready to render.
 pub struct Prepared {
@@ -167,61 +43,7 @@ pub struct Prepared {
     pub plan: plan::Plan,
 }
 
-/// The request head the service needs.
-pub struct Head<'a> {
-    pub method: &'a Method,
-    pub uri: &'a Uri,
-    pub headers: &'a HeaderMap,
-}
-
 impl App {
-    pub fn new(cfg: Config) -> std::result::Result<App, String> {
-        let sources = Sources::from_config(&cfg.source)?;
-        let pool = Pool::with_background(cfg.worker_count(), cfg.server.queue, EAGER_MAX_UNITS)
-            .map_err(|e| format!("starting workers: {e}"))?;
-        let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
-        let catalogue = cfg.presentation.enabled.then(|| {
-            let (cat, errors) =
-                crate::presentation::catalogue::Catalogue::load(&cfg.presentation.catalogue_root, &cfg.source.root);
-            for e in errors {
-                tracing::warn!(error = %e, "catalogue");
-            }
-            Arc::new(cat)
-        });
-        let backend = crate::transform::Backend::choose(&cfg.transform.backend, cfg.transform.gpu_min_pixels);
-        metrics.gpu_backend.set((backend.name() == "gpu") as i64);
-        let settings =
-            RenderSettings { jpeg_quality: cfg.output.jpeg_quality, max_decode_pixels: cfg.limits.max_decode_pixels };
-        let tier = open_tier(&cfg, &settings);
-        Ok(App {
-            tier,
-            limits: cfg.limits(),
-            cors: CorsPolicy::from_config(&cfg.cors),
-            tiles: TileCache::new(cfg.cache.max_bytes),
-            infos: InfoCache::new(10_000),
-            opened: quick_cache::sync::Cache::new(256),
-            flights: Arc::new(SingleFlight::default()),
-            settings,
-            warm: Default::default(),
-            catalogue,
-            hot: quick_cache::sync::Cache::with_weighter(65_536, HOT_MAX_BYTES, HotBytes),
-            backend,
-            clock: Instant::now(),
-            decoded: (cfg.cache.decoded_max_bytes > 0).then(|| {
-                Arc::new(
-                    crate::decoded::DecodedTiles::new(cfg.cache.decoded_max_bytes)
-                        .with_jpeg_min_pixels(cfg.cache.decoded_jpeg_min_pixels)
-                        .with_ahead(cfg.cache.decoded_ahead)
-                        .with_unit(cfg.cache.decoded_unit),
-                )
-            }),
-            sources,
-            pool,
-            metrics,
-            cfg,
-        })
-    }
-
     fn prefix(&self, v: ApiVersion) -> &str {
         match v {
             ApiVersion::V2 => &self.cfg.server.prefix_v2,

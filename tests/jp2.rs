@@ -420,7 +420,9 @@ async fn neighbouring_tiles_of_one_codestream_tile_cost_one_decode() {
 async fn an_idle_worker_decodes_the_next_codestream_tile_before_a_viewer_asks_for_it() {
     let d = tempfile::tempdir().unwrap();
     tiled_sample(d.path());
-    let app = app(d.path(), "[server]\nworkers = 2\n[cache]\ndecoded_ahead = 1");
+    // Eager tiling off: it would encode the asked tile of (1, 0) from the
+    // decode ahead, and the request would then not reach the decoded tiles.
+    let app = app(d.path(), "[server]\nworkers = 2\n[cache]\ndecoded_ahead = 1\neager_tiles = false");
     // A 256² IIIF tile in codestream tile (0, 0): one worker decodes it, the
     // idle one decodes (1, 0), where a left-to-right sweep goes next.
     assert_eq!(get(&app, "/iiif/2/tiled/0,0,256,256/256,/0/default.jpg").await.status(), StatusCode::OK);
