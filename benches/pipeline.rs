@@ -115,7 +115,8 @@ fn bench(c: &mut Criterion) {
     let m = tessera::metrics::Metrics::new().unwrap_or_else(|e| panic!("{e}"));
     let s = tessera::render::RenderSettings { jpeg_quality: 85, max_decode_pixels: u64::MAX };
     c.bench_function("render/one 256² tile from a 2048² JPEG", |b| {
-        b.iter(|| tessera::render::render(&jpg, &info, &p, &s, &m))
+        let input = || tessera::render::Input::Decode { data: &jpg, info: &info };
+        b.iter(|| tessera::render::render(input(), &p, &s, &m, &tessera::transform::Backend::Cpu))
     });
 }
 

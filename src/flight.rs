@@ -33,6 +33,12 @@ impl Wanted {
         self.0.load(Ordering::Acquire) > 0
     }
 
+    /// A count of `n` waiting callers, for tests of what consumes it.
+    #[cfg(test)]
+    pub(crate) fn waiting(n: usize) -> Wanted {
+        Wanted(Arc::new(std::sync::atomic::AtomicUsize::new(n)))
+    }
+
     fn join(&self) -> Waiting {
         self.0.fetch_add(1, Ordering::AcqRel);
         Waiting(self.clone())

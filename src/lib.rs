@@ -32,6 +32,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod model;
 pub mod pages;
+pub mod pipeline;
 pub mod pixels;
 pub mod plan;
 pub mod pool;

@@ -1,6 +1,7 @@
-//! The render stage: decode the planned region at the planned scale (or cut
-//! it from codestream tiles [`crate::decoded`] already holds), transform it,
-//! encode it. Runs on the worker pool, never on the reactor.
+//! The render stage ([`render`]): decode the planned region at the planned
+//! scale (or cut it from decoded units [`crate::decoded`] already holds),
+//! transform it, encode it. Runs on the worker pool, never on the reactor
+//! (`pipeline::render_on_pool`).
 //! Knows nothing of HTTP; returns bytes or an [`Error`] with its status.
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::error::Error;
 use crate::metrics::{Metrics, Stage};
 use crate::pixels::Pixels;
 use crate::plan::Plan;
+use crate::source::SourceBytes;
 use crate::transform::{self, TransformSpec};
 
 /// Settings that do not vary per request.
@@ -22,11 +24,6 @@ use crate::transform::{self, TransformSpec};
 pub struct RenderSettings {
     pub jpeg_quality: u8,
     pub max_decode_pixels: u64,
-}
-
-/// Per-process render resources: the transform backend.
-pub struct Renderer {
-    pub backend: transform::Backend,
 }
 
 /// Maps codec failures to client-facing errors (public messages stay generic).
@@ -103,8 +100,33 @@ pub fn finish_on(
     Ok(Encoded { body: Bytes::from(body), media_type: plan.format.media_type() })
 }
 
-/// The whole render from the source bytes, transforms on the CPU.
-pub fn render(data: &[u8], info: &ImageInfo, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result<Encoded, Error> {
-    let p = decode(data, info, plan, s, m)?;
-    finish(p, plan, s, m)
+/// Where a render's pixels come from.
+pub enum Input<'a> {
+    /// Decoded directly from the source's bytes; thrown away (503) when the
+    /// source changed under the decode.
+    Decode { data: &'a dyn SourceBytes, info: &'a ImageInfo },
+    /// Cut from decoded units already fetched.
+    Cut(&'a Cut),
+}
+
+/// The whole render, as the server runs it on a worker: the pixels (cut or
+/// decoded), then transform and encode.
+pub fn render(
+    input: Input<'_>,
+    plan: &Plan,
+    s: &RenderSettings,
+    m: &Metrics,
+    backend: &transform::Backend,
+) -> Result<Encoded, Error> {
+    let pixels = match input {
+        Input::Cut(cut) => cut.pixels(m)?,
+        Input::Decode { data, info } => {
+            let p = decode(data.as_ref(), info, plan, s, m)?;
+            if !data.intact() {
+                return Err(Error::source_changed());
+            }
+            p
+        }
+    };
+    finish_on(pixels, plan, s, m, backend)
 }

@@ -21,9 +21,10 @@ use crate::error::{Error, Result};
 use crate::http::base_url::{self, base_url};
 use crate::iiif::{self, info, ApiVersion};
 use crate::metrics::Stage;
+pub use crate::pipeline::Prepared;
 use crate::plan::{self};
 use crate::render::{self};
-use crate::source::{Located, Source, SourceVersion};
+use crate::source::{Located, Source};
 pub use crate::state::{App, Head, HotBytes, HotEntry, EAGER_MAX_UNITS, HOT_KEY_MAX, HOT_MAX_BYTES, HOT_PATH_RECHECK};
 
 /// Characters escaped in identifiers of canonical URLs (RFC 3986 unreserved kept).
@@ -33,15 +34,6 @@ const JSONLD_V2: &str = "application/ld+json;profile=\"http://iiif.io/api/image/
 const JSONLD_V3: &str = "application/ld+json;profile=\"http://iiif.io/api/image/3/context.json\"";
 const PROFILE_V2: &str = "http://iiif.io/api/image/2/level2.json";
 const PROFILE_V3: &str = "http://iiif.io/api/image/3/level2.json";
-
-/// A request resolved and planned, ready to render.
-pub struct Prepared {
-    pub id: String,
-    pub located: Located,
-    pub source: Arc<Source>,
-    pub info: Arc<ImageInfo>,
-    pub plan: plan::Plan,
-}
 
 impl App {
     fn prefix(&self, v: ApiVersion) -> &str {
@@ -110,7 +102,7 @@ impl App {
 
     /// Drops an open source from the `opened` cache if it faulted or its file
     /// changed, so the next request maps the file afresh.
-    fn forget_if_changed(&self, located: &Located, source: &Arc<Source>) {
+    pub(crate) fn forget_if_changed(&self, located: &Located, source: &Arc<Source>) {
         if !source.intact() {
             self.opened.remove(&(located.path.clone(), located.version));
             self.metrics.sources_changed.inc();
@@ -296,7 +288,7 @@ impl App {
         Some(m)
     }
 
-    fn tile_key(&self, v: ApiVersion, p: &Prepared) -> TileKey {
+    pub(crate) fn tile_key(&self, v: ApiVersion, p: &Prepared) -> TileKey {
         TileKey {
             // Keyed by the file, so every identifier naming it shares entries.
             identifier: p.located.cache_key(),
@@ -318,8 +310,9 @@ impl App {
         Ok(Prepared { id: id.to_string(), located, source, info, plan })
     }
 
-    /// The encoded image of a prepared request: from the cache, or rendered
-    /// once on the pool however many identical requests wait for it.
+    /// The encoded image of a prepared request: from the memory cache, or
+    /// through the rest of the pipeline (`pipeline::run`) once, however
+    /// many identical requests wait for it.
     pub async fn fetch(self: &Arc<Self>, v: ApiVersion, p: Prepared) -> Result<Arc<Encoded>> {
         let key = self.tile_key(v, &p);
         if let Some(e) = self.tiles.get(&key) {
@@ -327,114 +320,11 @@ impl App {
         }
         let app = self.clone();
         let k = key.clone();
-        let (res, _leader) =
-            self.flights
-                .run_wanted(key, move |wanted| async move {
-                    let a = app.clone();
-                    // The persistent tier: a tile rendered before, maybe before a
-                    // restart, costs one file read.
-                    if let Some(tier) = &app.tier {
-                        if let Some(enc) = tier.get(&k).await {
-                            let enc = Arc::new(enc);
-                            app.tiles.insert(k, enc.clone());
-                            return Ok(enc);
-                        }
-                    }
-                    let Prepared { source, info, plan, located, .. } = p;
-                    // Tiled sources: the codestream tiles first, awaited here (no
-                    // worker waits on another's decode); the job then cuts.
-                    let cut = match app.decoded_tiles(v, &source, &info, &k.identifier, located.version, &plan).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            app.forget_if_changed(&located, &source);
-                            return Err(e);
-                        }
-                    };
-                    let queued = Instant::now();
-                    let short = cut.is_some();
-                    let job = move || {
-                        a.metrics.observe(Stage::Queue, queued.elapsed());
-                        // Every client waiting for this tile hung up while it
-                        // was queued: nobody would receive it, so skip it.
-                        if !wanted.is_wanted() {
-                            a.metrics.jobs_abandoned.inc();
-                            return Err(Error::abandoned());
-                        }
-                        let pixels = match &cut {
-                            Some(cut) => cut.pixels(&a.metrics),
-                            None => render::decode(&source.bytes, &info, &plan, &a.settings, &a.metrics)
-                                .and_then(|p| if source.intact() { Ok(p) } else { Err(Error::source_changed()) }),
-                        };
-                        if pixels.is_err() {
-                            a.forget_if_changed(&located, &source);
-                        }
-                        let pixels = pixels?;
-                        render::finish_on(pixels, &plan, &a.settings, &a.metrics, &a.backend)
-                    };
-                    // A cut from decoded pixels takes milliseconds: it goes ahead
-                    // of queued decodes rather than waiting out each of them.
-                    let rx = if short { app.pool.submit_short(job) } else { app.pool.submit(job) }
-                        .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
-                    let enc = Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??);
-                    if let Some(tier) = &app.tier {
-                        tier.put(&k, &enc);
-                    }
-                    app.tiles.insert(k, enc.clone());
-                    Ok(enc)
-                })
-                .await;
+        let (res, _leader) = self
+            .flights
+            .run_wanted(key, move |wanted| async move { crate::pipeline::run(&app, v, k, p, wanted).await })
+            .await;
         res.unwrap_or_else(|| Err(Error::internal("render task failed")))
-    }
-
-    /// The decoded codestream tiles behind a plan, when the decoded-tile
-    /// store applies to it (a tiled JPEG 2000 or a large JPEG): fetched or
-    /// decoded on the pool, awaited here. `None` when it does not apply.
-    async fn decoded_tiles(
-        self: &Arc<Self>,
-        v: ApiVersion,
-        source: &Arc<Source>,
-        info: &Arc<ImageInfo>,
-        file: &str,
-        version: SourceVersion,
-        plan: &plan::Plan,
-    ) -> Result<Option<render::Cut>> {
-        let Some(store) = &self.decoded else { return Ok(None) };
-        let max_pixels = self.settings.max_decode_pixels;
-        let Some(tile_plan) = store.plan(info, file, version, plan.region, plan.scale, max_pixels) else {
-            return Ok(None);
-        };
-        let t = Instant::now();
-        let input = crate::decoded::DecodeInput {
-            data: source.clone(),
-            info: info.clone(),
-            max_pixels,
-            decodes: self.metrics.decodes.clone(),
-            ahead: self.metrics.decodes_ahead.clone(),
-            on_decoded: self.cfg.cache.eager_tiles.then(|| {
-                // The advertised grid, and the one this viewer walks.
-                let t = info::tiling(info, self.cfg.output.tile_size, &self.limits);
-                let mut grids = vec![(t.tile_w, t.tile_h)];
-                if let Some(g) = crate::eager::walked_grid(plan).filter(|g| !grids.contains(g)) {
-                    grids.push(g);
-                }
-                let ctx = crate::eager::Context {
-                    version: v,
-                    file: file.to_string(),
-                    source_version: version,
-                    info: info.clone(),
-                    grids,
-                    limits: self.limits,
-                    max_pixels,
-                    store: store.clone(),
-                };
-                crate::eager::hook(self.clone(), ctx)
-            }),
-        };
-        let tiles = store.fetch(&self.pool, &input, &tile_plan).await.map_err(|e| match e {
-            crate::decoded::FetchError::Busy => Error::overloaded(self.cfg.server.retry_after),
-            crate::decoded::FetchError::Codec(e) => render::codec_error(e),
-        })?;
-        Ok(Some(render::Cut { plan: tile_plan, tiles, waited: t.elapsed() }))
     }
 
     /// ETag, Last-Modified and Cache-Control; a restricted source's

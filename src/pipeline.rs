@@ -1,0 +1,223 @@
+//! The tile pipeline after a memory-cache miss, in one place. A request has
+//! been parsed, its source resolved and its plan made (`service`), the
+//! memory cache missed, and this runs once per key however many identical
+//! requests wait (`flight`). [`run`] is the list of steps; each step is a
+//! function below, in order:
+//!
+//! 1. [`from_tier`]: a tile rendered before, maybe before a restart, is one
+//!    file read away (`cache::tier`).
+//! 2. [`units`]: the decoded units behind the region (codestream tiles,
+//!    virtual tiles of an untiled JPEG 2000, a whole JPEG level), fetched
+//!    or decoded on the pool and awaited here, on the reactor, so that no
+//!    worker waits for another (`decoded`). Each unit decoded is offered
+//!    to eager tiling (`eager`).
+//! 3. [`render_on_pool`]: on a worker, the pixels (cut from those units, or
+//!    decoded directly from the source), transformed and encoded
+//!    (`render::render`). A cut goes ahead of queued decodes; a job whose
+//!    every client has gone is skipped.
+//! 4. [`keep`]: into the memory cache and the tier.
+//!
+//! A step that fails because the source file changed under it drops the
+//! opened source, so the next request maps the new file.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cache::{Encoded, TileKey};
+use crate::codec::ImageInfo;
+use crate::decoded::{DecodeInput, FetchError};
+use crate::error::{Error, Result};
+use crate::flight::Wanted;
+use crate::iiif::{info, ApiVersion};
+use crate::metrics::Stage;
+use crate::plan::Plan;
+use crate::render::{self, Cut, Input};
+use crate::source::{Located, Source};
+use crate::state::App;
+
+/// A request resolved and planned, ready to render.
+pub struct Prepared {
+    pub id: String,
+    pub located: Located,
+    pub source: Arc<Source>,
+    pub info: Arc<ImageInfo>,
+    pub plan: Plan,
+}
+
+/// Steps 1 to 4 for one prepared request whose key missed the memory cache.
+pub async fn run(app: &Arc<App>, v: ApiVersion, key: TileKey, p: Prepared, wanted: Wanted) -> Result<Arc<Encoded>> {
+    if let Some(tile) = from_tier(app, &key).await {
+        app.tiles.insert(key, tile.clone());
+        return Ok(tile);
+    }
+    let cut = match units(app, v, &key, &p).await {
+        Ok(c) => c,
+        Err(e) => {
+            app.forget_if_changed(&p.located, &p.source);
+            return Err(e);
+        }
+    };
+    let tile = render_on_pool(app, p, cut, wanted).await?;
+    keep(app, key, tile.clone());
+    Ok(tile)
+}
+
+/// Step 1: the tile from the persistent tier, if it holds it.
+async fn from_tier(app: &App, key: &TileKey) -> Option<Arc<Encoded>> {
+    let tier = app.tier.as_ref()?;
+    tier.get(key).await.map(Arc::new)
+}
+
+/// Step 2: the decoded units behind the plan, when the decoded-unit store
+/// applies to it (a JPEG 2000, a large JPEG); `None` when it does not, and
+/// the render decodes directly.
+async fn units(app: &Arc<App>, v: ApiVersion, key: &TileKey, p: &Prepared) -> Result<Option<Cut>> {
+    let Some(store) = &app.decoded else { return Ok(None) };
+    let (info, plan, version) = (&p.info, &p.plan, p.located.version);
+    let max_pixels = app.settings.max_decode_pixels;
+    let Some(tile_plan) = store.plan(info, &key.identifier, version, plan.region, plan.scale, max_pixels) else {
+        return Ok(None);
+    };
+    let t = Instant::now();
+    let input = DecodeInput {
+        data: p.source.clone(),
+        info: info.clone(),
+        max_pixels,
+        decodes: app.metrics.decodes.clone(),
+        ahead: app.metrics.decodes_ahead.clone(),
+        on_decoded: app.cfg.cache.eager_tiles.then(|| {
+            // The advertised grid, and the one this viewer walks.
+            let t = info::tiling(info, app.cfg.output.tile_size, &app.limits);
+            let mut grids = vec![(t.tile_w, t.tile_h)];
+            if let Some(g) = crate::eager::walked_grid(plan).filter(|g| !grids.contains(g)) {
+                grids.push(g);
+            }
+            let ctx = crate::eager::Context {
+                version: v,
+                file: key.identifier.clone(),
+                source_version: version,
+                info: info.clone(),
+                grids,
+                limits: app.limits,
+                max_pixels,
+                store: store.clone(),
+            };
+            crate::eager::hook(app.clone(), ctx)
+        }),
+    };
+    let tiles = store.fetch(&app.pool, &input, &tile_plan).await.map_err(|e| match e {
+        FetchError::Busy => Error::overloaded(app.cfg.server.retry_after),
+        FetchError::Codec(e) => render::codec_error(e),
+    })?;
+    Ok(Some(Cut { plan: tile_plan, tiles, waited: t.elapsed() }))
+}
+
+/// Step 3: the render job on the pool, awaited here.
+async fn render_on_pool(app: &Arc<App>, p: Prepared, cut: Option<Cut>, wanted: Wanted) -> Result<Arc<Encoded>> {
+    let a = app.clone();
+    let queued = Instant::now();
+    let short = cut.is_some();
+    let job = move || {
+        a.metrics.observe(Stage::Queue, queued.elapsed());
+        // Every client waiting for this tile hung up while it was queued:
+        // nobody would receive it, so skip it.
+        if !wanted.is_wanted() {
+            a.metrics.jobs_abandoned.inc();
+            return Err(Error::abandoned());
+        }
+        let input = match &cut {
+            Some(cut) => Input::Cut(cut),
+            None => Input::Decode { data: p.source.as_ref(), info: &p.info },
+        };
+        let r = render::render(input, &p.plan, &a.settings, &a.metrics, &a.backend);
+        if r.is_err() {
+            a.forget_if_changed(&p.located, &p.source);
+        }
+        r
+    };
+    // A cut from decoded pixels takes milliseconds: it goes ahead of queued
+    // decodes rather than waiting out each of them.
+    let rx = if short { app.pool.submit_short(job) } else { app.pool.submit(job) }
+        .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
+    Ok(Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??))
+}
+
+/// Step 4: the rendered tile into the tier and the memory cache.
+fn keep(app: &App, key: TileKey, tile: Arc<Encoded>) {
+    if let Some(tier) = &app.tier {
+        tier.put(&key, &tile);
+    }
+    app.tiles.insert(key, tile);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use http::HeaderMap;
+    use std::time::Duration;
+
+    /// An app over a folder holding one 600×400 JPEG, `p.jpg`, with its disk
+    /// tier in a second folder.
+    fn app(images: &std::path::Path, tiles: &std::path::Path) -> Arc<App> {
+        let px = crate::samples::generate::photo_like(600, 400, 3);
+        let jpg = crate::codec::encode::encode(&px, crate::model::Format::Jpg, 90).expect("encode");
+        std::fs::write(images.join("p.jpg"), jpg).expect("write");
+        let toml = format!("[cache]\ndisk_dir = {:?}\n", tiles.display().to_string());
+        let mut cfg = Config::from_toml_over_defaults(&toml).expect("config");
+        cfg.source.root = images.to_path_buf();
+        Arc::new(App::new(cfg).expect("app"))
+    }
+
+    async fn prepared(app: &Arc<App>) -> (TileKey, Prepared) {
+        let req = crate::iiif::v2::parse("0,0,256,256", "128,", "0", "default.jpg").expect("parse");
+        let p = app.prepare(ApiVersion::V2, "p.jpg", &req, &HeaderMap::new()).await.expect("prepare");
+        (app.tile_key(ApiVersion::V2, &p), p)
+    }
+
+    #[tokio::test]
+    async fn a_tile_the_tier_holds_is_served_with_no_decode_and_kept_in_memory() {
+        let (images, tiles) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let app = app(images.path(), tiles.path());
+        let (key, p) = prepared(&app).await;
+        let stored = Arc::new(Encoded { body: bytes::Bytes::from_static(b"stored"), media_type: "image/jpeg" });
+        app.tier.as_ref().expect("tier").put(&key, &stored);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while from_tier(&app, &key).await.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let got = run(&app, ApiVersion::V2, key.clone(), p, Wanted::waiting(1)).await.expect("run");
+        assert_eq!(&got.body[..], b"stored");
+        assert_eq!(app.metrics.decodes.get(), 0);
+        assert!(app.tiles.contains(&key));
+    }
+
+    #[tokio::test]
+    async fn a_rendered_tile_is_kept_in_memory_and_in_the_tier() {
+        let (images, tiles) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let app = app(images.path(), tiles.path());
+        let (key, p) = prepared(&app).await;
+        let got = run(&app, ApiVersion::V2, key.clone(), p, Wanted::waiting(1)).await.expect("run");
+        assert_eq!(app.metrics.decodes.get(), 1);
+        assert!(app.tiles.contains(&key));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut on_disk = None;
+        while on_disk.is_none() && Instant::now() < deadline {
+            on_disk = from_tier(&app, &key).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(on_disk.expect("in the tier").body, got.body);
+    }
+
+    #[tokio::test]
+    async fn a_render_whose_every_client_has_gone_is_skipped_and_nothing_is_kept() {
+        let (images, tiles) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let app = app(images.path(), tiles.path());
+        let (key, p) = prepared(&app).await;
+        let r = run(&app, ApiVersion::V2, key.clone(), p, Wanted::waiting(0)).await;
+        assert!(r.is_err());
+        assert_eq!(app.metrics.jobs_abandoned.get(), 1);
+        assert_eq!(app.metrics.decodes.get(), 0);
+        assert!(!app.tiles.contains(&key));
+    }
+}
