@@ -109,10 +109,25 @@ impl App {
             let result = match r {
                 Route::Health => Ok(text(StatusCode::OK, "ok\n")),
                 Route::Metrics => Ok(self.metrics_response()),
-                Route::Home => Ok(crate::pages::home(self)),
+                // These read files (a folder listing, the viewer bundle,
+                // image headers for canvas sizes): off the reactor.
+                Route::Home => {
+                    let a = self.clone();
+                    off_reactor(move || Ok(crate::pages::home(&a))).await
+                }
                 Route::Viewer(item) => crate::pages::viewer(self, item),
-                Route::Static(f) => crate::pages::static_file(self, f),
-                Route::Presentation(res) => crate::manifests::handle(self, res, head.headers),
+                Route::Static(f) => {
+                    let (a, f) = (self.clone(), f.to_string());
+                    off_reactor(move || crate::pages::static_file(&a, &f)).await
+                }
+                Route::Presentation(_) => {
+                    let (a, path, headers) = (self.clone(), path.to_string(), head.headers.clone());
+                    off_reactor(move || match crate::manifests::route(&path) {
+                        Some(res) => crate::manifests::handle(&a, res, &headers),
+                        None => Err(Error::not_found_msg("Not found")),
+                    })
+                    .await
+                }
                 Route::Redirect { v, raw_id } => self.redirect(v, raw_id, head.headers).await,
                 Route::Info { v, raw_id } => self.info(v, raw_id, head.headers).await,
                 Route::Image { v, raw_id, params } => self.image(v, raw_id, params, path, head.headers).await,
@@ -154,6 +169,14 @@ impl App {
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
         r
     }
+}
+
+/// Runs a handler that does blocking I/O on tokio's blocking threads.
+async fn off_reactor<F>(f: F) -> crate::error::Result<Response<Bytes>>
+where
+    F: FnOnce() -> crate::error::Result<Response<Bytes>> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| Err(Error::internal("handler panicked")))
 }
 
 #[cfg(test)]

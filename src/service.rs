@@ -116,8 +116,9 @@ impl App {
     }
 
     /// Width and height of an image, for manifests: from the info cache, or
-    /// read from the header now (a few microseconds from the memory map).
-    /// An HTTP source answers only for images it has already fetched.
+    /// read from the header now. Blocking (it may open and map the file):
+    /// the router runs the manifest handler on a blocking thread. An HTTP
+    /// source answers only for images it has already fetched.
     pub fn dims_now(&self, id: &str) -> Option<(u32, u32)> {
         let located = self.sources.peek(id)?;
         let key = located.cache_key();
