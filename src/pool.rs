@@ -121,16 +121,7 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let (otx, orx) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = otx.send(f());
-        });
-        if self.push_at(job, Class::Request) {
-            Ok(orx)
-        } else {
-            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            Err(Full)
-        }
+        self.submit_as(Class::Request, f)
     }
 
     /// Queues `f` as request work ahead of the request jobs already queued:
@@ -141,11 +132,19 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        self.submit_as(Class::Short, f)
+    }
+
+    fn submit_as<T, F>(&self, class: Class, f: F) -> Result<oneshot::Receiver<T>, Full>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
         let (otx, orx) = oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = otx.send(f());
         });
-        if self.push_at(job, Class::Short) {
+        if self.push_at(job, class) {
             Ok(orx)
         } else {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
