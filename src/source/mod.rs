@@ -151,10 +151,15 @@ impl Located {
 }
 
 impl Located {
-    /// The key caches use for this file: its canonical path. Different
-    /// identifiers naming one file (with and without extension) share it.
+    /// The key caches use for this file: its canonical path, so different
+    /// identifiers naming one file (with and without extension) share it;
+    /// for a copy fetched from an HTTP origin, its URL, since the copy's path
+    /// changes with every run and the disk tier outlives runs.
     pub fn cache_key(&self) -> String {
-        self.path.to_string_lossy().into_owned()
+        match &self.origin {
+            Origin::File => self.path.to_string_lossy().into_owned(),
+            Origin::Http { url, .. } => format!("http:{url}"),
+        }
     }
 
     /// Opens (maps) the file.
@@ -356,6 +361,21 @@ fn is_safe_relative(p: &str) -> bool {
 mod tests {
     use super::*;
     use ::http::StatusCode;
+
+    #[test]
+    fn a_fetched_copy_is_keyed_by_its_url_whatever_run_folder_holds_it() {
+        let at = |path: &str| Located {
+            path: PathBuf::from(path),
+            version: SourceVersion { len: 1, mtime_ns: 2 },
+            modified: SystemTime::UNIX_EPOCH,
+            origin: Origin::Http { url: "https://repo.example/bits/7/content".into(), restricted: false },
+        };
+        let (a, b) = (at("/tmp/tessera-run-aaaa/1.img"), at("/tmp/tessera-run-bbbb/9.img"));
+        assert_eq!(a.cache_key(), b.cache_key(), "the disk tier must find it after a restart");
+        assert_eq!(a.cache_key(), "http:https://repo.example/bits/7/content");
+        let local = Located { origin: Origin::File, ..at("/srv/images/a.jp2") };
+        assert_eq!(local.cache_key(), "/srv/images/a.jp2");
+    }
 
     fn tree() -> (tempfile::TempDir, Resolver) {
         let d = tempfile::tempdir().unwrap();
