@@ -237,6 +237,20 @@ mod tests {
     use super::*;
     use std::sync::Barrier;
 
+    /// Occupies one worker until the returned barrier is waited on, and
+    /// returns once that worker has taken the job off the queue.
+    async fn hold_one_worker(pool: &Pool) -> Arc<Barrier> {
+        let gate = Arc::new(Barrier::new(2));
+        let g = gate.clone();
+        let _busy = pool.submit(move || {
+            g.wait();
+        });
+        while pool.stats().running.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        gate
+    }
+
     #[tokio::test]
     async fn jobs_run_off_the_caller_and_return_results() {
         let pool = Pool::new(2, 4).unwrap();
@@ -248,15 +262,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_rejects_at_once() {
         let pool = Pool::new(1, 1).unwrap();
-        let gate = Arc::new(Barrier::new(2));
-        let g = gate.clone();
-        let _busy = pool.submit(move || {
-            g.wait();
-        });
-        // Wait until the worker has taken the first job off the queue.
-        while pool.stats().running.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        let gate = hold_one_worker(&pool).await;
         let _queued = pool.submit(|| ()).unwrap();
         assert!(pool.submit(|| ()).is_err(), "queue of one is full");
         assert_eq!(pool.stats().rejected.load(Ordering::SeqCst), 1);
@@ -274,14 +280,7 @@ mod tests {
     #[tokio::test]
     async fn request_jobs_run_before_queued_background_jobs() {
         let pool = Pool::new(1, 8).unwrap();
-        let gate = Arc::new(Barrier::new(2));
-        let g = gate.clone();
-        let _busy = pool.submit(move || {
-            g.wait();
-        });
-        while pool.stats().running.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        let gate = hold_one_worker(&pool).await;
         let order = Arc::new(Mutex::new(Vec::new()));
         for i in 0..3 {
             let o = order.clone();
@@ -304,14 +303,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_background_queue_drops_and_counts() {
         let pool = Pool::with_background(1, 4, 1).unwrap();
-        let gate = Arc::new(Barrier::new(2));
-        let g = gate.clone();
-        let _busy = pool.submit(move || {
-            g.wait();
-        });
-        while pool.stats().running.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        let gate = hold_one_worker(&pool).await;
         assert!(pool.submit_background(|| ()).is_ok());
         assert!(pool.submit_background(|| ()).is_err(), "background queue of one is full");
         assert_eq!(pool.stats().background_dropped.load(Ordering::SeqCst), 1);
@@ -324,14 +316,7 @@ mod tests {
     #[tokio::test]
     async fn short_jobs_go_ahead_of_queued_request_jobs() {
         let pool = Pool::new(1, 8).unwrap();
-        let gate = Arc::new(Barrier::new(2));
-        let g = gate.clone();
-        let _busy = pool.submit(move || {
-            g.wait();
-        });
-        while pool.stats().running.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        let gate = hold_one_worker(&pool).await;
         let order = Arc::new(Mutex::new(Vec::new()));
         let o = order.clone();
         let long = pool.submit(move || o.lock().unwrap().push("decode")).unwrap();
