@@ -74,7 +74,7 @@ fn bench(c: &mut Criterion) {
     for i in 0..1000 {
         cache.insert(
             tessera::cache::TileKey {
-                identifier: "/images/large.jp2".into(),
+                file: "/images/large.jp2".into(),
                 version,
                 canonical: format!("2:{i},0,512,512/256,/0/default.jpg"),
             },
@@ -82,7 +82,7 @@ fn bench(c: &mut Criterion) {
         );
     }
     let key = tessera::cache::TileKey {
-        identifier: "/images/large.jp2".into(),
+        file: "/images/large.jp2".into(),
         version,
         canonical: "2:500,0,512,512/256,/0/default.jpg".into(),
     };

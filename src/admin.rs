@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::iiif::{self, ApiVersion};
 use crate::service::{decode_identifier, error_response, App};
-use crate::viewer;
+use crate::tile_walk;
 use crate::warm::WarmJob;
 
 fn json_response(status: StatusCode, v: serde_json::Value) -> Response<Bytes> {
@@ -112,7 +112,7 @@ async fn start_warm(app: &Arc<App>, id: &str) -> Result<Arc<WarmJob>> {
     // Resolve now so an unknown identifier is a 404, not a failed job.
     let info = app.header_of(id).await?;
     let tiling = iiif::info::tiling(&info, app.cfg.output.tile_size, &app.limits);
-    let tiles = viewer::first_levels(
+    let tiles = tile_walk::first_levels(
         info.width,
         info.height,
         tiling.tile_w,
@@ -130,7 +130,7 @@ async fn start_warm(app: &Arc<App>, id: &str) -> Result<Arc<WarmJob>> {
         for (i, t) in tiles.iter().enumerate() {
             let ok = match iiif::v2::parse(&t.region, &t.size, "0", "default.jpg") {
                 Ok(req) => match app.prepare(ApiVersion::V2, &id, &req, &http::HeaderMap::new()).await {
-                    Ok(p) => app.fetch(ApiVersion::V2, p).await.is_ok(),
+                    Ok(p) => app.tile(ApiVersion::V2, p).await.is_ok(),
                     Err(_) => false,
                 },
                 Err(_) => false,

@@ -36,7 +36,7 @@ pub struct Encoded {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TileKey {
     /// The file's cache key (see `source::Located::cache_key`).
-    pub identifier: String,
+    pub file: String,
     pub version: SourceVersion,
     pub canonical: String,
 }
@@ -56,7 +56,7 @@ struct Bytewise;
 impl Weighter<TileKey, Arc<Encoded>> for Bytewise {
     fn weight(&self, k: &TileKey, v: &Arc<Encoded>) -> u64 {
         // Body plus a rough per-entry overhead, so many tiny entries still count.
-        (v.body.len() + k.identifier.len() + k.canonical.len() + 128) as u64
+        (v.body.len() + k.file.len() + k.canonical.len() + 128) as u64
     }
 }
 
@@ -109,11 +109,11 @@ impl TileCache {
         }
     }
 
-    /// Drops every entry of one identifier (all versions).
-    pub fn purge(&self, identifier: &str) -> usize {
+    /// Drops every entry of one file (all versions), by its cache key.
+    pub fn purge(&self, file: &str) -> usize {
         let Some(c) = &self.inner else { return 0 };
         let before = c.len();
-        c.retain(|k, _| k.identifier != identifier);
+        c.retain(|k, _| k.file != file);
         before.saturating_sub(c.len())
     }
 
@@ -170,7 +170,7 @@ mod tests {
     use super::*;
 
     fn key(id: &str, c: &str) -> TileKey {
-        TileKey { identifier: id.into(), version: SourceVersion { len: 1, mtime_ns: 2 }, canonical: c.into() }
+        TileKey { file: id.into(), version: SourceVersion { len: 1, mtime_ns: 2 }, canonical: c.into() }
     }
     fn enc(n: usize) -> Arc<Encoded> {
         Arc::new(Encoded { body: Bytes::from(vec![0u8; n]), media_type: "image/jpeg" })

@@ -256,7 +256,7 @@ impl Config {
                 return Err(invalid(key, "must start with / and not end with / (e.g. \"/iiif/2\")"));
             }
         }
-        // The grammar of http::trust::TrustedProxies::parse (an address or a
+        // The grammar of web::trust::TrustedProxies::parse (an address or a
         // network), checked here without depending on the HTTP layer.
         for s in &self.server.trusted_proxies {
             let s = s.trim();

@@ -217,7 +217,7 @@ impl TilePlan {
 
 /// Why [`DecodedTiles::fetch`] failed.
 #[derive(Debug)]
-pub enum FetchError {
+pub enum GetOrDecodeError {
     /// The worker queue was full.
     Busy,
     Codec(CodecError),
@@ -440,12 +440,12 @@ impl DecodedTiles {
     /// request started, or decoded now on `pool`. Then, with workers idle,
     /// starts decoding the tiles that come next (see the module comment).
     /// Awaits without holding a worker.
-    pub async fn fetch(
+    pub async fn get_or_decode(
         &self,
         pool: &Pool,
         input: &DecodeInput,
         plan: &TilePlan,
-    ) -> Result<Vec<Arc<Pixels>>, FetchError> {
+    ) -> Result<Vec<Arc<Pixels>>, GetOrDecodeError> {
         let mut started = Vec::with_capacity(plan.tiles.len());
         for (id, full) in &plan.tiles {
             started.push(self.start(pool, input, plan, id, *full)?);
@@ -475,7 +475,7 @@ impl DecodedTiles {
                             out.push(t);
                             break;
                         }
-                        Some(Err(e)) => return Err(FetchError::Codec(e)),
+                        Some(Err(e)) => return Err(GetOrDecodeError::Codec(e)),
                         // Its claim was dropped unfinished: claim again, a
                         // few times (a decode that panics on this file
                         // every time must not be retried for ever).
@@ -484,7 +484,7 @@ impl DecodedTiles {
                             s = self.start(pool, input, plan, id, *full)?;
                         }
                         None => {
-                            return Err(FetchError::Codec(CodecError::Corrupt(
+                            return Err(GetOrDecodeError::Codec(CodecError::Corrupt(
                                 "the decode of a codestream tile did not complete".into(),
                             )))
                         }
@@ -503,7 +503,7 @@ impl DecodedTiles {
         plan: &TilePlan,
         id: &TileId,
         full: Rect,
-    ) -> Result<Started, FetchError> {
+    ) -> Result<Started, GetOrDecodeError> {
         Ok(match self.claim(id) {
             Claimed::Ready(t) => Started::Ready(t),
             Claimed::Wait(slot) => Started::Wait(slot),
@@ -519,7 +519,7 @@ impl DecodedTiles {
         plan: &TilePlan,
         claim: Claim,
         full: Rect,
-    ) -> Result<Arc<Slot>, FetchError> {
+    ) -> Result<Arc<Slot>, GetOrDecodeError> {
         let slot = claim.slot.clone();
         let input = input.clone();
         let (whole, scale) = (plan.whole, plan.scale);
@@ -545,7 +545,7 @@ impl DecodedTiles {
                 hook(unit);
             }
         })
-        .map_err(|_| FetchError::Busy)?;
+        .map_err(|_| GetOrDecodeError::Busy)?;
         Ok(slot)
     }
 
@@ -705,14 +705,14 @@ mod tests {
         for i in 0..16u32 {
             let r = rect(64 + (i % 4) * 16, (i / 4) * 16, 16, 16);
             let plan = d.plan(&info, "f", version(), r, 1, u64::MAX).expect("virtual tiles");
-            let tiles = d.fetch(&pool, &inp, &plan).await.expect("fetch");
+            let tiles = d.get_or_decode(&pool, &inp, &plan).await.expect("fetch");
             assert_eq!(plan.assemble(&tiles).expect("cut").data(), &crop(&px, r)[..], "region {i}");
         }
         assert_eq!(inp.decodes.get(), 1, "one decode for the sixteen regions of one unit");
         let r = rect(40, 40, 60, 50);
         let plan = d.plan(&info, "f", version(), r, 1, u64::MAX).expect("virtual tiles");
         assert_eq!(plan.tiles.len(), 4);
-        let tiles = d.fetch(&pool, &inp, &plan).await.expect("fetch");
+        let tiles = d.get_or_decode(&pool, &inp, &plan).await.expect("fetch");
         assert_eq!(plan.assemble(&tiles).expect("cut").data(), &crop(&px, r)[..]);
     }
 
@@ -766,7 +766,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let r = rect(64 + (i % 4) * 16, (i / 4) * 16, 16, 16);
                 let plan = d.plan(&info, "f", version(), r, 1, u64::MAX).expect("tiled");
-                let tiles = d.fetch(&pool, &inp, &plan).await.expect("fetch");
+                let tiles = d.get_or_decode(&pool, &inp, &plan).await.expect("fetch");
                 (r, plan.assemble(&tiles).expect("cut"))
             }));
         }
@@ -786,7 +786,7 @@ mod tests {
         let pool = Pool::new(2, 64).expect("pool");
         let inp = input(&data, &info);
         let plan = d.plan(&info, "f", version(), rect(0, 0, 64, 64), 1, u64::MAX).expect("tiled");
-        d.fetch(&pool, &inp, &plan).await.expect("fetch");
+        d.get_or_decode(&pool, &inp, &plan).await.expect("fetch");
         settle(&d).await;
         // Tile (0,0) took one worker; one was idle for (1,0). Whether (2,0)
         // went ahead too depends on (0,0)'s tiny decode ending before the
@@ -797,7 +797,7 @@ mod tests {
         assert!(cached(&d, 1, 0));
         // The next request finds its tile decoded, and the idle workers go on.
         let plan = d.plan(&info, "f", version(), rect(64, 0, 64, 64), 1, u64::MAX).expect("tiled");
-        d.fetch(&pool, &inp, &plan).await.expect("fetch");
+        d.get_or_decode(&pool, &inp, &plan).await.expect("fetch");
         settle(&d).await;
         // (2,0) went ahead, now or before; (3,0) too unless a worker still
         // looked busy (its count drops just after its decode is stored).
@@ -816,7 +816,7 @@ mod tests {
         });
         let inp = input(&data, &info);
         let plan = d.plan(&info, "f", version(), rect(0, 0, 64, 64), 1, u64::MAX).expect("tiled");
-        let fetch = d.fetch(&pool, &inp, &plan);
+        let fetch = d.get_or_decode(&pool, &inp, &plan);
         tokio::pin!(fetch);
         assert!(tokio::time::timeout(Duration::from_millis(50), &mut fetch).await.is_err(), "waits for the worker");
         gate.wait();
@@ -847,16 +847,16 @@ mod tests {
         assert!(filler.is_some());
         let inp = input(&data, &info);
         let plan = d.plan(&info, "f", version(), rect(0, 0, 64, 64), 1, u64::MAX).expect("tiled");
-        let r = d.fetch(&pool, &inp, &plan).await;
-        assert!(matches!(r, Err(FetchError::Busy)), "{r:?}");
+        let r = d.get_or_decode(&pool, &inp, &plan).await;
+        assert!(matches!(r, Err(GetOrDecodeError::Busy)), "{r:?}");
         assert!(d.shared.pending.lock().unwrap().is_empty());
         gate.wait();
         // Once the queue drains, the same request succeeds.
         let t = Instant::now();
         loop {
-            match d.fetch(&pool, &inp, &plan).await {
+            match d.get_or_decode(&pool, &inp, &plan).await {
                 Ok(_) => break,
-                Err(FetchError::Busy) if t.elapsed() < Duration::from_secs(10) => {
+                Err(GetOrDecodeError::Busy) if t.elapsed() < Duration::from_secs(10) => {
                     tokio::time::sleep(Duration::from_millis(5)).await
                 }
                 Err(e) => panic!("{e:?}"),
@@ -881,13 +881,13 @@ mod tests {
         let mut inp = input(&data, &info);
         inp.data = Arc::new(Panics);
         let plan = d.plan(&info, "f", version(), rect(0, 0, 64, 64), 1, u64::MAX).expect("tiled");
-        let r = tokio::time::timeout(Duration::from_secs(10), d.fetch(&pool, &inp, &plan)).await.expect("not stuck");
-        assert!(matches!(r, Err(FetchError::Codec(CodecError::Corrupt(_)))), "{r:?}");
+        let r = tokio::time::timeout(Duration::from_secs(10), d.get_or_decode(&pool, &inp, &plan)).await.expect("not stuck");
+        assert!(matches!(r, Err(GetOrDecodeError::Codec(CodecError::Corrupt(_)))), "{r:?}");
         assert_eq!(inp.decodes.get(), 1 + MAX_DROPPED_CLAIMS as u64);
         assert!(d.shared.pending.lock().unwrap().is_empty());
         // The pool and the store still serve.
         let good = input(&data, &info);
-        assert_eq!(d.fetch(&pool, &good, &plan).await.expect("fetch").len(), 1);
+        assert_eq!(d.get_or_decode(&pool, &good, &plan).await.expect("fetch").len(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -900,7 +900,7 @@ mod tests {
         let Claimed::Mine(claim) = d.claim(&plan.tiles[0].0) else { panic!("first claim") };
         let waiter = {
             let (d, pool, inp, plan) = (d.clone(), pool.clone(), inp.clone(), plan.clone());
-            tokio::spawn(async move { d.fetch(&pool, &inp, &plan).await.map(|t| t.len()) })
+            tokio::spawn(async move { d.get_or_decode(&pool, &inp, &plan).await.map(|t| t.len()) })
         };
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(inp.decodes.get(), 0, "the waiter waits for the claim");
@@ -922,10 +922,10 @@ mod tests {
         let pool = Pool::new(2, 8).expect("pool");
         let inp = input(&Arc::new(jpg), &info);
         let plan = d.plan(&info, "f", version(), rect(10, 10, 50, 50), 1, u64::MAX).expect("whole level");
-        let tiles = d.fetch(&pool, &inp, &plan).await.expect("fetch");
+        let tiles = d.get_or_decode(&pool, &inp, &plan).await.expect("fetch");
         assert_eq!(tiles[0].width(), 200);
         assert!(d.bytes() >= level as u64, "kept: {} bytes", d.bytes());
-        d.fetch(&pool, &inp, &plan).await.expect("fetch");
+        d.get_or_decode(&pool, &inp, &plan).await.expect("fetch");
         assert_eq!(inp.decodes.get(), 1);
         // A level over half the bound is not decoded whole.
         let small = DecodedTiles::new(2 * (level as u64 + ENTRY_OVERHEAD) - 1).with_jpeg_min_pixels(1);

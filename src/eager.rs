@@ -154,7 +154,7 @@ fn queue_tiles<S: Sink>(sink: &Arc<S>, ctx: &Arc<Context>, unit: DecodedUnit) {
                 continue;
             }
             let key = TileKey {
-                identifier: ctx.file.clone(),
+                file: ctx.file.clone(),
                 version: ctx.source_version,
                 canonical: format!("{}:{}", ctx.version as u8, plan.canonical),
             };

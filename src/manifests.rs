@@ -10,10 +10,11 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::error::{Error, Result};
-use crate::http::base_url::base_url;
+use crate::web::base_url::base_url;
 use crate::presentation::manifest::{self, Ctx};
 use crate::presentation::PresentationError;
-use crate::service::{decode_identifier, etag_matches, wants_json_ld, App};
+use crate::service::{decode_identifier, App};
+use crate::web::headers::{add_vary, not_modified, wants_json_ld};
 
 const JSONLD: &str = "application/ld+json;profile=\"http://iiif.io/api/presentation/2/context.json\"";
 
@@ -75,7 +76,7 @@ pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap) -> Result<
     let body = serde_json::to_vec_pretty(&doc).map_err(|e| Error::internal(e.to_string()))?;
     let etag = format!("\"p{:016x}\"", crate::source::fnv1a(&[&body]));
     let wants_ld = wants_json_ld(headers);
-    let mut r = if etag_matches(headers, &etag).unwrap_or(false) {
+    let mut r = if not_modified(headers, &etag, None) {
         let mut r = Response::new(Bytes::new());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
@@ -88,12 +89,10 @@ pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap) -> Result<
         h.insert(header::ETAG, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-    let vary = if app.cfg.server.public_base_url.is_empty() {
-        "Accept, Host, X-Forwarded-Host, X-Forwarded-Proto, X-Forwarded-Prefix"
-    } else {
-        "Accept"
-    };
-    h.insert(header::VARY, HeaderValue::from_static(vary));
+    add_vary(h, &["Accept"]);
+    if app.cfg.server.public_base_url.is_empty() {
+        add_vary(h, &["Host", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Prefix"]);
+    }
     Ok(r)
 }
 

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use crate::cache::{Encoded, TileKey};
 use crate::codec::ImageInfo;
-use crate::decoded::{DecodeInput, FetchError};
+use crate::decoded::{DecodeInput, GetOrDecodeError};
 use crate::error::{Error, Result};
 use crate::flight::Wanted;
 use crate::iiif::{info, ApiVersion};
@@ -37,7 +37,6 @@ use crate::state::App;
 
 /// A request resolved and planned, ready to render.
 pub struct Prepared {
-    pub id: String,
     pub located: Located,
     pub source: Arc<Source>,
     pub info: Arc<ImageInfo>,
@@ -75,7 +74,7 @@ async fn units(app: &Arc<App>, v: ApiVersion, key: &TileKey, p: &Prepared) -> Re
     let Some(store) = &app.decoded else { return Ok(None) };
     let (info, plan, version) = (&p.info, &p.plan, p.located.version);
     let max_pixels = app.settings.max_decode_pixels;
-    let Some(tile_plan) = store.plan(info, &key.identifier, version, plan.region, plan.scale, max_pixels) else {
+    let Some(tile_plan) = store.plan(info, &key.file, version, plan.region, plan.scale, max_pixels) else {
         return Ok(None);
     };
     let t = Instant::now();
@@ -94,7 +93,7 @@ async fn units(app: &Arc<App>, v: ApiVersion, key: &TileKey, p: &Prepared) -> Re
             }
             let ctx = crate::eager::Context {
                 version: v,
-                file: key.identifier.clone(),
+                file: key.file.clone(),
                 source_version: version,
                 info: info.clone(),
                 grids,
@@ -105,9 +104,9 @@ async fn units(app: &Arc<App>, v: ApiVersion, key: &TileKey, p: &Prepared) -> Re
             crate::eager::hook(app.clone(), ctx)
         }),
     };
-    let tiles = store.fetch(&app.pool, &input, &tile_plan).await.map_err(|e| match e {
-        FetchError::Busy => Error::overloaded(app.cfg.server.retry_after),
-        FetchError::Codec(e) => render::codec_error(e),
+    let tiles = store.get_or_decode(&app.pool, &input, &tile_plan).await.map_err(|e| match e {
+        GetOrDecodeError::Busy => Error::overloaded(app.cfg.server.retry_after),
+        GetOrDecodeError::Codec(e) => render::codec_error(e),
     })?;
     Ok(Some(Cut { plan: tile_plan, tiles, waited: t.elapsed() }))
 }

@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use crate::config::Server as ServerCfg;
-use crate::http::trust;
+use crate::web::trust;
 use crate::service::{App, Head};
 
 /// What a connection over the cap is told before it is closed.

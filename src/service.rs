@@ -8,7 +8,7 @@
 //! sockets; `server` puts it behind hyper.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -18,7 +18,8 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use crate::cache::{Encoded, TileKey};
 use crate::codec::{self, CodecError, ImageInfo};
 use crate::error::{Error, Result};
-use crate::http::base_url::{self, base_url};
+use crate::web::base_url::{self, base_url};
+use crate::web::headers::{add_vary, not_modified, wants_json_ld};
 use crate::iiif::{self, info, ApiVersion};
 use crate::metrics::Stage;
 pub use crate::pipeline::Prepared;
@@ -142,7 +143,7 @@ impl App {
         let (located, _src, info) = self.source_and_info(&id, headers).await?;
         let base = self.image_base(v, raw_id, headers);
         let etag = format!("\"i{:016x}-{:016x}\"", located.version.tag(), crate::source::fnv1a(&[base.as_bytes()]));
-        if not_modified(headers, &etag, located.modified) {
+        if not_modified(headers, &etag, located.modified_time()) {
             let mut r = empty(StatusCode::NOT_MODIFIED);
             self.validators(r.headers_mut(), &etag, &located, self.cfg.http.info_max_age);
             return Ok(r);
@@ -159,7 +160,7 @@ impl App {
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
         h.insert(header::LINK, header_value(&format!("<{}>;rel=\"profile\"", profile_uri(v)))?);
-        h.insert(header::VARY, HeaderValue::from_static("Accept"));
+        add_vary(h, &["Accept"]);
         self.vary_forwarded(h);
         self.validators(h, &etag, &located, self.cfg.http.info_max_age);
         Ok(r)
@@ -206,8 +207,7 @@ impl App {
             prepared.plan.canonical,
             profile_uri(v)
         );
-        let modified = prepared.located.modified;
-        if not_modified(headers, &etag, modified) {
+        if not_modified(headers, &etag, prepared.located.modified_time()) {
             let mut r = empty(StatusCode::NOT_MODIFIED);
             r.headers_mut().insert(header::LINK, header_value(&canonical_link)?);
             self.validators(r.headers_mut(), &etag, &prepared.located, self.cfg.http.image_max_age);
@@ -217,7 +217,7 @@ impl App {
         let located = prepared.located.clone();
         let source = Arc::downgrade(&prepared.source);
         let key = self.tile_key(v, &prepared);
-        let encoded = self.fetch(v, prepared).await?;
+        let encoded = self.tile(v, prepared).await?;
         // 6. Respond.
         let mut r = Response::new(encoded.body.clone());
         let h = r.headers_mut();
@@ -256,7 +256,7 @@ impl App {
         };
         let conditional =
             headers.contains_key(header::IF_NONE_MATCH) || headers.contains_key(header::IF_MODIFIED_SINCE);
-        if conditional && not_modified(headers, e.etag.to_str().ok()?, modified) {
+        if conditional && not_modified(headers, e.etag.to_str().ok()?, Some(modified).filter(|m| *m > UNIX_EPOCH)) {
             let mut r = empty(StatusCode::NOT_MODIFIED);
             *r.headers_mut() = e.headers.clone();
             r.headers_mut().remove(header::CONTENT_TYPE);
@@ -292,7 +292,7 @@ impl App {
     pub(crate) fn tile_key(&self, v: ApiVersion, p: &Prepared) -> TileKey {
         TileKey {
             // Keyed by the file, so every identifier naming it shares entries.
-            identifier: p.located.cache_key(),
+            file: p.located.cache_key(),
             version: p.located.version,
             canonical: format!("{}:{}", v as u8, p.plan.canonical),
         }
@@ -308,13 +308,13 @@ impl App {
     ) -> Result<Prepared> {
         let (located, source, info) = self.source_and_info(id, headers).await?;
         let plan = plan::plan(&info.facts(), req, &self.limits, v)?;
-        Ok(Prepared { id: id.to_string(), located, source, info, plan })
+        Ok(Prepared { located, source, info, plan })
     }
 
     /// The encoded image of a prepared request: from the memory cache, or
     /// through the rest of the pipeline (`pipeline::run`) once, however
     /// many identical requests wait for it.
-    pub async fn fetch(self: &Arc<Self>, v: ApiVersion, p: Prepared) -> Result<Arc<Encoded>> {
+    pub async fn tile(self: &Arc<Self>, v: ApiVersion, p: Prepared) -> Result<Arc<Encoded>> {
         let key = self.tile_key(v, &p);
         if let Some(e) = self.tiles.get(&key) {
             return Ok(e);
@@ -344,21 +344,17 @@ impl App {
             h.insert(header::CACHE_CONTROL, v);
         }
         if located.is_restricted() {
-            for f in ["Accept", "Authorization", "Cookie"] {
-                crate::http::cors::add_vary(h, f);
-            }
+            add_vary(h, &["Accept", "Authorization", "Cookie"]);
         }
     }
 
     /// Names the forwarded headers in `Vary` when the base URL is taken from
     /// them (no `public_base_url`, and trusted proxies configured; from
-    /// other peers they are removed, see `http::trust`): the `@id` and the
+    /// other peers they are removed, see `web::trust`): the `@id` and the
     /// canonical `Link` then depend on them.
     fn vary_forwarded(&self, h: &mut HeaderMap) {
         if self.cfg.server.public_base_url.is_empty() && !self.cfg.server.trusted_proxies.is_empty() {
-            for f in ["X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Prefix"] {
-                crate::http::cors::add_vary(h, f);
-            }
+            add_vary(h, &["X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Prefix"]);
         }
     }
 }
@@ -377,35 +373,6 @@ pub fn decode_identifier(raw: &str) -> Result<String> {
         return Err(Error::not_found());
     }
     Ok(id.into_owned())
-}
-
-/// Whether the request asks for JSON-LD (`Accept: application/ld+json`).
-pub(crate) fn wants_json_ld(h: &HeaderMap) -> bool {
-    h.get(header::ACCEPT).and_then(|a| a.to_str().ok()).map(|a| a.contains("application/ld+json")).unwrap_or(false)
-}
-
-/// The request's If-None-Match against `etag` (weak comparison, as RFC 9110
-/// asks for If-None-Match); `None` when the header is absent.
-pub(crate) fn etag_matches(h: &HeaderMap, etag: &str) -> Option<bool> {
-    let inm = h.get(header::IF_NONE_MATCH)?.to_str().ok()?;
-    Some(inm.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag)))
-}
-
-/// Whether the request's validators match (If-None-Match first, then
-/// If-Modified-Since, as RFC 9110 orders them).
-fn not_modified(h: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
-    if let Some(m) = etag_matches(h, etag) {
-        return m;
-    }
-    if let Some(ims) = h.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) {
-        if let Ok(since) = httpdate::parse_http_date(ims) {
-            // HTTP dates have whole seconds.
-            let m = modified.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(u64::MAX);
-            let s = since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            return m <= s;
-        }
-    }
-    false
 }
 
 fn header_value(s: &str) -> Result<HeaderValue> {
@@ -450,18 +417,5 @@ mod tests {
         assert_eq!(decode_identifier("a%252F").unwrap(), "a%2F");
         assert_eq!(decode_identifier("%2D").unwrap(), "-");
         assert!(decode_identifier("%FF").is_err());
-    }
-
-    #[test]
-    fn validators_match_etags_and_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", \"abc\""));
-        assert!(not_modified(&h, "\"abc\"", UNIX_EPOCH));
-        assert!(!not_modified(&h, "\"zzz\"", UNIX_EPOCH));
-        let mut h = HeaderMap::new();
-        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-        h.insert(header::IF_MODIFIED_SINCE, HeaderValue::from_str(&httpdate::fmt_http_date(t)).unwrap());
-        assert!(not_modified(&h, "\"e\"", t));
-        assert!(!not_modified(&h, "\"e\"", t + std::time::Duration::from_secs(5)));
     }
 }

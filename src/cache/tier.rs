@@ -59,7 +59,7 @@ pub trait TileTier: Send + Sync {
     /// Offers a tile; kept when there is room to write it (best effort).
     fn put(&self, key: &TileKey, value: &Arc<Encoded>);
     /// Drops every tile of one file (all versions).
-    fn purge(&self, identifier: &str);
+    fn purge(&self, file: &str);
     /// Drops every tile.
     fn purge_all(&self);
     /// Appends the tier's counters in Prometheus text format.
@@ -292,8 +292,8 @@ impl TileTier for DiskTier {
 
     // Purges go through the writer's queue: done off the reactor, and after
     // the writes queued before them.
-    fn purge(&self, identifier: &str) {
-        let _ = self.writes.send(WriteJob::Purge(Some(fnv1a(&[identifier.as_bytes()]))));
+    fn purge(&self, file: &str) {
+        let _ = self.writes.send(WriteJob::Purge(Some(fnv1a(&[file.as_bytes()]))));
     }
 
     fn purge_all(&self) {
@@ -345,13 +345,13 @@ impl Inner {
     fn full_key(&self, key: &TileKey) -> String {
         format!(
             "{}\n{}:{}\n{:016x}\n{}",
-            key.identifier, key.version.len, key.version.mtime_ns, self.fingerprint, key.canonical
+            key.file, key.version.len, key.version.mtime_ns, self.fingerprint, key.canonical
         )
     }
 
     fn slot(&self, key: &TileKey) -> Slot {
         Slot {
-            file: fnv1a(&[key.identifier.as_bytes()]),
+            file: fnv1a(&[key.file.as_bytes()]),
             entry: fnv1a(&[
                 &key.version.len.to_le_bytes(),
                 &key.version.mtime_ns.to_le_bytes(),
@@ -551,7 +551,7 @@ mod tests {
 
     fn key(file: &str, canonical: &str) -> TileKey {
         TileKey {
-            identifier: file.into(),
+            file: file.into(),
             version: SourceVersion { len: 10, mtime_ns: 20 },
             canonical: canonical.into(),
         }

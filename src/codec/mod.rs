@@ -5,7 +5,7 @@
 //! return [`Pixels`] or a [`CodecError`]. The pipeline maps errors to statuses.
 
 pub mod encode;
-#[allow(unsafe_code)] // OpenJPEG through openjpeg-sys.
+// OpenJPEG through openjpeg-sys; the unsafe code lives in jp2::ffi and jp2::encode.
 pub mod jp2;
 #[allow(unsafe_code)] // libjpeg-turbo through turbojpeg-sys.
 pub mod jpeg;

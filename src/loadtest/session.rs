@@ -1,6 +1,6 @@
 //! The tile requests a person causes in a deep-zoom viewer, as pure seeded
 //! sequences: an image's levels (from info.json's `tiles`, via
-//! [`crate::viewer::level_tiles`], or its `sizes` when it has no tiles), the
+//! [`crate::tile_walk::level_tiles`], or its `sizes` when it has no tiles), the
 //! URL path of one tile per Image API version, a viewer session (home view,
 //! zoom-ins toward a random point, pans at the finest level) and the cold
 //! sweep (every tile of every level once, coarse to fine). No I/O.
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::viewer::{level_tiles, TileRequest};
+use crate::tile_walk::{level_tiles, TileRequest};
 
 /// Image API major version of an info.json.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

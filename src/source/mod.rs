@@ -148,9 +148,13 @@ impl Located {
     pub fn is_restricted(&self) -> bool {
         matches!(self.origin, Origin::Http { restricted: true, .. })
     }
-}
 
-impl Located {
+    /// The modification time, when the source has one (an origin that sent
+    /// no Last-Modified has none).
+    pub fn modified_time(&self) -> Option<SystemTime> {
+        Some(self.modified).filter(|m| *m > SystemTime::UNIX_EPOCH)
+    }
+
     /// The key caches use for this file: its canonical path, so different
     /// identifiers naming one file (with and without extension) share it;
     /// for a copy fetched from an HTTP origin, its URL, since the copy's path

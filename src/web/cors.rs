@@ -9,6 +9,7 @@
 use http::header::{HeaderMap, HeaderValue};
 
 use crate::config::Cors as CorsCfg;
+use crate::web::headers::add_vary;
 
 #[derive(Clone, Debug)]
 pub struct CorsPolicy {
@@ -53,7 +54,7 @@ impl CorsPolicy {
     /// Adds the CORS headers of an actual (non-preflight) response.
     pub fn apply(&self, req: &HeaderMap, resp: &mut HeaderMap) {
         if !self.any {
-            add_vary(resp, "Origin");
+            add_vary(resp, &["Origin"]);
         }
         if let Some(v) = self.allow_origin(req.get(http::header::ORIGIN)) {
             resp.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
@@ -87,14 +88,3 @@ impl CorsPolicy {
     }
 }
 
-/// Adds a field to `Vary`, keeping a single header line.
-pub fn add_vary(resp: &mut HeaderMap, field: &str) {
-    let merged = match resp.get(http::header::VARY).and_then(|v| v.to_str().ok()) {
-        Some(cur) if cur.split(',').any(|f| f.trim().eq_ignore_ascii_case(field)) => return,
-        Some(cur) => format!("{cur}, {field}"),
-        None => field.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&merged) {
-        resp.insert(http::header::VARY, v);
-    }
-}
