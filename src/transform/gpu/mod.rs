@@ -1,0 +1,397 @@
+//! The GPU transform backend: resize, mirror, quarter turns and quality on a
+//! wgpu compute device, matching the CPU path ([`super::resize`],
+//! [`super::rotate`], [`super::quality`]) bit for bit in the normal case.
+//!
+//! How it matches the CPU: the resize coefficients are computed here, on the
+//! CPU, exactly as fast_image_resize 6.1 computes them for
+//! `ResizeAlg::Convolution` (same filter, kernel stretched by the scale factor
+//! when shrinking, weights normalised per output sample, then quantised to i16
+//! with the same precision rule). The shaders (`shaders/*.wgsl`) then do the
+//! same integer arithmetic: a vertical pass followed by a horizontal one with a
+//! byte clamp in between (fast_image_resize's order for u8 images), alpha
+//! premultiplied before and divided after, Rec. 601 fixed-point luma.
+//!
+//! One [`Gpu::apply`] is one queue submission: upload → (vertical pass) →
+//! (horizontal pass) → mirror/turn/quality/pack pass → copy to a readback
+//! buffer, then one map. Buffers come from a small pool keyed by kind and
+//! power-of-two size class, so steady-state requests create no new buffers.
+//! An input larger than the adapter's storage-binding limit is read by the
+//! vertical pass in bands of rows.
+//!
+//! Failures (no adapter, out of memory, a lost device, a job beyond the
+//! adapter's limits) are returned as [`GpuError`]; the caller runs the CPU path
+//! instead. Nothing here panics or logs.
+//!
+//! Arbitrary (non-quarter) rotation is not done here: leave it to the CPU.
+//!
+//! This file holds the public face ([`Gpu`], [`GpuJob`], [`GpuError`]) and
+//! the device set-up (adapter choice, pipelines, error scopes). The rest is
+//! split by step: `layout` (a job's sizes, tables and dispatches, checked
+//! against the adapter's limits before anything runs), `submit` (record,
+//! submit, read back), `buffers` (the pool) and `coeffs` (the resize
+//! weights, as fast_image_resize computes them).
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use fast_image_resize::FilterType;
+
+use crate::pixels::{Layout, Pixels};
+
+mod buffers;
+mod coeffs;
+mod layout;
+mod submit;
+#[cfg(test)]
+mod tests;
+
+use buffers::*;
+use coeffs::*;
+use layout::*;
+
+pub use buffers::BufferPoolStats;
+
+const COMMON_WGSL: &str = include_str!("../../../shaders/common.wgsl");
+const RESIZE_V_WGSL: &str = include_str!("../../../shaders/resize_v.wgsl");
+const RESIZE_H_WGSL: &str = include_str!("../../../shaders/resize_h.wgsl");
+const ORIENT_QUALITY_WGSL: &str = include_str!("../../../shaders/orient_quality.wgsl");
+
+/// Workgroup edge of the resize passes (`@workgroup_size(16, 16)`).
+const RESIZE_WG: u32 = 16;
+/// Workgroup size of the orient/quality pass (`@workgroup_size(256)`).
+const PACK_WG: u32 = 256;
+/// Bytes of one `Params` block in the shaders.
+const PARAMS_BYTES: u64 = 64;
+/// Smallest pooled buffer.
+const MIN_CLASS: u64 = 4096;
+/// Idle buffers kept per (kind, size class).
+const MAX_IDLE_PER_CLASS: usize = 2;
+/// Idle bytes kept in the pool in all; beyond this, returned buffers are freed.
+const MAX_IDLE_BYTES: u64 = 1 << 30;
+/// Longest wait for one job before the device is considered hung.
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What to do to one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuJob {
+    /// Size of the resize output, before rotation.
+    pub out_w: u32,
+    pub out_h: u32,
+    /// Flip left-right after resizing (before turning), as IIIF `!`.
+    pub mirror: bool,
+    /// Clockwise quarter turns, 0..=3 (taken modulo 4).
+    pub quarter_turns: u8,
+    pub quality: GpuQuality,
+}
+
+/// Quality conversion done on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GpuQuality {
+    /// `default` / `color`: pixels unchanged.
+    Keep,
+    /// Rec. 601 luma; output Gray or GrayAlpha.
+    Gray,
+    /// Luma thresholded at 128; output Gray or GrayAlpha.
+    Bitonal,
+}
+
+/// Why the GPU could not do a job. Every variant means: use the CPU.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("no usable GPU adapter: {0}")]
+    NoAdapter(String),
+    #[error("GPU device error: {0}")]
+    Device(String),
+    #[error("GPU out of memory")]
+    OutOfMemory,
+    #[error("GPU device lost")]
+    Lost,
+    #[error("job not supported on the GPU: {0}")]
+    Unsupported(String),
+}
+
+/// How to choose an adapter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuOptions {
+    /// false: only a hardware (non-`Cpu`) adapter will do. true: a software
+    /// rasteriser such as lavapipe is acceptable (tests, CI).
+    pub allow_software: bool,
+}
+
+/// A GPU device with the transform pipelines built. Create once, share behind
+/// an `Arc`; `apply` may be called from many threads at once.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    /// Offset alignment of every binding inside the input buffer.
+    align: u64,
+    resize_layout: wgpu::BindGroupLayout,
+    pack_layout: wgpu::BindGroupLayout,
+    resize_v: wgpu::ComputePipeline,
+    resize_h: wgpu::ComputePipeline,
+    pack: wgpu::ComputePipeline,
+    pool: Mutex<BufferPool>,
+    created: AtomicU64,
+    lost: Arc<AtomicBool>,
+    uncaptured: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu").field("adapter", &self.adapter_description()).finish()
+    }
+}
+
+fn device_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: NonZeroU64::new(PARAMS_BYTES),
+        },
+        count: None,
+    }
+}
+
+fn scope_error(e: wgpu::Error) -> GpuError {
+    match e {
+        wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemory,
+        other => GpuError::Device(other.to_string()),
+    }
+}
+
+/// Error scopes for one block of work (thread-local in wgpu, so concurrent
+/// jobs on other threads don't see each other's errors).
+struct Scopes {
+    oom: wgpu::ErrorScopeGuard,
+    validation: wgpu::ErrorScopeGuard,
+    internal: wgpu::ErrorScopeGuard,
+}
+
+impl Scopes {
+    fn push(device: &wgpu::Device) -> Scopes {
+        Scopes {
+            oom: device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
+            validation: device.push_error_scope(wgpu::ErrorFilter::Validation),
+            internal: device.push_error_scope(wgpu::ErrorFilter::Internal),
+        }
+    }
+
+    /// Pops all three (innermost first); the first error found wins, OOM first.
+    fn pop(self) -> Result<(), GpuError> {
+        let internal = pollster::block_on(self.internal.pop());
+        let validation = pollster::block_on(self.validation.pop());
+        let oom = pollster::block_on(self.oom.pop());
+        match (oom, validation, internal) {
+            (Some(e), _, _) | (None, Some(e), _) | (None, None, Some(e)) => Err(scope_error(e)),
+            (None, None, None) => Ok(()),
+        }
+    }
+}
+
+impl Gpu {
+    /// Opens an adapter and device and builds the pipelines. Blocking.
+    pub fn new(opts: &GpuOptions) -> Result<Gpu, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let backends = wgpu::Backends::all().with_env();
+        let mut adapters: Vec<wgpu::Adapter> = pollster::block_on(instance.enumerate_adapters(backends))
+            .into_iter()
+            .filter(|a| {
+                a.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+                    && (opts.allow_software || a.get_info().device_type != wgpu::DeviceType::Cpu)
+            })
+            .collect();
+        adapters.sort_by_key(|a| device_rank(a.get_info().device_type));
+        let adapter = match adapters.into_iter().next() {
+            Some(a) => a,
+            None if opts.allow_software => {
+                let req = wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    force_fallback_adapter: true,
+                    ..Default::default()
+                };
+                pollster::block_on(instance.request_adapter(&req)).map_err(|e| GpuError::NoAdapter(e.to_string()))?
+            }
+            None => return Err(GpuError::NoAdapter("no hardware adapter with compute shaders".into())),
+        };
+        let info = adapter.get_info();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("tessera transform"),
+            required_features: wgpu::Features::empty(),
+            required_limits: adapter.limits(),
+            experimental_features: wgpu::ExperimentalFeatures::default(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&desc)).map_err(|e| GpuError::Device(e.to_string()))?;
+
+        // The default handler panics; count instead (every job runs inside
+        // error scopes, so this only catches what escapes them).
+        let uncaptured = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&uncaptured);
+        device.on_uncaptured_error(Arc::new(move |_e: wgpu::Error| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&lost);
+        device.set_device_lost_callback(move |_reason, _msg| flag.store(true, Ordering::Release));
+
+        let scopes = Scopes::push(&device);
+        let resize_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("tessera resize"),
+            entries: &[
+                uniform_entry(0),
+                storage_entry(1, true),
+                storage_entry(2, true),
+                storage_entry(3, true),
+                storage_entry(4, false),
+            ],
+        });
+        let pack_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("tessera orient+quality"),
+            entries: &[uniform_entry(0), storage_entry(1, true), storage_entry(2, false)],
+        });
+        let pipeline = |name: &str, body: &str, layout: &wgpu::BindGroupLayout| {
+            let source = format!("{COMMON_WGSL}\n{body}");
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(name),
+                bind_group_layouts: &[Some(layout)],
+                immediate_size: 0,
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                cache: None,
+            })
+        };
+        let resize_v = pipeline("resize_v", RESIZE_V_WGSL, &resize_layout);
+        let resize_h = pipeline("resize_h", RESIZE_H_WGSL, &resize_layout);
+        let pack = pipeline("orient_quality", ORIENT_QUALITY_WGSL, &pack_layout);
+        scopes.pop()?;
+
+        let limits = device.limits();
+        let align = u64::from(limits.min_storage_buffer_offset_alignment)
+            .max(u64::from(limits.min_uniform_buffer_offset_alignment))
+            .max(PARAMS_BYTES);
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            align,
+            resize_layout,
+            pack_layout,
+            resize_v,
+            resize_h,
+            pack,
+            pool: Mutex::new(BufferPool::default()),
+            created: AtomicU64::new(0),
+            lost,
+            uncaptured,
+        })
+    }
+
+    /// Adapter name, backend and device type, e.g.
+    /// `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu; Mesa 22.3.6)`.
+    pub fn adapter_description(&self) -> String {
+        let i = &self.info;
+        let driver = [i.driver.as_str(), i.driver_info.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if driver.is_empty() {
+            format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+        } else {
+            format!("{} ({:?}, {:?}; {})", i.name, i.backend, i.device_type, driver)
+        }
+    }
+
+    /// Whether the adapter is a software rasteriser (lavapipe, WARP, ...).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Buffer pool figures.
+    pub fn pool_stats(&self) -> BufferPoolStats {
+        let (idle_buffers, idle_bytes) = match self.pool.lock() {
+            Ok(p) => (p.idle.values().map(Vec::len).sum(), p.idle_bytes),
+            Err(_) => (0, 0),
+        };
+        BufferPoolStats { idle_buffers, idle_bytes, created: self.created.load(Ordering::Relaxed) }
+    }
+
+    /// Frees every idle pooled buffer (e.g. under memory pressure, or after a
+    /// burst of unusually large jobs). Buffers in use are not affected.
+    pub fn trim_pool(&self) {
+        let idle = match self.pool.lock() {
+            Ok(mut p) => {
+                p.idle_bytes = 0;
+                std::mem::take(&mut p.idle)
+            }
+            Err(_) => return,
+        };
+        for b in idle.into_values().flatten() {
+            b.destroy();
+        }
+    }
+
+    /// Resizes to `out_w × out_h`, then mirrors, turns and converts quality, as
+    /// the CPU path does, in one submission with one readback.
+    pub fn apply(&self, p: &Pixels, job: &GpuJob) -> Result<Pixels, GpuError> {
+        if self.lost.load(Ordering::Acquire) {
+            return Err(GpuError::Lost);
+        }
+        let plan = self.layout(p, job)?;
+        let before = self.uncaptured.load(Ordering::Relaxed);
+        let out = self.run(p, &plan);
+        if self.lost.load(Ordering::Acquire) {
+            return Err(GpuError::Lost);
+        }
+        if out.is_ok() && self.uncaptured.load(Ordering::Relaxed) != before {
+            return Err(GpuError::Device("uncaptured GPU error during the job".into()));
+        }
+        let data = out?;
+        Pixels::new(plan.final_w, plan.final_h, plan.out_layout, data)
+            .map_err(|e| GpuError::Device(format!("readback: {e}")))
+    }
+}

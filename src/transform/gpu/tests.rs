@@ -1,0 +1,390 @@
+use super::*;
+use crate::iiif::Quality;
+use crate::transform::{quality, resize, rotate};
+use std::sync::OnceLock;
+
+const SKIP: &str = "SKIPPED: no GPU adapter (install mesa-vulkan-drivers)";
+
+fn no_gpu(e: &str) {
+    if std::env::var("TESSERA_REQUIRE_GPU").as_deref() == Ok("1") {
+        panic!("TESSERA_REQUIRE_GPU=1 but no GPU: {e}");
+    }
+    println!("{SKIP} ({e})");
+}
+
+fn open() -> Result<Gpu, GpuError> {
+    Gpu::new(&GpuOptions { allow_software: true })
+}
+
+/// The device shared by the tests, or None (after printing the skip line)
+/// when there is no adapter and TESSERA_REQUIRE_GPU=1 is not set. Any
+/// other failure to open the device (e.g. a shader that doesn't compile)
+/// fails the test.
+fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Result<Gpu, GpuError>> = OnceLock::new();
+    match GPU.get_or_init(open) {
+        Ok(g) => Some(g),
+        Err(GpuError::NoAdapter(e)) => {
+            no_gpu(e);
+            None
+        }
+        Err(e) => panic!("GPU adapter found but unusable: {e}"),
+    }
+}
+
+/// Gradients, a hard-edged disc, a checker band, and seeded noise.
+fn structured(w: u32, h: u32, layout: Layout, seed: u32) -> Pixels {
+    let c = layout.channels();
+    let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(u64::from(seed));
+    let mut d = Vec::with_capacity(w as usize * h as usize * c);
+    let (cx, cy, r) = (w as f32 * 0.6, h as f32 * 0.4, (w.min(h) as f32) * 0.3);
+    for y in 0..h {
+        for x in 0..w {
+            let gx = (x * 255 / w.max(2).saturating_sub(1).max(1)) as i32;
+            let gy = (y * 255 / h.max(2).saturating_sub(1).max(1)) as i32;
+            let inside = (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) < r * r;
+            let checker = ((x / 3 + y / 5) % 2 == 0) && y > h / 2;
+            let n = rand::Rng::random_range(&mut rng, -20..=20);
+            let mut px = [gx, gy, 255 - (gx + gy) / 2, 255 - gy];
+            if inside {
+                px = [250, 20, 40, 200];
+            }
+            if checker {
+                px[0] = 255 - px[0];
+                px[1] = 0;
+                px[3] = if (x + y) % 7 == 0 { 0 } else { px[3] };
+            }
+            let px = px.map(|v| (v + n).clamp(0, 255) as u8);
+            match layout {
+                Layout::Gray => d.push(px[0]),
+                Layout::GrayAlpha => d.extend_from_slice(&[px[0], px[3]]),
+                Layout::Rgb => d.extend_from_slice(&px[..3]),
+                Layout::Rgba => d.extend_from_slice(&px),
+            }
+        }
+    }
+    Pixels::new(w, h, layout, d).unwrap()
+}
+
+fn cpu(p: &Pixels, job: &GpuJob) -> Pixels {
+    let r = resize::resize(p.clone(), job.out_w, job.out_h);
+    let r = if job.mirror { rotate::mirror(&r) } else { r };
+    let r = match job.quarter_turns % 4 {
+        0 => r,
+        q => rotate::quarter(&r, q),
+    };
+    let q = match job.quality {
+        GpuQuality::Keep => Quality::Default,
+        GpuQuality::Gray => Quality::Gray,
+        GpuQuality::Bitonal => Quality::Bitonal,
+    };
+    quality::apply(r, q)
+}
+
+/// (max abs difference, count of differing samples).
+fn diff(a: &Pixels, b: &Pixels) -> (u8, usize) {
+    let mut max = 0u8;
+    let mut n = 0;
+    for (x, y) in a.data().iter().zip(b.data()) {
+        let d = x.abs_diff(*y);
+        if d > 0 {
+            n += 1;
+        }
+        max = max.max(d);
+    }
+    (max, n)
+}
+
+/// Compares one job against the CPU path.
+///
+/// Bound: the arithmetic is the CPU's integer arithmetic, so Keep and Gray
+/// must be within a max abs diff of 2 per sample (in practice 0). Bitonal
+/// outputs only 0 or 255, so a one-step luma difference at the threshold
+/// flips a pixel; at most 0.5% of bitonal samples may differ (in practice 0).
+fn check(g: &Gpu, p: &Pixels, job: &GpuJob) {
+    let want = cpu(p, job);
+    let got = g.apply(p, job).unwrap_or_else(|e| panic!("{job:?} on {p:?}: {e}"));
+    assert_eq!(
+        (got.width(), got.height(), got.layout()),
+        (want.width(), want.height(), want.layout()),
+        "{job:?} on {p:?}"
+    );
+    let (max, n) = diff(&got, &want);
+    match job.quality {
+        GpuQuality::Bitonal => {
+            assert!(
+                n * 200 <= want.byte_len(),
+                "{job:?} on {p:?}: {n} of {} bitonal samples differ",
+                want.byte_len()
+            )
+        }
+        _ => assert!(max <= 2, "{job:?} on {p:?}: max diff {max} ({n} samples differ)"),
+    }
+}
+
+const LAYOUTS: [Layout; 4] = [Layout::Gray, Layout::GrayAlpha, Layout::Rgb, Layout::Rgba];
+
+#[test]
+fn gpu_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Gpu>();
+}
+
+#[test]
+fn coefficients_match_fast_image_resize_on_an_impulse() {
+    // A single bright column resized on the CPU reproduces each output
+    // column's weight; our fixed-point table must give the same bytes.
+    for (src, dst) in [(40u32, 13u32), (13, 40), (100, 27), (5, 3)] {
+        let filter = match resize::filter_for(src, 1, dst, 1) {
+            FilterType::Lanczos3 => Filter::Lanczos3,
+            _ => Filter::CatmullRom,
+        };
+        let c = coefficients(src, dst, filter);
+        for hot in [0, src / 2, src - 1] {
+            let mut d = vec![0u8; src as usize];
+            d[hot as usize] = 200;
+            let p = Pixels::new(src, 1, Layout::Gray, d.clone()).unwrap();
+            let want = resize::resize(p, dst, 1);
+            for (o, b) in c.bounds.iter().enumerate() {
+                let mut acc = 1i32 << (c.precision - 1);
+                for k in 0..b[1] {
+                    acc += i32::from(d[(b[0] + k) as usize]) * c.values[o * c.window as usize + k as usize];
+                }
+                let v = (acc >> c.precision).clamp(0, 255) as u8;
+                assert_eq!(v, want.data()[o], "{src}->{dst} hot {hot} out {o}");
+            }
+        }
+    }
+}
+
+#[test]
+fn resize_matches_the_cpu_for_every_layout_and_scale() {
+    let Some(g) = gpu() else { return };
+    let cases: [((u32, u32), (u32, u32)); 8] = [
+        ((333, 217), (166, 108)), // about 2x down, odd sizes
+        ((333, 217), (90, 59)),   // 3.7x down
+        ((256, 192), (32, 24)),   // 8x down
+        ((120, 90), (240, 180)),  // 2x up
+        ((1, 1), (3, 5)),         // tiny up
+        ((97, 61), (97, 30)),     // only the height changes
+        ((97, 61), (40, 61)),     // only the width changes
+        ((64, 48), (90, 20)),     // up in one direction, down in the other
+    ];
+    for (i, ((sw, sh), (ow, oh))) in cases.into_iter().enumerate() {
+        for layout in LAYOUTS {
+            let p = structured(sw, sh, layout, i as u32 + 1);
+            let job = GpuJob { out_w: ow, out_h: oh, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+            check(g, &p, &job);
+        }
+    }
+}
+
+#[test]
+fn mirror_and_quarter_turns_match_the_cpu_with_and_without_resize() {
+    let Some(g) = gpu() else { return };
+    for layout in LAYOUTS {
+        let p = structured(75, 41, layout, 7);
+        for (ow, oh) in [(75, 41), (30, 17)] {
+            for mirror in [false, true] {
+                for q in 0..4u8 {
+                    let job = GpuJob { out_w: ow, out_h: oh, mirror, quarter_turns: q, quality: GpuQuality::Keep };
+                    check(g, &p, &job);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gray_and_bitonal_match_the_cpu_for_every_layout() {
+    let Some(g) = gpu() else { return };
+    for layout in LAYOUTS {
+        let p = structured(151, 99, layout, 11);
+        for quality in [GpuQuality::Gray, GpuQuality::Bitonal] {
+            for (ow, oh, mirror, q) in
+                [(151, 99, false, 0), (50, 33, true, 1), (300, 198, false, 3), (41, 99, true, 2)]
+            {
+                let job = GpuJob { out_w: ow, out_h: oh, mirror, quarter_turns: q, quality };
+                check(g, &p, &job);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_full_table_matches_the_cpu_on_an_odd_sized_image() {
+    let Some(g) = gpu() else { return };
+    for layout in LAYOUTS {
+        let p = structured(37, 23, layout, 3);
+        for (ow, oh) in [(37, 23), (18, 11), (10, 6), (74, 46), (3, 5)] {
+            for mirror in [false, true] {
+                for q in 0..4u8 {
+                    for quality in [GpuQuality::Keep, GpuQuality::Gray, GpuQuality::Bitonal] {
+                        check(g, &p, &GpuJob { out_w: ow, out_h: oh, mirror, quarter_turns: q, quality });
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn output_is_bit_exact_on_a_photo_sized_downscale() {
+    let Some(g) = gpu() else { return };
+    let p = structured(1024, 768, Layout::Rgb, 5);
+    let job = GpuJob { out_w: 256, out_h: 192, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+    let got = g.apply(&p, &job).unwrap();
+    let (max, n) = diff(&got, &cpu(&p, &job));
+    assert_eq!((max, n), (0, 0), "max diff {max}, {n} samples differ");
+}
+
+#[test]
+fn a_hundred_sequential_jobs_create_no_new_buffers_and_keep_the_pool_bounded() {
+    // A device of its own, so that concurrent tests don't touch its pool.
+    let Some(g) = own_gpu() else { return };
+    let a = structured(200, 150, Layout::Rgb, 1);
+    let b = structured(90, 60, Layout::Rgba, 2);
+    let ja = GpuJob { out_w: 100, out_h: 75, mirror: false, quarter_turns: 1, quality: GpuQuality::Keep };
+    let jb = GpuJob { out_w: 45, out_h: 30, mirror: true, quarter_turns: 0, quality: GpuQuality::Gray };
+    // Warm up both shapes; then 100 more calls must create nothing.
+    g.apply(&a, &ja).unwrap();
+    g.apply(&b, &jb).unwrap();
+    let warm = g.pool_stats();
+    // One job holds at most 5 buffers (upload, input, 2 work, readback).
+    assert!(warm.created <= 10, "{warm:?}");
+    for i in 0..100 {
+        let (p, j) = if i % 2 == 0 { (&a, &ja) } else { (&b, &jb) };
+        g.apply(p, j).unwrap();
+    }
+    let after = g.pool_stats();
+    assert_eq!(after.created, warm.created, "{warm:?} -> {after:?}");
+    assert!(after.idle_buffers <= 10, "{after:?}");
+    assert!(after.idle_bytes <= MAX_IDLE_BYTES);
+    let per_class = g.pool.lock().unwrap().idle.values().map(Vec::len).max().unwrap_or(0);
+    assert!(per_class <= MAX_IDLE_PER_CLASS);
+}
+
+fn own_gpu() -> Option<Gpu> {
+    match open() {
+        Ok(g) => Some(g),
+        Err(GpuError::NoAdapter(e)) => {
+            no_gpu(&e);
+            None
+        }
+        Err(e) => panic!("GPU adapter found but unusable: {e}"),
+    }
+}
+
+#[test]
+fn bands_cover_every_output_row_within_the_binding_limit() {
+    let c = coefficients(1000, 125, Filter::Lanczos3);
+    let stride = 999u64 * 3;
+    let len = round_up(stride * 1000, 4).unwrap();
+    for max_bind in [160 * 1024u64, 400 * 1024, 1 << 30] {
+        let bands = v_bands(&c, stride, len, max_bind, 256, 1 << 20).unwrap();
+        let mut next = 0;
+        for b in &bands {
+            assert_eq!(b.row0, next);
+            assert!(b.len <= max_bind && b.offset % 256 == 0 && b.offset + b.len <= len, "{b:?}");
+            for y in b.row0..b.row0 + b.rows {
+                let [start, n] = c.bounds[y as usize];
+                assert!(u64::from(start) * stride >= b.offset);
+                assert!(((u64::from(start + n) * stride).min(len)) <= b.offset + b.len);
+            }
+            next = b.row0 + b.rows;
+        }
+        assert_eq!(next, 125);
+        if max_bind == 1 << 30 {
+            assert_eq!(bands.len(), 1);
+        } else {
+            assert!(bands.len() > 1);
+        }
+    }
+    // A single row that cannot fit is refused.
+    assert!(matches!(v_bands(&c, stride, len, 64 * 1024, 256, 1 << 20), Err(GpuError::Unsupported(_))));
+}
+
+#[test]
+fn an_input_beyond_the_binding_limit_is_resized_in_bands_and_still_matches() {
+    let Some(mut g) = own_gpu() else { return };
+    // Pretend the adapter binds at most 64 KiB: the input (~190 KB) then
+    // needs several bands.
+    g.limits.max_storage_buffer_binding_size = 64 * 1024;
+    for layout in [Layout::Rgb, Layout::GrayAlpha, Layout::Rgba] {
+        let p = structured(301, 211, layout, 9);
+        for (ow, oh) in [(75, 52), (100, 50)] {
+            let job = GpuJob { out_w: ow, out_h: oh, mirror: true, quarter_turns: 1, quality: GpuQuality::Keep };
+            check(&g, &p, &job);
+        }
+        // Without a vertical pass the input must be bound whole: refused.
+        if p.byte_len() > 64 * 1024 {
+            let job = GpuJob { out_w: 150, out_h: 211, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+            assert!(matches!(g.apply(&p, &job), Err(GpuError::Unsupported(_))));
+        }
+    }
+}
+
+#[test]
+fn a_destroyed_device_makes_apply_fail_without_panicking() {
+    let Some(g) = own_gpu() else { return };
+    let p = structured(64, 48, Layout::Rgb, 4);
+    let job = GpuJob { out_w: 32, out_h: 24, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+    assert!(g.apply(&p, &job).is_ok());
+    g.device.destroy();
+    assert!(g.apply(&p, &job).is_err());
+    assert!(g.apply(&p, &job).is_err());
+}
+
+#[test]
+fn trim_pool_releases_idle_buffers() {
+    let Some(g) = own_gpu() else { return };
+    let p = structured(64, 48, Layout::Rgba, 4);
+    let job = GpuJob { out_w: 32, out_h: 24, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+    g.apply(&p, &job).unwrap();
+    assert!(g.pool_stats().idle_buffers > 0);
+    g.trim_pool();
+    assert_eq!((g.pool_stats().idle_buffers, g.pool_stats().idle_bytes), (0, 0));
+    assert!(g.apply(&p, &job).is_ok());
+}
+
+#[test]
+fn jobs_beyond_the_adapter_limits_are_refused_not_attempted() {
+    let Some(g) = gpu() else { return };
+    let p = Pixels::filled(4, 4, Layout::Rgb, &[1, 2, 3]);
+    let wide = g.limits.max_compute_workgroups_per_dimension.saturating_mul(RESIZE_WG).saturating_add(RESIZE_WG);
+    let job = GpuJob { out_w: wide, out_h: 1, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+    assert!(matches!(g.apply(&p, &job), Err(GpuError::Unsupported(_))));
+    let job = GpuJob { out_w: 0, out_h: 4, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+    assert!(matches!(g.apply(&p, &job), Err(GpuError::Unsupported(_))));
+}
+
+#[test]
+fn concurrent_jobs_from_several_threads_all_match_the_cpu() {
+    let Some(g) = gpu() else { return };
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            s.spawn(move || {
+                let layout = LAYOUTS[t as usize];
+                let p = structured(120 + t, 80 + t, layout, t);
+                for q in 0..4u8 {
+                    let job = GpuJob {
+                        out_w: 50 + t,
+                        out_h: 33,
+                        mirror: q % 2 == 1,
+                        quarter_turns: q,
+                        quality: GpuQuality::Keep,
+                    };
+                    check(g, &p, &job);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn adapter_description_names_the_backend() {
+    let Some(g) = gpu() else { return };
+    let d = g.adapter_description();
+    assert!(!d.is_empty());
+    assert!(d.contains(&format!("{:?}", g.info.backend)), "{d}");
+}
