@@ -258,15 +258,31 @@ impl Resolver {
             return Err(Error::not_found());
         }
         let direct = self.root.join(&base);
-        let mut candidates = vec![direct];
-        for ext in EXTENSIONS {
-            candidates.push(self.root.join(format!("{base}.{ext}")));
+        // The folder is canonicalised once; each candidate name in it costs
+        // one `stat`, and only the file found is canonicalised (it may be a
+        // link), so an unknown identifier costs one canonicalisation, not one
+        // per extension.
+        let (Some(parent), Some(name)) = (direct.parent(), direct.file_name()) else {
+            return Err(Error::not_found());
+        };
+        let Ok(folder) = parent.canonicalize() else {
+            return Err(Error::not_found());
+        };
+        if !folder.starts_with(&self.root) {
+            return Err(Error::not_found());
         }
-        for c in candidates {
-            let Ok(canon) = c.canonicalize() else { continue };
+        let name = name.to_string_lossy();
+        let names = std::iter::once(name.to_string()).chain(EXTENSIONS.iter().map(|ext| format!("{name}.{ext}")));
+        for n in names {
+            let candidate = folder.join(n);
+            if !std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
+                continue;
+            }
+            let Ok(canon) = candidate.canonicalize() else { continue };
             if !canon.starts_with(&self.root) {
                 return Err(Error::not_found());
             }
+            // Stat the canonical path itself: the version is that file's.
             let Ok(meta) = std::fs::metadata(&canon) else { continue };
             if !meta.is_file() {
                 continue;

@@ -31,7 +31,7 @@ pub(super) fn decode_with_limit(
     let ay0 = u64::from(header.y0) + u64::from(area.y);
     let ax1 = ax0 + u64::from(area.w);
     let ay1 = ay0 + u64::from(area.h);
-    let out = Rect {
+    let out = OutputRect {
         x0: ceil_pow2(ax0, reduce),
         y0: ceil_pow2(ay0, reduce),
         w: (ceil_pow2(ax1, reduce) - ceil_pow2(ax0, reduce)) as usize,

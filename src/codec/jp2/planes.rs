@@ -6,7 +6,7 @@ use super::*;
 
 /// Output rectangle in absolute coordinates of the reduced reference grid.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Rect {
+pub(super) struct OutputRect {
     pub(super) x0: u64,
     pub(super) y0: u64,
     pub(super) w: usize,
@@ -41,7 +41,7 @@ pub(super) fn scale_table(precision: u32) -> &'static [u8] {
     })
 }
 
-pub(super) fn planes_to_pixels(planes: &[Plane], sycc: bool, out: Rect) -> Result<Pixels, Jp2Error> {
+pub(super) fn planes_to_pixels(planes: &[Plane], sycc: bool, out: OutputRect) -> Result<Pixels, Jp2Error> {
     let n = planes.len();
     let layout = match n {
         1 => Layout::Gray,
@@ -128,7 +128,7 @@ pub(super) fn interleave_8bit(planes: &[Plane], out: &mut [u8]) {
 
 /// Everything else, row by row: upsample (sample repetition), offset signed
 /// samples, convert sYCC, scale to 8 bits.
-pub(super) fn convert_general(planes: &[Plane], sycc: bool, out: Rect, buf: &mut [u8]) -> Result<(), Jp2Error> {
+pub(super) fn convert_general(planes: &[Plane], sycc: bool, out: OutputRect, buf: &mut [u8]) -> Result<(), Jp2Error> {
     let n = planes.len();
     // Column of each plane's row for every output column.
     let columns: Vec<Vec<u32>> = planes
