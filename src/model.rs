@@ -1,6 +1,6 @@
 //! The shared vocabulary of the layers: rectangles in source pixels, what a
-//! source's header tells the planner, the output formats, and the limits on
-//! one request. It depends on nothing else in the crate, so the codecs, the
+//! source's header tells the planner and info.json, the output operations
+//! (formats, qualities, rotation), and the limits on one request. It depends on nothing else in the crate, so the codecs, the
 //! IIIF grammar and the planner all speak it without depending on each
 //! other (`plan` and `iiif` re-export these names).
 
@@ -12,6 +12,15 @@ pub struct SourceFacts {
     /// Reduction factors the decoder can produce natively, ascending, starting
     /// with 1 (JPEG DCT scaling: 1, 2, 4, 8; JPEG 2000: 2^0 .. 2^(levels-1)).
     pub scale_factors: Vec<u32>,
+}
+
+/// The shape of a source as info.json describes it: its size, and its own
+/// tiles when it has them (a tiled JPEG 2000's codestream tiles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageShape {
+    pub width: u32,
+    pub height: u32,
+    pub native_tile: Option<(u32, u32)>,
 }
 
 /// Limits on what one request may produce or decode.
@@ -104,4 +113,43 @@ impl Format {
         matches!(self, Format::Png | Format::Gif | Format::Tif | Format::Webp)
     }
     pub const ALL: [Format; 5] = [Format::Jpg, Format::Png, Format::Gif, Format::Tif, Format::Webp];
+}
+
+/// Rotation in degrees clockwise, after an optional horizontal mirror.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rotation {
+    pub mirror: bool,
+    /// In [0, 360).
+    pub degrees: f64,
+}
+
+impl Rotation {
+    pub const NONE: Rotation = Rotation { mirror: false, degrees: 0.0 };
+
+    /// The rotation as a multiple of 90 (0..=3), if it is one.
+    pub fn quarter_turns(&self) -> Option<u8> {
+        let d = self.degrees;
+        (0..4u8).find(|&q| (d - 90.0 * q as f64).abs() < 1e-9)
+    }
+}
+
+/// Output quality.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Quality {
+    Default,
+    Color,
+    Gray,
+    Bitonal,
+}
+
+impl Quality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Default => "default",
+            Quality::Color => "color",
+            Quality::Gray => "gray",
+            Quality::Bitonal => "bitonal",
+        }
+    }
+    pub const ALL: [Quality; 4] = [Quality::Default, Quality::Color, Quality::Gray, Quality::Bitonal];
 }

@@ -11,7 +11,7 @@ pub mod jp2;
 pub mod jpeg;
 pub mod png;
 
-use crate::model::{Rect, SourceFacts};
+use crate::model::{ImageShape, Rect, SourceFacts};
 use crate::pixels::{Layout, Pixels};
 
 /// A decodable source format.
@@ -71,6 +71,11 @@ pub struct ImageInfo {
 }
 
 impl ImageInfo {
+    /// Size and native tiles, for info.json.
+    pub fn shape(&self) -> ImageShape {
+        ImageShape { width: self.width, height: self.height, native_tile: self.native_tile }
+    }
+
     pub fn facts(&self) -> SourceFacts {
         SourceFacts { width: self.width, height: self.height, scale_factors: self.scale_factors.clone() }
     }

@@ -4,8 +4,7 @@
 use serde_json::{json, Value};
 
 use super::ApiVersion;
-use crate::codec::ImageInfo;
-use crate::model::Limits;
+use crate::model::{ImageShape, Limits};
 
 pub const CONTEXT_V2: &str = "http://iiif.io/api/image/2/context.json";
 pub const CONTEXT_V3: &str = "http://iiif.io/api/image/3/context.json";
@@ -25,7 +24,7 @@ pub struct Tiling {
 /// Decides the advertised tiling: a tiled JPEG 2000's own codestream tiles,
 /// else `default_tile`; scale factors down to the level where the whole image
 /// fits one tile; sizes from those levels within the output limits.
-pub fn tiling(info: &ImageInfo, default_tile: u32, limits: &Limits) -> Tiling {
+pub fn tiling(info: &ImageShape, default_tile: u32, limits: &Limits) -> Tiling {
     let (tile_w, tile_h) = match info.native_tile {
         Some((w, h)) if (64..=4096).contains(&w) && (64..=4096).contains(&h) => (w, h),
         _ => (default_tile, default_tile),
@@ -53,7 +52,7 @@ const QUALITIES: [&str; 4] = ["default", "color", "gray", "bitonal"];
 const FORMATS: [&str; 5] = ["jpg", "png", "gif", "tif", "webp"];
 
 /// Builds info.json. `id` is the image's base URI (no trailing slash).
-pub fn build(version: ApiVersion, id: &str, info: &ImageInfo, t: &Tiling, limits: &Limits) -> Value {
+pub fn build(version: ApiVersion, id: &str, info: &ImageShape, t: &Tiling, limits: &Limits) -> Value {
     let sizes: Vec<Value> = t.sizes.iter().map(|(w, h)| json!({"width": w, "height": h})).collect();
     let tiles = json!([{ "width": t.tile_w, "height": t.tile_h, "scaleFactors": t.scale_factors }]);
     match version {
@@ -143,18 +142,9 @@ pub fn build(version: ApiVersion, id: &str, info: &ImageInfo, t: &Tiling, limits
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::SourceFormat;
-    use crate::pixels::Layout;
 
-    fn info(w: u32, h: u32, tile: Option<(u32, u32)>) -> ImageInfo {
-        ImageInfo {
-            format: SourceFormat::Jpeg,
-            width: w,
-            height: h,
-            layout: Layout::Rgb,
-            scale_factors: vec![1, 2, 4, 8],
-            native_tile: tile,
-        }
+    fn info(w: u32, h: u32, tile: Option<(u32, u32)>) -> ImageShape {
+        ImageShape { width: w, height: h, native_tile: tile }
     }
 
     #[test]

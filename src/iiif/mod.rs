@@ -8,7 +8,7 @@ pub mod info;
 pub mod v2;
 pub mod v3;
 
-pub use crate::model::Format;
+pub use crate::model::{Format, Quality, Rotation};
 use std::fmt;
 
 /// The API version a request came in through; it decides the grammar, the
@@ -65,45 +65,6 @@ pub enum SizeKind {
 pub struct Size {
     pub kind: SizeKind,
     pub upscale: bool,
-}
-
-/// Rotation in degrees clockwise, after an optional horizontal mirror.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Rotation {
-    pub mirror: bool,
-    /// In [0, 360).
-    pub degrees: f64,
-}
-
-impl Rotation {
-    pub const NONE: Rotation = Rotation { mirror: false, degrees: 0.0 };
-
-    /// The rotation as a multiple of 90 (0..=3), if it is one.
-    pub fn quarter_turns(&self) -> Option<u8> {
-        let d = self.degrees;
-        (0..4u8).find(|&q| (d - 90.0 * q as f64).abs() < 1e-9)
-    }
-}
-
-/// Output quality.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Quality {
-    Default,
-    Color,
-    Gray,
-    Bitonal,
-}
-
-impl Quality {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Quality::Default => "default",
-            Quality::Color => "color",
-            Quality::Gray => "gray",
-            Quality::Bitonal => "bitonal",
-        }
-    }
-    pub const ALL: [Quality; 4] = [Quality::Default, Quality::Color, Quality::Gray, Quality::Bitonal];
 }
 
 /// What a format extension in a URL means to this server.

@@ -7,7 +7,7 @@ pub mod quality;
 pub mod resize;
 pub mod rotate;
 
-use crate::iiif::{Format, Quality, Rotation};
+use crate::model::{Format, Quality, Rotation};
 use crate::pixels::Pixels;
 
 /// The transform part of a plan.

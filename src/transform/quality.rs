@@ -1,7 +1,7 @@
 //! Quality conversion: `gray` (Rec. 601 luma) and `bitonal` (luma thresholded
 //! at the middle); `default` and `color` leave pixels as they are.
 
-use crate::iiif::Quality;
+use crate::model::Quality;
 use crate::pixels::{Layout, Pixels};
 
 /// Rec. 601 luma in fixed point (weights sum to 65536).

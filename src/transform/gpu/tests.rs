@@ -1,3 +1,8 @@
+//! The GPU backend against the CPU path, on whatever adapter exists (lavapipe
+//! in CI): every layout, scale, turn and quality, banded inputs, the buffer
+//! pool's bounds, refused jobs and a lost device. Skips cleanly without an
+//! adapter unless `TESSERA_REQUIRE_GPU` is set.
+
 use super::*;
 use crate::iiif::Quality;
 use crate::transform::{quality, resize, rotate};
