@@ -13,10 +13,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use tessera::iiif::Quality;
 use tessera::pixels::{Layout, Pixels};
 use tessera::transform::gpu::{Gpu, GpuJob, GpuOptions, GpuQuality};
-use tessera::transform::{quality, resize, rotate};
 
 /// A photo-like RGB image: gradients, a disc with a hard edge, fine stripes, noise.
 fn photo(w: u32, h: u32) -> Pixels {
@@ -41,22 +39,6 @@ fn photo(w: u32, h: u32) -> Pixels {
         }
     }
     Pixels::new(w, h, Layout::Rgb, d).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The CPU path for a job (transform::apply_cpu's steps).
-fn cpu(p: Pixels, job: &GpuJob) -> Pixels {
-    let r = resize::resize(p, job.out_w, job.out_h);
-    let r = if job.mirror { rotate::mirror(&r) } else { r };
-    let r = match job.quarter_turns % 4 {
-        0 => r,
-        q => rotate::quarter(&r, q),
-    };
-    let q = match job.quality {
-        GpuQuality::Keep => Quality::Default,
-        GpuQuality::Gray => Quality::Gray,
-        GpuQuality::Bitonal => Quality::Bitonal,
-    };
-    quality::apply(r, q)
 }
 
 fn bench(c: &mut Criterion) {
@@ -84,12 +66,12 @@ fn bench(c: &mut Criterion) {
         g.warm_up_time(Duration::from_millis(500));
         g.measurement_time(Duration::from_secs(if size >= 8192 { 20 } else { 5 }));
         g.bench_function("cpu", |b| {
-            b.iter_batched(|| input.clone(), |p| cpu(black_box(p), &job), BatchSize::LargeInput)
+            b.iter_batched(|| input.clone(), |p| job.run_on_cpu(black_box(p)), BatchSize::LargeInput)
         });
         if let Some(gpu) = &gpu {
             match gpu.apply(&input, &job) {
                 Ok(first) => {
-                    if first != cpu(input.clone(), &job) {
+                    if first != job.run_on_cpu(input.clone()) {
                         println!("note: GPU output differs from the CPU for {name}");
                     }
                     g.bench_function("gpu", |b| b.iter(|| gpu.apply(black_box(&input), &job)));

@@ -40,13 +40,7 @@ fn bench(c: &mut Criterion) {
     // JPEG 2000: a 2048² photo tiled 512, 5 levels; 512² output regions.
     let j2 = {
         use tessera::codec::jp2;
-        let input = jp2::EncodeInput {
-            width: 2048,
-            height: 2048,
-            components: 3,
-            precision: 8,
-            samples: jp2::Samples::U8(photo.data()),
-        };
+        let input = jp2::EncodeInput::from_pixels(&photo);
         let params = jp2::EncodeParams {
             tile_size: Some((512, 512)),
             levels: 5,

@@ -22,7 +22,8 @@ pub const DEFAULT_ROOT: &str = "samples/generated";
 pub struct Config {
     pub server: Server,
     pub source: SourceCfg,
-    pub limits: LimitsCfg,
+    /// Deserialised straight into the planner's own type.
+    pub limits: Limits,
     pub output: Output,
     pub http: HttpCfg,
     pub cors: Cors,
@@ -96,18 +97,6 @@ pub struct HttpSourceCfg {
     pub allow_insecure_tls: bool,
     pub max_concurrent_fetches: usize,
     pub follow_redirects_to_other_hosts: bool,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsCfg {
-    pub max_width: u32,
-    pub max_height: u32,
-    pub max_area: u64,
-    pub max_upscale: f64,
-    pub max_decode_pixels: u64,
-    pub max_output_bytes: u64,
-    pub max_gif_pixels: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -379,15 +368,7 @@ impl Config {
     }
 
     pub fn limits(&self) -> Limits {
-        Limits {
-            max_width: self.limits.max_width,
-            max_height: self.limits.max_height,
-            max_area: self.limits.max_area,
-            max_upscale: self.limits.max_upscale,
-            max_decode_pixels: self.limits.max_decode_pixels,
-            max_output_bytes: self.limits.max_output_bytes,
-            max_gif_pixels: self.limits.max_gif_pixels,
-        }
+        self.limits
     }
 }
 

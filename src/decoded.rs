@@ -613,8 +613,7 @@ mod tests {
     /// A lossless 256×128 RGB JPEG 2000 tiled 64 (a 4 × 2 grid), and its pixels.
     fn fixture() -> (Arc<Vec<u8>>, Arc<ImageInfo>, Pixels) {
         let px = crate::samples::generate::photo_like(W, H, 7);
-        let input =
-            jp2::EncodeInput { width: W, height: H, components: 3, precision: 8, samples: jp2::Samples::U8(px.data()) };
+        let input = jp2::EncodeInput::from_pixels(&px);
         let params = jp2::EncodeParams { tile_size: Some((TILE, TILE)), levels: 3, ..Default::default() };
         let data = jp2::encode(&input, &params).expect("encode");
         let info = codec::probe(&data).expect("probe");
@@ -692,8 +691,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_untiled_jpeg2000_is_cut_exactly_from_virtual_tiles_each_decoded_once() {
         let px = crate::samples::generate::photo_like(W, H, 3);
-        let raw =
-            jp2::EncodeInput { width: W, height: H, components: 3, precision: 8, samples: jp2::Samples::U8(px.data()) };
+        let raw = jp2::EncodeInput::from_pixels(&px);
         let params = jp2::EncodeParams { tile_size: None, levels: 3, lossless: true, ..Default::default() };
         let data = Arc::new(jp2::encode(&raw, &params).expect("encode"));
         let info = Arc::new(codec::probe(&data).expect("probe"));
@@ -881,7 +879,9 @@ mod tests {
         let mut inp = input(&data, &info);
         inp.data = Arc::new(Panics);
         let plan = d.plan(&info, "f", version(), rect(0, 0, 64, 64), 1, u64::MAX).expect("tiled");
-        let r = tokio::time::timeout(Duration::from_secs(10), d.get_or_decode(&pool, &inp, &plan)).await.expect("not stuck");
+        let r = tokio::time::timeout(Duration::from_secs(10), d.get_or_decode(&pool, &inp, &plan))
+            .await
+            .expect("not stuck");
         assert!(matches!(r, Err(GetOrDecodeError::Codec(CodecError::Corrupt(_)))), "{r:?}");
         assert_eq!(inp.decodes.get(), 1 + MAX_DROPPED_CLAIMS as u64);
         assert!(d.shared.pending.lock().unwrap().is_empty());

@@ -10,10 +10,10 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::error::{Error, Result};
-use crate::web::base_url::base_url;
 use crate::presentation::manifest::{self, Ctx};
 use crate::presentation::PresentationError;
 use crate::service::{decode_identifier, App};
+use crate::web::base_url::base_url;
 use crate::web::headers::{add_vary, not_modified, wants_json_ld};
 
 const JSONLD: &str = "application/ld+json;profile=\"http://iiif.io/api/presentation/2/context.json\"";

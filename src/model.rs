@@ -23,8 +23,10 @@ pub struct ImageShape {
     pub native_tile: Option<(u32, u32)>,
 }
 
-/// Limits on what one request may produce or decode.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Limits on what one request may produce or decode (the `[limits]` section
+/// of the configuration, deserialised as is).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     pub max_width: u32,
     pub max_height: u32,

@@ -30,8 +30,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use crate::config::Server as ServerCfg;
-use crate::web::trust;
 use crate::service::{App, Head};
+use crate::web::trust;
 
 /// What a connection over the cap is told before it is closed.
 const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\

@@ -18,8 +18,6 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use crate::cache::{Encoded, TileKey};
 use crate::codec::{self, CodecError, ImageInfo};
 use crate::error::{Error, Result};
-use crate::web::base_url::{self, base_url};
-use crate::web::headers::{add_vary, not_modified, wants_json_ld};
 use crate::iiif::{self, info, ApiVersion};
 use crate::metrics::Stage;
 pub use crate::pipeline::Prepared;
@@ -27,6 +25,8 @@ use crate::plan::{self};
 use crate::render::{self};
 use crate::source::{Located, Source};
 pub use crate::state::{App, Head, HotBytes, HotEntry, EAGER_MAX_UNITS, HOT_KEY_MAX, HOT_MAX_BYTES, HOT_PATH_RECHECK};
+use crate::web::base_url::{self, base_url};
+use crate::web::headers::{add_vary, not_modified, wants_json_ld};
 
 /// Characters escaped in identifiers of canonical URLs (RFC 3986 unreserved kept).
 const ID_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');

@@ -14,12 +14,12 @@ use http::{Method, Uri};
 use crate::cache::{Encoded, InfoCache, SingleFlight, TileCache, TileKey};
 use crate::config::Config;
 use crate::error::Result;
-use crate::web::cors::CorsPolicy;
 use crate::metrics::{Metrics, Stage};
 use crate::plan::{self, Limits};
 use crate::pool::Pool;
 use crate::render::{self, RenderSettings};
 use crate::source::{Located, Source, SourceVersion, Sources};
+use crate::web::cors::CorsPolicy;
 
 /// The state shared by every request.
 pub struct App {
@@ -85,8 +85,7 @@ pub struct HotBytes;
 impl quick_cache::Weighter<String, Arc<HotEntry>> for HotBytes {
     fn weight(&self, k: &String, v: &Arc<HotEntry>) -> u64 {
         let headers: usize = v.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum();
-        (k.len() + headers + v.key.file.len() + v.key.canonical.len() + v.located.path.as_os_str().len() + 256)
-            as u64
+        (k.len() + headers + v.key.file.len() + v.key.canonical.len() + v.located.path.as_os_str().len() + 256) as u64
     }
 }
 

@@ -65,59 +65,58 @@ fn every_module_starts_by_saying_what_it_owns() {
     assert!(missing.is_empty(), "files without a leading //! comment: {missing:?}");
 }
 
+/// The places in the non-test code of the files `layer` selects that name
+/// one of `forbidden`.
+fn names_in(layer: impl Fn(&str) -> bool, forbidden: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (rel, text) in sources().into_iter().filter(|(rel, _)| layer(rel)) {
+        let code = non_test(&rel, &text);
+        found.extend(forbidden.iter().filter(|f| code.contains(*f)).map(|f| format!("{rel} names {f}")));
+    }
+    found
+}
+
 #[test]
 fn parsing_and_planning_do_no_io_and_know_no_source_or_codec() {
     let pure = |rel: &str| rel == "model.rs" || rel == "plan.rs" || rel.starts_with("iiif/");
-    let forbidden = [
-        "std::fs",
-        "std::net",
-        "std::io::Read",
-        "std::process",
-        "tokio",
-        "hyper",
-        "crate::source",
-        "crate::codec",
-        "crate::state",
-        "crate::service",
-        "crate::pool",
-        "crate::cache",
-    ];
-    let mut found = Vec::new();
-    for (rel, text) in sources().into_iter().filter(|(rel, _)| pure(rel)) {
-        let code = non_test(&rel, &text);
-        for f in forbidden {
-            if code.contains(f) {
-                found.push(format!("{rel} names {f}"));
-            }
-        }
-    }
+    let found = names_in(
+        pure,
+        &[
+            "std::fs",
+            "std::net",
+            "std::io::Read",
+            "std::process",
+            "tokio",
+            "hyper",
+            "crate::source",
+            "crate::codec",
+            "crate::state",
+            "crate::service",
+            "crate::pool",
+            "crate::cache",
+        ],
+    );
     assert!(found.is_empty(), "{found:?}");
 }
 
 #[test]
 fn codecs_and_transforms_know_nothing_of_http_or_iiif() {
     let layer = |rel: &str| rel.starts_with("codec/") || rel.starts_with("transform/") || rel == "pixels.rs";
-    let forbidden = [
-        "http::",
-        "hyper",
-        "crate::web",
-        "crate::router",
-        "crate::service",
-        "crate::state",
-        "crate::iiif",
-        "crate::plan",
-        "crate::source",
-        "crate::cache",
-    ];
-    let mut found = Vec::new();
-    for (rel, text) in sources().into_iter().filter(|(rel, _)| layer(rel)) {
-        let code = non_test(&rel, &text);
-        for f in forbidden {
-            if code.contains(f) {
-                found.push(format!("{rel} names {f}"));
-            }
-        }
-    }
+    let found = names_in(
+        layer,
+        &[
+            "http::",
+            "hyper",
+            "crate::web",
+            "crate::router",
+            "crate::service",
+            "crate::state",
+            "crate::iiif",
+            "crate::plan",
+            "crate::source",
+            "crate::cache",
+        ],
+    );
     assert!(found.is_empty(), "{found:?}");
 }
 

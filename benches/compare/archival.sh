@@ -26,6 +26,8 @@
 # VAR=value settings for Tessera, e.g. "TESSERA_CACHE__DECODED_UNIT=1024"),
 # TESSERA_PORT (18194), IIP_PORT (18195).
 set -euo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO"
 CORPUS=$(cd "${CORPUS:-target/corpus}" && pwd)
@@ -38,52 +40,25 @@ TESSERA_ENV=${TESSERA_ENV:-}
 FILES=${FILES:-photo-untiled.jp2 photo-tiled1024.jp2}
 TPORT=${TESSERA_PORT:-18194}
 IPORT=${IIP_PORT:-18195}
-[ -x "$BIN" ] || cargo build --release --locked
-for p in iipimage-server lighttpd; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || {
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iipimage-server lighttpd >/dev/null
-        break
-    }
-done
+ensure_tessera -q "$BIN"
+if [ -n "$(missing_packages iipimage-server lighttpd)" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iipimage-server lighttpd >/dev/null
+fi
 TMP=$(mktemp -d /tmp/tessera-archival.XXXXXX)
 cp "$BIN" "$TMP/tessera"
 TPID=
 LPID=
-stop() {
-    [ -n "$TPID" ] && { kill "$TPID" 2>/dev/null || true; wait "$TPID" 2>/dev/null || true; TPID=; }
-    if [ -n "$LPID" ]; then
-        kids=$(pgrep -P "$LPID" 2>/dev/null || true)
-        kill "$LPID" 2>/dev/null || true
-        wait "$LPID" 2>/dev/null || true
-        for k in $kids; do kill "$k" 2>/dev/null || true; done
-        LPID=
-    fi
-}
-trap 'stop; rm -rf "$TMP"' EXIT
-wait_url() { for _ in $(seq 1 240); do curl -sf -o /dev/null --max-time 5 "$1" && return 0; sleep 0.25; done; return 1; }
-cat >"$TMP/lighttpd.conf" <<EOF
-server.modules = ("mod_fastcgi")
-server.bind = "127.0.0.1"
-server.port = $IPORT
-server.document-root = "$TMP"
-server.errorlog = "$TMP/lighttpd-error.log"
-fastcgi.server = ( "/fcgi-bin/iipsrv.fcgi" => ((
-  "socket" => "$TMP/iipsrv.sock", "bin-path" => "/usr/lib/iipimage-server/iipsrv.fcgi",
-  "check-local" => "disable", "max-procs" => 2,
-  "bin-environment" => ( "FILESYSTEM_PREFIX" => "$CORPUS/", "JPEG_QUALITY" => "85", "VERBOSITY" => "0" )
-)))
-EOF
+trap cleanup_servers EXIT
+write_iipimage_conf --docroot "$TMP" --max-connections 0 --verbosity 0 "$TMP" "$IPORT" "$CORPUS" 2
 start_tessera() { # [keep]: keep the disk tier of the previous start
     [ "${1:-}" = keep ] || { rm -rf "$TMP/tiles"; mkdir -p "$TMP/tiles"; }
     env $TESSERA_ENV TESSERA_CACHE__DISK_DIR="$TMP/tiles" "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$CORPUS" >>"$TMP/tessera.log" 2>&1 &
     TPID=$!
-    wait_url "http://127.0.0.1:$TPORT/health"
+    poll_http "http://127.0.0.1:$TPORT/health" 240 0.25 --max-time 5
 }
 start_iip() {
-    rm -f "$TMP"/iipsrv.sock*
-    lighttpd -D -f "$TMP/lighttpd.conf" >>"$TMP/lighttpd.out" 2>&1 &
-    LPID=$!
-    wait_url "http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$1/info.json"
+    launch_iipimage "$TMP"
+    poll_http "http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$1/info.json" 240 0.25 --max-time 5
 }
 # Tessera's figures after a workload: decodes, eager tiles, peak RSS (MiB)
 # and mean ms per request in the decode, queue, transform and encode stages.
@@ -131,26 +106,26 @@ echo "|---|---|---|---:|---:|---:|---:|---|---|"
 for f in $FILES; do
     T="http://127.0.0.1:$TPORT/iiif/2/$f"
     I="http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$f"
-    start_tessera; r=$(sweep "$T" --first-view 1920x1080 --clients 6); x=$(tessera_facts); stop
+    start_tessera; r=$(sweep "$T" --first-view 1920x1080 --clients 6); x=$(tessera_facts); stop_servers
     row "$f" "first view" Tessera "$r" "$x"
-    start_iip "$f"; r=$(sweep "$I" --first-view 1920x1080 --clients 6); stop
+    start_iip "$f"; r=$(sweep "$I" --first-view 1920x1080 --clients 6); stop_servers
     row "$f" "first view" "IIPImage $IIPV" "$r" ""
     for t in $TILES; do
-        start_tessera; r=$(sweep "$T" --tile "$t" --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$MAX_TILES"); x=$(tessera_facts); stop
+        start_tessera; r=$(sweep "$T" --tile "$t" --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$MAX_TILES"); x=$(tessera_facts); stop_servers
         row "$f" "pass $t" Tessera "$r" "$x"
         if [ "$t" = 256 ]; then
-            start_tessera keep; r=$(sweep "$T" --tile "$t" --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$MAX_TILES"); x=$(tessera_facts); stop
+            start_tessera keep; r=$(sweep "$T" --tile "$t" --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$MAX_TILES"); x=$(tessera_facts); stop_servers
             row "$f" "pass $t after restart" "Tessera (disk tier)" "$r" "$x"
         fi
-        start_iip "$f"; r=$(sweep "$I" --tile "$t" --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$MAX_TILES"); stop
+        start_iip "$f"; r=$(sweep "$I" --tile "$t" --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$MAX_TILES"); stop_servers
         row "$f" "pass $t" "IIPImage $IIPV" "$r" ""
     done
-    start_tessera; session_row "$f" Tessera "$T/info.json"; x=$(tessera_facts); stop
+    start_tessera; session_row "$f" Tessera "$T/info.json"; x=$(tessera_facts); stop_servers
     echo "| $f | sessions (Tessera's figures) |  |  |  |  |  | $x |  |"
-    start_iip "$f"; session_row "$f" "IIPImage $IIPV" "$I/info.json"; stop
+    start_iip "$f"; session_row "$f" "IIPImage $IIPV" "$I/info.json"; stop_servers
 done
 P=photo-pyramid.tif
-start_iip "$P"; r=$(sweep "http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$P" --tile 256 --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$MAX_TILES"); stop
+start_iip "$P"; r=$(sweep "http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$P" --tile 256 --all-levels --shuffle 1 --clients "$CLIENTS" --max-tiles "$MAX_TILES"); stop_servers
 row "$P" "pass 256" "IIPImage $IIPV (pyramidal TIFF)" "$r" ""
 echo
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; commit $(git rev-parse --short HEAD)$( [ -n "$(git status --porcelain --untracked-files=no)" ] && echo ' + uncommitted changes' || true); $(date -u +%Y-%m-%d). TESSERA_ENV: ${TESSERA_ENV:-none}."

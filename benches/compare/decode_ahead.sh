@@ -19,6 +19,8 @@
 # ("256 512"), SESSION_DURATION (15), PORT (18186), TESSERA_BIN
 # (target/release/tessera, built if missing).
 set -euo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 # Cold runs on every start: no disk tile tier (archival.sh measures it).
 export TESSERA_CACHE__DISK_MAX_BYTES=0
 
@@ -30,42 +32,28 @@ TILES=${TILES:-256 512}
 SESSION_DURATION=${SESSION_DURATION:-15}
 PORT=${PORT:-18186}
 BIN=${TESSERA_BIN:-target/release/tessera}
-[ -x "$BIN" ] || cargo build --release --locked
+ensure_tessera -q "$BIN"
 [ -f samples/generated/large.jp2 ] || { echo "no samples/generated/large.jp2: run tessera serve once" >&2; exit 1; }
-if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/"; then
-    echo "port $PORT is in use; set PORT" >&2
-    exit 1
-fi
+require_free_port "$PORT" "port $PORT is in use; set PORT"
 
 TMP=$(mktemp -d /tmp/tessera-ahead.XXXXXX)
 cp "$BIN" "$TMP/tessera"
-PID=
-stop() {
-    if [ -n "$PID" ]; then
-        kill "$PID" 2>/dev/null || true
-        wait "$PID" 2>/dev/null || true
-        PID=
-    fi
-}
-trap 'stop; rm -rf "$TMP"' EXIT
+TPID=
+trap 'stop_tessera; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
 one() { # AHEAD MODE TILE VIEWERS RUN
     TESSERA_CACHE__DECODED_AHEAD=$1 "$TMP/tessera" serve --listen "127.0.0.1:$PORT" \
         --images samples/generated >>"$TMP/serve.log" 2>&1 &
-    PID=$!
-    local t=0
-    until curl -sf -o /dev/null "http://127.0.0.1:$PORT/iiif/2/large.jp2/info.json"; do
-        sleep 0.2
-        t=$((t + 1))
-        [ $t -lt 300 ] || { echo "server did not start" >&2; tail "$TMP/serve.log" >&2; exit 1; }
-    done
+    TPID=$!
+    poll_http "http://127.0.0.1:$PORT/iiif/2/large.jp2/info.json" 300 0.2 ||
+        { echo "server did not start" >&2; tail "$TMP/serve.log" >&2; exit 1; }
     local mode=(--mode sweep --duration 150)
     [ "$2" = session ] && mode=(--mode session --seed "$5" --warmup 0 --duration "$SESSION_DURATION")
     "$TMP/tessera" loadtest "http://127.0.0.1:$PORT/iiif/2/large.jp2/info.json" "${mode[@]}" -c "$4" \
         --tile-size "$3" --json "$TMP/r.json" --quiet >>"$TMP/loadtest.log" 2>&1
     local cpu metrics
-    cpu=$(awk '{print ($14 + $15) / 100}' "/proc/$PID/stat")
+    cpu=$(awk '{print ($14 + $15) / 100}' "/proc/$TPID/stat")
     metrics=$(curl -s "http://127.0.0.1:$PORT/metrics")
     python3 - "$TMP/r.json" "$1" "$2" "$3" "$4" "$5" "$cpu" <<PY >>"$TMP/results.jsonl"
 import json, re, sys
@@ -80,7 +68,7 @@ print(json.dumps(dict(ahead=int(ahead), mode=mode, tile=int(tile), viewers=int(v
     errors=r["errors"], decodes=metric("tessera_decodes_total"), ahead_decodes=metric("tessera_decodes_ahead_total"),
     cpu_s=float(cpu))))
 PY
-    stop
+    stop_tessera
 }
 
 for run in $(seq 1 "$RUNS"); do

@@ -25,6 +25,8 @@
 # may start (lighttpd on :80, iipsrv.service on :9000); this script neither
 # uses nor stops them.
 set -euo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 # Cold runs on every start: no disk tile tier (archival.sh measures it).
 export TESSERA_CACHE__DISK_MAX_BYTES=0
 
@@ -42,129 +44,38 @@ REGION=2048,2048,4096,2048
 TBASE="http://127.0.0.1:$TPORT/iiif/2/large"
 IBASE="http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/large.jp2"
 
-SUDO=
-[ "$(id -u)" = 0 ] || SUDO=sudo
-
 # --- packages -------------------------------------------------------------
-missing=()
-for p in iipimage-server lighttpd; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "== installing ${missing[*]}" >&2
-    $SUDO apt-get update
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
-fi
-IIPSRV=/usr/lib/iipimage-server/iipsrv.fcgi
-[ -x "$IIPSRV" ] || { echo "no $IIPSRV" >&2; exit 1; }
+ensure_iipimage
 
 # --- Tessera binary -------------------------------------------------------
-if [ ! -x target/release/tessera ]; then
-    echo "== building Tessera (cargo build --release --locked)" >&2
-    cargo build --release --locked
-fi
+ensure_tessera target/release/tessera
 
 TMP=$(mktemp -d /tmp/tessera-vs-iip.XXXXXX)
 # A private copy, so a rebuild by someone else during the run cannot swap the
 # binary between two restarts.
 cp target/release/tessera "$TMP/tessera"
-TESSERA_BUILD="target/release/tessera of $(date -r target/release/tessera -u +%Y-%m-%dT%H:%MZ), tree at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$( [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true)"
+TESSERA_BUILD=$(describe_build target/release/tessera)
 
 TPID=
 LPID=
-LKIDS=
-stop_tessera() {
-    if [ -n "$TPID" ]; then
-        kill "$TPID" 2>/dev/null || true
-        wait "$TPID" 2>/dev/null || true
-        TPID=
-    fi
-}
-stop_iip() {
-    if [ -n "$LPID" ]; then
-        # lighttpd stops the iipsrv processes it spawned; make sure anyway,
-        # by the PIDs of its own children only.
-        LKIDS=$(pgrep -P "$LPID" 2>/dev/null || true)
-        kill "$LPID" 2>/dev/null || true
-        wait "$LPID" 2>/dev/null || true
-        for k in $LKIDS; do kill "$k" 2>/dev/null || true; done
-        LPID=
-    fi
-}
-cleanup() {
-    stop_tessera
-    stop_iip
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+trap cleanup_servers EXIT
 trap 'exit 130' INT TERM
 
-wait_url() { # URL SECONDS
-    local t=0
-    until curl -sf -o /dev/null --max-time 5 "$1"; do
-        sleep 0.25
-        t=$((t + 1))
-        if [ $t -gt $(($2 * 4)) ]; then
-            echo "timed out waiting for $1" >&2
-            return 1
-        fi
-    done
-}
-
 start_tessera() {
-    stop_tessera
     # Run from the repository root: the default source.root is
     # samples/generated, where large.jp2 is generated on first start.
-    "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" >>"$TMP/tessera.log" 2>&1 &
-    TPID=$!
-    local t=0
-    until [ -f "$JP2" ]; do
-        sleep 1
-        t=$((t + 1))
-        kill -0 "$TPID" 2>/dev/null || { echo "Tessera exited; see log:" >&2; tail "$TMP/tessera.log" >&2; return 1; }
-        [ $t -lt 900 ] || { echo "large.jp2 not generated after 900 s" >&2; return 1; }
-    done
-    wait_url "$TBASE/info.json" 120
-    kill -0 "$TPID" 2>/dev/null || { echo "Tessera exited; see log:" >&2; tail "$TMP/tessera.log" >&2; return 1; }
+    restart_tessera "$TMP" "$TPORT" "$JP2" "$TBASE/info.json"
 }
 
-mkdir -p "$TMP/www"
-cat >"$TMP/lighttpd.conf" <<EOF
-server.modules = ("mod_fastcgi")
-server.bind = "127.0.0.1"
-server.port = $IPORT
-server.document-root = "$TMP/www"
-server.errorlog = "$TMP/lighttpd-error.log"
-server.max-connections = 256
-fastcgi.server = ( "/fcgi-bin/iipsrv.fcgi" => ((
-  "socket" => "$TMP/iipsrv.sock",
-  "bin-path" => "$IIPSRV",
-  "check-local" => "disable",
-  "max-procs" => $IIP_PROCS,
-  "bin-environment" => (
-    "FILESYSTEM_PREFIX" => "$IMAGES/",
-    "JPEG_QUALITY" => "85",
-    "LOGFILE" => "$TMP/iipsrv.log",
-    "VERBOSITY" => "1"
-  )
-)))
-EOF
+write_iipimage_conf "$TMP" "$IPORT" "$IMAGES" "$IIP_PROCS"
 
 start_iip() {
-    stop_iip
-    rm -f "$TMP"/iipsrv.sock*
-    lighttpd -D -f "$TMP/lighttpd.conf" >>"$TMP/lighttpd.out" 2>&1 &
-    LPID=$!
-    wait_url "$IBASE/info.json" 60
-    kill -0 "$LPID" 2>/dev/null || { echo "lighttpd exited; see log:" >&2; tail "$TMP/lighttpd.out" "$TMP/lighttpd-error.log" >&2; return 1; }
+    restart_iipimage "$TMP" "$IBASE/info.json"
 }
 
 # --- start both once, check what they serve --------------------------------
 for port in "$TPORT" "$IPORT"; do
-    if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; then
-        echo "port $port is already in use; set TESSERA_PORT / IIP_PORT" >&2
-        exit 1
-    fi
+    require_free_port "$port" "port $port is already in use; set TESSERA_PORT / IIP_PORT"
 done
 echo "== starting Tessera on :$TPORT (first start generates large.jp2 in the background)" >&2
 start_tessera
@@ -346,21 +257,7 @@ for key, label, clients, tiles in cases:
     print(f"| {label}{note} | {clients} | {tiles} | **{fmt(tm)}** ({tr}) | **{fmt(im)}** ({ir}) | {tm / im:.1f}× | {tm / 200:.2f} | {tc:.1f} / {ic:.1f} | {dec:.0f} | {status(t)} / {status(i)} |")
 PY
 
-BEGIN="<!-- BEGIN benches/compare/iipimage.sh -->"
-END="<!-- END benches/compare/iipimage.sh -->"
 mkdir -p "$(dirname "$OUT")"
-python3 - "$OUT" "$TABLE" "$BEGIN" "$END" "$(date -u +%Y-%m-%dT%H:%MZ)" <<'PY'
-import os, sys
-out, table, begin, end, when = sys.argv[1:6]
-block = f"{begin}\n_Generated by `benches/compare/iipimage.sh` at {when}._\n\n{open(table).read()}{end}\n"
-text = open(out).read() if os.path.exists(out) else "# Tessera and IIPImage on JPEG 2000\n\n"
-if begin in text and end in text:
-    a, rest = text.split(begin, 1)
-    _, b = rest.split(end, 1)
-    text = a + block + ("\n" + b.lstrip("\n") if b.strip() else "")
-else:
-    text = text.rstrip("\n") + "\n\n" + block
-open(out, "w").write(text)
-PY
+replace_section "$OUT" benches/compare/iipimage.sh "$TABLE" $'# Tessera and IIPImage on JPEG 2000\n\n'
 cat "$TABLE"
 echo "(written to $OUT)" >&2

@@ -36,6 +36,8 @@
 # (only when missing). On a systemd machine the packages' own services may
 # start (lighttpd on :80, iipsrv on :9000); this script neither uses nor stops them.
 set -euo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 # Cold runs on every start: no disk tile tier (archival.sh measures it).
 export TESSERA_CACHE__DISK_MAX_BYTES=0
 
@@ -53,30 +55,14 @@ OUT=${OUT:-docs/bench/loadtest.md}
 IMAGES=$REPO/samples/generated
 JP2=$IMAGES/large.jp2
 
-SUDO=
-[ "$(id -u)" = 0 ] || SUDO=sudo
-
 # --- packages -------------------------------------------------------------
-missing=()
-for p in iipimage-server lighttpd; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "== installing ${missing[*]}" >&2
-    $SUDO apt-get update
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
-fi
-IIPSRV=/usr/lib/iipimage-server/iipsrv.fcgi
-[ -x "$IIPSRV" ] || { echo "no $IIPSRV" >&2; exit 1; }
+ensure_iipimage
 IIP_VERSION=$(dpkg-query -W -f='${Version}' iipimage-server)
 
 # --- binaries -------------------------------------------------------------
 if [ -z "${TESSERA_BIN:-}" ]; then
     TESSERA_BIN=target/release/tessera
-    if [ ! -x "$TESSERA_BIN" ]; then
-        echo "== building Tessera (cargo build --release --locked)" >&2
-        cargo build --release --locked
-    fi
+    ensure_tessera "$TESSERA_BIN"
 fi
 LOADTEST_BIN=${LOADTEST_BIN:-$TESSERA_BIN}
 [ -x "$TESSERA_BIN" ] || { echo "TESSERA_BIN $TESSERA_BIN is not executable" >&2; exit 1; }
@@ -87,107 +73,32 @@ TMP=$(mktemp -d /tmp/tessera-loadtest.XXXXXX)
 # binary between two restarts.
 cp "$TESSERA_BIN" "$TMP/tessera"
 cp "$LOADTEST_BIN" "$TMP/loadtest"
-TESSERA_BUILD="$TESSERA_BIN of $(date -r "$TESSERA_BIN" -u +%Y-%m-%dT%H:%MZ), tree at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$( [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true)"
+TESSERA_BUILD=$(describe_build "$TESSERA_BIN")
 
 TPID=
 LPID=
-stop_tessera() {
-    if [ -n "$TPID" ]; then
-        kill "$TPID" 2>/dev/null || true
-        wait "$TPID" 2>/dev/null || true
-        TPID=
-    fi
-}
-stop_iip() {
-    if [ -n "$LPID" ]; then
-        # lighttpd stops the iipsrv processes it spawned; make sure anyway,
-        # by the PIDs of its own children only.
-        local kids
-        kids=$(pgrep -P "$LPID" 2>/dev/null || true)
-        kill "$LPID" 2>/dev/null || true
-        wait "$LPID" 2>/dev/null || true
-        for k in $kids; do kill "$k" 2>/dev/null || true; done
-        LPID=
-    fi
-}
-cleanup() {
-    stop_tessera
-    stop_iip
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+trap cleanup_servers EXIT
 trap 'exit 130' INT TERM
 
-wait_url() { # URL SECONDS
-    local t=0
-    until curl -sf -o /dev/null --max-time 5 "$1"; do
-        sleep 0.25
-        t=$((t + 1))
-        if [ $t -gt $(($2 * 4)) ]; then
-            echo "timed out waiting for $1" >&2
-            return 1
-        fi
-    done
-}
-
 start_tessera() {
-    stop_tessera
     # With large.jp2 missing, run with the default source.root
     # (samples/generated) from the repository root: the first start
     # generates the samples there, in the background.
     local args=()
     [ -f "$JP2" ] && args=(--images "$IMAGES")
-    "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" "${args[@]}" >>"$TMP/tessera.log" 2>&1 &
-    TPID=$!
-    local t=0
-    until [ -f "$JP2" ]; do
-        sleep 1
-        t=$((t + 1))
-        kill -0 "$TPID" 2>/dev/null || { echo "Tessera exited; see log:" >&2; tail "$TMP/tessera.log" >&2; return 1; }
-        [ $t -lt 900 ] || { echo "large.jp2 not generated after 900 s" >&2; return 1; }
-    done
-    wait_url "http://127.0.0.1:$TPORT/health" 120
-    kill -0 "$TPID" 2>/dev/null || { echo "Tessera exited; see log:" >&2; tail "$TMP/tessera.log" >&2; return 1; }
+    restart_tessera "$TMP" "$TPORT" "$JP2" "http://127.0.0.1:$TPORT/health" "${args[@]}"
 }
 
-mkdir -p "$TMP/www"
-cat >"$TMP/lighttpd.conf" <<EOF
-server.modules = ("mod_fastcgi")
-server.bind = "127.0.0.1"
-server.port = $IPORT
-server.document-root = "$TMP/www"
-server.errorlog = "$TMP/lighttpd-error.log"
-server.max-connections = 256
-fastcgi.server = ( "/fcgi-bin/iipsrv.fcgi" => ((
-  "socket" => "$TMP/iipsrv.sock",
-  "bin-path" => "$IIPSRV",
-  "check-local" => "disable",
-  "max-procs" => $IIP_PROCS,
-  "bin-environment" => (
-    "FILESYSTEM_PREFIX" => "$IMAGES/",
-    "JPEG_QUALITY" => "85",
-    "LOGFILE" => "$TMP/iipsrv.log",
-    "VERBOSITY" => "1"
-  )
-)))
-EOF
+write_iipimage_conf "$TMP" "$IPORT" "$IMAGES" "$IIP_PROCS"
 
 IIP="http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF="
 start_iip() {
-    stop_iip
-    rm -f "$TMP"/iipsrv.sock*
-    lighttpd -D -f "$TMP/lighttpd.conf" >>"$TMP/lighttpd.out" 2>&1 &
-    LPID=$!
-    wait_url "$IIP/large.jp2/info.json" 60
-    kill -0 "$LPID" 2>/dev/null || { echo "lighttpd exited; see log:" >&2; tail "$TMP/lighttpd.out" "$TMP/lighttpd-error.log" >&2; return 1; }
+    restart_iipimage "$TMP" "$IIP/large.jp2/info.json"
 }
 
 # --- start both once, see what they serve -----------------------------------
 for port in "$TPORT" "$IPORT"; do
-    if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; then
-        echo "port $port is already in use; set TESSERA_PORT / IIP_PORT" >&2
-        exit 1
-    fi
+    require_free_port "$port" "port $port is already in use; set TESSERA_PORT / IIP_PORT"
 done
 echo "== starting Tessera on :$TPORT" >&2
 start_tessera
@@ -330,24 +241,11 @@ if errs:
     print("Errors by kind: " + ", ".join(f"{s} {k}×{v}" for (s, k), v in sorted(errs.items())))
 PY
 
-BEGIN="<!-- BEGIN benches/compare/loadtest.sh -->"
-END="<!-- END benches/compare/loadtest.sh -->"
 mkdir -p "$(dirname "$OUT")"
-python3 - "$OUT" "$TABLE" "$BEGIN" "$END" "$(date -u +%Y-%m-%dT%H:%MZ)" <<'PY'
-import os, sys
-out, table, begin, end, when = sys.argv[1:6]
-block = f"{begin}\n_Generated by `benches/compare/loadtest.sh` at {when}._\n\n{open(table).read()}{end}\n"
-text = open(out).read() if os.path.exists(out) else (
-    "# Load test: Tessera and IIPImage\n\n"
-    "Viewer-like load from `tessera loadtest` (see `tessera loadtest --help`) against Tessera and IIPImage on "
-    "the same images and the same requests. Regenerate with `benches/compare/loadtest.sh`.\n")
-if begin in text and end in text:
-    a, rest = text.split(begin, 1)
-    _, b = rest.split(end, 1)
-    text = a + block + ("\n" + b.lstrip("\n") if b.strip() else "")
-else:
-    text = text.rstrip("\n") + "\n\n" + block
-open(out, "w").write(text)
-PY
+replace_section "$OUT" benches/compare/loadtest.sh "$TABLE" "# Load test: Tessera and IIPImage
+
+Viewer-like load from \`tessera loadtest\` (see \`tessera loadtest --help\`) against Tessera and IIPImage on \
+the same images and the same requests. Regenerate with \`benches/compare/loadtest.sh\`.
+"
 cat "$TABLE"
 echo "(written to $OUT)" >&2

@@ -550,11 +550,7 @@ mod tests {
     use crate::source::SourceVersion;
 
     fn key(file: &str, canonical: &str) -> TileKey {
-        TileKey {
-            file: file.into(),
-            version: SourceVersion { len: 10, mtime_ns: 20 },
-            canonical: canonical.into(),
-        }
+        TileKey { file: file.into(), version: SourceVersion { len: 10, mtime_ns: 20 }, canonical: canonical.into() }
     }
 
     fn tile(n: usize, fill: u8) -> Arc<Encoded> {

@@ -48,6 +48,27 @@ pub fn tiling(info: &ImageShape, default_tile: u32, limits: &Limits) -> Tiling {
     Tiling { tile_w, tile_h, scale_factors, sizes }
 }
 
+/// The features both versions name alike (Image API 2.1 `supports`, 3.0
+/// `extraFeatures`); each version adds its own below.
+const FEATURES: [&str; 16] = [
+    "baseUriRedirect",
+    "canonicalLinkHeader",
+    "cors",
+    "jsonldMediaType",
+    "mirroring",
+    "profileLinkHeader",
+    "regionByPct",
+    "regionByPx",
+    "regionSquare",
+    "rotationArbitrary",
+    "rotationBy90s",
+    "sizeByConfinedWh",
+    "sizeByH",
+    "sizeByPct",
+    "sizeByW",
+    "sizeByWh",
+];
+
 const QUALITIES: [&str; 4] = ["default", "color", "gray", "bitonal"];
 const FORMATS: [&str; 5] = ["jpg", "png", "gif", "tif", "webp"];
 
@@ -57,25 +78,10 @@ pub fn build(version: ApiVersion, id: &str, info: &ImageShape, t: &Tiling, limit
     let tiles = json!([{ "width": t.tile_w, "height": t.tile_h, "scaleFactors": t.scale_factors }]);
     match version {
         ApiVersion::V2 => {
-            let mut supports = vec![
-                "baseUriRedirect",
-                "canonicalLinkHeader",
-                "cors",
-                "jsonldMediaType",
-                "mirroring",
-                "profileLinkHeader",
-                "regionByPct",
-                "regionByPx",
-                "regionSquare",
-                "rotationArbitrary",
-                "rotationBy90s",
-                "sizeByConfinedWh",
-                "sizeByDistortedWh",
-                "sizeByH",
-                "sizeByPct",
-                "sizeByW",
-                "sizeByWh",
-            ];
+            // 2.1 names one more feature than 3.0: distorted sizes, which 3.0
+            // folds into `sizeByWh`.
+            let mut supports = FEATURES.to_vec();
+            supports.push("sizeByDistortedWh");
             if limits.max_upscale > 1.0 {
                 supports.push("sizeAboveFull");
             }
@@ -97,24 +103,7 @@ pub fn build(version: ApiVersion, id: &str, info: &ImageShape, t: &Tiling, limit
             })
         }
         ApiVersion::V3 => {
-            let mut features = vec![
-                "baseUriRedirect",
-                "canonicalLinkHeader",
-                "cors",
-                "jsonldMediaType",
-                "mirroring",
-                "profileLinkHeader",
-                "regionByPct",
-                "regionByPx",
-                "regionSquare",
-                "rotationArbitrary",
-                "rotationBy90s",
-                "sizeByConfinedWh",
-                "sizeByH",
-                "sizeByPct",
-                "sizeByW",
-                "sizeByWh",
-            ];
+            let mut features = FEATURES.to_vec();
             if limits.max_upscale > 1.0 {
                 features.push("sizeUpscaling");
             }

@@ -90,8 +90,7 @@ pub const LARGE_JP2: &str = "large.jp2";
 pub fn make_large_jp2(w: u32, h: u32) -> io::Result<Vec<u8>> {
     use crate::codec::jp2;
     let px = generate::photo_like(w, h, 2);
-    let input =
-        jp2::EncodeInput { width: w, height: h, components: 3, precision: 8, samples: jp2::Samples::U8(px.data()) };
+    let input = jp2::EncodeInput::from_pixels(&px);
     let params = jp2::EncodeParams {
         tile_size: Some((1024, 1024)),
         levels: 7,

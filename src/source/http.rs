@@ -1125,8 +1125,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_folder_is_bounded_and_evicts_the_least_recently_used() {
+    /// A source whose folder holds 250 bytes, with images `u1` (put first)
+    /// and `u2` of 100 bytes each stored.
+    fn folder_of_250_bytes_holding_u1_and_u2() -> (tempfile::TempDir, HttpSource, PathBuf) {
         let d = tempfile::tempdir().unwrap();
         let mut c = cfg();
         c.cache_dir = d.path().to_path_buf();
@@ -1135,6 +1136,12 @@ mod tests {
         let dir = s.folder().to_path_buf();
         s.put("u1", entry_file(&dir, "one", 1), None);
         s.put("u2", entry_file(&dir, "two", 2), None);
+        (d, s, dir)
+    }
+
+    #[test]
+    fn the_folder_is_bounded_and_evicts_the_least_recently_used() {
+        let (_d, s, dir) = folder_of_250_bytes_holding_u1_and_u2();
         assert!(s.entry("u1").is_some(), "touch u1 so u2 is the oldest");
         s.put("u3", entry_file(&dir, "three", 3), None);
         assert_eq!(s.stored_bytes(), 200);
@@ -1146,14 +1153,7 @@ mod tests {
 
     #[test]
     fn bytes_in_flight_evict_stored_images_and_are_released_when_a_download_ends() {
-        let d = tempfile::tempdir().unwrap();
-        let mut c = cfg();
-        c.cache_dir = d.path().to_path_buf();
-        c.cache_max_bytes = 250;
-        let s = HttpSource::new(&c).unwrap();
-        let dir = s.folder().to_path_buf();
-        s.put("u1", entry_file(&dir, "one", 1), None);
-        s.put("u2", entry_file(&dir, "two", 2), None);
+        let (_d, s, dir) = folder_of_250_bytes_holding_u1_and_u2();
         {
             let mut held = Reservation { src: &s, bytes: 0 };
             s.reserve(&mut held, 60).unwrap();

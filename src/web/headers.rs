@@ -37,8 +37,7 @@ pub fn not_modified(h: &HeaderMap, etag: &str, modified: Option<SystemTime>) -> 
     if let Some(m) = etag_matches(h, etag) {
         return m;
     }
-    let (Some(modified), Some(ims)) = (modified, h.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()))
-    else {
+    let (Some(modified), Some(ims)) = (modified, h.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok())) else {
         return false;
     };
     let Ok(since) = httpdate::parse_http_date(ims) else {

@@ -70,6 +70,19 @@ pub struct EncodeInput<'a> {
     pub samples: Samples<'a>,
 }
 
+impl<'a> EncodeInput<'a> {
+    /// 8-bit pixels as they are: components from the layout, precision 8.
+    pub fn from_pixels(p: &'a Pixels) -> EncodeInput<'a> {
+        EncodeInput {
+            width: p.width(),
+            height: p.height(),
+            components: p.layout().channels() as u32,
+            precision: 8,
+            samples: Samples::U8(p.data()),
+        }
+    }
+}
+
 /// Interleaved sample storage, `width * height * components` long.
 #[derive(Clone, Copy, Debug)]
 pub enum Samples<'a> {

@@ -44,7 +44,6 @@
 //!   an element count (only the first one or two resolutions come out right),
 //!   which is one reason [`probe`] parses the COD/COC markers itself.
 
-
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::ffi::{c_char, c_void, CStr};

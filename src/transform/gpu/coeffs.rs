@@ -2,7 +2,6 @@
 //! fast_image_resize 6.1 computes them for `ResizeAlg::Convolution`, so the
 //! shaders' integer arithmetic gives the CPU path's bytes.
 
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Filter {
     Lanczos3,

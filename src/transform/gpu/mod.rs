@@ -98,6 +98,27 @@ pub enum GpuQuality {
     Bitonal,
 }
 
+impl GpuJob {
+    /// The same job on the CPU path, step for step (resize, mirror, quarter
+    /// turns, quality): the output the GPU must match, for tests and benches.
+    pub fn run_on_cpu(&self, p: Pixels) -> Pixels {
+        use crate::model::Quality;
+        use crate::transform::{quality, resize, rotate};
+        let r = resize::resize(p, self.out_w, self.out_h);
+        let r = if self.mirror { rotate::mirror(&r) } else { r };
+        let r = match self.quarter_turns % 4 {
+            0 => r,
+            q => rotate::quarter(&r, q),
+        };
+        let q = match self.quality {
+            GpuQuality::Keep => Quality::Default,
+            GpuQuality::Gray => Quality::Gray,
+            GpuQuality::Bitonal => Quality::Bitonal,
+        };
+        quality::apply(r, q)
+    }
+}
+
 /// Why the GPU could not do a job. Every variant means: use the CPU.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {

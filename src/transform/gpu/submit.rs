@@ -132,7 +132,12 @@ impl Gpu {
     }
 
     /// Waits for the job, reads the output, returns the buffers to the pool.
-    pub(super) fn finish(&self, plan: &JobLayout, bufs: JobBuffers, index: wgpu::SubmissionIndex) -> Result<Vec<u8>, GpuError> {
+    pub(super) fn finish(
+        &self,
+        plan: &JobLayout,
+        bufs: JobBuffers,
+        index: wgpu::SubmissionIndex,
+    ) -> Result<Vec<u8>, GpuError> {
         let (tx, rx) = mpsc::channel::<(Kind, bool)>();
         let tx_up = tx.clone();
         // Re-map the upload buffer so that it goes back to the pool ready to write.

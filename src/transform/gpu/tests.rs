@@ -4,8 +4,7 @@
 //! adapter unless `TESSERA_REQUIRE_GPU` is set.
 
 use super::*;
-use crate::iiif::Quality;
-use crate::transform::{quality, resize, rotate};
+use crate::transform::resize;
 use std::sync::OnceLock;
 
 const SKIP: &str = "SKIPPED: no GPU adapter (install mesa-vulkan-drivers)";
@@ -72,18 +71,7 @@ fn structured(w: u32, h: u32, layout: Layout, seed: u32) -> Pixels {
 }
 
 fn cpu(p: &Pixels, job: &GpuJob) -> Pixels {
-    let r = resize::resize(p.clone(), job.out_w, job.out_h);
-    let r = if job.mirror { rotate::mirror(&r) } else { r };
-    let r = match job.quarter_turns % 4 {
-        0 => r,
-        q => rotate::quarter(&r, q),
-    };
-    let q = match job.quality {
-        GpuQuality::Keep => Quality::Default,
-        GpuQuality::Gray => Quality::Gray,
-        GpuQuality::Bitonal => Quality::Bitonal,
-    };
-    quality::apply(r, q)
+    job.run_on_cpu(p.clone())
 }
 
 /// (max abs difference, count of differing samples).
@@ -117,11 +105,7 @@ fn check(g: &Gpu, p: &Pixels, job: &GpuJob) {
     let (max, n) = diff(&got, &want);
     match job.quality {
         GpuQuality::Bitonal => {
-            assert!(
-                n * 200 <= want.byte_len(),
-                "{job:?} on {p:?}: {n} of {} bitonal samples differ",
-                want.byte_len()
-            )
+            assert!(n * 200 <= want.byte_len(), "{job:?} on {p:?}: {n} of {} bitonal samples differ", want.byte_len())
         }
         _ => assert!(max <= 2, "{job:?} on {p:?}: max diff {max} ({n} samples differ)"),
     }
@@ -206,8 +190,7 @@ fn gray_and_bitonal_match_the_cpu_for_every_layout() {
     for layout in LAYOUTS {
         let p = structured(151, 99, layout, 11);
         for quality in [GpuQuality::Gray, GpuQuality::Bitonal] {
-            for (ow, oh, mirror, q) in
-                [(151, 99, false, 0), (50, 33, true, 1), (300, 198, false, 3), (41, 99, true, 2)]
+            for (ow, oh, mirror, q) in [(151, 99, false, 0), (50, 33, true, 1), (300, 198, false, 3), (41, 99, true, 2)]
             {
                 let job = GpuJob { out_w: ow, out_h: oh, mirror, quarter_turns: q, quality };
                 check(g, &p, &job);
