@@ -16,13 +16,7 @@ use tessera::service::App;
 /// A lossless, untiled 1024×1024 RGB JPEG 2000 (4 levels) named `u.jp2`.
 fn untiled(dir: &Path) {
     let px = tessera::samples::generate::photo_like(1024, 1024, 11);
-    let input = jp2::EncodeInput {
-        width: 1024,
-        height: 1024,
-        components: 3,
-        precision: 8,
-        samples: jp2::Samples::U8(px.data()),
-    };
+    let input = jp2::EncodeInput::from_pixels(&px);
     let params = jp2::EncodeParams { tile_size: None, levels: 4, lossless: true, ..Default::default() };
     std::fs::write(dir.join("u.jp2"), jp2::encode(&input, &params).unwrap()).unwrap();
 }
@@ -33,9 +27,7 @@ fn tile(x: u32, y: u32, w: u32, out: u32) -> String {
 
 async fn metric(app: &Arc<App>, name: &str) -> u64 {
     let m = String::from_utf8(get(app, "/metrics").await.into_body().to_vec()).unwrap();
-    m.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
+    metric_value(&m, name).map_or(0, |v| v as u64)
 }
 
 /// Waits (at most 10 s) until `name` reaches `at_least`.

@@ -54,13 +54,7 @@ fn picture(w: u32, h: u32, layout: Layout) -> Pixels {
 }
 
 fn jp2_seed(p: &Pixels, params: jp2::EncodeParams) -> Vec<u8> {
-    let input = jp2::EncodeInput {
-        width: p.width(),
-        height: p.height(),
-        components: p.layout().channels() as u32,
-        precision: 8,
-        samples: jp2::Samples::U8(p.data()),
-    };
+    let input = jp2::EncodeInput::from_pixels(p);
     jp2::encode(&input, &params).unwrap()
 }
 

@@ -303,11 +303,7 @@ max_source_bytes = 200000"#,
 const TILE: &str = "full/128,/0/default.jpg";
 
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0)
+    metric_value(text, name).unwrap_or(-1.0)
 }
 
 /// The files of images (and partial downloads) under a source folder, with

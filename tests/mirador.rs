@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{repo_path, Server};
+use common::{repo_path, skip_missing, Server};
 use tessera::codec::encode;
 use tessera::iiif::Format;
 
@@ -56,22 +56,18 @@ fn prerequisites() -> Option<E2e> {
         .map(|s| s.success())
         .unwrap_or(false);
     let missing = if !node_ok {
-        Some(format!("{} not found", node.display()))
+        Some(format!("Node.js ({})", node.display()))
     } else if !modules.join("mirador/dist/mirador.min.js").is_file()
         || !modules.join("playwright-core/package.json").is_file()
     {
-        Some(format!("mirador/playwright-core not installed in {}", modules.display()))
+        Some(format!("the mirador and playwright-core packages (in {})", modules.display()))
     } else if !chromium.is_file() {
-        Some(format!("no browser at {}", chromium.display()))
+        Some(format!("a browser at {}", chromium.display()))
     } else {
         None
     };
-    if let Some(why) = missing {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the Mirador end-to-end test ({why}): run scripts/e2e-setup.sh"
-        );
-        eprintln!("SKIPPED: {why} (scripts/e2e-setup.sh installs chromium and the npm packages)");
+    if let Some(what) = missing {
+        skip_missing(&what, "scripts/e2e-setup.sh installs chromium and the npm packages");
         return None;
     }
     Some(E2e { node, script: repo_path("tests/e2e/mirador.mjs"), modules, chromium })

@@ -28,13 +28,7 @@ fn other_picture(w: u32, h: u32) -> Pixels {
 /// A lossless, untiled JPEG 2000: every region decode walks the whole
 /// codestream, so decodes are long and read the whole file.
 fn jp2_of(p: &Pixels) -> Vec<u8> {
-    let input = jp2::EncodeInput {
-        width: p.width(),
-        height: p.height(),
-        components: 3,
-        precision: 8,
-        samples: jp2::Samples::U8(p.data()),
-    };
+    let input = jp2::EncodeInput::from_pixels(p);
     let params = jp2::EncodeParams { tile_size: None, levels: 5, lossless: true, ..Default::default() };
     jp2::encode(&input, &params).unwrap()
 }
@@ -43,11 +37,7 @@ fn jp2_of(p: &Pixels) -> Vec<u8> {
 fn metric(addr: SocketAddr, name: &str) -> f64 {
     let r = http_get(addr, "/metrics", &[]).unwrap();
     let text = String::from_utf8_lossy(&r.body).to_string();
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    metric_value(&text, name).unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
 
 fn alive(s: &mut Server) -> bool {

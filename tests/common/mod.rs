@@ -1,16 +1,21 @@
-//! Shared test fixtures: image folders, an in-process app, a spawned server
-//! on a free loopback port, and a minimal HTTP/1.1 client.
+//! Shared support for the integration tests: test pictures and image folders
+//! (encoded once per test binary, copied into a fresh folder per call), an
+//! in-process app, a spawned server and an nginx on free loopback ports, a
+//! minimal HTTP/1.1 client, image decoding and PSNR, the one Prometheus text
+//! parser, and the one rule for a missing outside tool (skip here, fail in CI).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, Uri};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use tessera::codec::encode;
 use tessera::config::Config;
 use tessera::iiif::Format;
@@ -33,51 +38,63 @@ pub fn picture(w: u32, h: u32) -> Pixels {
     Pixels::new(w, h, Layout::Rgb, d).unwrap()
 }
 
-/// A folder with a JPEG, a PNG (with alpha), a gray JPEG, the validator
-/// image, and hostile files.
+/// A folder of its own with a JPEG, a PNG (with alpha), a gray JPEG, the
+/// validator image, a nested JPEG, and hostile files. Tests may change their
+/// folder: each call gets a new one, filled from [`image_files`].
 pub fn image_dir() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    let p = d.path();
-    let pic = picture(1200, 800);
-    std::fs::write(p.join("photo.jpg"), encode::encode(&pic, Format::Jpg, 92).unwrap()).unwrap();
-    let rgba = {
-        let mut v = Vec::new();
-        for (i, px) in picture(300, 200).data().chunks(3).enumerate() {
-            v.extend_from_slice(px);
-            v.push(if i % 7 == 0 { 0 } else { 255 });
+    for (name, bytes) in image_files() {
+        let path = d.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
         }
-        Pixels::new(300, 200, Layout::Rgba, v).unwrap()
-    };
-    std::fs::write(p.join("alpha.png"), encode::encode(&rgba, Format::Png, 90).unwrap()).unwrap();
-    let gray = tessera::transform::quality::to_gray(picture(640, 480));
-    std::fs::write(p.join("gray.jpg"), encode::encode(&gray, Format::Jpg, 90).unwrap()).unwrap();
-    std::fs::write(
-        p.join("67352ccc-d1b0-11e1-89ae-279075081939.png"),
-        encode::encode(&tessera::samples::generate::validator_image(), Format::Png, 90).unwrap(),
-    )
-    .unwrap();
-    std::fs::create_dir_all(p.join("sub/dir")).unwrap();
-    std::fs::write(p.join("sub/dir/nested.jpg"), encode::encode(&picture(64, 64), Format::Jpg, 90).unwrap()).unwrap();
-    // Hostile files.
-    let jpg = std::fs::read(p.join("photo.jpg")).unwrap();
-    std::fs::write(p.join("truncated.jpg"), &jpg[..jpg.len() / 3]).unwrap();
-    std::fs::write(p.join("header-only.jpg"), &jpg[..400]).unwrap();
-    let png = std::fs::read(p.join("alpha.png")).unwrap();
-    std::fs::write(p.join("truncated.png"), &png[..png.len() / 2]).unwrap();
-    std::fs::write(p.join("garbage.jpg"), b"\xFF\xD8\xFF\xE0this is not a jpeg at all").unwrap();
-    std::fs::write(p.join("notes.txt"), b"plain text").unwrap();
-    let mut flipped = jpg.clone();
-    let mut s: u32 = 12345;
-    for _ in 0..200 {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        let i = 700 + (s as usize % (flipped.len() - 800));
-        flipped[i] ^= (s >> 8) as u8 | 1;
+        std::fs::write(path, bytes).unwrap();
     }
-    std::fs::write(p.join("flipped.jpg"), flipped).unwrap();
-    std::fs::write(p.join("huge-header.png"), huge_png_header()).unwrap();
     d
+}
+
+/// The files of [`image_dir`] (path under the folder, bytes), encoded once
+/// per test binary.
+fn image_files() -> &'static [(&'static str, Vec<u8>)] {
+    static FILES: OnceLock<Vec<(&'static str, Vec<u8>)>> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let jpg = encode::encode(&picture(1200, 800), Format::Jpg, 92).unwrap();
+        let rgba = {
+            let mut v = Vec::new();
+            for (i, px) in picture(300, 200).data().chunks(3).enumerate() {
+                v.extend_from_slice(px);
+                v.push(if i % 7 == 0 { 0 } else { 255 });
+            }
+            Pixels::new(300, 200, Layout::Rgba, v).unwrap()
+        };
+        let png = encode::encode(&rgba, Format::Png, 90).unwrap();
+        let gray = tessera::transform::quality::to_gray(picture(640, 480));
+        // 200 random bytes past the JPEG's headers, each with some bits flipped.
+        let mut flipped = jpg.clone();
+        let mut rng = SmallRng::seed_from_u64(12345);
+        for _ in 0..200 {
+            let i = 700 + rng.random_range(0..flipped.len() - 800);
+            flipped[i] ^= rng.random::<u8>() | 1;
+        }
+        vec![
+            ("photo.jpg", jpg.clone()),
+            ("alpha.png", png.clone()),
+            ("gray.jpg", encode::encode(&gray, Format::Jpg, 90).unwrap()),
+            (
+                "67352ccc-d1b0-11e1-89ae-279075081939.png",
+                encode::encode(&tessera::samples::generate::validator_image(), Format::Png, 90).unwrap(),
+            ),
+            ("sub/dir/nested.jpg", encode::encode(&picture(64, 64), Format::Jpg, 90).unwrap()),
+            // Hostile files.
+            ("truncated.jpg", jpg[..jpg.len() / 3].to_vec()),
+            ("header-only.jpg", jpg[..400].to_vec()),
+            ("truncated.png", png[..png.len() / 2].to_vec()),
+            ("garbage.jpg", b"\xFF\xD8\xFF\xE0this is not a jpeg at all".to_vec()),
+            ("notes.txt", b"plain text".to_vec()),
+            ("flipped.jpg", flipped),
+            ("huge-header.png", huge_png_header()),
+        ]
+    })
 }
 
 /// A PNG whose IHDR claims 100000 × 100000 pixels, with a tiny body.
@@ -138,6 +155,16 @@ pub async fn call(app: &Arc<App>, method: Method, path: &str, headers: &[(&str, 
 
 pub async fn get(app: &Arc<App>, path: &str) -> Response<Bytes> {
     call(app, Method::GET, path, &[]).await
+}
+
+/// The value of the sample `name` in Prometheus text (`name value`, or
+/// `name value timestamp`). `name` is matched whole, so a plain name finds
+/// only the unlabelled sample; to read a labelled one, give its labels as
+/// the text has them (`tessera_http_requests_total{endpoint="image",status="200"}`).
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|rest| rest.split_whitespace().next()?.parse().ok())
 }
 
 /// A `tessera serve` child process on a free loopback port; killed on drop.
@@ -301,8 +328,7 @@ impl Nginx {
     pub fn start(root: &Path) -> Option<Nginx> {
         let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"].into_iter().find(|p| Path::new(p).exists());
         let Some(bin) = bin else {
-            assert!(std::env::var("CI").is_err(), "CI must have nginx: use scripts/test.sh");
-            eprintln!("SKIPPED: nginx is not installed (scripts/test.sh installs it)");
+            skip_missing("nginx", "scripts/test.sh installs it");
             return None;
         };
         for _attempt in 0..5 {
@@ -356,4 +382,24 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What a test does when an outside tool it needs (`what`) is absent: skip
+/// or fail. Outside CI it prints a `SKIPPED:` line to stderr and returns, and
+/// the caller then returns early; with `CI` set it panics, naming what CI
+/// must have. `fix` says how to get it.
+#[track_caller]
+pub fn skip_missing(what: &str, fix: &str) {
+    skip_missing_unless_set("CI", what, fix);
+}
+
+/// [`skip_missing`], failing instead where the environment variable
+/// `required_by` is set (as `TESSERA_REQUIRE_GPU` asks for a GPU adapter).
+#[track_caller]
+pub fn skip_missing_unless_set(required_by: &str, what: &str, fix: &str) {
+    assert!(
+        std::env::var(required_by).is_err(),
+        "{required_by} is set, so this test must have {what}, which is missing ({fix})"
+    );
+    eprintln!("SKIPPED: {what} is missing ({fix})");
 }

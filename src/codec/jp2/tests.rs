@@ -1,23 +1,16 @@
+//! The JPEG 2000 module against references: decodes of areas and
+//! reductions against the same rectangles of whole decodes, every sample
+//! precision, sub-sampling and alpha layout, hostile and truncated input
+//! (errors, never a panic, within a small memory peak), the stream callbacks
+//! called directly, the encoder, and errors that never name paths.
+
 use super::*;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use std::sync::OnceLock;
 
-/// Tiny deterministic generator (xorshift64).
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
+/// A fixed pseudo-random value for each input (a SplitMix-style mixer): the
+/// noise of the test pictures as a pure function of position, not a generator.
 fn hash(x: u64) -> u64 {
     let mut h = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     h ^= h >> 29;
@@ -147,14 +140,7 @@ fn fixtures() -> &'static [Fixture] {
                     ..params()
                 },
             ),
-            fixture(
-                "gray_tiled",
-                200,
-                150,
-                1,
-                8,
-                EncodeParams { tile_size: Some((64, 48)), levels: 3, ..params() },
-            ),
+            fixture("gray_tiled", 200, 150, 1, 8, EncodeParams { tile_size: Some((64, 48)), levels: 3, ..params() }),
             fixture("gray16_untiled", 160, 120, 1, 16, EncodeParams { levels: 4, ..params() }),
             fixture(
                 "rgb16_lossy_tiled",
@@ -295,12 +281,7 @@ fn probe_reports_the_header_fields_of_every_fixture() {
         match f.params.tile_size {
             Some((tw, th)) => {
                 assert_eq!((info.tile_width, info.tile_height), (tw, th), "{}", f.name);
-                assert_eq!(
-                    (info.tiles_x, info.tiles_y),
-                    (f.width.div_ceil(tw), f.height.div_ceil(th)),
-                    "{}",
-                    f.name
-                );
+                assert_eq!((info.tiles_x, info.tiles_y), (f.width.div_ceil(tw), f.height.div_ceil(th)), "{}", f.name);
             }
             None => {
                 assert_eq!((info.tile_width, info.tile_height), (f.width, f.height), "{}", f.name);
@@ -361,8 +342,7 @@ fn region_at_each_reduction_equals_the_mapped_rectangle_of_a_reduced_full_decode
     for f in fixtures() {
         let info = probe(&f.data).unwrap();
         for r in 1..info.levels {
-            let whole =
-                decode(&f.data, full(&info), r, u64::MAX).unwrap_or_else(|e| panic!("{} r{r}: {e:?}", f.name));
+            let whole = decode(&f.data, full(&info), r, u64::MAX).unwrap_or_else(|e| panic!("{} r{r}: {e:?}", f.name));
             assert_eq!((whole.width(), whole.height()), info.reduced_size(r), "{} r{r}", f.name);
             assert_eq!(
                 (whole.width(), whole.height()),
@@ -510,18 +490,10 @@ fn rgba_and_gray_alpha_keep_their_alpha_channel() {
 fn sycc_420(w: u32, h: u32, container: Container, declare: bool) -> (Vec<u8>, Pixels) {
     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
     let y: Vec<i32> = (0..h).flat_map(|y| (0..w).map(move |x| (sample(x, y, 0) * 255.0) as i32)).collect();
-    let cb: Vec<i32> =
-        (0..ch).flat_map(|y| (0..cw).map(move |x| (sample(x * 2, y * 2, 1) * 255.0) as i32)).collect();
-    let cr: Vec<i32> =
-        (0..ch).flat_map(|y| (0..cw).map(move |x| (sample(x * 2, y * 2, 2) * 255.0) as i32)).collect();
-    let plane = |dx, data: &Vec<i32>| EncodePlane {
-        dx,
-        dy: dx,
-        precision: 8,
-        signed: false,
-        alpha: false,
-        data: data.clone(),
-    };
+    let cb: Vec<i32> = (0..ch).flat_map(|y| (0..cw).map(move |x| (sample(x * 2, y * 2, 1) * 255.0) as i32)).collect();
+    let cr: Vec<i32> = (0..ch).flat_map(|y| (0..cw).map(move |x| (sample(x * 2, y * 2, 2) * 255.0) as i32)).collect();
+    let plane =
+        |dx, data: &Vec<i32>| EncodePlane { dx, dy: dx, precision: 8, signed: false, alpha: false, data: data.clone() };
     let planes = [plane(1, &y), plane(2, &cb), plane(2, &cr)];
     let colour = if declare { opj::COLOR_SPACE::OPJ_CLRSPC_SYCC } else { opj::COLOR_SPACE::OPJ_CLRSPC_UNSPECIFIED };
     let params = EncodeParams { levels: 3, tile_size: Some((32, 32)), container, ..params() };
@@ -569,19 +541,13 @@ fn signed_components_are_offset_into_the_unsigned_range() {
     let data: Vec<i32> = vec![-128, -1, 0, 127];
     let planes =
         [Plane { data: &data, w: 4, h: 1, x0: 0, y0: 0, dx: 1, dy: 1, precision: 8, signed: true, alpha: false }];
-    let px = planes_to_pixels(&planes, false, Rect { x0: 0, y0: 0, w: 4, h: 1 }).unwrap();
+    let px = planes_to_pixels(&planes, false, OutputRect { x0: 0, y0: 0, w: 4, h: 1 }).unwrap();
     assert_eq!(px.data(), &[0, 127, 128, 255]);
     // And through the codec.
     let enc = [EncodePlane { dx: 1, dy: 1, precision: 8, signed: true, alpha: false, data: data.clone() }];
-    let file = encode_planes(
-        4,
-        1,
-        &enc,
-        opj::COLOR_SPACE::OPJ_CLRSPC_GRAY,
-        false,
-        &EncodeParams { levels: 1, ..params() },
-    )
-    .unwrap();
+    let file =
+        encode_planes(4, 1, &enc, opj::COLOR_SPACE::OPJ_CLRSPC_GRAY, false, &EncodeParams { levels: 1, ..params() })
+            .unwrap();
     let info = probe(&file).unwrap();
     assert!(info.signed);
     assert_eq!(decode(&file, full(&info), 0, u64::MAX).unwrap().data(), &[0, 127, 128, 255]);
@@ -597,7 +563,7 @@ fn conversion_upsamples_by_repetition_relative_to_absolute_coordinates() {
         Plane { data: &luma, w: 5, h: 1, x0: 7, y0: 0, dx: 1, dy: 1, precision: 8, signed: false, alpha: false },
         Plane { data: &data, w: 4, h: 1, x0: 3, y0: 0, dx: 2, dy: 1, precision: 8, signed: false, alpha: false },
     ];
-    let px = planes_to_pixels(&planes, false, Rect { x0: 7, y0: 0, w: 5, h: 1 }).unwrap();
+    let px = planes_to_pixels(&planes, false, OutputRect { x0: 7, y0: 0, w: 5, h: 1 }).unwrap();
     let alpha: Vec<u8> = px.data().chunks(2).map(|p| p[1]).collect();
     assert_eq!(alpha, vec![10, 20, 20, 30, 30]);
 }
@@ -649,7 +615,7 @@ fn truncation_inside_the_data_is_reported_as_truncated() {
 
 #[test]
 fn random_byte_flips_give_errors_or_pixels_never_a_panic() {
-    let mut rng = XorShift(0x5EED_1234_ABCD_0001);
+    let mut rng = SmallRng::seed_from_u64(0x5EED_1234_ABCD_0001);
     let small = [
         fixture("flip_rgb_tiled", 64, 48, 3, 8, EncodeParams { tile_size: Some((32, 32)), levels: 3, ..params() }),
         fixture(
@@ -681,11 +647,11 @@ fn random_byte_flips_give_errors_or_pixels_never_a_panic() {
     for f in &small {
         for variant in 0..120 {
             let mut data = f.data.clone();
-            let flips = 1 + rng.below(4);
+            let flips = rng.random_range(1..=4);
             for _ in 0..flips {
                 // Bias towards the headers, where a flip changes the most.
-                let at = if variant % 2 == 0 { rng.below(data.len().min(260)) } else { rng.below(data.len()) };
-                data[at] ^= 1 << rng.below(8);
+                let at = rng.random_range(0..if variant % 2 == 0 { data.len().min(260) } else { data.len() });
+                data[at] ^= 1 << rng.random_range(0..8);
             }
             let _ = probe(&data);
             for (a, r) in [(area(0, 0, f.width, f.height), 0), (area(5, 7, 20, 13), 1)] {
@@ -874,9 +840,7 @@ fn decoding_from_several_threads_at_once_gives_identical_results() {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 s.spawn(|| {
-                    (0..5)
-                        .map(|_| decode(&f.data, area(10, 20, 200, 150), 1, u64::MAX).unwrap())
-                        .collect::<Vec<_>>()
+                    (0..5).map(|_| decode(&f.data, area(10, 20, 200, 150), 1, u64::MAX).unwrap()).collect::<Vec<_>>()
                 })
             })
             .collect();
