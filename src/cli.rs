@@ -170,6 +170,7 @@ fn serve_command(args: ServeArgs) -> i32 {
             }
         };
         tracing::info!(%bound, images = %root, workers = app.pool.workers(), "Tessera listening: http://{bound}{prefix}/{{identifier}}/info.json");
+        crate::manifests::build_search_indexes_in_background(&app);
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");

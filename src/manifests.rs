@@ -1,7 +1,9 @@
 //! HTTP handlers of the Presentation API: the collection, manifests,
 //! sequences and canvases built by [`crate::presentation`] from the item
 //! catalogue, with JSON-LD negotiation, ETag/304 and the CORS policy of the
-//! Image API.
+//! Image API; and the Content Search 1.0 services of search-enabled items
+//! (`/iiif/{item}/search?q=…`, `/iiif/{item}/autocomplete?q=…`), answered
+//! from the item's index (`presentation::indexes`).
 
 use std::sync::Arc;
 
@@ -10,13 +12,17 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::error::{Error, Result};
+use crate::presentation::catalogue::Item;
 use crate::presentation::manifest::{self, Ctx};
+use crate::presentation::search;
+use crate::presentation::item_base_url;
 use crate::presentation::PresentationError;
 use crate::service::{decode_identifier, App};
 use crate::web::base_url::base_url;
 use crate::web::headers::{add_vary, not_modified, wants_json_ld};
 
 const JSONLD: &str = "application/ld+json;profile=\"http://iiif.io/api/presentation/2/context.json\"";
+const SEARCH_JSONLD: &str = "application/ld+json;profile=\"http://iiif.io/api/search/1/context.json\"";
 
 /// A Presentation API resource named by the path after `/iiif/`.
 #[derive(Debug, PartialEq)]
@@ -25,10 +31,13 @@ pub enum Resource<'a> {
     Manifest(&'a str),
     Sequence(&'a str),
     Canvas(&'a str, &'a str),
+    Search(&'a str),
+    Autocomplete(&'a str),
 }
 
 /// Recognises `/iiif/collection`, `/iiif/{item}/manifest`,
-/// `/iiif/{item}/sequence/default` and `/iiif/{item}/canvas/{n}`.
+/// `/iiif/{item}/sequence/default`, `/iiif/{item}/canvas/{n}`,
+/// `/iiif/{item}/search` and `/iiif/{item}/autocomplete`.
 pub fn route(path: &str) -> Option<Resource<'_>> {
     let rest = path.strip_prefix("/iiif/")?;
     let segs: Vec<&str> = rest.split('/').collect();
@@ -37,6 +46,8 @@ pub fn route(path: &str) -> Option<Resource<'_>> {
         [item, "manifest"] => Some(Resource::Manifest(item)),
         [item, "sequence", "default"] => Some(Resource::Sequence(item)),
         [item, "canvas", n] => Some(Resource::Canvas(item, n)),
+        [item, "search"] => Some(Resource::Search(item)),
+        [item, "autocomplete"] => Some(Resource::Autocomplete(item)),
         _ => None,
     }
 }
@@ -50,8 +61,9 @@ fn map_err(e: PresentationError) -> Error {
     }
 }
 
-/// Answers a Presentation API request.
-pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap) -> Result<Response<Bytes>> {
+/// Answers a Presentation API or search request (`query` is the URL's
+/// query string, which only the search services read).
+pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap, query: Option<&str>) -> Result<Response<Bytes>> {
     let cfg = &app.cfg.presentation;
     let Some(cat) = app.catalogue.as_ref().filter(|_| cfg.enabled) else {
         return Err(Error::not_found_msg("No such manifest"));
@@ -72,6 +84,11 @@ pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap) -> Result<
             let n: usize = n.parse().map_err(|_| Error::not_found_msg("No such canvas"))?;
             manifest::canvas(item_of(raw)?, n, &ctx).map_err(map_err)?
         }
+        Resource::Search(raw) | Resource::Autocomplete(raw) => {
+            let item = item_of(raw)?;
+            let autocomplete = matches!(res, Resource::Autocomplete(_));
+            return search(app, item, &ctx, autocomplete, query.unwrap_or(""), headers);
+        }
     };
     let body = serde_json::to_vec_pretty(&doc).map_err(|e| Error::internal(e.to_string()))?;
     let etag = format!("\"p{:016x}\"", crate::source::fnv1a(&[&body]));
@@ -88,6 +105,86 @@ pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap) -> Result<
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    add_vary(h, &["Accept"]);
+    if app.cfg.server.public_base_url.is_empty() {
+        add_vary(h, &["Host", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Prefix"]);
+    }
+    Ok(r)
+}
+
+/// Builds the search index of every search-enabled item on a thread of its
+/// own, so the first search of an item finds it ready. A search that comes
+/// first builds it itself (once, whoever asks).
+pub fn build_search_indexes_in_background(app: &Arc<App>) {
+    let Some(cat) = app.catalogue.clone().filter(|_| app.cfg.presentation.enabled) else { return };
+    let app = app.clone();
+    let spawned = std::thread::Builder::new().name("tessera-search-index".into()).spawn(move || {
+        // Canvas sizes do not depend on the base URL.
+        let image_base = app.cfg.presentation.image_service_base("", &app.cfg.server.prefix_v2);
+        let dims = |id: &str| app.dims_now(id);
+        let ctx = Ctx { base: "", image_service_base: &image_base, cfg: &app.cfg.presentation, dims: &dims };
+        for item in cat.items().iter().filter(|i| i.enabled && i.search_enabled) {
+            app.search_indexes.get_or_build(item, || canvas_sizes(item, &ctx));
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "search indexes will be built on first search");
+    }
+}
+
+/// The canvas sizes of an item as its manifest gives them; an item that has
+/// no manifest has no canvases to search.
+fn canvas_sizes(item: &Item, ctx: &Ctx) -> Vec<(u32, u32)> {
+    manifest::canvas_sizes(item, ctx).unwrap_or_else(|_| vec![(0, 0); item.images.len()])
+}
+
+/// A search or autocomplete request against one item's index.
+fn search(
+    app: &Arc<App>,
+    item: &Item,
+    ctx: &Ctx,
+    autocomplete: bool,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<Response<Bytes>> {
+    if !item.enabled || !item.search_enabled {
+        return Err(Error::not_found_msg("No search service for this item"));
+    }
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let ignored: Vec<&str> = search::IGNORED_PARAMS.iter().copied().filter(|k| param(k).is_some()).collect();
+    let q = param("q").unwrap_or("");
+    let index = app.search_indexes.get_or_build(item, || canvas_sizes(item, ctx));
+    let service = format!("{}/search", item_base_url(ctx.base, &item.id));
+    let with_q = |url: &str, q: &str| {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        s.append_pair("q", q);
+        format!("{url}?{}", s.finish())
+    };
+    let doc = if autocomplete {
+        let min = match param("min") {
+            None => 1,
+            Some(m) => m.parse().map_err(|_| Error::bad_request("min must be a whole number"))?,
+        };
+        let terms = index.autocomplete(q, min);
+        let id = with_q(&format!("{}/autocomplete", item_base_url(ctx.base, &item.id)), q);
+        search::term_list(&terms, &id, &|t| with_q(&service, t), &ignored)
+    } else {
+        let page = match param("page") {
+            None => 0,
+            Some(p) => p.parse().map_err(|_| Error::bad_request("page must be a whole number"))?,
+        };
+        let results = index.search(q, page);
+        let page_url = |n: usize| if n == 0 { with_q(&service, q) } else { format!("{}&page={n}", with_q(&service, q)) };
+        let canvas = |n: usize| manifest::canvas_url(ctx.base, &item.id, n);
+        search::response(&results, &service, &page_url, &canvas, &ignored)
+    };
+    let body = serde_json::to_vec_pretty(&doc).map_err(|e| Error::internal(e.to_string()))?;
+    let mut r = Response::new(Bytes::from(body));
+    let h = r.headers_mut();
+    let ct = if wants_json_ld(headers) { SEARCH_JSONLD } else { "application/json" };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     add_vary(h, &["Accept"]);
     if app.cfg.server.public_base_url.is_empty() {

@@ -122,8 +122,9 @@ impl App {
                 }
                 Route::Presentation(_) => {
                     let (a, path, headers) = (self.clone(), path.to_string(), head.headers.clone());
+                    let query = head.uri.query().map(str::to_string);
                     off_reactor(move || match crate::manifests::route(&path) {
-                        Some(res) => crate::manifests::handle(&a, res, &headers),
+                        Some(res) => crate::manifests::handle(&a, res, &headers, query.as_deref()),
                         None => Err(Error::not_found_msg("Not found")),
                     })
                     .await

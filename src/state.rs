@@ -39,6 +39,8 @@ pub struct App {
     pub warm: crate::warm::WarmJobs,
     /// The item catalogue (when presentation is enabled).
     pub catalogue: Option<Arc<crate::presentation::catalogue::Catalogue>>,
+    /// The search indexes of the catalogue's items, built on first need.
+    pub search_indexes: crate::presentation::indexes::Indexes,
     /// Decoded JPEG 2000 codestream tiles (None when disabled).
     pub decoded: Option<Arc<crate::decoded::DecodedTiles>>,
     /// The persistent tile tier behind `tiles` (None when disabled, or when
@@ -133,6 +135,7 @@ impl App {
             settings,
             warm: Default::default(),
             catalogue,
+            search_indexes: Default::default(),
             hot: quick_cache::sync::Cache::with_weighter(65_536, HOT_MAX_BYTES, HotBytes),
             backend,
             clock: Instant::now(),

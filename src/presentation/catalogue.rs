@@ -277,6 +277,9 @@ fn original() -> String {
 #[serde(deny_unknown_fields)]
 struct BitstreamFile {
     file: String,
+    /// The page's OCR (ALTO, hOCR or MiniOCR), relative to the item folder.
+    #[serde(default)]
+    ocr: Option<String>,
     #[serde(default)]
     metadata: Metadata,
 }
@@ -334,6 +337,9 @@ pub struct Image {
     pub toc: Vec<Vec<String>>,
     /// The bitstream's own metadata (for `metadata_bitstream`).
     pub metadata: Metadata,
+    /// The page's OCR file (ALTO, hOCR or MiniOCR), if any: a path under the
+    /// item folder, checked to exist when the catalogue loads.
+    pub ocr: Option<PathBuf>,
 }
 
 /// One item of the catalogue.
@@ -829,6 +835,17 @@ fn build_item(
                 return Err(format!("{where_s}: file {} not found", on_disk.display()));
             }
             check_metadata(&bs.metadata, Level::Bitstream).map_err(|m| format!("{where_s}: {m}"))?;
+            let ocr = match &bs.ocr {
+                None => None,
+                Some(f) => {
+                    let rel = check_file(f).map_err(|m| format!("{where_s}, ocr: {m}"))?;
+                    let path = dir.join(&rel);
+                    if !fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false) {
+                        return Err(format!("{where_s}: OCR file {} not found", path.display()));
+                    }
+                    Some(path)
+                }
+            };
             let size = size_of(&bs.metadata).map_err(|m| format!("{where_s}: {m}"))?.or(b_size);
             let identifier = if prefix.is_empty() { format!("{id}/{rel}") } else { format!("{prefix}/{id}/{rel}") };
             if bs.metadata.flag(F_ENABLED).unwrap_or(b_enabled) {
@@ -842,6 +859,7 @@ fn build_item(
                     size,
                     toc: Vec::new(),
                     metadata: bs.metadata.clone(),
+                    ocr,
                 });
             }
             bitstreams.push(Bitstream { file: rel, identifier, metadata: bs.metadata });

@@ -57,6 +57,13 @@ pub fn canvas_url(base: &str, item_id: &str, n: usize) -> String {
     format!("{}/canvas/{n}", item_base_url(base, item_id))
 }
 
+/// The size of every canvas of an item, as its manifest gives them (search
+/// maps OCR boxes onto these).
+pub fn canvas_sizes(item: &Item, ctx: &Ctx) -> Result<Vec<(u32, u32)>, PresentationError> {
+    let b = Builder::new(item, ctx)?;
+    Ok((0..item.images.len()).map(|n| b.size(n)).collect())
+}
+
 /// The manifest of an enabled item with images.
 pub fn manifest(item: &Item, ctx: &Ctx) -> Result<Value, PresentationError> {
     let b = Builder::new(item, ctx)?;

@@ -5,7 +5,10 @@
 //! the format is documented in `docs/ITEMS.md`.
 
 pub mod catalogue;
+pub mod indexes;
 pub mod manifest;
+pub mod ocr;
+pub mod search;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,164 @@
+//! IIIF Content Search 1.0 through the service: an item whose pages carry
+//! ALTO (in 1/10 mm, on a page of a different size than the canvas) and
+//! hOCR is searched for words, phrases across lines and folded spellings;
+//! boxes land on the right canvas at the right place; paging, autocomplete,
+//! ignored parameters and refusals.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use http::StatusCode;
+use serde_json::Value;
+use tessera::codec::encode;
+use tessera::iiif::Format;
+
+/// Two pages of 600×900: page 1 with ALTO in mm10 on a 300×450 mm page
+/// (3000×4500 units, so one unit is a fifth of a canvas pixel), page 2 with
+/// hOCR on a 1200×1800 page (half scale). Search enabled on `book`, not on
+/// `quiet`.
+fn catalogue(root: &Path) {
+    for (name, search) in [("book", true), ("quiet", false)] {
+        let item = root.join("items").join(name);
+        std::fs::create_dir_all(&item).unwrap();
+        for n in 1..=2 {
+            let page = tessera::samples::generate::book_page(600, 900, n);
+            std::fs::write(item.join(format!("p{n}.jpg")), encode::encode(&page, Format::Jpg, 85).unwrap()).unwrap();
+        }
+        std::fs::write(item.join("p1.alto.xml"), ALTO).unwrap();
+        std::fs::write(item.join("p2.hocr"), HOCR).unwrap();
+        std::fs::write(
+            item.join("item.toml"),
+            format!(
+                "[metadata]\n\"dc.title\" = \"{name}\"\n\"dspace.iiif.enabled\" = true\n\"iiif.search.enabled\" = {search}\n\n\
+                 [[bitstreams]]\nfile = \"p1.jpg\"\nocr = \"p1.alto.xml\"\n\n\
+                 [[bitstreams]]\nfile = \"p2.jpg\"\nocr = \"p2.hocr\"\n"
+            ),
+        )
+        .unwrap();
+    }
+}
+
+const ALTO: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<alto xmlns="http://www.loc.gov/standards/alto/ns-v4#">
+  <Description><MeasurementUnit>mm10</MeasurementUnit></Description>
+  <Layout><Page ID="p1" WIDTH="3000" HEIGHT="4500"><PrintSpace><TextBlock ID="b1">
+    <TextLine ID="l1" HPOS="500" VPOS="1000" WIDTH="2000" HEIGHT="100">
+      <String CONTENT="Hours" HPOS="500" VPOS="1000" WIDTH="500" HEIGHT="100"/><SP/>
+      <String CONTENT="of" HPOS="1100" VPOS="1000" WIDTH="200" HEIGHT="100"/><SP/>
+      <String CONTENT="the" HPOS="1400" VPOS="1000" WIDTH="300" HEIGHT="100"/><SP/>
+      <String CONTENT="Virgin" HPOS="1800" VPOS="1000" WIDTH="700" HEIGHT="100"/>
+    </TextLine>
+    <TextLine ID="l2" HPOS="500" VPOS="1200" WIDTH="2000" HEIGHT="100">
+      <String CONTENT="Matins" HPOS="500" VPOS="1200" WIDTH="600" HEIGHT="100"/><SP/>
+      <String CONTENT="d&apos;été" HPOS="1200" VPOS="1200" WIDTH="500" HEIGHT="100"/>
+    </TextLine>
+  </TextBlock></PrintSpace></Page></Layout>
+</alto>"#;
+
+const HOCR: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">
+<html xmlns="http://www.w3.org/1999/xhtml"><head><title></title></head><body>
+<div class="ocr_page" id="page_1" title="image &quot;p2.jpg&quot;; bbox 0 0 1200 1800">
+ <span class="ocr_line" id="line_1" title="bbox 200 400 1000 460">
+  <span class="ocrx_word" id="w1" title="bbox 200 400 400 460; x_wconf 95">Virgin</span>
+  <span class="ocrx_word" id="w2" title="bbox 440 400 600 460; x_wconf 93">and</span>
+  <span class="ocrx_word" id="w3" title="bbox 640 400 1000 460; x_wconf 91">Hours</span>
+ </span>
+</div></body></html>"#;
+
+fn setup() -> (tempfile::TempDir, std::sync::Arc<tessera::service::App>) {
+    let d = tempfile::tempdir().unwrap();
+    catalogue(d.path());
+    let cat = d.path().join("items");
+    let a = app(d.path(), &format!("[presentation]\ncatalogue_root = {:?}", cat.to_str().unwrap()));
+    (d, a)
+}
+
+async fn search(app: &std::sync::Arc<tessera::service::App>, path: &str) -> Value {
+    let r = get(app, path).await;
+    assert_eq!(r.status(), StatusCode::OK, "{path}: {}", String::from_utf8_lossy(r.body()));
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    serde_json::from_slice(r.body()).unwrap()
+}
+
+const CANVAS: &str = "http://127.0.0.1:8182/iiif/book/canvas";
+
+#[tokio::test]
+async fn a_word_is_found_on_each_canvas_with_boxes_scaled_to_the_canvas() {
+    let (_d, app) = setup();
+    let doc = search(&app, "/iiif/book/search?q=hours").await;
+    assert_eq!(doc["@type"], "sc:AnnotationList");
+    assert_eq!(doc["within"]["total"], 2);
+    let on: Vec<&str> = doc["resources"].as_array().unwrap().iter().map(|r| r["on"].as_str().unwrap()).collect();
+    // ALTO mm10 on 3000 units → 600 px: ×0.2. hOCR 1200 px → 600 px: ×0.5.
+    assert_eq!(on, vec![format!("{CANVAS}/0#xywh=100,200,100,20"), format!("{CANVAS}/1#xywh=320,200,180,30")]);
+    let hits = doc["hits"].as_array().unwrap();
+    assert_eq!(hits[0]["match"], "Hours");
+    assert_eq!(hits[0]["after"], "of the Virgin Matins d'été");
+    assert_eq!(hits[1]["before"], "Virgin and");
+    assert_eq!(doc["resources"][0]["resource"]["chars"], "Hours");
+}
+
+#[tokio::test]
+async fn a_phrase_across_a_line_break_gives_one_hit_with_a_box_per_line() {
+    let (_d, app) = setup();
+    let doc = search(&app, "/iiif/book/search?q=%22virgin+matins%22").await;
+    let hits = doc["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0]["annotations"].as_array().unwrap().len(), 2);
+    assert_eq!(doc["resources"][0]["on"], format!("{CANVAS}/0#xywh=360,200,140,20"));
+    assert_eq!(doc["resources"][1]["on"], format!("{CANVAS}/0#xywh=100,240,120,20"));
+}
+
+#[tokio::test]
+async fn case_and_diacritics_do_not_matter_and_several_words_find_each() {
+    let (_d, app) = setup();
+    assert_eq!(search(&app, "/iiif/book/search?q=D%27ETE").await["within"]["total"], 1);
+    assert_eq!(search(&app, "/iiif/book/search?q=matins+and").await["within"]["total"], 2);
+    let none = search(&app, "/iiif/book/search?q=unicorn").await;
+    assert_eq!(none["within"]["total"], 0);
+    assert_eq!(none["resources"], Value::Array(vec![]));
+}
+
+#[tokio::test]
+async fn unsupported_parameters_are_listed_as_ignored() {
+    let (_d, app) = setup();
+    let doc = search(&app, "/iiif/book/search?q=hours&motivation=painting&user=x").await;
+    assert_eq!(doc["ignored"], serde_json::json!(["motivation", "user"]));
+    assert!(search(&app, "/iiif/book/search?q=hours").await.get("ignored").is_none());
+}
+
+#[tokio::test]
+async fn autocomplete_lists_terms_with_their_counts_and_search_urls() {
+    let (_d, app) = setup();
+    let doc = search(&app, "/iiif/book/autocomplete?q=Ho").await;
+    assert_eq!(doc["@type"], "search:TermList");
+    assert_eq!(
+        doc["terms"],
+        serde_json::json!([{"match": "hours", "url": "http://127.0.0.1:8182/iiif/book/search?q=hours", "count": 2}])
+    );
+    let doc = search(&app, "/iiif/book/autocomplete?q=v&min=3").await;
+    assert_eq!(doc["terms"], Value::Array(vec![]));
+}
+
+#[tokio::test]
+async fn items_without_search_unknown_items_and_bad_parameters_are_refused() {
+    let (_d, app) = setup();
+    assert_eq!(get(&app, "/iiif/quiet/search?q=hours").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(get(&app, "/iiif/nothing/search?q=hours").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(get(&app, "/iiif/book/search?q=hours&page=x").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(get(&app, "/iiif/book/autocomplete?q=h&min=-1").await.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_manifest_search_service_answers() {
+    let (_d, app) = setup();
+    let m = search(&app, "/iiif/book/manifest").await;
+    let id = m["service"]["@id"].as_str().unwrap();
+    let path = id.strip_prefix("http://127.0.0.1:8182").unwrap();
+    assert!(!path.contains('?'), "Mirador appends ?q= to the service id");
+    let doc = search(&app, &format!("{path}?q=virgin")).await;
+    assert_eq!(doc["within"]["total"], 2);
+}
