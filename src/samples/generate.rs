@@ -3,15 +3,20 @@
 //! The repository carries no binary images; at first start the server makes them
 //! from this module: a photo-like landscape ([`photo_like`]) with structure at every
 //! zoom level, the IIIF Image API validator's test image ([`validator_image`]), and
-//! pages of a fake manuscript ([`book_page`]). Everything here is deterministic
-//! (same arguments, same bytes), uses only `std`, and renders bands of rows on all
-//! available cores with `std::thread::scope`. This module owns the generators and
-//! their private machinery (integer hash noise, a row-wise fBm sampler, an
-//! anti-aliased shape rasteriser, pseudo-glyphs and a block digit font); writing the
-//! results to disk belongs to the caller.
+//! pages of a book of hours ([`book_page`]) whose words and their boxes are known
+//! ([`book_page_words`], laid out in [`text`]). Everything here is deterministic
+//! (same arguments, same bytes), uses only `std` (and `font8x8`'s glyphs for the
+//! book's words), and renders bands of rows on all available cores with
+//! `std::thread::scope`. This module owns the generators and their private
+//! machinery (integer hash noise, a row-wise fBm sampler, an anti-aliased shape
+//! rasteriser, pseudo-glyphs and a block digit font); writing the results to disk
+//! belongs to the caller.
+
+pub mod text;
 
 use crate::pixels::{Layout, Pixels};
 use std::sync::Mutex;
+pub use text::{book_page_text, book_page_words, PageText, PageWord};
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -47,9 +52,12 @@ pub fn validator_image() -> Pixels {
     rgb_pixels(SIDE as u32, SIDE as u32, data)
 }
 
-/// A page of a fake manuscript: parchment background with fibre texture and stains,
-/// a ruled double border, lines of dark pseudo-script, an illustration box, and the
-/// page number in a block font at the foot. Deterministic per page number.
+/// A page of a book of hours: parchment background with fibre texture and stains,
+/// a ruled double border, lines of real words (Latin prayers, rubricated headings)
+/// in an 8×8 bitmap font scaled up to about half the ruled line height (scale 4 on a
+/// 2000×3000 page), a rubricated initial, an illustration box, and the page number in
+/// a block font at the foot. Deterministic per (width, height, page); the words and
+/// their exact ink boxes are [`book_page_words`].
 pub fn book_page(width: u32, height: u32, page: u32) -> Pixels {
     if width == 0 || height == 0 {
         return Pixels::filled(width, height, Layout::Rgb, &[0, 0, 0]);
@@ -1808,6 +1816,8 @@ struct Page {
     grain: GrainTable,
     shapes: Vec<Shape>,
     band_shapes: Vec<Vec<u32>>,
+    /// The words, drawn over the shapes.
+    text: text::TextLayout,
 }
 
 struct PageScratch {
@@ -1836,6 +1846,7 @@ impl Page {
             grain: GrainTable::new(seed),
             shapes: Vec::new(),
             band_shapes: Vec::new(),
+            text: text::layout(w as u32, h as u32, page),
         };
         p.shapes = p.layout(&mut rng, page);
         p.band_shapes = bucket_shapes(&p.shapes, h);
@@ -1887,19 +1898,15 @@ impl Page {
                 }
             }
         }
+        self.text.draw(band, self.w, y0, rows, self.seed32);
     }
 
+    /// The shapes under the words: border, stains, miniature, initial, page number.
     fn layout(&self, rng: &mut Rng, page: u32) -> Vec<Shape> {
         let (wf, hf) = (self.wf, self.hf);
         let mut out = Vec::new();
-        let rubric = [150.0, 35.0, 30.0];
-        let ink = [42.0, 32.0, 26.0];
-        // Margins: wider on the gutter side, which alternates with the page number.
-        let even = page & 1 == 0;
-        let gutter = if even { 0.14 } else { 0.09 };
-        let outer = if even { 0.09 } else { 0.14 };
-        let (x0, x1) = (wf * gutter, wf * (1.0 - outer));
-        let (y0, y1) = (hf * 0.08, hf * 0.86);
+        let (rubric, ink) = (text::RUBRIC, text::INK);
+        let [x0, y0, x1, y1] = self.text.block;
         // Double ruled border.
         let lw = (wf * 0.0025).max(1.0);
         for (k, inset) in [0.0f32, 0.012].iter().enumerate() {
@@ -1929,55 +1936,17 @@ impl Page {
                     .grain(4.0),
             );
         }
-        // Illustration box: position and size vary by page.
-        let mut bw = (x1 - x0) * rng.range(0.45, 1.0);
-        if bw > (x1 - x0) * 0.75 {
-            bw = x1 - x0;
-        }
-        let bh = (y1 - y0) * rng.range(0.2, 0.35);
-        let bx = if bw > (x1 - x0) * 0.8 || rng.chance(0.5) { x0 } else { x1 - bw };
-        let by = match rng.below(3) {
-            0 => y0,
-            1 => y0 + (y1 - y0) * 0.35,
-            _ => y1 - bh,
-        };
+        // The miniature and the initial, where the text layout left room for them.
+        let [bx, by, bw, bh] = self.text.figure;
         push_illustration(&mut out, rng, bx, by, bw, bh);
-        // Text lines, flowing around the box.
-        let line_h = hf * 0.024;
-        let gh = line_h * 0.48;
-        let alphabet = rng.next_u64();
-        let script = Script { alphabet, gh, color: ink };
-        let mut y = y0 + line_h * 0.2;
-        let mut first = true;
-        let gap = wf * 0.02;
-        while y + gh < y1 {
-            let (la, lb) = if y + line_h > by - gap && y < by + bh + gap {
-                if bw >= x1 - x0 {
-                    y += line_h;
-                    continue;
-                } else if bx <= x0 {
-                    (bx + bw + gap, x1)
-                } else {
-                    (x0, bx - gap)
-                }
-            } else {
-                (x0, x1)
-            };
-            if first {
-                // Rubricated initial over two lines.
-                let ch = line_h * 1.75;
-                out.push(Shape::rect(la, y, la + ch, y + ch, rubric).grain(5.0));
-                push_glyph(&mut out, alphabet ^ 0xf00d, la + ch * 0.2, y + ch * 0.15, ch * 0.7, [240.0, 220.0, 160.0]);
-                push_text_line(&mut out, rng, script, la + ch * 1.2, lb, y + (line_h - gh) * 0.5);
-                y += line_h;
-                push_text_line(&mut out, rng, script, la + ch * 1.2, lb, y + (line_h - gh) * 0.5);
-                first = false;
-            } else {
-                // Ragged line ends and the odd paragraph break.
-                let end = if rng.chance(0.12) { la + (lb - la) * rng.range(0.3, 0.8) } else { lb };
-                push_text_line(&mut out, rng, script, la, end, y + (line_h - gh) * 0.5);
-            }
-            y += line_h;
+        if let Some([ix, iy, side]) = self.text.initial {
+            // A rubricated square with a lozenge and a boss: an ornament, not a letter,
+            // so that OCR finds only the words the OCR files list.
+            let (cx, cy, r) = (ix + side * 0.5, iy + side * 0.5, side * 0.36);
+            out.push(Shape::rect(ix, iy, ix + side, iy + side, rubric).grain(5.0));
+            let lozenge = [[cx, cy - r], [cx + r, cy], [cx, cy + r], [cx - r, cy]];
+            out.push(Shape::poly(&lozenge, [240.0, 220.0, 160.0]).grain(4.0));
+            out.push(Shape::disc(cx, cy, r * 0.3, [200.0, 150.0, 40.0]).lit(0.3).grain(4.0));
         }
         // Page number at the foot.
         push_number(&mut out, page, wf * 0.5, hf * 0.91, hf * 0.025, ink);
@@ -2208,6 +2177,35 @@ mod tests {
         // Page number at the foot, centred.
         let foot = p.crop(w / 2 - 30, (h as f32 * 0.905) as u32, 60, (h as f32 * 0.035) as u32);
         assert!(dark(&foot) > 20, "no page number drawn");
+    }
+
+    #[test]
+    fn every_word_box_is_exactly_its_ink_with_parchment_around_it() {
+        for (w, h, pages) in [(400u32, 600u32, 1..=6), (1000, 1500, 3..=4)] {
+            for page in pages {
+                let p = book_page(w, h, page);
+                let words = book_page_words(w, h, page);
+                assert!(words.len() > 20, "{w}x{h} page {page}: {} words", words.len());
+                let dark = |x: u32, y: u32| luma(&p, x, y) < 110.0;
+                let paper = |x: u32, y: u32| luma(&p, x, y) > 130.0;
+                for wd in &words {
+                    let (x0, y0, x1, y1) = (wd.x, wd.y, wd.x + wd.width, wd.y + wd.height);
+                    assert!(x0 > 0 && y0 > 0 && x1 < w && y1 < h, "{wd:?} off the page");
+                    // Ink on every edge of the box: it is the tight box of the drawn word...
+                    assert!((y0..y1).any(|y| dark(x0, y)) && (y0..y1).any(|y| dark(x1 - 1, y)), "{wd:?} sides");
+                    assert!((x0..x1).any(|x| dark(x, y0)) && (x0..x1).any(|x| dark(x, y1 - 1)), "{wd:?} top, foot");
+                    // ...and the page colour just outside it.
+                    assert!(
+                        (y0..y1).all(|y| paper(x0 - 1, y) && paper(x1, y)),
+                        "{w}x{h} page {page}: {wd:?} left, right"
+                    );
+                    assert!(
+                        (x0..x1).all(|x| paper(x, y0 - 1) && paper(x, y1)),
+                        "{w}x{h} page {page}: {wd:?} above, below"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
