@@ -13,9 +13,9 @@ use http::{Response, StatusCode};
 
 use crate::error::{Error, Result};
 use crate::presentation::catalogue::Item;
+use crate::presentation::item_base_url;
 use crate::presentation::manifest::{self, Ctx};
 use crate::presentation::search;
-use crate::presentation::item_base_url;
 use crate::presentation::PresentationError;
 use crate::service::{decode_identifier, App};
 use crate::web::base_url::base_url;
@@ -176,7 +176,8 @@ fn search(
             Some(p) => p.parse().map_err(|_| Error::bad_request("page must be a whole number"))?,
         };
         let results = index.search(q, page);
-        let page_url = |n: usize| if n == 0 { with_q(&service, q) } else { format!("{}&page={n}", with_q(&service, q)) };
+        let page_url =
+            |n: usize| if n == 0 { with_q(&service, q) } else { format!("{}&page={n}", with_q(&service, q)) };
         let canvas = |n: usize| manifest::canvas_url(ctx.base, &item.id, n);
         search::response(&results, &service, &page_url, &canvas, &ignored)
     };
