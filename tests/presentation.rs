@@ -58,8 +58,7 @@ file = "page-3.jpg"
 fn setup() -> (tempfile::TempDir, std::sync::Arc<tessera::service::App>) {
     let d = tempfile::tempdir().unwrap();
     catalogue(d.path());
-    let cat = d.path().join("items");
-    let a = app(d.path(), &format!("[presentation]\ncatalogue_root = {:?}", cat.to_str().unwrap()));
+    let a = app_with_catalogue(d.path());
     (d, a)
 }
 

@@ -31,15 +31,6 @@ impl Indexes {
         };
         cell.get_or_init(|| Arc::new(build(item, &sizes())) as Arc<dyn SearchBackend>).clone()
     }
-
-    /// Items indexed so far.
-    pub fn len(&self) -> usize {
-        self.items.lock().map(|m| m.values().filter(|c| c.get().is_some()).count()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Reads and indexes every canvas's OCR. A file that cannot be read or

@@ -130,6 +130,12 @@ fn crc32(data: &[u8]) -> u32 {
     !c
 }
 
+/// An in-process app over `root` whose item catalogue is `root/items`.
+pub fn app_with_catalogue(root: &Path) -> Arc<App> {
+    let cat = root.join("items");
+    app(root, &format!("[presentation]\ncatalogue_root = {:?}", cat.to_str().unwrap()))
+}
+
 /// An in-process app over `root` with extra TOML over the defaults.
 pub fn app(root: &Path, extra: &str) -> Arc<App> {
     let mut cfg = Config::from_toml_over_defaults(extra).unwrap();
