@@ -256,7 +256,7 @@ impl App {
         };
         let conditional =
             headers.contains_key(header::IF_NONE_MATCH) || headers.contains_key(header::IF_MODIFIED_SINCE);
-        if conditional && not_modified(headers, e.etag.to_str().ok()?, Some(modified).filter(|m| *m > UNIX_EPOCH)) {
+        if conditional && not_modified(headers, e.etag.to_str().ok()?, crate::source::known_time(modified)) {
             let mut r = empty(StatusCode::NOT_MODIFIED);
             *r.headers_mut() = e.headers.clone();
             r.headers_mut().remove(header::CONTENT_TYPE);

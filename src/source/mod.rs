@@ -133,6 +133,12 @@ pub struct Located {
     pub origin: Origin,
 }
 
+/// A modification time, unless it is the epoch that stands for "unknown"
+/// (an origin that sent no Last-Modified).
+pub fn known_time(t: SystemTime) -> Option<SystemTime> {
+    Some(t).filter(|m| *m > SystemTime::UNIX_EPOCH)
+}
+
 /// Where a located file came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -152,7 +158,7 @@ impl Located {
     /// The modification time, when the source has one (an origin that sent
     /// no Last-Modified has none).
     pub fn modified_time(&self) -> Option<SystemTime> {
-        Some(self.modified).filter(|m| *m > SystemTime::UNIX_EPOCH)
+        known_time(self.modified)
     }
 
     /// The key caches use for this file: its canonical path, so different
