@@ -5,7 +5,9 @@
 //! - `POST /admin/purge/{identifier}` — drop one image's tiles and header;
 //! - `POST /admin/warm/{identifier}` — render, in the background, the tiles a
 //!   viewer asks for first (coarsest levels first, up to `admin.warm_max_tiles`);
-//! - `GET /admin/warm[/{identifier}]` — the progress of warm jobs.
+//! - `GET /admin/warm[/{identifier}]` — the progress of warm jobs;
+//! - `POST /admin/reload` — read the item catalogue again (as SIGHUP does)
+//!   and answer what it found.
 //!
 //! Warming goes through the same prepare → fetch path as client requests, so
 //! it fills exactly the keys clients will hit.
@@ -103,7 +105,19 @@ async fn route(app: &Arc<App>, method: &Method, rest: &str) -> Result<Response<B
             let all: Vec<_> = jobs.iter().map(|(id, j)| j.status(id)).collect();
             Ok(json_response(StatusCode::OK, json!({ "jobs": all })))
         }
-        (_, ["purge"] | ["purge", _] | ["warm"] | ["warm", _]) => Err(Error::method_not_allowed()),
+        (&Method::POST, ["reload"]) => {
+            let a = app.clone();
+            let report = tokio::task::spawn_blocking(move || crate::manifests::reload_catalogue(&a))
+                .await
+                .map_err(|_| Error::internal("catalogue reload panicked"))?
+                .ok_or_else(|| Error::not_found_msg("Presentation is disabled: there is no catalogue to reload"))?;
+            tracing::info!(items = report.items, problems = report.problems, "admin: catalogue reloaded");
+            Ok(json_response(
+                StatusCode::OK,
+                json!({"items": report.items, "manifests": report.manifests, "skipped": report.skipped, "problems": report.problems}),
+            ))
+        }
+        (_, ["purge"] | ["purge", _] | ["warm"] | ["warm", _] | ["reload"]) => Err(Error::method_not_allowed()),
         _ => Err(Error::not_found_msg("Not found")),
     }
 }

@@ -170,7 +170,9 @@ fn serve_command(args: ServeArgs) -> i32 {
             }
         };
         tracing::info!(%bound, images = %root, workers = app.pool.workers(), "Tessera listening: http://{bound}{prefix}/{{identifier}}/info.json");
-        crate::manifests::build_search_indexes_in_background(&app);
+        crate::manifests::prepare_catalogue_in_background(&app);
+        #[cfg(unix)]
+        reload_on_sighup(&app);
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");
@@ -191,6 +193,31 @@ fn serve_command(args: ServeArgs) -> i32 {
             }
         }
     })
+}
+
+/// SIGHUP reloads the item catalogue (as `POST /admin/reload` does), the
+/// way `systemctl reload` asks.
+#[cfg(unix)]
+fn reload_on_sighup(app: &Arc<App>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGHUP will not reload the catalogue");
+            return;
+        }
+    };
+    let app = app.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let a = app.clone();
+            match tokio::task::spawn_blocking(move || crate::manifests::reload_catalogue(&a)).await {
+                Ok(Some(r)) => tracing::info!(items = r.items, problems = r.problems, "SIGHUP: catalogue reloaded"),
+                Ok(None) => tracing::info!("SIGHUP: presentation is off; nothing to reload"),
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: reload failed"),
+            }
+        }
+    });
 }
 
 fn info_command(file: &std::path::Path, api: u8, config: Option<&std::path::Path>) -> i32 {

@@ -1,9 +1,11 @@
 //! HTTP handlers of the Presentation API: the collection, manifests,
 //! sequences and canvases built by [`crate::presentation`] from the item
 //! catalogue, with JSON-LD negotiation, ETag/304 and the CORS policy of the
-//! Image API; and the Content Search 1.0 services of search-enabled items
-//! (`/iiif/{item}/search?q=…`, `/iiif/{item}/autocomplete?q=…`), answered
-//! from the item's index (`presentation::indexes`).
+//! Image API; the files an item lists (`/iiif/{item}/file/{path}`: its
+//! non-image renderings, OCR files and page images); the Content Search 1.0
+//! services of search-enabled items (`/iiif/{item}/search?q=…`,
+//! `/iiif/{item}/autocomplete?q=…`), answered from the item's index
+//! (`presentation::indexes`); and the catalogue reload.
 
 use std::sync::Arc;
 
@@ -12,8 +14,9 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::error::{Error, Result};
-use crate::presentation::catalogue::Item;
+use crate::presentation::catalogue::{Image, Item};
 use crate::presentation::item_base_url;
+use crate::presentation::live::{Loaded, ReloadReport};
 use crate::presentation::manifest::{self, Ctx};
 use crate::presentation::search;
 use crate::presentation::PresentationError;
@@ -33,11 +36,13 @@ pub enum Resource<'a> {
     Canvas(&'a str, &'a str),
     Search(&'a str),
     Autocomplete(&'a str),
+    File(&'a str, &'a str),
 }
 
 /// Recognises `/iiif/collection`, `/iiif/{item}/manifest`,
 /// `/iiif/{item}/sequence/default`, `/iiif/{item}/canvas/{n}`,
-/// `/iiif/{item}/search` and `/iiif/{item}/autocomplete`.
+/// `/iiif/{item}/search`, `/iiif/{item}/autocomplete` and
+/// `/iiif/{item}/file/{path}`.
 pub fn route(path: &str) -> Option<Resource<'_>> {
     let rest = path.strip_prefix("/iiif/")?;
     let segs: Vec<&str> = rest.split('/').collect();
@@ -48,6 +53,7 @@ pub fn route(path: &str) -> Option<Resource<'_>> {
         [item, "canvas", n] => Some(Resource::Canvas(item, n)),
         [item, "search"] => Some(Resource::Search(item)),
         [item, "autocomplete"] => Some(Resource::Autocomplete(item)),
+        [item, "file", file] => Some(Resource::File(item, file)),
         _ => None,
     }
 }
@@ -65,14 +71,17 @@ fn map_err(e: PresentationError) -> Error {
 /// query string, which only the search services read).
 pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap, query: Option<&str>) -> Result<Response<Bytes>> {
     let cfg = &app.cfg.presentation;
-    let Some(cat) = app.catalogue.as_ref().filter(|_| cfg.enabled) else {
+    let Some(live) = app.catalogue.as_ref().filter(|_| cfg.enabled) else {
         return Err(Error::not_found_msg("No such manifest"));
     };
+    let loaded = live.current();
+    let cat = &loaded.catalogue;
     let base = base_url(&app.cfg.server.public_base_url, headers);
     let image_base = cfg.image_service_base(&base, &app.cfg.server.prefix_v2);
     let dims = |id: &str| app.dims_now(id);
-    let ctx = Ctx { base: &base, image_service_base: &image_base, cfg, dims: &dims };
-    let item_of = |raw: &str| -> Result<&crate::presentation::catalogue::Item> {
+    let checksum = |img: &Image| checksum(app, img);
+    let ctx = Ctx { base: &base, image_service_base: &image_base, cfg, dims: &dims, checksum: &checksum };
+    let item_of = |raw: &str| -> Result<&Item> {
         let id = decode_identifier(raw)?;
         cat.item(&id).ok_or_else(|| Error::not_found_msg("No such manifest"))
     };
@@ -87,8 +96,9 @@ pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap, query: Opt
         Resource::Search(raw) | Resource::Autocomplete(raw) => {
             let item = item_of(raw)?;
             let autocomplete = matches!(res, Resource::Autocomplete(_));
-            return search(app, item, &ctx, autocomplete, query.unwrap_or(""), headers);
+            return search(app, &loaded, item, &ctx, autocomplete, query.unwrap_or(""), headers);
         }
+        Resource::File(raw, file) => return item_file(item_of(raw)?, &decode_identifier(file)?, headers),
     };
     let body = serde_json::to_vec_pretty(&doc).map_err(|e| Error::internal(e.to_string()))?;
     let etag = format!("\"p{:016x}\"", crate::source::fnv1a(&[&body]));
@@ -113,25 +123,110 @@ pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap, query: Opt
     Ok(r)
 }
 
-/// Builds the search index of every search-enabled item on a thread of its
-/// own, so the first search of an item finds it ready. A search that comes
-/// first builds it itself (once, whoever asks).
-pub fn build_search_indexes_in_background(app: &Arc<App>) {
-    let Some(cat) = app.catalogue.clone().filter(|_| app.cfg.presentation.enabled) else { return };
+/// The MD5 of a canvas's image file when `canvas_checksum` is on (read
+/// once per file and kept).
+fn checksum(app: &App, img: &Image) -> Option<String> {
+    app.catalogue.as_ref()?.checksums.md5(&img.path)
+}
+
+/// Builds, on a thread of its own, the search index of every search-enabled
+/// item (so the first search finds it ready) and then the checksums that
+/// manifests show (so the first manifest does not wait for them). A request
+/// that comes first does the work itself (once, whoever asks).
+pub fn prepare_catalogue_in_background(app: &Arc<App>) {
+    let Some(live) = app.catalogue.as_ref().filter(|_| app.cfg.presentation.enabled) else { return };
+    let loaded = live.current();
     let app = app.clone();
-    let spawned = std::thread::Builder::new().name("tessera-search-index".into()).spawn(move || {
+    let spawned = std::thread::Builder::new().name("tessera-catalogue".into()).spawn(move || {
         // Canvas sizes do not depend on the base URL.
         let image_base = app.cfg.presentation.image_service_base("", &app.cfg.server.prefix_v2);
         let dims = |id: &str| app.dims_now(id);
-        let ctx = Ctx { base: "", image_service_base: &image_base, cfg: &app.cfg.presentation, dims: &dims };
-        for item in cat.items().iter().filter(|i| i.enabled && i.search_enabled) {
-            app.search_indexes.get_or_build(item, || canvas_sizes(item, &ctx));
+        let no_checksum = |_: &Image| None;
+        let ctx = Ctx {
+            base: "",
+            image_service_base: &image_base,
+            cfg: &app.cfg.presentation,
+            dims: &dims,
+            checksum: &no_checksum,
+        };
+        let items = loaded.catalogue.items();
+        for item in items.iter().filter(|i| i.enabled && i.search_enabled) {
+            loaded.indexes.get_or_build(item, || canvas_sizes(item, &ctx));
+        }
+        if let (true, Some(live)) = (app.cfg.presentation.canvas_checksum, app.catalogue.as_ref()) {
+            for item in items.iter().filter(|i| i.has_manifest()) {
+                for img in &item.images {
+                    live.checksums.md5(&img.path);
+                }
+            }
         }
     });
     if let Err(e) = spawned {
-        tracing::warn!(error = %e, "search indexes will be built on first search");
+        tracing::warn!(error = %e, "search indexes and checksums will be made on first request");
     }
 }
+
+/// Reads the catalogue again, puts it in service and prepares its indexes
+/// in the background. Blocking. None when presentation is off.
+pub fn reload_catalogue(app: &Arc<App>) -> Option<ReloadReport> {
+    let live = app.catalogue.as_ref().filter(|_| app.cfg.presentation.enabled)?;
+    let report = live.reload();
+    prepare_catalogue_in_background(app);
+    Some(report)
+}
+
+/// A file the item lists: a page image, a non-image rendering or an OCR
+/// file; nothing else in the item folder is reachable.
+fn item_file(item: &Item, file: &str, headers: &HeaderMap) -> Result<Response<Bytes>> {
+    let not_found = || Error::not_found_msg("No such file in this item");
+    if !item.has_manifest() {
+        return Err(not_found());
+    }
+    let mime = if let Some(r) = item.renderings.iter().find(|r| r.file == file) {
+        r.mime.clone()
+    } else if let Some(img) = item.images.iter().find(|i| i.file == file) {
+        img.mime.clone()
+    } else if let Some(ocr) = item.images.iter().filter_map(|i| i.ocr.as_ref()).find(|o| o.file == file) {
+        manifest::ocr_mime(ocr.format).to_string()
+    } else {
+        return Err(not_found());
+    };
+    let path = item.dir.join(file);
+    let meta = std::fs::metadata(&path).map_err(|_| not_found())?;
+    if meta.len() > MAX_ITEM_FILE_BYTES {
+        return Err(Error::with_status(StatusCode::PAYLOAD_TOO_LARGE, "This file is too large to be served here"));
+    }
+    let modified = meta.modified().ok();
+    let stamp = modified.and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    let etag = format!("\"f{:x}-{:x}\"", meta.len(), stamp);
+    let mut r = if not_modified(headers, &etag, modified) {
+        let mut r = Response::new(Bytes::new());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let body = std::fs::read(&path).map_err(|e| Error::internal(format!("reading an item file: {e}")))?;
+        Response::new(Bytes::from(body))
+    };
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&mime) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(m) = modified {
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(m)) {
+            h.insert(header::LAST_MODIFIED, v);
+        }
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    Ok(r)
+}
+
+/// Item files larger than this are not served (1 GiB: they would be read
+/// into memory whole).
+pub const MAX_ITEM_FILE_BYTES: u64 = 1 << 30;
 
 /// The canvas sizes of an item as its manifest gives them; an item that has
 /// no manifest has no canvases to search.
@@ -142,6 +237,7 @@ fn canvas_sizes(item: &Item, ctx: &Ctx) -> Vec<(u32, u32)> {
 /// A search or autocomplete request against one item's index.
 fn search(
     app: &Arc<App>,
+    loaded: &Loaded,
     item: &Item,
     ctx: &Ctx,
     autocomplete: bool,
@@ -155,7 +251,7 @@ fn search(
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let ignored: Vec<&str> = search::IGNORED_PARAMS.iter().copied().filter(|k| param(k).is_some()).collect();
     let q = param("q").unwrap_or("");
-    let index = app.search_indexes.get_or_build(item, || canvas_sizes(item, ctx));
+    let index = loaded.indexes.get_or_build(item, || canvas_sizes(item, ctx));
     let service = format!("{}/search", item_base_url(ctx.base, &item.id));
     let with_q = |url: &str, q: &str| {
         let mut s = form_urlencoded::Serializer::new(String::new());

@@ -30,9 +30,10 @@ pub fn home(app: &App) -> Response<Bytes> {
          <style>body{font:16px system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}</style>\
          <h1>Tessera IIIF image server</h1>",
     );
-    if let Some(cat) = app.catalogue.as_ref().filter(|_| app.cfg.presentation.enabled) {
+    if let Some(live) = app.catalogue.as_ref().filter(|_| app.cfg.presentation.enabled) {
+        let loaded = live.current();
         out.push_str("<h2>Items</h2><ul>");
-        for item in cat.items().iter().filter(|i| i.has_manifest()) {
+        for item in loaded.catalogue.items().iter().filter(|i| i.has_manifest()) {
             let id = utf8_percent_encode(&item.id, SEGMENT).to_string();
             out.push_str(&format!(
                 "<li><a href=\"/viewer/{id}\">{}</a> · <a href=\"/iiif/{id}/manifest\">manifest</a></li>",
@@ -81,8 +82,13 @@ fn mirador_url(app: &App) -> String {
 /// `/viewer/{item}`: Mirador 3 on the item's manifest.
 pub fn viewer(app: &App, raw_item: &str) -> Result<Response<Bytes>> {
     let item = decode_identifier(raw_item)?;
-    let cat = app.catalogue.as_ref().filter(|_| app.cfg.presentation.enabled).ok_or_else(Error::not_found)?;
-    let it = cat.item(&item).filter(|i| i.has_manifest()).ok_or_else(|| Error::not_found_msg("No such item"))?;
+    let live = app.catalogue.as_ref().filter(|_| app.cfg.presentation.enabled).ok_or_else(Error::not_found)?;
+    let loaded = live.current();
+    let it = loaded
+        .catalogue
+        .item(&item)
+        .filter(|i| i.has_manifest())
+        .ok_or_else(|| Error::not_found_msg("No such item"))?;
     let manifest = format!("/iiif/{}/manifest", utf8_percent_encode(&it.id, SEGMENT));
     let script = html_escape(&mirador_url(app));
     let title = html_escape(&it.label());

@@ -37,10 +37,9 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub settings: RenderSettings,
     pub warm: crate::warm::WarmJobs,
-    /// The item catalogue (when presentation is enabled).
-    pub catalogue: Option<Arc<crate::presentation::catalogue::Catalogue>>,
-    /// The search indexes of the catalogue's items, built on first need.
-    pub search_indexes: crate::presentation::indexes::Indexes,
+    /// The item catalogue in service, with its search indexes (when
+    /// presentation is enabled); reloadable.
+    pub catalogue: Option<crate::presentation::live::LiveCatalogue>,
     /// Decoded JPEG 2000 codestream tiles (None when disabled).
     pub decoded: Option<Arc<crate::decoded::DecodedTiles>>,
     /// The persistent tile tier behind `tiles` (None when disabled, or when
@@ -112,12 +111,7 @@ impl App {
             .map_err(|e| format!("starting workers: {e}"))?;
         let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
         let catalogue = cfg.presentation.enabled.then(|| {
-            let (cat, errors) =
-                crate::presentation::catalogue::Catalogue::load(&cfg.presentation.catalogue_root, &cfg.source.root);
-            for e in errors {
-                tracing::warn!(error = %e, "catalogue");
-            }
-            Arc::new(cat)
+            crate::presentation::live::LiveCatalogue::load(&cfg.presentation.catalogue_root, &cfg.source.root)
         });
         let backend = crate::transform::Backend::choose(&cfg.transform.backend, cfg.transform.gpu_min_pixels);
         metrics.gpu_backend.set((backend.name() == "gpu") as i64);
@@ -135,7 +129,6 @@ impl App {
             settings,
             warm: Default::default(),
             catalogue,
-            search_indexes: Default::default(),
             hot: quick_cache::sync::Cache::with_weighter(65_536, HOT_MAX_BYTES, HotBytes),
             backend,
             clock: Instant::now(),

@@ -2,14 +2,16 @@
 //! ALTO (in 1/10 mm, on a page of a different size than the canvas) and
 //! hOCR is searched for words, phrases across lines and folded spellings;
 //! boxes land on the right canvas at the right place; paging, autocomplete,
-//! ignored parameters and refusals.
+//! ignored parameters and refusals; the OCR and other files an item lists,
+//! served at the manifest's links; and a catalogue reload that brings a
+//! changed OCR file into search without a restart.
 
 mod common;
 
 use std::path::Path;
 
 use common::*;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use serde_json::Value;
 use tessera::codec::encode;
 use tessera::iiif::Format;
@@ -160,4 +162,105 @@ async fn the_manifest_search_service_answers() {
     assert!(!path.contains('?'), "Mirador appends ?q= to the service id");
     let doc = search(&app, &format!("{path}?q=virgin")).await;
     assert_eq!(doc["within"]["total"], 2);
+}
+
+#[tokio::test]
+async fn the_manifest_announces_autocomplete_and_it_answers() {
+    let (_d, app) = setup();
+    let m = search(&app, "/iiif/book/manifest").await;
+    assert_eq!(m["service"]["profile"], "http://iiif.io/api/search/1/search");
+    let auto = &m["service"]["service"];
+    assert_eq!(auto["profile"], "http://iiif.io/api/search/1/autocomplete");
+    let path = auto["@id"].as_str().unwrap().strip_prefix("http://127.0.0.1:8182").unwrap();
+    let doc = search(&app, &format!("{path}?q=virg")).await;
+    assert_eq!(doc["terms"][0]["match"], "virgin");
+}
+
+#[tokio::test]
+async fn ocr_files_are_served_at_their_see_also_links_and_nothing_else_in_the_folder_is() {
+    let (d, app) = setup();
+    let m = search(&app, "/iiif/book/manifest").await;
+    let canvases = m["sequences"][0]["canvases"].as_array().unwrap();
+    for (canvas, file, format) in
+        [(&canvases[0], "p1.alto.xml", "application/xml"), (&canvases[1], "p2.hocr", "text/vnd.hocr+html")]
+    {
+        let link = &canvas["seeAlso"];
+        assert_eq!(link["format"], format);
+        let path = link["@id"].as_str().unwrap().strip_prefix("http://127.0.0.1:8182").unwrap();
+        let r = get(&app, path).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(r.headers()["content-type"], format);
+        assert_eq!(r.body().as_ref(), std::fs::read(d.path().join("items/book").join(file)).unwrap());
+        let etag = r.headers()["etag"].to_str().unwrap().to_string();
+        let again = call(&app, Method::GET, path, &[("if-none-match", &etag)]).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    }
+    // The page image is listed; the item file, other folders and traversal are not.
+    assert_eq!(get(&app, "/iiif/book/file/p1.jpg").await.headers()["content-type"], "image/jpeg");
+    for path in ["/iiif/book/file/item.toml", "/iiif/book/file/..%2Fquiet%2Fp1.jpg", "/iiif/quiet/file/p1.alto.xml%2F"]
+    {
+        let r = get(&app, path).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(!String::from_utf8_lossy(r.body()).contains(d.path().to_str().unwrap()), "no path in the answer");
+    }
+}
+
+#[tokio::test]
+async fn canvas_metadata_gives_the_md5_of_each_page_file() {
+    let (d, app) = setup();
+    let m = search(&app, "/iiif/book/manifest").await;
+    let md = m["sequences"][0]["canvases"][1]["metadata"].as_array().unwrap();
+    let value = |label: &str| md.iter().find(|p| p["label"] == label).map(|p| p["value"].clone());
+    let bytes = std::fs::read(d.path().join("items/book/p2.jpg")).unwrap();
+    assert_eq!(value("File name"), Some(Value::from("p2.jpg")));
+    assert_eq!(value("MIME type"), Some(Value::from("image/jpeg")));
+    assert_eq!(value("Size"), Some(Value::from(format!("{} bytes", bytes.len()))));
+    let md5 = std::process::Command::new("md5sum").arg(d.path().join("items/book/p2.jpg")).output();
+    match md5 {
+        Ok(out) if out.status.success() => {
+            let want = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string();
+            assert_eq!(value("Checksum (MD5)"), Some(Value::from(want)));
+        }
+        _ => skip_missing("md5sum", "install coreutils"),
+    }
+}
+
+const ADMIN: &str = "a-long-enough-admin-token";
+
+#[tokio::test]
+async fn an_admin_reload_brings_edited_ocr_and_new_items_into_service() {
+    let d = tempfile::tempdir().unwrap();
+    catalogue(d.path());
+    let cat = d.path().join("items");
+    let app = app(
+        d.path(),
+        &format!(
+            "[presentation]\ncatalogue_root = {:?}\n[admin]\nenabled = true\ntoken = \"{ADMIN}\"",
+            cat.to_str().unwrap()
+        ),
+    );
+    assert_eq!(search(&app, "/iiif/book/search?q=unicorn").await["within"]["total"], 0);
+    // The librarian corrects page 2's OCR and adds an item.
+    let hocr = std::fs::read_to_string(cat.join("book/p2.hocr")).unwrap().replace(">and<", ">unicorn<");
+    std::fs::write(cat.join("book/p2.hocr"), hocr).unwrap();
+    std::fs::create_dir_all(cat.join("new")).unwrap();
+    std::fs::copy(cat.join("book/p1.jpg"), cat.join("new/p.jpg")).unwrap();
+    std::fs::write(
+        cat.join("new/item.toml"),
+        "[metadata]\n\"dspace.iiif.enabled\" = true\n[[bitstreams]]\nfile = \"p.jpg\"\n",
+    )
+    .unwrap();
+    assert_eq!(get(&app, "/iiif/new/manifest").await.status(), StatusCode::NOT_FOUND, "not before the reload");
+    assert_eq!(call(&app, Method::POST, "/admin/reload", &[]).await.status(), StatusCode::UNAUTHORIZED);
+    let auth = format!("Bearer {ADMIN}");
+    let r = call(&app, Method::POST, "/admin/reload", &[("authorization", &auth)]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = serde_json::from_slice(r.body()).unwrap();
+    assert_eq!(report, serde_json::json!({"items": 3, "manifests": 3, "skipped": [], "problems": 0}));
+    assert_eq!(get(&app, "/iiif/new/manifest").await.status(), StatusCode::OK);
+    let doc = search(&app, "/iiif/book/search?q=unicorn").await;
+    assert_eq!(doc["within"]["total"], 1);
+    assert_eq!(doc["resources"][0]["on"], format!("{CANVAS}/1#xywh=220,200,80,30"));
+    // Manifest ids do not move across a reload.
+    assert_eq!(search(&app, "/iiif/book/manifest").await["@id"], "http://127.0.0.1:8182/iiif/book/manifest");
 }

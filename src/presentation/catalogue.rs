@@ -16,6 +16,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::ocr::{self, OcrFormat};
 use super::{RESERVED_ITEM_IDS, VIEWING_HINTS};
 
 /// The item file, TOML form.
@@ -50,6 +51,15 @@ pub const F_SEARCH: &str = "iiif.search.enabled";
 
 const KNOWN_IIIF_FIELDS: [&str; 9] =
     [F_ENABLED, F_LABEL, F_DESCRIPTION, F_CANVAS_NAMING, F_VIEWING_HINT, F_WIDTH, F_HEIGHT, F_TOC, F_SEARCH];
+
+/// Bundles whose files never become canvases or renderings, whatever their
+/// type (compared without case): DSpace's licence, metadata, thumbnail,
+/// extracted-text and other-content bundles.
+pub const NON_IIIF_BUNDLES: [&str; 7] =
+    ["LICENSE", "METADATA", "CC-LICENSE", "THUMBNAIL", "BRANDED_PREVIEW", "TEXT", "OtherContent"];
+
+/// How many leading bytes of an OCR file are read at load to tell its format.
+pub const OCR_SNIFF_BYTES: usize = 64 << 10;
 
 /// The key under which the `toml` crate hands a TOML date-time to serde.
 const TOML_DATETIME_KEY: &str = "$__toml_private_datetime";
@@ -311,7 +321,35 @@ pub struct Bitstream {
     pub file: String,
     /// Image API identifier: the path relative to the image root.
     pub identifier: String,
+    /// MIME type, from the file name's extension ([`mime_type`]).
+    pub mime: String,
+    /// Size in bytes when the catalogue was loaded.
+    pub bytes: u64,
     pub metadata: Metadata,
+}
+
+/// A page's OCR file.
+#[derive(Clone, Debug)]
+pub struct OcrFile {
+    /// Path relative to the item folder, `/`-separated.
+    pub file: String,
+    /// The file on disk.
+    pub path: PathBuf,
+    /// Its format, told by content when the catalogue loaded (None: not
+    /// recognised in its first [`OCR_SNIFF_BYTES`]).
+    pub format: Option<OcrFormat>,
+}
+
+/// A file of the item that is not an image (a PDF, an EPUB, a text), listed
+/// in the manifest's `rendering` and never turned into a canvas.
+#[derive(Clone, Debug)]
+pub struct Rendering {
+    /// Path relative to the item folder, `/`-separated.
+    pub file: String,
+    /// `iiif.label`, else the file name.
+    pub label: String,
+    /// MIME type, from the extension.
+    pub mime: String,
 }
 
 /// One image of an item's manifest (one canvas), with the inherited
@@ -321,8 +359,16 @@ pub struct Bitstream {
 pub struct Image {
     /// Image API identifier (not escaped), e.g. `items/book/page-1.jpg`.
     pub identifier: String,
-    /// The file name (last part of the path): the label of last resort.
+    /// Path relative to the item folder, `/`-separated.
+    pub file: String,
+    /// The file on disk.
+    pub path: PathBuf,
+    /// The file name (last part of the path).
     pub file_name: String,
+    /// MIME type, from the extension (always `image/…`).
+    pub mime: String,
+    /// Size in bytes when the catalogue was loaded.
+    pub bytes: u64,
     /// Index of the bundle in [`Item::bundles`].
     pub bundle: usize,
     /// The bitstream's own `iiif.label`.
@@ -333,13 +379,17 @@ pub struct Image {
     pub canvas_naming: Option<String>,
     /// `iiif.image.width` × `iiif.image.height` (bitstream, else bundle, else item).
     pub size: Option<(u32, u32)>,
-    /// Table-of-contents positions: each a path of range labels, outermost first.
+    /// Table-of-contents positions: each a path of range labels, outermost
+    /// first, including the bundle level when several bundles hold images.
     pub toc: Vec<Vec<String>>,
+    /// The same positions without the bundle level (for
+    /// `presentation.exclude_toc_bundle`).
+    pub toc_without_bundle: Vec<Vec<String>>,
     /// The bitstream's own metadata (for `metadata_bitstream`).
     pub metadata: Metadata,
     /// The page's OCR file (ALTO, hOCR or MiniOCR), if any: a path under the
     /// item folder, checked to exist when the catalogue loads.
-    pub ocr: Option<PathBuf>,
+    pub ocr: Option<OcrFile>,
 }
 
 /// One item of the catalogue.
@@ -362,8 +412,11 @@ pub struct Item {
     pub viewing_hint: Option<String>,
     /// Effective `iiif.search.enabled` (absent = false).
     pub search_enabled: bool,
-    /// The canvases, in order.
+    /// The canvases, in order: the `image/*` bitstreams of the bundles that
+    /// are not in [`NON_IIIF_BUNDLES`], unless disabled.
     pub images: Vec<Image>,
+    /// The other files of those bundles (PDFs and the like), in order.
+    pub renderings: Vec<Rendering>,
 }
 
 impl Item {
@@ -812,6 +865,7 @@ fn build_item(
     let item_naming = metadata.text(F_CANVAS_NAMING);
 
     let mut bundles = Vec::new();
+    let mut renderings = Vec::new();
     // Per bundle: the images it contributes (before TOC resolution).
     let mut images_by_bundle: Vec<Vec<Image>> = Vec::new();
     for (bi, bf) in bundle_files.into_iter().enumerate() {
@@ -825,15 +879,17 @@ fn build_item(
         // it, false leaves a bundle's or bitstream's images out.
         let b_enabled = bf.metadata.flag(F_ENABLED).unwrap_or(true);
         let b_naming = bf.metadata.text(F_CANVAS_NAMING).or_else(|| item_naming.clone());
+        let iiif_bundle = !NON_IIIF_BUNDLES.iter().any(|n| n.eq_ignore_ascii_case(bf.name.trim()));
         let mut bitstreams = Vec::new();
         let mut images = Vec::new();
         for bs in bf.bitstreams {
             let where_s = format!("{where_b}, bitstream {:?}", bs.file);
             let rel = check_file(&bs.file).map_err(|m| format!("{where_b}: {m}"))?;
             let on_disk = dir.join(&rel);
-            if !fs::metadata(&on_disk).map(|m| m.is_file()).unwrap_or(false) {
-                return Err(format!("{where_s}: file {} not found", on_disk.display()));
-            }
+            let bytes = match fs::metadata(&on_disk) {
+                Ok(m) if m.is_file() => m.len(),
+                _ => return Err(format!("{where_s}: file {} not found", on_disk.display())),
+            };
             check_metadata(&bs.metadata, Level::Bitstream).map_err(|m| format!("{where_s}: {m}"))?;
             let ocr = match &bs.ocr {
                 None => None,
@@ -843,26 +899,38 @@ fn build_item(
                     if !fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false) {
                         return Err(format!("{where_s}: OCR file {} not found", path.display()));
                     }
-                    Some(path)
+                    let format = sniff_ocr(&path);
+                    Some(OcrFile { file: rel, path, format })
                 }
             };
             let size = size_of(&bs.metadata).map_err(|m| format!("{where_s}: {m}"))?.or(b_size);
             let identifier = if prefix.is_empty() { format!("{id}/{rel}") } else { format!("{prefix}/{id}/{rel}") };
-            if bs.metadata.flag(F_ENABLED).unwrap_or(b_enabled) {
+            let mime = mime_type(&rel);
+            let file_name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+            let is_image = mime.starts_with("image/");
+            if iiif_bundle && is_image && bs.metadata.flag(F_ENABLED).unwrap_or(b_enabled) {
                 images.push(Image {
                     identifier: identifier.clone(),
-                    file_name: rel.rsplit('/').next().unwrap_or(&rel).to_string(),
+                    file: rel.clone(),
+                    path: on_disk.clone(),
+                    file_name,
+                    mime: mime.clone(),
+                    bytes,
                     bundle: bi,
                     label: bs.metadata.text(F_LABEL),
                     description: bs.metadata.text(F_DESCRIPTION),
                     canvas_naming: bs.metadata.text(F_CANVAS_NAMING).or_else(|| b_naming.clone()),
                     size,
                     toc: Vec::new(),
+                    toc_without_bundle: Vec::new(),
                     metadata: bs.metadata.clone(),
                     ocr,
                 });
+            } else if iiif_bundle && !is_image {
+                let label = bs.metadata.text(F_LABEL).unwrap_or(file_name);
+                renderings.push(Rendering { file: rel.clone(), label, mime: mime.clone() });
             }
-            bitstreams.push(Bitstream { file: rel, identifier, metadata: bs.metadata });
+            bitstreams.push(Bitstream { file: rel, identifier, mime, bytes, metadata: bs.metadata });
         }
         bundles.push(Bundle { name: bf.name, metadata: bf.metadata, bitstreams });
         images_by_bundle.push(images);
@@ -872,25 +940,21 @@ fn build_item(
     // bitstreams after it without iiif.toc continue that range. A bundle's
     // iiif.toc is a prefix for its bitstreams; when several bundles have
     // images, the bundle's label (iiif.label, else its name) is one more level.
+    // `toc_without_bundle` is the same without that last level.
     let multi = images_by_bundle.iter().filter(|v| !v.is_empty()).count() > 1;
     let mut images = Vec::new();
     for (bi, mut list) in images_by_bundle.into_iter().enumerate() {
         let b = &bundles[bi];
-        let mut bprefix = b.metadata.text(F_TOC).map(|t| split_toc(&t)).unwrap_or_default();
+        let bundle_toc = b.metadata.text(F_TOC).map(|t| split_toc(&t)).unwrap_or_default();
+        let mut with_label = bundle_toc.clone();
         if multi {
-            bprefix.push(b.metadata.text(F_LABEL).unwrap_or_else(|| b.name.clone()));
+            with_label.push(b.metadata.text(F_LABEL).unwrap_or_else(|| b.name.clone()));
         }
-        let mut last: Option<Vec<Vec<String>>> = None;
-        for img in list.iter_mut() {
-            let own: Vec<Vec<String>> =
-                img.metadata.values(F_TOC).iter().map(|t| split_toc(t)).filter(|p| !p.is_empty()).collect();
-            img.toc = if own.is_empty() {
-                last.clone().unwrap_or_else(|| if bprefix.is_empty() { Vec::new() } else { vec![bprefix.clone()] })
-            } else {
-                let paths: Vec<Vec<String>> = own.into_iter().map(|p| [bprefix.clone(), p].concat()).collect();
-                last = Some(paths.clone());
-                paths
-            };
+        let tocs = resolve_tocs(&list, &with_label);
+        let tocs_without = resolve_tocs(&list, &bundle_toc);
+        for ((img, toc), without) in list.iter_mut().zip(tocs).zip(tocs_without) {
+            img.toc = toc;
+            img.toc_without_bundle = without;
         }
         images.extend(list);
     }
@@ -905,7 +969,50 @@ fn build_item(
         viewing_hint,
         search_enabled,
         images,
+        renderings,
     })
+}
+
+/// The TOC positions of a bundle's images under the prefix `bprefix`: an
+/// image's own `iiif.toc` opens ranges, images without one continue the
+/// ranges above (or sit in the prefix's range).
+fn resolve_tocs(images: &[Image], bprefix: &[String]) -> Vec<Vec<Vec<String>>> {
+    let mut last: Option<Vec<Vec<String>>> = None;
+    images
+        .iter()
+        .map(|img| {
+            let own: Vec<Vec<String>> =
+                img.metadata.values(F_TOC).iter().map(|t| split_toc(t)).filter(|p| !p.is_empty()).collect();
+            if own.is_empty() {
+                last.clone().unwrap_or_else(|| if bprefix.is_empty() { Vec::new() } else { vec![bprefix.to_vec()] })
+            } else {
+                let paths: Vec<Vec<String>> = own.into_iter().map(|p| [bprefix.to_vec(), p].concat()).collect();
+                last = Some(paths.clone());
+                paths
+            }
+        })
+        .collect()
+}
+
+/// The MIME type of a file, by its extension: `mime_guess`'s table, with the
+/// JPEG 2000 family (which it does not know) added. Unknown: octet-stream.
+pub fn mime_type(file: &str) -> String {
+    let ext = file.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "jp2" | "j2k" | "j2c" | "jpc" | "jpf" | "jpx" => "image/jp2".to_string(),
+        "jph" | "jhc" => "image/jph".to_string(),
+        _ => mime_guess::from_ext(&ext).first_raw().unwrap_or("application/octet-stream").to_string(),
+    }
+}
+
+/// The format of an OCR file, told from its first [`OCR_SNIFF_BYTES`]; None
+/// when it cannot be read or is not recognised (search logs it when it
+/// indexes the page).
+fn sniff_ocr(path: &Path) -> Option<OcrFormat> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(OCR_SNIFF_BYTES);
+    fs::File::open(path).ok()?.take(OCR_SNIFF_BYTES as u64).read_to_end(&mut head).ok()?;
+    ocr::sniff(&head)
 }
 
 #[cfg(test)]

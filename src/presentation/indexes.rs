@@ -42,7 +42,7 @@ pub fn build(item: &Item, sizes: &[(u32, u32)]) -> MemoryIndex {
         .iter()
         .enumerate()
         .map(|(n, img)| {
-            let (Some(path), Some(&(w, h))) = (&img.ocr, sizes.get(n)) else {
+            let (Some(path), Some(&(w, h))) = (img.ocr.as_ref().map(|o| &o.path), sizes.get(n)) else {
                 return Vec::new();
             };
             read_words(path, w, h).unwrap_or_else(|e| {

@@ -2,18 +2,23 @@
 //! canvas and the collection of enabled items. Pure functions of an
 //! [`Item`], the `[presentation]` configuration and a size-probing callback;
 //! owns the URL layout under `{base}/iiif/`, canvas naming and sizing, the
-//! table of contents as `sc:Range`s and the search service link.
+//! table of contents as `sc:Range`s, the links DSpace gives (`related`,
+//! `rendering` for non-image files, `seeAlso` for OCR), per-canvas file
+//! metadata and the Content Search 1.0 service link.
 //!
 //! URLs: `{base}/iiif/{item}/manifest`, `/sequence/default`, `/canvas/{n}`
 //! (n counts from 0), `/annotation/{n}`, `/range/r0` (the top range) and
-//! `/range/r0-{i}-{j}…` (nested ranges); `{base}/iiif/collection`. Item ids and
-//! image identifiers are percent-encoded as one path segment (`/` → `%2F`).
+//! `/range/r0-{i}-{j}…` (nested ranges), `/file/{path}` (a file the item
+//! lists), `/search`, `/autocomplete`; `{base}/iiif/collection`. Item ids,
+//! file paths and image identifiers are percent-encoded as one path segment
+//! (`/` → `%2F`).
 
 use std::cell::OnceCell;
 
 use serde_json::{json, Map, Value};
 
-use super::catalogue::{Catalogue, Image, Item, Metadata};
+use super::catalogue::{Catalogue, Image, Item, Metadata, OcrFile};
+use super::ocr::OcrFormat;
 use super::{
     collection_url, encode_segment, item_base_url, manifest_url, CanvasSizeRule, PresentationCfg, PresentationError,
     DEFAULT_SEARCH_TEMPLATE, FALLBACK_CANVAS_SIZE,
@@ -25,10 +30,20 @@ pub const PRESENTATION_CONTEXT: &str = "http://iiif.io/api/presentation/2/contex
 pub const IMAGE_CONTEXT: &str = "http://iiif.io/api/image/2/context.json";
 /// Compliance profile announced for image services.
 pub const IMAGE_PROFILE: &str = "http://iiif.io/api/image/2/level2.json";
-/// `@context` of the Search API 0 service.
-pub const SEARCH_CONTEXT: &str = "http://iiif.io/api/search/0/context.json";
-/// Profile of the Search API 0 service.
-pub const SEARCH_PROFILE: &str = "http://iiif.io/api/search/0/search";
+/// `@context` of the Content Search API 1 service.
+pub const SEARCH_CONTEXT: &str = "http://iiif.io/api/search/1/context.json";
+/// Profile of the Content Search API 1 service.
+pub const SEARCH_PROFILE: &str = "http://iiif.io/api/search/1/search";
+/// Profile of the Content Search API 1 autocomplete service.
+pub const AUTOCOMPLETE_PROFILE: &str = "http://iiif.io/api/search/1/autocomplete";
+/// Profile announced for ALTO `seeAlso` links.
+pub const ALTO_PROFILE: &str = "http://www.loc.gov/standards/alto/";
+/// Profile announced for hOCR `seeAlso` links.
+pub const HOCR_PROFILE: &str = "http://kba.cloud/hocr-spec/1.2/";
+/// Keys of the file facts shown in each canvas's metadata (after the
+/// `metadata_bitstream` fields), in order; `presentation.labels` may
+/// relabel them.
+pub const CANVAS_FACT_KEYS: [&str; 5] = ["file.name", "file.format", "file.mimetype", "file.size", "file.checksum"];
 /// Width of thumbnails (pixels; less for narrower images).
 pub const THUMBNAIL_WIDTH: u32 = 200;
 /// Label of the top range of the table of contents.
@@ -45,6 +60,14 @@ pub struct Ctx<'a> {
     pub cfg: &'a PresentationCfg,
     /// Real size of an image, by identifier (unescaped); None if unknown.
     pub dims: &'a dyn Fn(&str) -> Option<(u32, u32)>,
+    /// MD5 of an image file (lower-case hex); None if unknown or not wanted.
+    pub checksum: &'a dyn Fn(&Image) -> Option<String>,
+}
+
+/// `{base}/iiif/{item}/file/{path}`: a file the item lists (a bitstream or
+/// an OCR file), by its path in the item folder.
+pub fn file_url(base: &str, item_id: &str, file: &str) -> String {
+    format!("{}/file/{}", item_base_url(base, item_id), encode_segment(file))
 }
 
 /// `{base}/iiif/{item}/sequence/default`.
@@ -72,7 +95,7 @@ pub fn manifest(item: &Item, ctx: &Ctx) -> Result<Value, PresentationError> {
     m.insert("@id".into(), json!(manifest_url(ctx.base, &item.id)));
     m.insert("@type".into(), json!("sc:Manifest"));
     m.insert("label".into(), json!(item.label()));
-    let pairs = metadata_pairs(&item.metadata, &ctx.cfg.metadata_item);
+    let pairs = metadata_pairs(&item.metadata, &ctx.cfg.metadata_item, ctx.cfg);
     if !pairs.is_empty() {
         m.insert("metadata".into(), Value::Array(pairs));
     }
@@ -92,6 +115,17 @@ pub fn manifest(item: &Item, ctx: &Ctx) -> Result<Value, PresentationError> {
     }
     if let Some(l) = non_empty(&ctx.cfg.logo) {
         m.insert("logo".into(), json!(l));
+    }
+    if let Some(related) = b.related() {
+        m.insert("related".into(), related);
+    }
+    if !item.renderings.is_empty() {
+        let r: Vec<Value> = item
+            .renderings
+            .iter()
+            .map(|r| json!({"@id": file_url(ctx.base, &item.id, &r.file), "label": r.label, "format": r.mime}))
+            .collect();
+        m.insert("rendering".into(), Value::Array(r));
     }
     m.insert("viewingHint".into(), json!(b.viewing_hint()));
     let (w, h) = b.size(0);
@@ -160,9 +194,21 @@ fn one_or_many(mut v: Vec<String>) -> Value {
     }
 }
 
-/// English labels for common Dublin Core fields; others show their name.
+/// The label of a metadata key: `presentation.labels` when it names the
+/// key, else the built-in English one.
+pub fn label_of<'a>(cfg: &'a PresentationCfg, key: &'a str) -> &'a str {
+    cfg.labels.get(key).map(String::as_str).unwrap_or_else(|| field_label(key))
+}
+
+/// English labels for common Dublin Core fields and the canvas file facts;
+/// others show their name.
 pub fn field_label(field: &str) -> &str {
     match field {
+        "file.name" => "File name",
+        "file.format" => "Format",
+        "file.mimetype" => "MIME type",
+        "file.size" => "Size",
+        "file.checksum" => "Checksum (MD5)",
         "dc.title" => "Title",
         "dc.title.alternative" => "Alternative title",
         "dc.contributor" => "Contributor",
@@ -195,14 +241,56 @@ pub fn field_label(field: &str) -> &str {
 }
 
 /// `metadata` pairs for the listed fields that have values.
-fn metadata_pairs(meta: &Metadata, fields: &[String]) -> Vec<Value> {
+fn metadata_pairs(meta: &Metadata, fields: &[String], cfg: &PresentationCfg) -> Vec<Value> {
     fields
         .iter()
         .filter_map(|f| {
             let v = meta.values(f);
-            (!v.is_empty()).then(|| json!({"label": field_label(f), "value": one_or_many(v)}))
+            (!v.is_empty()).then(|| json!({"label": label_of(cfg, f), "value": one_or_many(v)}))
         })
         .collect()
+}
+
+/// A format name people know, by MIME type.
+fn format_name(mime: &str) -> &str {
+    match mime {
+        "image/jpeg" => "JPEG",
+        "image/jp2" => "JPEG 2000",
+        "image/jph" => "High-throughput JPEG 2000",
+        "image/png" => "PNG",
+        "image/tiff" => "TIFF",
+        "image/gif" => "GIF",
+        "image/webp" => "WebP",
+        other => other,
+    }
+}
+
+/// The MIME type an OCR file is served and announced with.
+pub fn ocr_mime(format: Option<OcrFormat>) -> &'static str {
+    match format {
+        Some(OcrFormat::Alto | OcrFormat::MiniOcr) => "application/xml",
+        Some(OcrFormat::Hocr) => "text/vnd.hocr+html",
+        None => "application/octet-stream",
+    }
+}
+
+/// `seeAlso` of a canvas with OCR: the file, its format and its profile.
+fn ocr_link(base: &str, item_id: &str, ocr: &OcrFile) -> Value {
+    let format = ocr_mime(ocr.format);
+    let (profile, label) = match ocr.format {
+        Some(OcrFormat::Alto) => (Some(ALTO_PROFILE), "ALTO OCR"),
+        Some(OcrFormat::Hocr) => (Some(HOCR_PROFILE), "hOCR"),
+        Some(OcrFormat::MiniOcr) => (None, "MiniOCR"),
+        None => (None, "OCR"),
+    };
+    let mut m = Map::new();
+    m.insert("@id".into(), json!(file_url(base, item_id, &ocr.file)));
+    m.insert("format".into(), json!(format));
+    if let Some(p) = profile {
+        m.insert("profile".into(), json!(p));
+    }
+    m.insert("label".into(), json!(label));
+    Value::Object(m)
 }
 
 struct Builder<'a> {
@@ -265,10 +353,37 @@ impl<'a> Builder<'a> {
         if let Some(l) = &img.label {
             return l.clone();
         }
-        match &img.canvas_naming {
-            Some(prefix) => format!("{prefix} {}", n + 1),
-            None => img.file_name.clone(),
+        let prefix = img.canvas_naming.as_deref().unwrap_or(&self.ctx.cfg.canvas_naming);
+        format!("{prefix} {}", n + 1)
+    }
+
+    /// `related`: the item's page in the repository, when configured.
+    fn related(&self) -> Option<Value> {
+        let t = self.ctx.cfg.related_url.as_str();
+        if t.is_empty() {
+            return None;
         }
+        let url =
+            t.replace("{base}", self.ctx.base.trim_end_matches('/')).replace("{item}", &encode_segment(&self.item.id));
+        Some(json!({"@id": url, "format": "text/html", "label": "Item page"}))
+    }
+
+    /// The canvas's file facts, after its `metadata_bitstream` fields.
+    fn file_facts(&self, img: &Image) -> Vec<Value> {
+        let cfg = self.ctx.cfg;
+        let pair = |key: &str, value: String| json!({"label": label_of(cfg, key), "value": value});
+        let mut v = vec![
+            pair("file.name", img.file_name.clone()),
+            pair("file.format", format_name(&img.mime).to_string()),
+            pair("file.mimetype", img.mime.clone()),
+            pair("file.size", format!("{} bytes", img.bytes)),
+        ];
+        if cfg.canvas_checksum {
+            if let Some(md5) = (self.ctx.checksum)(img) {
+                v.push(pair("file.checksum", md5));
+            }
+        }
+        v
     }
 
     fn service_id(&self, img: &Image) -> String {
@@ -308,11 +423,13 @@ impl<'a> Builder<'a> {
         if let Some(d) = &img.description {
             c.insert("description".into(), json!(d));
         }
-        let pairs = metadata_pairs(&img.metadata, &self.ctx.cfg.metadata_bitstream);
-        if !pairs.is_empty() {
-            c.insert("metadata".into(), Value::Array(pairs));
-        }
+        let mut pairs = metadata_pairs(&img.metadata, &self.ctx.cfg.metadata_bitstream, self.ctx.cfg);
+        pairs.extend(self.file_facts(img));
+        c.insert("metadata".into(), Value::Array(pairs));
         c.insert("thumbnail".into(), self.thumbnail(img, w, h));
+        if let Some(ocr) = &img.ocr {
+            c.insert("seeAlso".into(), ocr_link(self.ctx.base, &self.item.id, ocr));
+        }
         c.insert(
             "images".into(),
             json!([{
@@ -360,11 +477,12 @@ impl<'a> Builder<'a> {
         let mut nodes =
             vec![Node { label: TOC_LABEL.to_string(), id: "r0".into(), children: vec![], canvases: vec![] }];
         for (n, img) in self.item.images.iter().enumerate() {
-            if img.toc.is_empty() {
+            let toc = if self.ctx.cfg.exclude_toc_bundle { &img.toc_without_bundle } else { &img.toc };
+            if toc.is_empty() {
                 nodes[0].canvases.push(n);
                 continue;
             }
-            for path in &img.toc {
+            for path in toc {
                 let mut cur = 0;
                 for label in path {
                     let found = nodes[cur].children.iter().copied().find(|&c| nodes[c].label == *label);
@@ -428,12 +546,23 @@ impl<'a> Builder<'a> {
         let id = template
             .replace("{base}", self.ctx.base.trim_end_matches('/'))
             .replace("{item}", &encode_segment(&self.item.id));
-        json!({
-            "@context": SEARCH_CONTEXT,
-            "@id": id,
-            "profile": SEARCH_PROFILE,
-            "label": "Search within this item",
-        })
+        let mut s = Map::new();
+        s.insert("@context".into(), json!(SEARCH_CONTEXT));
+        s.insert("@id".into(), json!(id));
+        s.insert("profile".into(), json!(SEARCH_PROFILE));
+        s.insert("label".into(), json!("Search within this item"));
+        // Tessera's own search answers autocomplete too; an outside one may not.
+        if template == DEFAULT_SEARCH_TEMPLATE {
+            s.insert(
+                "service".into(),
+                json!({
+                    "@id": format!("{}/autocomplete", item_base_url(self.ctx.base, &self.item.id)),
+                    "profile": AUTOCOMPLETE_PROFILE,
+                    "label": "Autocomplete words in this item",
+                }),
+            );
+        }
+        Value::Object(s)
     }
 }
 
@@ -453,8 +582,12 @@ mod tests {
         None
     }
 
+    fn no_checksum(_: &Image) -> Option<String> {
+        None
+    }
+
     fn ctx<'a>(cfg: &'a PresentationCfg, dims: &'a dyn Fn(&str) -> Option<(u32, u32)>) -> Ctx<'a> {
-        Ctx { base: BASE, image_service_base: IMG, cfg, dims }
+        Ctx { base: BASE, image_service_base: IMG, cfg, dims, checksum: &no_checksum }
     }
 
     /// An enabled item `book` with `n` pages `p{i}.jpg`; `meta` is added to
@@ -558,7 +691,7 @@ mod tests {
     }
 
     #[test]
-    fn canvas_labels_use_iiif_label_then_naming_prefix_then_file_name() {
+    fn canvas_labels_use_iiif_label_then_naming_prefix_then_page_n() {
         let (_t, c) = book("\"iiif.canvas.naming\" = \"Folio\"", 3, |i| {
             if i == 1 {
                 "\"iiif.label\" = \"Frontispiece\"".into()
@@ -572,7 +705,10 @@ mod tests {
         let (_t, c) = book("", 2, |_| String::new());
         let m = manifest(c.item("book").unwrap(), &ctx(&PresentationCfg::default(), &no_dims)).unwrap();
         let labels: Vec<&str> = canvases(&m).iter().map(|c| c["label"].as_str().unwrap()).collect();
-        assert_eq!(labels, vec!["p0.jpg", "p1.jpg"]);
+        assert_eq!(labels, vec!["Page 1", "Page 2"]);
+        let cfg = PresentationCfg { canvas_naming: "Seite".into(), ..Default::default() };
+        let m = manifest(c.item("book").unwrap(), &ctx(&cfg, &no_dims)).unwrap();
+        assert_eq!(canvases(&m)[1]["label"], "Seite 2");
     }
 
     #[test]
@@ -670,18 +806,156 @@ mod tests {
         let m = manifest(c.item("book").unwrap(), &ctx(&PresentationCfg::default(), &no_dims)).unwrap();
         assert_eq!(
             m["service"],
-            json!({"@context": SEARCH_CONTEXT, "@id": "http://127.0.0.1:8182/iiif/book/search", "profile": SEARCH_PROFILE,
-                   "label": "Search within this item"})
+            json!({"@context": "http://iiif.io/api/search/1/context.json",
+                   "@id": "http://127.0.0.1:8182/iiif/book/search",
+                   "profile": "http://iiif.io/api/search/1/search",
+                   "label": "Search within this item",
+                   "service": {"@id": "http://127.0.0.1:8182/iiif/book/autocomplete",
+                               "profile": "http://iiif.io/api/search/1/autocomplete",
+                               "label": "Autocomplete words in this item"}})
         );
+        // Another search server: its id, and no autocomplete Tessera cannot vouch for.
         let cfg = PresentationCfg {
-            search_service_url: "https://search.example.org/{item}?base={base}".into(),
+            search_service_url: "https://search.example.org/{item}/search".into(),
             ..Default::default()
         };
         let m = manifest(c.item("book").unwrap(), &ctx(&cfg, &no_dims)).unwrap();
-        assert_eq!(m["service"]["@id"], "https://search.example.org/book?base=http://127.0.0.1:8182");
+        assert_eq!(m["service"]["@id"], "https://search.example.org/book/search");
+        assert!(m["service"].get("service").is_none());
         let (_t, c) = book("\"iiif.search.enabled\" = false", 1, |_| String::new());
         let m = manifest(c.item("book").unwrap(), &ctx(&PresentationCfg::default(), &no_dims)).unwrap();
         assert!(m.get("service").is_none());
+    }
+
+    /// An item with a PDF and a text beside its two pages, a thumbnail
+    /// bundle, and OCR on the second page.
+    fn item_with_other_files() -> (tempfile::TempDir, Catalogue) {
+        let toml = r#"
+[metadata]
+"dspace.iiif.enabled" = true
+[[bundles]]
+name = "ORIGINAL"
+  [[bundles.bitstreams]]
+  file = "p1.jp2"
+  [[bundles.bitstreams]]
+  file = "book.pdf"
+  metadata = { "iiif.label" = "The whole book" }
+  [[bundles.bitstreams]]
+  file = "p2.tif"
+  ocr = "ocr/p2.xml"
+  [[bundles.bitstreams]]
+  file = "notes.txt"
+[[bundles]]
+name = "THUMBNAIL"
+  [[bundles.bitstreams]]
+  file = "p1.jpg"
+"#;
+        let (t, c, e) = load(&[
+            ("items/book/item.toml", toml),
+            ("items/book/p1.jp2", "x"),
+            ("items/book/p2.tif", "xy"),
+            ("items/book/book.pdf", "%PDF"),
+            ("items/book/notes.txt", "n"),
+            ("items/book/p1.jpg", "x"),
+            ("items/book/ocr/p2.xml", ALTO_HEAD),
+        ]);
+        assert!(e.is_empty(), "{e:?}");
+        (t, c)
+    }
+
+    #[test]
+    fn only_image_files_become_canvases_and_other_files_are_renderings() {
+        let (_t, c) = item_with_other_files();
+        let m = manifest(c.item("book").unwrap(), &ctx(&PresentationCfg::default(), &no_dims)).unwrap();
+        let ids: Vec<&str> =
+            canvases(&m).iter().map(|c| c["images"][0]["resource"]["service"]["@id"].as_str().unwrap()).collect();
+        // The thumbnail bundle's JPEG is not a page; the PDF and the text are not images.
+        assert_eq!(
+            ids,
+            vec![
+                "http://127.0.0.1:8182/iiif/2/items%2Fbook%2Fp1.jp2",
+                "http://127.0.0.1:8182/iiif/2/items%2Fbook%2Fp2.tif"
+            ]
+        );
+        assert_eq!(
+            m["rendering"],
+            json!([
+                {"@id": "http://127.0.0.1:8182/iiif/book/file/book.pdf", "label": "The whole book", "format": "application/pdf"},
+                {"@id": "http://127.0.0.1:8182/iiif/book/file/notes.txt", "label": "notes.txt", "format": "text/plain"},
+            ])
+        );
+    }
+
+    #[test]
+    fn canvases_show_file_facts_with_configurable_labels() {
+        let (_t, c) = item_with_other_files();
+        let md5 = |img: &Image| (img.file == "p2.tif").then(|| "0123456789abcdef0123456789abcdef".to_string());
+        let cfg = PresentationCfg::default();
+        let cx = Ctx { base: BASE, image_service_base: IMG, cfg: &cfg, dims: &no_dims, checksum: &md5 };
+        let m = manifest(c.item("book").unwrap(), &cx).unwrap();
+        assert_eq!(
+            canvases(&m)[1]["metadata"],
+            json!([
+                {"label": "File name", "value": "p2.tif"},
+                {"label": "Format", "value": "TIFF"},
+                {"label": "MIME type", "value": "image/tiff"},
+                {"label": "Size", "value": "2 bytes"},
+                {"label": "Checksum (MD5)", "value": "0123456789abcdef0123456789abcdef"},
+            ])
+        );
+        assert_eq!(canvases(&m)[0]["metadata"][1]["value"], "JPEG 2000");
+        assert_eq!(canvases(&m)[0]["metadata"].as_array().unwrap().len(), 4, "no checksum known: none shown");
+        // Translated labels, and the checksum turned off.
+        let cfg = PresentationCfg {
+            labels: [("file.name".to_string(), "Nom du fichier".to_string())].into(),
+            canvas_checksum: false,
+            ..Default::default()
+        };
+        let cx = Ctx { base: BASE, image_service_base: IMG, cfg: &cfg, dims: &no_dims, checksum: &md5 };
+        let m = manifest(c.item("book").unwrap(), &cx).unwrap();
+        let md = canvases(&m)[1]["metadata"].as_array().unwrap();
+        assert_eq!((md[0]["label"].as_str(), md.len()), (Some("Nom du fichier"), 4));
+    }
+
+    #[test]
+    fn ocr_files_are_linked_from_their_canvas_with_format_and_profile() {
+        let (_t, c) = item_with_other_files();
+        let m = manifest(c.item("book").unwrap(), &ctx(&PresentationCfg::default(), &no_dims)).unwrap();
+        assert!(canvases(&m)[0].get("seeAlso").is_none());
+        assert_eq!(
+            canvases(&m)[1]["seeAlso"],
+            json!({"@id": "http://127.0.0.1:8182/iiif/book/file/ocr%2Fp2.xml", "format": "application/xml",
+                   "profile": "http://www.loc.gov/standards/alto/", "label": "ALTO OCR"})
+        );
+    }
+
+    #[test]
+    fn related_links_the_item_page_when_configured() {
+        let (_t, c) = book("", 1, |_| String::new());
+        let m = manifest(c.item("book").unwrap(), &ctx(&PresentationCfg::default(), &no_dims)).unwrap();
+        assert!(m.get("related").is_none());
+        let cfg = PresentationCfg { related_url: "https://repo.example.org/items/{item}".into(), ..Default::default() };
+        let m = manifest(c.item("book").unwrap(), &ctx(&cfg, &no_dims)).unwrap();
+        assert_eq!(
+            m["related"],
+            json!({"@id": "https://repo.example.org/items/book", "format": "text/html", "label": "Item page"})
+        );
+    }
+
+    #[test]
+    fn exclude_toc_bundle_leaves_the_bundle_level_out_of_the_ranges() {
+        let toml = "[metadata]\n\"dspace.iiif.enabled\" = true\n\
+                    [[bundles]]\nname = \"A\"\n[[bundles.bitstreams]]\nfile = \"a.jpg\"\nmetadata = { \"iiif.toc\" = \"Part I\" }\n\
+                    [[bundles]]\nname = \"B\"\n[[bundles.bitstreams]]\nfile = \"b.jpg\"\n";
+        let (_t, c, e) = load(&[("items/x/item.toml", toml), ("items/x/a.jpg", "x"), ("items/x/b.jpg", "x")]);
+        assert!(e.is_empty(), "{e:?}");
+        let labels = |cfg: &PresentationCfg| -> Vec<String> {
+            let m = manifest(c.item("x").unwrap(), &ctx(cfg, &no_dims)).unwrap();
+            m["structures"].as_array().unwrap().iter().map(|r| r["label"].as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(labels(&PresentationCfg::default()), vec!["Table of Contents", "A", "Part I", "B"]);
+        let cfg = PresentationCfg { exclude_toc_bundle: true, ..Default::default() };
+        assert_eq!(labels(&cfg), vec!["Table of Contents", "Part I"]);
     }
 
     #[test]
@@ -729,9 +1003,14 @@ mod tests {
             }
         });
         let m = manifest(c.item("book").unwrap(), &ctx(&PresentationCfg::default(), &no_dims)).unwrap();
-        assert_eq!(canvases(&m)[0]["metadata"], json!([{"label": "Description", "value": "Recto"}]));
+        let labels = |n: usize| -> Vec<String> {
+            let md = canvases(&m)[n]["metadata"].as_array().unwrap();
+            md.iter().map(|p| p["label"].as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(canvases(&m)[0]["metadata"][0], json!({"label": "Description", "value": "Recto"}));
+        assert_eq!(labels(0), ["Description", "File name", "Format", "MIME type", "Size"]);
         assert_eq!(canvases(&m)[0]["description"], "Gilded");
-        assert!(canvases(&m)[1].get("metadata").is_none());
+        assert_eq!(labels(1), ["File name", "Format", "MIME type", "Size"], "the file facts only");
     }
 
     #[test]
@@ -777,9 +1056,17 @@ mod tests {
             *seen.borrow_mut() = id.to_string();
             Some((10, 10))
         };
-        let m =
-            manifest(item, &Ctx { base: "http://h/", image_service_base: "http://h/iiif/2/", cfg: &cfg, dims: &dims })
-                .unwrap();
+        let m = manifest(
+            item,
+            &Ctx {
+                base: "http://h/",
+                image_service_base: "http://h/iiif/2/",
+                cfg: &cfg,
+                dims: &dims,
+                checksum: &no_checksum,
+            },
+        )
+        .unwrap();
         assert_eq!(*seen.borrow(), "items/livre d'heures/sub dir/f#1.jpg", "dims get the unescaped identifier");
         let it = "http://h/iiif/livre%20d%27heures";
         assert_eq!(m["@id"], format!("{it}/manifest"));
@@ -799,6 +1086,11 @@ mod tests {
     }
 
     // ---- the external validator -------------------------------------------
+
+    /// Enough of an ALTO file for its format to be told.
+    const ALTO_HEAD: &str = "<?xml version=\"1.0\"?><alto xmlns=\"http://www.loc.gov/standards/alto/ns-v4#\"></alto>";
+    /// Enough of an hOCR file for its format to be told.
+    const HOCR_HEAD: &str = "<html><body><div class=\"ocr_page\" title=\"bbox 0 0 100 100\"></div></body></html>";
 
     fn write_json(dir: &Path, name: &str, v: &Value) -> PathBuf {
         let p = dir.join(name);
@@ -830,8 +1122,13 @@ metadata = { "iiif.label" = "Main images" }
   [[bundles.bitstreams]]
   file = "page-2.jpg"
   metadata = { "iiif.toc" = "Part I|||Calendar" }
+  ocr = "page-2.alto.xml"
   [[bundles.bitstreams]]
   file = "page-3.jpg"
+  ocr = "page-3.hocr"
+  [[bundles.bitstreams]]
+  file = "book.pdf"
+  metadata = { "iiif.label" = "The whole book (PDF)" }
 [[bundles]]
 name = "PLATES"
   [[bundles.bitstreams]]
@@ -844,6 +1141,9 @@ name = "PLATES"
             ("items/book-of-hours/page-1.jpg", "x"),
             ("items/book-of-hours/page-2.jpg", "x"),
             ("items/book-of-hours/page-3.jpg", "x"),
+            ("items/book-of-hours/page-2.alto.xml", ALTO_HEAD),
+            ("items/book-of-hours/page-3.hocr", HOCR_HEAD),
+            ("items/book-of-hours/book.pdf", "%PDF-1.4"),
             ("items/book-of-hours/plates/plate 1.jpg", "x"),
             ("items/plain/item.toml", plain),
             ("items/plain/a.jpg", "x"),
@@ -853,6 +1153,7 @@ name = "PLATES"
         let (cat, e) = Catalogue::load(&t.path().join("items"), t.path());
         assert!(e.is_empty(), "{e:?}");
         let dims = |_: &str| Some((1200u32, 1800u32));
+        let md5 = |_: &Image| Some("9e107d9d372bb6826bd81d3542a419d6".to_string());
         let mut files = Vec::new();
         for cfg in [
             PresentationCfg {
@@ -860,12 +1161,13 @@ name = "PLATES"
                 attribution: "Provided by the Tessera Library".into(),
                 license_uri: "https://rightsstatements.org/vocab/NoC-US/1.0/".into(),
                 metadata_bitstream: vec!["dc.description".into()],
+                related_url: "https://repository.example.org/items/{item}".into(),
                 ..Default::default()
             },
             PresentationCfg { canvas_default_width: Some(-1), canvas_default_height: Some(-1), ..Default::default() },
         ] {
             let n = files.len();
-            let cx = Ctx { base: BASE, image_service_base: IMG, cfg: &cfg, dims: &dims };
+            let cx = Ctx { base: BASE, image_service_base: IMG, cfg: &cfg, dims: &dims, checksum: &md5 };
             for item in cat.items().iter().filter(|i| i.has_manifest()) {
                 let m = manifest(item, &cx).unwrap();
                 files.push(write_json(out, &format!("{n}-{}.json", item.id), &m));
@@ -896,15 +1198,15 @@ name = "PLATES"
         assert!(files.len() >= 6);
         let script_text = std::fs::read_to_string(&script).unwrap();
         let mut cmd = Command::new(&python);
-        if script_text.contains("search/0/context.json") {
+        if script_text.contains("search/1/context.json") {
             cmd.arg(&script);
         } else {
             // The script resolves JSON-LD contexts offline from a table that
-            // lacks the Search API 0 context (announced by search-enabled
-            // manifests): run it with that context (IIIF/api
-            // source/api/search/0/context.json) added to its table.
-            let ctx_file = out.path().join("search_0.json");
-            std::fs::write(&ctx_file, SEARCH_0_CONTEXT).unwrap();
+            // lacks the Content Search 1 context (announced by search-enabled
+            // manifests): run it with the terms of that context that
+            // manifests use added to its table.
+            let ctx_file = out.path().join("search_1.json");
+            std::fs::write(&ctx_file, SEARCH_1_CONTEXT).unwrap();
             cmd.arg("-c").arg(WITH_SEARCH_CONTEXT).arg(&script).arg(&ctx_file);
         }
         let run = cmd.args(["--version", "2.1"]).args(&files).output().unwrap();
@@ -914,11 +1216,12 @@ name = "PLATES"
         assert_eq!(text.matches("PASS ").count(), files.len(), "{text}");
     }
 
-    /// The Search API 0 JSON-LD context, as published at
-    /// http://iiif.io/api/search/0/context.json.
-    const SEARCH_0_CONTEXT: &str = r#"{
+    /// The terms of the Content Search 1 JSON-LD context
+    /// (http://iiif.io/api/search/1/context.json) that manifests and search
+    /// responses use.
+    const SEARCH_1_CONTEXT: &str = r#"{
   "@context": {
-    "search": "http://iiif.io/api/search/0#",
+    "search": "http://iiif.io/api/search/1#",
     "ignored": {"@id": "search:ignored", "@container": "@set", "@type": "xsd:string"},
     "match": {"@id": "search:match"},
     "before": {"@id": "search:before"},
@@ -938,7 +1241,7 @@ script, ctx = sys.argv[1], sys.argv[2]\n\
 spec = importlib.util.spec_from_file_location('prezi_validate', script)\n\
 mod = importlib.util.module_from_spec(spec)\n\
 spec.loader.exec_module(mod)\n\
-for scheme in ('http', 'https'):\n    mod.LOCAL[scheme + '://iiif.io/api/search/0/context.json'] = ctx\n\
+for scheme in ('http', 'https'):\n    mod.LOCAL[scheme + '://iiif.io/api/search/1/context.json'] = ctx\n\
 sys.argv = [script] + sys.argv[3:]\n\
 mod.main()\n";
 

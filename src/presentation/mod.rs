@@ -6,10 +6,12 @@
 
 pub mod catalogue;
 pub mod indexes;
+pub mod live;
 pub mod manifest;
 pub mod ocr;
 pub mod search;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -60,6 +62,21 @@ pub struct PresentationCfg {
     pub canvas_default_height: Option<i64>,
     /// Template of the search service `@id` (`{base}`, `{item}`); "" = `{base}/iiif/{item}/search`.
     pub search_service_url: String,
+    /// Prefix of canvas labels: "{canvas_naming} {n}" for canvases without
+    /// `iiif.label` or `iiif.canvas.naming`.
+    pub canvas_naming: String,
+    /// Template of the item's page in the repository (`related`), with
+    /// `{item}` (and `{base}`); "" = none.
+    pub related_url: String,
+    /// Leave the bundle level out of the table of contents of items whose
+    /// images come from several bundles.
+    pub exclude_toc_bundle: bool,
+    /// Show each image file's MD5 checksum in its canvas metadata (read once
+    /// per file and kept; turn off for very large collections).
+    pub canvas_checksum: bool,
+    /// Metadata labels by key: a field name (`dc.title`) or one of
+    /// [`manifest::CANVAS_FACT_KEYS`]; overrides the built-in English labels.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Default for PresentationCfg {
@@ -81,6 +98,11 @@ impl Default for PresentationCfg {
             canvas_default_width: None,
             canvas_default_height: None,
             search_service_url: DEFAULT_SEARCH_TEMPLATE.to_string(),
+            canvas_naming: "Page".to_string(),
+            related_url: String::new(),
+            exclude_toc_bundle: false,
+            canvas_checksum: true,
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -136,6 +158,36 @@ impl PresentationCfg {
             }
             if !(t.starts_with("{base}") || is_http_url(t)) {
                 return Err(cfg_err("search_service_url", "must start with {base}, http:// or https://"));
+            }
+            if t.contains('?') || t.contains('#') {
+                return Err(cfg_err(
+                    "search_service_url",
+                    "must not contain ? or # (viewers append ?q=… to the service id)",
+                ));
+            }
+        }
+        let r = &self.related_url;
+        if !r.is_empty() && !(r.contains("{item}") && (r.starts_with("{base}") || is_http_url(r))) {
+            return Err(cfg_err(
+                "related_url",
+                "must be empty or a URL template with {item}, starting with {base}, http:// or https://",
+            ));
+        }
+        if self.canvas_naming.trim().is_empty() {
+            return Err(cfg_err("canvas_naming", "must not be empty"));
+        }
+        for (key, label) in &self.labels {
+            if !(catalogue::is_field_name(key) || manifest::CANVAS_FACT_KEYS.contains(&key.as_str())) {
+                return Err(cfg_err(
+                    "labels",
+                    &format!(
+                        "{key:?} is neither a metadata field name nor one of {}",
+                        manifest::CANVAS_FACT_KEYS.join(", ")
+                    ),
+                ));
+            }
+            if label.trim().is_empty() {
+                return Err(cfg_err("labels", &format!("the label of {key:?} is empty")));
             }
         }
         self.canvas_size_rule()?;
@@ -297,6 +349,15 @@ mod tests {
                 "search_service_url",
             ),
             (PresentationCfg { catalogue_root: PathBuf::new(), ..Default::default() }, "catalogue_root"),
+            (
+                PresentationCfg { search_service_url: "{base}/s/{item}?x=1".into(), ..Default::default() },
+                "search_service_url",
+            ),
+            (PresentationCfg { related_url: "/items/{item}".into(), ..Default::default() }, "related_url"),
+            (PresentationCfg { related_url: "https://repo.example.org/".into(), ..Default::default() }, "related_url"),
+            (PresentationCfg { canvas_naming: " ".into(), ..Default::default() }, "canvas_naming"),
+            (PresentationCfg { labels: [("title".into(), "Titre".into())].into(), ..Default::default() }, "labels"),
+            (PresentationCfg { labels: [("dc.title".into(), "".into())].into(), ..Default::default() }, "labels"),
         ];
         for (c, key) in cases {
             let e = c.validate().unwrap_err().to_string();

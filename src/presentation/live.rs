@@ -1,0 +1,200 @@
+//! The catalogue in service. It is loaded at start and replaced whole by a
+//! reload (`POST /admin/reload`, or SIGHUP), so a librarian's edit to an
+//! item file shows without a restart. Each load carries its own search
+//! indexes (rebuilt after a reload, in the background or by the first
+//! search). The MD5 checksums shown in canvas metadata are kept across
+//! reloads, keyed by the file's path, size and modification time, so an
+//! unchanged file is read once per process.
+//!
+//! Blocking (loading reads item files, checksums read images): callers run
+//! it off the reactor.
+//!
+//! Architecture Invariant: a request holds one [`Loaded`] for its whole life,
+//! so a manifest and the search answers it leads to never mix two loads.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use md5::{Digest, Md5};
+
+use super::catalogue::{Catalogue, CatalogueError};
+use super::indexes::Indexes;
+
+/// One load of the catalogue and what is derived from it.
+pub struct Loaded {
+    pub catalogue: Catalogue,
+    /// The search indexes of this load's items.
+    pub indexes: Indexes,
+}
+
+impl Loaded {
+    fn new(catalogue: Catalogue) -> Arc<Loaded> {
+        Arc::new(Loaded { catalogue, indexes: Indexes::default() })
+    }
+}
+
+/// What a reload found, for the operator (no file paths: those are logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Items loaded (enabled or not).
+    pub items: usize,
+    /// Items that have a manifest.
+    pub manifests: usize,
+    /// Ids of the items skipped for errors.
+    pub skipped: Vec<String>,
+    /// Problems logged (skipped items, unreadable defaults, unsafe folder names).
+    pub problems: usize,
+}
+
+/// The catalogue in service.
+pub struct LiveCatalogue {
+    catalogue_root: PathBuf,
+    image_root: PathBuf,
+    current: RwLock<Arc<Loaded>>,
+    /// One reload at a time (two at once would read the tree twice for nothing).
+    reloading: Mutex<()>,
+    /// MD5 of image files, kept across reloads.
+    pub checksums: Checksums,
+}
+
+impl LiveCatalogue {
+    /// Loads the catalogue; problems are logged and the bad items skipped.
+    pub fn load(catalogue_root: &Path, image_root: &Path) -> LiveCatalogue {
+        let (cat, errors) = Catalogue::load(catalogue_root, image_root);
+        log_errors(&errors);
+        LiveCatalogue {
+            catalogue_root: catalogue_root.to_path_buf(),
+            image_root: image_root.to_path_buf(),
+            current: RwLock::new(Loaded::new(cat)),
+            reloading: Mutex::new(()),
+            checksums: Checksums::default(),
+        }
+    }
+
+    /// The load in service now.
+    pub fn current(&self) -> Arc<Loaded> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Reads the catalogue again and puts it in service. Requests already
+    /// running keep the load they started with.
+    pub fn reload(&self) -> ReloadReport {
+        let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let (cat, errors) = Catalogue::load(&self.catalogue_root, &self.image_root);
+        log_errors(&errors);
+        let report = ReloadReport {
+            items: cat.items().len(),
+            manifests: cat.items().iter().filter(|i| i.has_manifest()).count(),
+            skipped: errors.iter().filter_map(|e| e.item_id().map(str::to_string)).collect(),
+            problems: errors.len(),
+        };
+        let fresh = Loaded::new(cat);
+        match self.current.write() {
+            Ok(mut g) => *g = fresh,
+            Err(p) => *p.into_inner() = fresh,
+        }
+        tracing::info!(
+            items = report.items,
+            manifests = report.manifests,
+            problems = report.problems,
+            "catalogue reloaded"
+        );
+        report
+    }
+}
+
+fn log_errors(errors: &[CatalogueError]) {
+    for e in errors {
+        tracing::warn!(error = %e, "catalogue");
+    }
+}
+
+/// MD5 checksums of files, by path, size and modification time.
+#[derive(Default)]
+pub struct Checksums {
+    known: Mutex<HashMap<(PathBuf, u64, SystemTime), String>>,
+}
+
+impl Checksums {
+    /// The MD5 of the file at `path` (lower-case hex), read once while the
+    /// file keeps its size and modification time; None if it cannot be read.
+    pub fn md5(&self, path: &Path) -> Option<String> {
+        let meta = std::fs::metadata(path).ok()?;
+        let key = (path.to_path_buf(), meta.len(), meta.modified().ok()?);
+        if let Some(hex) = self.known.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Some(hex);
+        }
+        let hex = md5_of_file(path).map_err(|e| tracing::warn!(error = %e, "checksum not computed")).ok()?;
+        if let Ok(mut m) = self.known.lock() {
+            m.insert(key, hex.clone());
+        }
+        Some(hex)
+    }
+
+    /// How many checksums are known.
+    pub fn len(&self) -> usize {
+        self.known.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether none is known yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn md5_of_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presentation::catalogue::tests::tree;
+
+    const ITEM: &str = "[metadata]\n\"dspace.iiif.enabled\" = true\n[[bitstreams]]\nfile = \"p.jpg\"\n";
+
+    #[test]
+    fn md5_matches_the_reference_digest_and_is_recomputed_when_the_file_changes() {
+        let t = tree(&[("f.txt", "The quick brown fox jumps over the lazy dog")]);
+        let sums = Checksums::default();
+        let p = t.path().join("f.txt");
+        assert_eq!(sums.md5(&p).as_deref(), Some("9e107d9d372bb6826bd81d3542a419d6"));
+        assert_eq!(sums.len(), 1);
+        std::fs::write(&p, "").unwrap();
+        assert_eq!(sums.md5(&p).as_deref(), Some("d41d8cd98f00b204e9800998ecf8427e"), "new size: read again");
+        assert_eq!(sums.md5(&t.path().join("missing")), None);
+    }
+
+    #[test]
+    fn reload_puts_a_new_load_in_service_and_leaves_held_loads_alone() {
+        let t = tree(&[("items/a/item.toml", ITEM), ("items/a/p.jpg", "x")]);
+        let live = LiveCatalogue::load(&t.path().join("items"), t.path());
+        let before = live.current();
+        assert_eq!(before.catalogue.items().len(), 1);
+        std::fs::create_dir_all(t.path().join("items/b")).unwrap();
+        std::fs::write(t.path().join("items/b/item.toml"), ITEM).unwrap();
+        std::fs::write(t.path().join("items/b/p.jpg"), "x").unwrap();
+        std::fs::create_dir_all(t.path().join("items/bad")).unwrap();
+        std::fs::write(t.path().join("items/bad/item.toml"), "[[bitstreams]]\nfile = \"missing.jpg\"\n").unwrap();
+        let report = live.reload();
+        assert_eq!(report, ReloadReport { items: 2, manifests: 2, skipped: vec!["bad".into()], problems: 1 });
+        assert_eq!(live.current().catalogue.items().len(), 2);
+        assert_eq!(before.catalogue.items().len(), 1, "a load already held is unchanged");
+    }
+}
