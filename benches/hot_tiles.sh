@@ -3,15 +3,21 @@
 # server returning a body of the same size, measured with wrk in one run.
 # Loopback only; every process started here is stopped on exit.
 # usage: benches/hot_tiles.sh [SECONDS] [CONNECTIONS]
+# TESSERA_BIN and BARE_BIN name prebuilt binaries (benches/compare/ab.sh runs
+# two revisions this way); without them both are built here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}; conns=${2:-32}
 command -v wrk >/dev/null || { sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo; $sudo apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --locked --example bare_hyper --bin tessera 2>/dev/null
+if [ -z "${TESSERA_BIN:-}" ] || [ -z "${BARE_BIN:-}" ]; then
+    cargo build --release --locked --example bare_hyper --bin tessera 2>/dev/null
+fi
+tessera_bin=${TESSERA_BIN:-target/release/tessera}
+bare_bin=${BARE_BIN:-target/release/examples/bare_hyper}
 T=18410; B=18411
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
-RUST_LOG=warn target/release/tessera serve --listen 127.0.0.1:$T & pids+=($!)
+RUST_LOG=warn "$tessera_bin" serve --listen 127.0.0.1:$T & pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$T/health" >/dev/null && break; sleep 0.1; done
 tiles=(
   "/iiif/2/landscape/0,0,1024,1024/256,/0/default.jpg"
@@ -23,7 +29,7 @@ total=0
 for t in "${tiles[@]}"; do n=$(curl -sf "http://127.0.0.1:$T$t" | wc -c); total=$((total + n)); done
 size=$((total / ${#tiles[@]}))
 decodes_before=$(curl -s "http://127.0.0.1:$T/metrics" | awk '/^tessera_decodes_total/ {print $2}')
-target/release/examples/bare_hyper 127.0.0.1:$B "$size" & pids+=($!)
+"$bare_bin" 127.0.0.1:$B "$size" & pids+=($!)
 sleep 0.5
 lua=$(mktemp); cat > "$lua" <<LUA
 local paths = { "${tiles[0]}", "${tiles[1]}", "${tiles[2]}", "${tiles[3]}" }

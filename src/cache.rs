@@ -10,6 +10,7 @@
 //! Failed renders are never cached; every waiter of a failed flight receives
 //! the same error.
 
+pub mod shared;
 pub mod tier;
 
 pub use crate::flight::{SingleFlight, Wanted};

@@ -171,6 +171,7 @@ fn serve_command(args: ServeArgs) -> i32 {
         };
         tracing::info!(%bound, images = %root, workers = app.pool.workers(), "Tessera listening: http://{bound}{prefix}/{{identifier}}/info.json");
         crate::manifests::prepare_catalogue_in_background(&app);
+        crate::state::listen_for_shared_purges(&app);
         #[cfg(unix)]
         reload_on_sighup(&app);
         let shutdown = async {

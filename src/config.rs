@@ -139,6 +139,8 @@ pub struct CacheCfg {
     pub eager_tiles: bool,
     pub disk_dir: PathBuf,
     pub disk_max_bytes: u64,
+    /// `[cache.shared]`: the tier shared by several instances (Redis).
+    pub shared: crate::cache::shared::SharedCfg,
 }
 
 impl CacheCfg {
@@ -240,6 +242,7 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.cache.shared.validate().map_err(|(key, why)| invalid(&format!("cache.shared.{key}"), &why))?;
         for (key, p) in [("server.prefix_v2", &self.server.prefix_v2), ("server.prefix_v3", &self.server.prefix_v3)] {
             if !p.starts_with('/') || p.ends_with('/') || p.len() < 2 || p.contains("//") {
                 return Err(invalid(key, "must start with / and not end with / (e.g. \"/iiif/2\")"));

@@ -5,7 +5,9 @@
 //! function below, in order:
 //!
 //! 1. [`from_tier`]: a tile rendered before, maybe before a restart, is one
-//!    file read away (`cache::tier`).
+//!    file read away (`cache::tier`), or, with several instances, one
+//!    Redis read (`cache::shared`). With the shared tier, [`lease`] then
+//!    makes sure one instance renders the tile while the others wait for it.
 //! 2. [`units`]: the decoded units behind the region (codestream tiles,
 //!    virtual tiles of an untiled JPEG 2000, a whole JPEG level), fetched
 //!    or decoded on the pool and awaited here, on the reactor, so that no
@@ -15,7 +17,7 @@
 //!    decoded directly from the source), transformed and encoded
 //!    (`render::render`). A cut goes ahead of queued decodes; a job whose
 //!    every client has gone is skipped.
-//! 4. [`keep`]: into the memory cache and the tier.
+//! 4. [`keep`]: into the memory cache and the tiers.
 //!
 //! A step that fails because the source file changed under it drops the
 //! opened source, so the next request maps the new file.
@@ -49,22 +51,67 @@ pub async fn run(app: &Arc<App>, v: ApiVersion, key: TileKey, p: Prepared, wante
         app.tiles.insert(key, tile.clone());
         return Ok(tile);
     }
-    let cut = match units(app, v, &key, &p).await {
-        Ok(c) => c,
-        Err(e) => {
-            app.forget_if_changed(&p.located, &p.source);
-            return Err(e);
+    let token = match lease(app, &key).await {
+        Ok(token) => token,
+        Err(tile) => {
+            app.tiles.insert(key, tile.clone());
+            return Ok(tile);
         }
     };
-    let tile = render_on_pool(app, p, cut, wanted).await?;
-    keep(app, key, tile.clone());
-    Ok(tile)
+    let rendered = async {
+        let cut = match units(app, v, &key, &p).await {
+            Ok(c) => c,
+            Err(e) => {
+                app.forget_if_changed(&p.located, &p.source);
+                return Err(e);
+            }
+        };
+        render_on_pool(app, p, cut, wanted).await
+    }
+    .await;
+    if let Ok(tile) = &rendered {
+        keep(app, key.clone(), tile.clone());
+    }
+    if let (Some(shared), Some(token)) = (&app.shared, token) {
+        match &rendered {
+            Ok(tile) => shared.put_then_release(&key, tile, token),
+            Err(_) => shared.release(&key, token),
+        }
+    }
+    rendered
 }
 
-/// Step 1: the tile from the persistent tier, if it holds it.
+/// Step 1: the tile from the persistent tiers, if one holds it: the disk
+/// tier, then the shared one (a shared hit is kept on disk too).
 async fn from_tier(app: &App, key: &TileKey) -> Option<Arc<Encoded>> {
-    let tier = app.tier.as_ref()?;
-    tier.get(key).await.map(Arc::new)
+    if let Some(tier) = &app.tier {
+        if let Some(tile) = tier.get(key).await {
+            return Some(Arc::new(tile));
+        }
+    }
+    let tile = Arc::new(app.shared.as_ref()?.get(key).await?);
+    if let Some(tier) = &app.tier {
+        tier.put(key, &tile);
+    }
+    Some(tile)
+}
+
+/// Step 1b, with a shared tier: the right to render `key` for every
+/// instance (Ok with the lease's token), or the tile another instance
+/// rendered while this one waited (Err). Ok(None): render here without a
+/// lease (no shared tier, Redis unavailable, or the other instance's
+/// render did not arrive in time).
+async fn lease(app: &App, key: &TileKey) -> std::result::Result<Option<String>, Arc<Encoded>> {
+    use crate::cache::shared::Lease;
+    let Some(shared) = &app.shared else { return Ok(None) };
+    match shared.lease(key).await {
+        Lease::Held(token) => Ok(Some(token)),
+        Lease::Unknown => Ok(None),
+        Lease::Taken => match shared.wait_for(key).await {
+            Some(tile) => Err(Arc::new(tile)),
+            None => Ok(None),
+        },
+    }
 }
 
 /// Step 2: the decoded units behind the plan, when the decoded-unit store
@@ -141,7 +188,8 @@ async fn render_on_pool(app: &Arc<App>, p: Prepared, cut: Option<Cut>, wanted: W
     Ok(Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??))
 }
 
-/// Step 4: the rendered tile into the tier and the memory cache.
+/// Step 4: the rendered tile into the disk tier and the memory cache (the
+/// shared tier gets it from [`run`], before the lease is given back).
 fn keep(app: &App, key: TileKey, tile: Arc<Encoded>) {
     if let Some(tier) = &app.tier {
         tier.put(&key, &tile);

@@ -166,6 +166,9 @@ impl App {
         if let Some(t) = &self.tier {
             t.render_metrics(&mut body);
         }
+        if let Some(s) = &self.shared {
+            s.render_metrics(&mut body);
+        }
         let mut r = Response::new(Bytes::from(body));
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
         r

@@ -45,6 +45,9 @@ pub struct App {
     /// The persistent tile tier behind `tiles` (None when disabled, or when
     /// its folder could not be opened).
     pub tier: Option<Arc<dyn crate::cache::tier::TileTier>>,
+    /// The tier shared with other instances (Redis), behind the disk tier
+    /// (None unless `[cache.shared]` names one).
+    pub shared: Option<Arc<crate::cache::shared::RedisTier>>,
     /// Request URL → [`HotEntry`] for cached tiles.
     pub hot: quick_cache::sync::Cache<String, Arc<HotEntry>, HotBytes>,
     /// The transform backend (CPU, or a GPU chosen at start).
@@ -118,8 +121,14 @@ impl App {
         let settings =
             RenderSettings { jpeg_quality: cfg.output.jpeg_quality, max_decode_pixels: cfg.limits.max_decode_pixels };
         let tier = open_tier(&cfg, &settings);
+        let shared = if cfg.cache.shared.enabled() {
+            Some(crate::cache::shared::RedisTier::new(&cfg.cache.shared, tile_fingerprint(&settings))?)
+        } else {
+            None
+        };
         Ok(App {
             tier,
+            shared,
             limits: cfg.limits(),
             cors: CorsPolicy::from_config(&cfg.cors),
             tiles: TileCache::new(cfg.cache.max_bytes),
@@ -147,10 +156,19 @@ impl App {
         })
     }
 
-    /// Drops every cached tile, header, opened file, hot-path entry, decoded
-    /// unit and disk-tier tile (and an HTTP source's fetched copies).
-    /// Returns the number of encoded tiles dropped from memory.
+    /// [`App::purge_all_here`], and the same on every instance sharing the
+    /// Redis tier (its tiles dropped there too).
     pub fn purge_all(&self) -> usize {
+        if let Some(s) = &self.shared {
+            s.purge_all();
+        }
+        self.purge_all_here()
+    }
+
+    /// Drops every cached tile, header, opened file, hot-path entry, decoded
+    /// unit and disk-tier tile (and an HTTP source's fetched copies) of this
+    /// instance. Returns the number of encoded tiles dropped from memory.
+    pub fn purge_all_here(&self) -> usize {
         let n = self.tiles.purge_all();
         self.infos.purge_all();
         self.opened.clear();
@@ -167,11 +185,20 @@ impl App {
         n
     }
 
-    /// Drops everything cached of the image `id` names (all versions), in
-    /// every cache; an HTTP source's fetched copy goes too, so the next
-    /// request asks the origin. Returns the number of encoded tiles dropped
-    /// from memory.
+    /// [`App::purge_here`], and the same on every instance sharing the
+    /// Redis tier (the image's tiles dropped there too).
     pub fn purge(&self, id: &str) -> usize {
+        if let Some(s) = &self.shared {
+            s.purge(&self.file_key(id), id);
+        }
+        self.purge_here(id)
+    }
+
+    /// Drops everything this instance caches of the image `id` names (all
+    /// versions), in every cache; an HTTP source's fetched copy goes too, so
+    /// the next request asks the origin. Returns the number of encoded tiles
+    /// dropped from memory.
+    pub fn purge_here(&self, id: &str) -> usize {
         let key = self.file_key(id);
         let n = self.tiles.purge(&key);
         self.infos.purge(&key);
@@ -203,6 +230,9 @@ impl crate::eager::Sink for App {
         if let Some(tier) = &self.tier {
             tier.put(&key, &tile);
         }
+        if let Some(shared) = &self.shared {
+            shared.put(&key, &tile);
+        }
         self.tiles.insert(key, tile);
         self.metrics.eager_tiles.inc();
         self.metrics.observe(Stage::Eager, took);
@@ -213,6 +243,32 @@ impl crate::eager::Sink for App {
     }
 }
 
+/// Everything besides the key that shapes a tile's bytes (tiers keep it
+/// with each tile, so a tile from other settings or another build is a miss).
+fn tile_fingerprint(settings: &RenderSettings) -> u64 {
+    crate::source::fnv1a(&[env!("CARGO_PKG_VERSION").as_bytes(), &[settings.jpeg_quality]])
+}
+
+/// Listens to the purges other instances sharing the Redis tier announce,
+/// and purges here what they name. Call once, inside the runtime.
+pub fn listen_for_shared_purges(app: &Arc<App>) {
+    let Some(shared) = &app.shared else { return };
+    let weak = Arc::downgrade(app);
+    shared.listen(move |notice| {
+        let Some(app) = weak.upgrade() else { return };
+        match notice {
+            crate::cache::shared::PurgeNotice::All => {
+                let n = app.purge_all_here();
+                tracing::info!(tiles = n, "purged all, as another instance asked");
+            }
+            crate::cache::shared::PurgeNotice::Image(id) => {
+                let n = app.purge_here(&id);
+                tracing::info!(identifier = %id, tiles = n, "purged, as another instance asked");
+            }
+        }
+    });
+}
+
 /// Opens the persistent tile tier the configuration names; a folder that
 /// cannot be opened (or is in use by another server) leaves the server
 /// running without it, with a warning.
@@ -221,9 +277,7 @@ fn open_tier(cfg: &Config, settings: &RenderSettings) -> Option<Arc<dyn crate::c
         return None;
     }
     let dir = cfg.cache.disk_folder();
-    // Everything besides the key that shapes a tile's bytes.
-    let fingerprint = crate::source::fnv1a(&[env!("CARGO_PKG_VERSION").as_bytes(), &[settings.jpeg_quality]]);
-    match crate::cache::tier::DiskTier::open(&dir, cfg.cache.disk_max_bytes, fingerprint) {
+    match crate::cache::tier::DiskTier::open(&dir, cfg.cache.disk_max_bytes, tile_fingerprint(settings)) {
         Ok(t) => {
             tracing::info!(folder = %dir.display(), max_bytes = cfg.cache.disk_max_bytes, "disk tile tier");
             Some(Arc::new(t))

@@ -4,7 +4,9 @@
 //! the item's manifest in Mirador 3.4.3. The script checks CORS on the
 //! manifest, info.json and tiles, that the viewer draws pixels, and that
 //! zooming in asks scale-factor-1 tiles; or, with `--expect-blocked`, that a
-//! server allowing another origin gets nothing drawn.
+//! server allowing another origin gets nothing drawn; or, with `--search`,
+//! that a word searched through Mirador's search panel lists its hits, takes
+//! the viewer to the first hit's page and highlights the hit's box there.
 //!
 //! `scripts/e2e-setup.sh` installs chromium and the npm packages (into
 //! target/tools/e2e). Without node, the packages or the browser the tests say
@@ -105,6 +107,47 @@ file = "page-3.jpg"
     )
     .unwrap();
     d
+}
+
+/// An image root with a searchable item: three generated book pages with
+/// their ALTO (the words drawn on them, exact boxes), one page per view.
+fn searchable_catalogue() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let item = d.path().join("items").join(ITEM);
+    std::fs::create_dir_all(&item).unwrap();
+    let mut toml = String::from(
+        "[metadata]\n\"dc.title\" = \"Searchable book\"\n\"dspace.iiif.enabled\" = true\n\"iiif.search.enabled\" = true\n",
+    );
+    for n in 1..=3 {
+        let page = tessera::samples::generate::book_page(PAGE.0, PAGE.1, n);
+        std::fs::write(item.join(format!("page-{n}.jpg")), encode::encode(&page, Format::Jpg, 85).unwrap()).unwrap();
+        let text = tessera::samples::generate::book_page_text(PAGE.0, PAGE.1, n);
+        std::fs::write(item.join(format!("page-{n}.xml")), tessera::samples::ocr::alto(&text, "page.jpg")).unwrap();
+        toml.push_str(&format!("\n[[bitstreams]]\nfile = \"page-{n}.jpg\"\nocr = \"page-{n}.xml\"\n"));
+    }
+    std::fs::write(item.join("item.toml"), toml).unwrap();
+    d
+}
+
+/// The size of the generated pages (the canvases have it too).
+const PAGE: (u32, u32) = (1200, 1800);
+
+/// A word of page 2 that page 1 does not have (so Mirador must change
+/// page), and where its first occurrence is: `(word, "1#xywh=x,y,w,h")`.
+fn word_only_from_page_two() -> (String, String) {
+    use tessera::samples::generate::book_page_words;
+    // As search folds: letters only, any case.
+    let fold = |s: &str| s.chars().filter(|c| c.is_alphabetic()).collect::<String>().to_lowercase();
+    let mut seen: Vec<String> = book_page_words(PAGE.0, PAGE.1, 1).iter().map(|w| fold(&w.text)).collect();
+    for w in book_page_words(PAGE.0, PAGE.1, 2) {
+        let f = fold(&w.text);
+        if w.text.len() >= 4 && w.text.chars().all(char::is_alphabetic) && !seen.contains(&f) {
+            // Its first occurrence: no earlier word of page 2 folds to it.
+            return (w.text.clone(), format!("1#xywh={},{},{},{}", w.x, w.y, w.width, w.height));
+        }
+        seen.push(f);
+    }
+    panic!("page 2 has no word that page 1 lacks")
 }
 
 fn start(images: &Path, e2e: &E2e, cors: Option<&str>) -> Server {
@@ -221,4 +264,19 @@ fn tessera_viewer_page_shows_and_zooms_the_item() {
     let server = start(images.path(), &e2e, None);
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     run_script(&e2e, &server, "viewer-page", &["--viewer-page"]);
+}
+
+/// Content Search in Mirador: a word typed in the search panel is found
+/// (request answered with CORS), the hit list shows, the viewer goes to
+/// page 2 where the word first appears, and the yellow highlight of the
+/// selected hit is drawn where the word's box is.
+#[test]
+fn mirador_search_panel_finds_a_word_and_highlights_it_on_its_page() {
+    let Some(e2e) = prerequisites() else { return };
+    let images = searchable_catalogue();
+    let server = start(images.path(), &e2e, None);
+    let (word, hit) = word_only_from_page_two();
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    run_script(&e2e, &server, "search", &["--search", &word, "--expect-hit", &hit]);
+    assert!(repo_path("target/test-artifacts/mirador/search/search.png").is_file());
 }

@@ -4,7 +4,8 @@
 //! boxes land on the right canvas at the right place; paging, autocomplete,
 //! ignored parameters and refusals; the OCR and other files an item lists,
 //! served at the manifest's links; and a catalogue reload that brings a
-//! changed OCR file into search without a restart.
+//! changed OCR file into search without a restart; and real OCR output
+//! (Debian's tesseract reading a rendered page) parsed and searched.
 
 mod common;
 
@@ -263,4 +264,94 @@ async fn an_admin_reload_brings_edited_ocr_and_new_items_into_service() {
     assert_eq!(doc["resources"][0]["on"], format!("{CANVAS}/1#xywh=220,200,80,30"));
     // Manifest ids do not move across a reload.
     assert_eq!(search(&app, "/iiif/book/manifest").await["@id"], "http://127.0.0.1:8182/iiif/book/manifest");
+}
+
+/// Intersection over union of two boxes `(x, y, w, h)`.
+fn iou(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> f64 {
+    let (ax1, ay1, bx1, by1) = (a.0 + a.2, a.1 + a.3, b.0 + b.2, b.1 + b.3);
+    let iw = ax1.min(bx1).saturating_sub(a.0.max(b.0)) as f64;
+    let ih = ay1.min(by1).saturating_sub(a.1.max(b.1)) as f64;
+    let inter = iw * ih;
+    inter / ((a.2 * a.3) as f64 + (b.2 * b.3) as f64 - inter)
+}
+
+/// Realism: Debian's tesseract reads a rendered book page and writes hOCR
+/// and ALTO as real OCR engines do. Both are recognised and parse; the
+/// words tesseract read right sit on the words drawn (most boxes overlap
+/// the drawn box by more than half); and such a word is found by search at
+/// its drawn place.
+#[test]
+fn tesseract_hocr_and_alto_of_a_rendered_page_parse_and_fit_the_drawn_words() {
+    use tessera::presentation::ocr::{self, OcrFormat};
+    use tessera::presentation::search::{MemoryIndex, SearchBackend};
+    let has_tesseract =
+        std::process::Command::new("tesseract").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    if !has_tesseract {
+        skip_missing("tesseract", "scripts/deps.sh test installs tesseract-ocr and tesseract-ocr-eng");
+        return;
+    }
+    let (w, h) = (1200, 1800);
+    // The English page if there is one (the colophon), else page 1.
+    let n = (1..=6).find(|&n| tessera::samples::generate::book_page_text(w, h, n).lang == "en").unwrap_or(1);
+    let drawn = tessera::samples::generate::book_page_words(w, h, n);
+    let d = tempfile::tempdir().unwrap();
+    let png = d.path().join("page.png");
+    let page = tessera::samples::generate::book_page(w, h, n);
+    std::fs::write(&png, encode::encode(&page, Format::Png, 0).unwrap()).unwrap();
+    let out = std::process::Command::new("tesseract")
+        .arg(&png)
+        .arg(d.path().join("out"))
+        .args(["-l", "eng", "hocr", "alto"])
+        .env("OMP_THREAD_LIMIT", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tesseract failed: {}", String::from_utf8_lossy(&out.stderr));
+    let hocr = std::fs::read(d.path().join("out.hocr")).unwrap();
+    let alto = std::fs::read(d.path().join("out.xml")).unwrap();
+    assert_eq!(ocr::sniff(&hocr), Some(OcrFormat::Hocr));
+    assert_eq!(ocr::sniff(&alto), Some(OcrFormat::Alto));
+    let from_hocr = ocr::parse(&hocr, w, h).unwrap();
+    let from_alto = ocr::parse(&alto, w, h).unwrap();
+    assert!(from_hocr.len() >= drawn.len() / 2, "tesseract found {} words of {}", from_hocr.len(), drawn.len());
+    let texts = |ws: &[ocr::Word]| ws.iter().map(|w| w.text.clone()).collect::<Vec<_>>();
+    assert_eq!(texts(&from_hocr), texts(&from_alto), "the same words through hOCR and ALTO");
+
+    // Words read right, and how well their boxes sit on the drawn ones.
+    let mut read_right = Vec::new();
+    for word in &from_hocr {
+        let best = drawn
+            .iter()
+            .filter(|d| d.text == word.text)
+            .map(|d| (iou((word.x, word.y, word.w, word.h), (d.x, d.y, d.width, d.height)), d))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((score, d)) = best {
+            read_right.push((score, word.clone(), d.clone()));
+        }
+    }
+    let fitting = read_right.iter().filter(|(s, ..)| *s >= 0.5).count();
+    println!(
+        "page {n}: {} words drawn, {} read, {} read right, {fitting} of those on their drawn box",
+        drawn.len(),
+        from_hocr.len(),
+        read_right.len()
+    );
+    assert!(read_right.len() >= 10, "tesseract read too few words right to judge: {}", read_right.len());
+    assert!(fitting * 10 >= read_right.len() * 8, "only {fitting} of {} boxes fit the drawn words", read_right.len());
+
+    // Search over tesseract's words finds a well-read word where it is drawn.
+    let (_, word, at) = read_right
+        .iter()
+        .filter(|(s, w, _)| *s >= 0.5 && w.text.chars().all(char::is_alphabetic) && w.text.len() >= 4)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .expect("a well-read word");
+    let index = MemoryIndex::new(vec![from_alto]);
+    let results = index.search(&word.text, 0);
+    let boxes: Vec<(u32, u32, u32, u32)> =
+        results.hits.iter().flat_map(|h| &h.boxes).map(|b| (b.x, b.y, b.w, b.h)).collect();
+    assert!(
+        boxes.iter().any(|b| iou(*b, (at.x, at.y, at.width, at.height)) >= 0.5),
+        "searching {:?} gave {boxes:?}, the word is drawn at {:?}",
+        word.text,
+        (at.x, at.y, at.width, at.height)
+    );
 }

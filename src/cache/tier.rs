@@ -343,22 +343,12 @@ impl Inner {
 
     /// The whole key as written into (and checked against) the file header.
     fn full_key(&self, key: &TileKey) -> String {
-        format!(
-            "{}\n{}:{}\n{:016x}\n{}",
-            key.file, key.version.len, key.version.mtime_ns, self.fingerprint, key.canonical
-        )
+        full_key(key, self.fingerprint)
     }
 
     fn slot(&self, key: &TileKey) -> Slot {
-        Slot {
-            file: fnv1a(&[key.file.as_bytes()]),
-            entry: fnv1a(&[
-                &key.version.len.to_le_bytes(),
-                &key.version.mtime_ns.to_le_bytes(),
-                &self.fingerprint.to_le_bytes(),
-                key.canonical.as_bytes(),
-            ]),
-        }
+        let (file, entry) = key_hashes(key, self.fingerprint);
+        Slot { file, entry }
     }
 
     fn file_dir(&self, file: u64) -> PathBuf {
@@ -372,14 +362,8 @@ impl Inner {
 
     /// Writes one tile (on the writer thread), then evicts to the bound.
     fn write(&self, key: &TileKey, value: &Encoded) {
-        let Some(code) = media_code(value.media_type) else { return };
+        let Some(head) = record_head(&self.full_key(key), value) else { return };
         let slot = self.slot(key);
-        let full = self.full_key(key);
-        let mut head = Vec::with_capacity(MAGIC.len() + 5 + full.len());
-        head.extend_from_slice(MAGIC);
-        head.push(code);
-        head.extend_from_slice(&(full.len() as u32).to_le_bytes());
-        head.extend_from_slice(full.as_bytes());
         let bytes = disk_bytes(head.len() as u64 + value.body.len() as u64);
         if bytes > self.max_bytes / 2 {
             return;
@@ -500,8 +484,41 @@ fn writer(inner: &Inner, rx: Receiver<WriteJob>) {
     }
 }
 
+/// The whole key of a tile as its record states it: file key, version,
+/// render-settings fingerprint and canonical request.
+pub(super) fn full_key(key: &TileKey, fingerprint: u64) -> String {
+    format!("{}\n{}:{}\n{:016x}\n{}", key.file, key.version.len, key.version.mtime_ns, fingerprint, key.canonical)
+}
+
+/// Two hashes naming a tile: its file's (so one file's tiles can be found
+/// together) and the rest of its key's.
+pub(super) fn key_hashes(key: &TileKey, fingerprint: u64) -> (u64, u64) {
+    (
+        fnv1a(&[key.file.as_bytes()]),
+        fnv1a(&[
+            &key.version.len.to_le_bytes(),
+            &key.version.mtime_ns.to_le_bytes(),
+            &fingerprint.to_le_bytes(),
+            key.canonical.as_bytes(),
+        ]),
+    )
+}
+
+/// The head of a tile record (magic, media type, the whole key), which the
+/// body follows; None for a media type tiers do not keep. The disk tier
+/// writes records as files, the shared tier as values.
+pub(super) fn record_head(full_key: &str, value: &Encoded) -> Option<Vec<u8>> {
+    let code = media_code(value.media_type)?;
+    let mut head = Vec::with_capacity(MAGIC.len() + 5 + full_key.len());
+    head.extend_from_slice(MAGIC);
+    head.push(code);
+    head.extend_from_slice(&(full_key.len() as u32).to_le_bytes());
+    head.extend_from_slice(full_key.as_bytes());
+    Some(head)
+}
+
 /// The body's offset and media type, if `buf` is an intact tile of `key`.
-fn parse(buf: &[u8], key: &str) -> Option<(&'static str, usize)> {
+pub(super) fn parse(buf: &[u8], key: &str) -> Option<(&'static str, usize)> {
     let rest = buf.strip_prefix(MAGIC.as_slice())?;
     let (&code, rest) = rest.split_first()?;
     let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;

@@ -14,6 +14,16 @@
 //                       asked and served, and the viewer still shows pixels.
 //   --expect-blocked    Tessera does not allow the page's origin (no
 //                       Access-Control-Allow-Origin for it) and nothing is drawn.
+//   --search WORD       after the first tiles are drawn, opens Mirador's search
+//                       panel (sidebar → Search tab), types WORD and submits;
+//                       checks the search request is answered 200 with CORS,
+//                       the hit list shows, Mirador goes to the first hit's
+//                       canvas and draws the selected-hit highlight (yellow) on
+//                       the viewer where the hit's box is. With
+//                       --expect-hit CANVAS#xywh=X,Y,W,H (CANVAS: index from 0)
+//                       the first hit must be on that canvas with that box.
+//                       Writes OUT_DIR/search.png. (Needs a single-canvas view:
+//                       an item whose viewing hint is not "paged".)
 // Writes OUT_DIR/before-zoom.png, OUT_DIR/after-zoom.png (or blocked.png),
 // OUT_DIR/requests.json and OUT_DIR/report.json. Exit status 0 = pass,
 // 1 = a check failed, 2 = bad usage or set-up (modules or browser missing).
@@ -71,7 +81,7 @@ function parseArgs(argv) {
     base: null, item: null, out: null, expectBlocked: false, timeout: 90, pagePort: 0,
     modules: process.env.TESSERA_E2E_MODULES || null,
     chromium: process.env.TESSERA_CHROMIUM || '/usr/bin/chromium',
-    headed: false, strictOrigin: false, viewerPage: false,
+    headed: false, strictOrigin: false, viewerPage: false, search: null, expectHit: null,
   };
   const pos = [];
   for (let i = 0; i < argv.length; i++) {
@@ -92,6 +102,13 @@ function parseArgs(argv) {
       case '--headed': o.headed = true; break;
       case '--strict-origin': o.strictOrigin = true; break;
       case '--viewer-page': o.viewerPage = true; break;
+      case '--search': o.search = val(); break;
+      case '--expect-hit': {
+        const m = /^(\d+)#xywh=(\d+),(\d+),(\d+),(\d+)$/.exec(val());
+        if (!m) usage('--expect-hit wants CANVAS#xywh=X,Y,W,H');
+        o.expectHit = { canvas: Number(m[1]), box: m.slice(2).map(Number) };
+        break;
+      }
       case '-h': case '--help': usage(); break;
       default:
         if (a.startsWith('--')) usage(`unknown option ${a}`);
@@ -541,6 +558,11 @@ async function main() {
     await sleep(500);
     await shot('before-zoom.png');
 
+    if (opts.search) {
+      await searchThroughThePanel(allowed, withCors);
+      return;
+    }
+
     // 3. Zoom in until scale-factor-1 tiles are needed.
     const { windowId, viewer } = await waitFor('the viewer state', 20000, () =>
       mirador(() => {
@@ -585,6 +607,112 @@ async function main() {
     report.zoom.reached = zoomedTo;
     await sleep(300);
     await shot('after-zoom.png');
+  };
+
+  // 3 (--search). Search through Mirador's own panel, as a reader would.
+  const searchThroughThePanel = async (allowed, withCors) => {
+    const word = opts.search;
+    await page.getByRole('button', { name: 'Toggle sidebar' }).first().click({ timeout: 15000 });
+    await page.getByRole('tab', { name: 'Search' }).first().click({ timeout: 15000 });
+    const input = page.getByLabel('search terms').first();
+    await input.fill(word, { timeout: 15000 });
+    await input.press('Enter');
+    pass(`typed "${word}" in Mirador's search panel and submitted it`);
+    const req = await waitFor('the search request', 20000, () =>
+      records.find((r) => /\/search\?q=/.test(r.url) && (r.status !== null || r.failure)));
+    check(req.status === 200, `search answered ${req.status ?? req.failure} (${req.url})`);
+    check(allowed(req), `the search answer lacks Access-Control-Allow-Origin (got ${req.allowOrigin ?? 'none'})`);
+    check(!new URL(req.url).search.includes('?', 1), `the service id held a "?" (${req.url})`);
+    pass(`search request ${req.url.slice(opts.base.length)} answered 200 ${withCors}`);
+
+    // The hit list: one entry per hit, the match in bold.
+    const panel = page.locator('[aria-label="Search"]').filter({ has: page.locator('li') }).first();
+    const hits = await waitFor('the hit list', 20000, async () => {
+      const items = await panel.locator('li').allInnerTexts().catch(() => []);
+      return items.length > 0 ? items : null;
+    });
+    const firstMatch = await panel.locator('li strong').first().innerText();
+    check(firstMatch.toLowerCase() === word.toLowerCase(), `the first hit shows "${firstMatch}", not "${word}"`);
+    report.searchHits = hits.length;
+    pass(`Mirador lists ${hits.length} hit(s); the first reads "${hits[0].replace(/\s+/g, ' ').slice(0, 80)}"`);
+
+    // Mirador selects the first hit and goes to its canvas.
+    const sel = await waitFor('the first hit to be selected', 20000, () =>
+      mirador(() => {
+        const st = window.miradorInstance.store.getState();
+        const windowId = Object.keys(st.windows)[0];
+        const w = st.windows[windowId];
+        const searches = st.searches?.[windowId] || {};
+        for (const cw of Object.values(searches)) {
+          const ids = cw.selectedContentSearchAnnotationIds || [];
+          if (ids.length === 0) continue;
+          const json = Object.values(cw.data || {}).map((d) => d.json).find((j) => j && j.resources);
+          const res = json && json.resources.find((r) => r['@id'] === ids[0] || r.id === ids[0]);
+          if (res) return { windowId, canvasId: w.canvasId, on: typeof res.on === 'string' ? res.on : JSON.stringify(res.on) };
+        }
+        return null;
+      }));
+    const [onCanvas, frag] = sel.on.split('#');
+    check(onCanvas === sel.canvasId, `the window shows ${sel.canvasId}, not the first hit's canvas ${onCanvas}`);
+    const box = /xywh=(\d+),(\d+),(\d+),(\d+)/.exec(frag || '')?.slice(1).map(Number);
+    check(box, `the selected hit has no xywh box: ${sel.on}`);
+    if (opts.expectHit) {
+      const want = `${opts.base}/iiif/${encodeURIComponent(opts.item)}/canvas/${opts.expectHit.canvas}`;
+      check(onCanvas === want, `the first hit is on ${onCanvas}, expected ${want}`);
+      check(box.join(',') === opts.expectHit.box.join(','), `the first hit's box is ${box}, expected ${opts.expectHit.box}`);
+    }
+    report.searchSelected = sel;
+    pass(`the first hit is selected and its canvas shown: ${sel.on.slice(opts.base.length)}`);
+
+    // The highlight: where Mirador's overlay paints the selected hit (yellow),
+    // against where the box should appear given the viewport.
+    const settle = async () => {
+      let last = null;
+      return waitFor('the viewport to settle', 20000, async () => {
+        const v = await mirador((w) => window.miradorInstance.store.getState().viewers[w], sel.windowId);
+        const same = last && JSON.stringify(v) === JSON.stringify(last);
+        last = v;
+        if (!same) { await sleep(700); return null; }
+        return v;
+      });
+    };
+    const viewport = await settle();
+    const drawn = await waitFor('the highlight to be drawn', 20000, () =>
+      mirador(() => {
+        const canvases = [...document.querySelectorAll('.openseadragon-canvas canvas')];
+        const overlay = canvases[canvases.length - 1];
+        if (!overlay || canvases.length < 2) return null;
+        const { width, height } = overlay;
+        const data = overlay.getContext('2d').getImageData(0, 0, width, height).data;
+        let x0 = width, y0 = height, x1 = -1, y1 = -1;
+        for (let y = 0; y < height; y++) {
+          for (let x = 0; x < width; x++) {
+            const i = (y * width + x) * 4;
+            // #ffff00 at globalAlpha 0.3 on a clear overlay.
+            if (data[i + 3] > 20 && data[i] > 200 && data[i + 1] > 200 && data[i + 2] < 80) {
+              if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+            }
+          }
+        }
+        const el = document.querySelector('.openseadragon-canvas');
+        return x1 < 0 ? null : { x: x0, y: y0, w: x1 - x0 + 1, h: y1 - y0 + 1, overlay: { width, height }, element: { w: el.clientWidth, h: el.clientHeight } };
+      }));
+    // Mirador's viewport: centre (x, y) in canvas pixels, zoom = 1 / visible width.
+    const k = drawn.overlay.width / drawn.element.w; // overlay pixels per CSS pixel
+    const scale = drawn.element.w * viewport.zoom * k;
+    const expected = {
+      x: drawn.overlay.width / 2 + (box[0] - viewport.x) * scale,
+      y: drawn.overlay.height / 2 + (box[1] - viewport.y) * scale,
+      w: box[2] * scale,
+      h: box[3] * scale,
+    };
+    report.highlight = { drawn, expected, viewport };
+    const tol = Math.max(4, 0.15 * Math.max(expected.w, expected.h));
+    const off = Math.max(Math.abs(drawn.x - expected.x), Math.abs(drawn.y - expected.y),
+      Math.abs(drawn.w - expected.w), Math.abs(drawn.h - expected.h));
+    check(off <= tol, `the highlight is drawn at ${JSON.stringify(drawn)}, the hit's box should be at ${JSON.stringify(expected)} (off by ${off.toFixed(1)} px)`);
+    pass(`the highlight lands on the hit's box: drawn ${drawn.x},${drawn.y} ${drawn.w}×${drawn.h}, expected ${expected.x.toFixed(0)},${expected.y.toFixed(0)} ${expected.w.toFixed(0)}×${expected.h.toFixed(0)} (overlay pixels)`);
+    await shot('search.png');
   };
 
   let failure = null;
