@@ -163,7 +163,7 @@ fn two_instances_asked_the_same_tile_at_once_render_it_once() {
     let big = tessera::samples::generate::book_page(3000, 4000, 1);
     std::fs::write(d.path().join("big.jpg"), encode::encode(&big, Format::Jpg, 90).unwrap()).unwrap();
     let (a, b) = (instance(d.path(), &redis, &[]), instance(d.path(), &redis, &[]));
-    let path = "/iiif/2/big.jpg/full/full/0/default.png";
+    let path = "/iiif/2/big.jpg/full/1500,/0/default.jpg";
     let (aa, ba) = (a.addr, b.addr);
     let ta = std::thread::spawn(move || http_get(aa, path, &[]).unwrap());
     let tb = std::thread::spawn(move || http_get(ba, path, &[]).unwrap());

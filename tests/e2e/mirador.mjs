@@ -670,6 +670,7 @@ async function main() {
       let last = null;
       return waitFor('the viewport to settle', 20000, async () => {
         const v = await mirador((w) => window.miradorInstance.store.getState().viewers[w], sel.windowId);
+        if (!v || !v.zoom) { await sleep(200); return null; }
         const same = last && JSON.stringify(v) === JSON.stringify(last);
         last = v;
         if (!same) { await sleep(700); return null; }
