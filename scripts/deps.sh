@@ -7,8 +7,8 @@ if [ "${1:-build}" = test ]; then
   # opj_dump/opj_decompress (JPEG 2000 checks), python venv (IIIF validator),
   # lavapipe (software Vulkan for the GPU path), nginx (the HTTP-source origin in tests; started by the tests on loopback only),
   # tesseract with English (real hOCR and ALTO for the OCR parser's realism test).
-  # redis-server (the shared tile tier of several instances; started by the tests on loopback only).
-  want+=(libopenjp2-tools python3-venv libmagic1 mesa-vulkan-drivers nginx tesseract-ocr tesseract-ocr-eng redis-server)
+  # redis-server and haproxy (several instances sharing one tile tier behind a balancer; started by the tests on loopback only).
+  want+=(libopenjp2-tools python3-venv libmagic1 mesa-vulkan-drivers nginx tesseract-ocr tesseract-ocr-eng redis-server haproxy)
 fi
 missing=()
 for p in "${want[@]}"; do

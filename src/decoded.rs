@@ -17,7 +17,7 @@
 //! tiles are cut from it. A level larger than half the cache's bound is not
 //! decoded whole: such requests decode their crop directly, as before.
 //!
-//! Who decodes what ([`DecodedTiles::fetch`], called from the reactor):
+//! Who decodes what ([`DecodedTiles::get_or_decode`], called from the reactor):
 //! - the first request to need a codestream tile *claims* it and runs its
 //!   decode as a job on the worker pool; every other request needing it
 //!   awaits that one decode. Waiting holds no worker, so a worker is never
@@ -30,6 +30,11 @@
 //! - a claim is completed when its decode ends, fails or is dropped (its
 //!   job refused by a full queue, or a panic): waiters of a dropped claim
 //!   claim again, so none waits forever.
+//! - with a shared tier (several instances, `cache::shared`), the claimer
+//!   first looks for the unit in Redis; if another instance is decoding it
+//!   (its lease), it waits for those pixels rather than decoding too; if
+//!   nobody is, it takes the lease, decodes, and stores the pixels for the
+//!   others. Ahead-of-demand decodes only take free leases, never wait.
 //!
 //! The cache is one shard, so any level up to half the bound is admitted
 //! (a sharded cache refuses entries larger than its shard, silently), and
@@ -215,7 +220,7 @@ impl TilePlan {
     }
 }
 
-/// Why [`DecodedTiles::fetch`] failed.
+/// Why [`DecodedTiles::get_or_decode`] failed.
 #[derive(Debug)]
 pub enum GetOrDecodeError {
     /// The worker queue was full.
@@ -261,6 +266,23 @@ pub struct DecodedTiles {
     /// codestream tiles only, untiled files not at all).
     pub unit: u32,
     max_bytes: u64,
+    /// The tier shared with other instances, for decoded units.
+    remote: Option<Arc<crate::cache::shared::RedisTier>>,
+}
+
+/// What the shared tier offers for a unit this instance claimed.
+enum Remote {
+    /// Nothing: decode here.
+    Nothing,
+    /// The pixels, decoded by another instance.
+    Unit(Pixels),
+    /// The lease: decode here and store the pixels for everyone.
+    Lease(String),
+}
+
+/// The name of a unit in the shared tier: everything that identifies it.
+fn unit_name(id: &TileId) -> String {
+    format!("{}\n{}:{}\n{}\n{}\n{}", id.file, id.version.len, id.version.mtime_ns, id.reduce, id.col, id.row)
 }
 
 impl DecodedTiles {
@@ -291,6 +313,28 @@ impl DecodedTiles {
             ahead: 0,
             unit: 0,
             max_bytes,
+            remote: None,
+        }
+    }
+
+    /// Shares decoded units with other instances through `tier`.
+    pub fn with_shared(mut self, tier: Option<Arc<crate::cache::shared::RedisTier>>) -> Self {
+        self.remote = tier;
+        self
+    }
+
+    /// Asks the shared tier about a unit this instance claimed; `wait`:
+    /// whether to wait for another instance decoding it.
+    async fn remote(&self, id: &TileId, wait: bool) -> Remote {
+        use crate::cache::shared::UnitOrLease;
+        let Some(r) = &self.remote else { return Remote::Nothing };
+        let name = unit_name(id);
+        let got =
+            if wait { r.unit_or_lease(&name, &id.file).await } else { r.unit_or_lease_now(&name, &id.file).await };
+        match got {
+            UnitOrLease::Unit(p) => Remote::Unit(p),
+            UnitOrLease::Lease(token) => Remote::Lease(token),
+            UnitOrLease::Neither => Remote::Nothing,
         }
     }
 
@@ -448,14 +492,24 @@ impl DecodedTiles {
     ) -> Result<Vec<Arc<Pixels>>, GetOrDecodeError> {
         let mut started = Vec::with_capacity(plan.tiles.len());
         for (id, full) in &plan.tiles {
-            started.push(self.start(pool, input, plan, id, *full)?);
+            started.push(self.start(pool, input, plan, id, *full).await?);
         }
         for (id, full) in self.next_tiles(plan) {
             if !pool.has_idle_worker() {
                 break;
             }
             if let Claimed::Mine(claim) = self.claim(&id) {
-                if self.run(pool, input, plan, claim, full).is_err() {
+                let lease = match self.remote(&id, false).await {
+                    Remote::Unit(p) => {
+                        claim.finish(Ok(Arc::new(p)));
+                        continue;
+                    }
+                    Remote::Lease(token) => Some(token),
+                    // Another instance may be on it: not worth a decode ahead.
+                    Remote::Nothing if self.remote.is_some() => continue,
+                    Remote::Nothing => None,
+                };
+                if self.run(pool, input, plan, claim, full, lease).is_err() {
                     break;
                 }
                 input.ahead.inc();
@@ -481,7 +535,7 @@ impl DecodedTiles {
                         // every time must not be retried for ever).
                         None if dropped < MAX_DROPPED_CLAIMS => {
                             dropped += 1;
-                            s = self.start(pool, input, plan, id, *full)?;
+                            s = self.start(pool, input, plan, id, *full).await?;
                         }
                         None => {
                             return Err(GetOrDecodeError::Codec(CodecError::Corrupt(
@@ -495,8 +549,9 @@ impl DecodedTiles {
         Ok(out)
     }
 
-    /// Claims `id`; when the claim is this caller's, queues its decode.
-    fn start(
+    /// Claims `id`; when the claim is this caller's, takes the unit from
+    /// the shared tier or queues its decode.
+    async fn start(
         &self,
         pool: &Pool,
         input: &DecodeInput,
@@ -507,11 +562,21 @@ impl DecodedTiles {
         Ok(match self.claim(id) {
             Claimed::Ready(t) => Started::Ready(t),
             Claimed::Wait(slot) => Started::Wait(slot),
-            Claimed::Mine(claim) => Started::Wait(self.run(pool, input, plan, claim, full)?),
+            Claimed::Mine(claim) => match self.remote(id, true).await {
+                Remote::Unit(p) => {
+                    let p = Arc::new(p);
+                    claim.finish(Ok(p.clone()));
+                    Started::Ready(p)
+                }
+                Remote::Lease(token) => Started::Wait(self.run(pool, input, plan, claim, full, Some(token))?),
+                Remote::Nothing => Started::Wait(self.run(pool, input, plan, claim, full, None)?),
+            },
         })
     }
 
     /// Queues the decode of a claimed tile; returns the slot to wait on.
+    /// With `lease` (this instance decodes the unit for every instance),
+    /// the pixels go to the shared tier, then the lease is given back.
     fn run(
         &self,
         pool: &Pool,
@@ -519,10 +584,15 @@ impl DecodedTiles {
         plan: &TilePlan,
         claim: Claim,
         full: Rect,
+        lease: Option<String>,
     ) -> Result<Arc<Slot>, GetOrDecodeError> {
         let slot = claim.slot.clone();
         let input = input.clone();
         let (whole, scale) = (plan.whole, plan.scale);
+        let share = match (lease, &self.remote, tokio::runtime::Handle::try_current()) {
+            (Some(token), Some(r), Ok(h)) => Some((r.clone(), h, token)),
+            _ => None,
+        };
         // A refused job drops its claim: its waiters claim again.
         pool.submit(move || {
             input.decodes.inc();
@@ -532,6 +602,10 @@ impl DecodedTiles {
                 r = Err(CodecError::SourceChanged);
             }
             let out = r.map(Arc::new);
+            if let Some((remote, handle, token)) = share {
+                let id = &claim.id;
+                remote.put_unit_then_release(&handle, &unit_name(id), &id.file, out.as_ref().ok().cloned(), token);
+            }
             let decoded = match (&out, &input.on_decoded) {
                 (Ok(p), Some(hook)) => {
                     Some((hook.clone(), DecodedUnit { id: claim.id.clone(), full, scale, pixels: p.clone() }))

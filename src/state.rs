@@ -128,7 +128,7 @@ impl App {
         };
         Ok(App {
             tier,
-            shared,
+            shared: shared.clone(),
             limits: cfg.limits(),
             cors: CorsPolicy::from_config(&cfg.cors),
             tiles: TileCache::new(cfg.cache.max_bytes),
@@ -146,7 +146,8 @@ impl App {
                     crate::decoded::DecodedTiles::new(cfg.cache.decoded_max_bytes)
                         .with_jpeg_min_pixels(cfg.cache.decoded_jpeg_min_pixels)
                         .with_ahead(cfg.cache.decoded_ahead)
-                        .with_unit(cfg.cache.decoded_unit),
+                        .with_unit(cfg.cache.decoded_unit)
+                        .with_shared(shared.clone()),
                 )
             }),
             sources,

@@ -196,3 +196,148 @@ fn with_redis_stopped_requests_still_succeed_and_the_breaker_opens() {
     assert!(metric(&a, "tessera_shared_tier_errors_total") >= 3.0);
     assert!(metric(&a, "tessera_shared_tier_skipped_total") >= 1.0);
 }
+
+/// `haproxy` round robin over `backends`, health-checked on /health; killed
+/// on drop.
+struct Haproxy {
+    child: Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    fn start(backends: &[&Server]) -> Option<Haproxy> {
+        if Command::new("haproxy").arg("-v").output().map(|o| !o.status.success()).unwrap_or(true) {
+            skip_missing("haproxy", "scripts/deps.sh test installs Debian's haproxy");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cfg = format!(
+            "global\n  maxconn 512\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n\
+             frontend iiif\n  bind 127.0.0.1:{port}\n  default_backend tessera\n\
+             backend tessera\n  balance roundrobin\n  option httpchk GET /health\n  default-server inter 300ms fall 2 rise 1\n"
+        );
+        for (i, b) in backends.iter().enumerate() {
+            cfg.push_str(&format!("  server t{i} {} check\n", b.addr));
+        }
+        let file = dir.path().join("haproxy.cfg");
+        std::fs::write(&file, cfg).unwrap();
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let h = Haproxy { child, addr, _dir: dir };
+        assert!(within(Duration::from_secs(10), || http_get(addr, "/health", &[])
+            .map(|r| r.status == 200)
+            .unwrap_or(false)));
+        Some(h)
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every 256² tile of a `w`×`h` image at scale factors 1 to 8, as Mirador
+/// asks them, shuffled.
+fn all_tiles(id: &str, w: u32, h: u32) -> Vec<String> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut out = Vec::new();
+    for sf in [1u32, 2, 4, 8] {
+        let side = 256 * sf;
+        for y in (0..h).step_by(side as usize) {
+            for x in (0..w).step_by(side as usize) {
+                let (rw, rh) = (side.min(w - x), side.min(h - y));
+                out.push(format!("/iiif/2/{id}/{x},{y},{rw},{rh}/{},/0/default.jpg", rw.div_ceil(sf)));
+            }
+        }
+    }
+    out.shuffle(&mut rand::rngs::SmallRng::seed_from_u64(7));
+    out
+}
+
+/// Asks every path of `paths` at `addr` with `clients` threads; every
+/// answer must be 200.
+fn pass(addr: std::net::SocketAddr, paths: &[String], clients: usize) -> Duration {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let paths = std::sync::Arc::new(paths.to_vec());
+    let t = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (next, paths) = (next.clone(), paths.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(p) = paths.get(i) else { break };
+                let r = http_get(addr, p, &[]).unwrap();
+                assert_eq!(r.status, 200, "{p}");
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    t.elapsed()
+}
+
+/// Three instances behind HAProxy share decoded JPEG 2000 units and tiles
+/// through Redis: a shuffled pass over every tile of a tiled JP2 through
+/// the balancer makes at most 1.1× the decodes one instance alone makes.
+#[test]
+fn three_instances_behind_haproxy_decode_no_more_than_one_instance_alone() {
+    let Some(redis) = Redis::start() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let (w, h) = (3072, 2048);
+    let px = tessera::samples::generate::photo_like(w, h, 3);
+    let params = tessera::codec::jp2::EncodeParams {
+        tile_size: Some((512, 512)),
+        levels: 5,
+        lossless: false,
+        rate: Some(16.0),
+        layers: 4,
+        progression: tessera::codec::jp2::Progression::Rpcl,
+        precincts: None,
+        container: tessera::codec::jp2::Container::Jp2,
+    };
+    let jp2 = tessera::codec::jp2::encode(&tessera::codec::jp2::EncodeInput::from_pixels(&px), &params).unwrap();
+    std::fs::write(d.path().join("photo.jp2"), jp2).unwrap();
+    let tiles = all_tiles("photo.jp2", w, h);
+    let plain = [("TESSERA_CACHE__DISK_MAX_BYTES", "0")];
+
+    let alone = Server::start(d.path(), &plain);
+    let t_alone = pass(alone.addr, &tiles, 3);
+    let decodes_alone = metric(&alone, "tessera_decodes_total");
+    drop(alone);
+
+    let url = redis.url();
+    let env = [
+        ("TESSERA_CACHE__DISK_MAX_BYTES", "0"),
+        ("TESSERA_CACHE__SHARED__KIND", "redis"),
+        ("TESSERA_CACHE__SHARED__URL", url.as_str()),
+    ];
+    let instances: Vec<Server> = (0..3).map(|_| Server::start(d.path(), &env)).collect();
+    let Some(lb) = Haproxy::start(&instances.iter().collect::<Vec<_>>()) else { return };
+    let t_three = pass(lb.addr, &tiles, 3);
+    let per: Vec<f64> = instances.iter().map(|s| metric(s, "tessera_decodes_total")).collect();
+    let shared_units: f64 = instances.iter().map(|s| metric(s, "tessera_shared_tier_units_shared_total")).sum();
+    let shared_hits: f64 = instances.iter().map(|s| metric(s, "tessera_shared_tier_hits_total")).sum();
+    let total: f64 = per.iter().sum();
+    println!(
+        "{} tiles: one instance {decodes_alone} decodes in {t_alone:?}; three behind HAProxy {total} decodes ({per:?}) in {t_three:?}, {shared_units} units and {shared_hits} tiles from Redis",
+        tiles.len()
+    );
+    assert!(per.iter().all(|&n| n > 0.0) || total == 0.0, "round robin reached every instance: {per:?}");
+    assert!(
+        total <= (decodes_alone * 1.1).ceil(),
+        "{total} decodes over three instances against {decodes_alone} alone"
+    );
+}

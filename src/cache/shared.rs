@@ -12,6 +12,11 @@
 //!                                   magic, media type, the whole key, the
 //!                                   body), with a TTL
 //! {ns}:l:{file hash}:{entry hash}   the lease of whoever renders that tile
+//! {ns}:u:{file hash}:{unit hash}    a decoded unit (a codestream tile, an
+//!                                   area of an untiled JPEG 2000): its pixels,
+//!                                   for the others to cut tiles from instead
+//!                                   of decoding it again; short TTL
+//! {ns}:ul:{file hash}:{unit hash}   the lease of whoever decodes that unit
 //! {ns}:purge                        the pub/sub channel of purges
 //! ```
 //! A record names its whole key, checked on every read, so a hash collision
@@ -36,6 +41,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use super::tier::{full_key, key_hashes, parse, record_head};
 use super::{Encoded, TileKey};
+use crate::pixels::{Layout, Pixels};
 
 /// Writes in flight to Redis before new ones are dropped (counted).
 const WRITES_IN_FLIGHT: usize = 256;
@@ -43,6 +49,11 @@ const WRITES_IN_FLIGHT: usize = 256;
 const MAX_RECORD_BYTES: usize = 8 << 20;
 /// Keys deleted per UNLINK while purging.
 const PURGE_BATCH: usize = 500;
+/// First bytes of a decoded-unit record.
+const UNIT_MAGIC: &[u8; 8] = b"TSRUNIT1";
+/// Time to live of a decoded unit in Redis: long enough for the instances
+/// serving one viewer's sweep to share it; Redis's LRU does the rest.
+const UNIT_TTL: Duration = Duration::from_secs(300);
 
 /// `[cache.shared]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -120,6 +131,10 @@ pub struct SharedStats {
     pub leases_taken: AtomicU64,
     /// Tiles another instance's lease made this one wait for, and got.
     pub lease_waits_served: AtomicU64,
+    /// Decoded units taken from Redis instead of decoded here.
+    pub units_shared: AtomicU64,
+    /// Decoded units stored for the others.
+    pub units_stored: AtomicU64,
 }
 
 /// A purge announced by another instance.
@@ -200,6 +215,59 @@ impl Breaker {
     fn is_open(&self) -> bool {
         self.open.load(Ordering::Relaxed)
     }
+}
+
+/// A decoded unit from Redis, the lease to decode it, or neither.
+pub enum UnitOrLease {
+    Unit(Pixels),
+    /// Decode it, then [`RedisTier::put_unit_then_release`].
+    Lease(String),
+    /// Decode it here, alone (Redis unavailable, or the holder too slow).
+    Neither,
+}
+
+/// A unit record: magic, the unit's whole name, size, layout, pixels. None
+/// when it is too large to share.
+fn unit_record(unit: &str, p: &Pixels) -> Option<Vec<u8>> {
+    let len = UNIT_MAGIC.len() + 4 + unit.len() + 9 + p.data().len();
+    if len > MAX_RECORD_BYTES {
+        return None;
+    }
+    let layout = match p.layout() {
+        Layout::Gray => 0u8,
+        Layout::GrayAlpha => 1,
+        Layout::Rgb => 2,
+        Layout::Rgba => 3,
+    };
+    let mut r = Vec::with_capacity(len);
+    r.extend_from_slice(UNIT_MAGIC);
+    r.extend_from_slice(&(unit.len() as u32).to_le_bytes());
+    r.extend_from_slice(unit.as_bytes());
+    r.extend_from_slice(&p.width().to_le_bytes());
+    r.extend_from_slice(&p.height().to_le_bytes());
+    r.push(layout);
+    r.extend_from_slice(p.data());
+    Some(r)
+}
+
+/// The pixels of a unit record, if it is intact and names `unit`.
+fn parse_unit(buf: &[u8], unit: &str) -> Option<Pixels> {
+    let rest = buf.strip_prefix(UNIT_MAGIC.as_slice())?;
+    let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    if rest.get(4..4 + n)? != unit.as_bytes() {
+        return None;
+    }
+    let rest = &rest[4 + n..];
+    let w = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
+    let h = u32::from_le_bytes(rest.get(4..8)?.try_into().ok()?);
+    let layout = match rest.get(8)? {
+        0 => Layout::Gray,
+        1 => Layout::GrayAlpha,
+        2 => Layout::Rgb,
+        3 => Layout::Rgba,
+        _ => return None,
+    };
+    Pixels::new(w, h, layout, rest.get(9..)?.to_vec()).ok()
 }
 
 /// Whether this instance got a tile's lease.
@@ -365,19 +433,19 @@ impl RedisTier {
 
     /// Tries to take the lease of rendering `key` for everyone.
     pub async fn lease(&self, key: &TileKey) -> Lease {
+        let lease = self.lease_at(&self.lease_key(key)).await;
+        if matches!(lease, Lease::Held(_)) {
+            self.stats.leases_taken.fetch_add(1, Ordering::Relaxed);
+        }
+        lease
+    }
+
+    async fn lease_at(&self, lease_key: &str) -> Lease {
         let token = format!("{}:{:016x}", self.instance, rand::random::<u64>());
-        let cmd = redis::cmd("SET")
-            .arg(self.lease_key(key))
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(self.lease.as_millis() as u64)
-            .clone();
+        let cmd =
+            redis::cmd("SET").arg(lease_key).arg(&token).arg("NX").arg("PX").arg(self.lease.as_millis() as u64).clone();
         match self.call::<Option<String>>(cmd).await {
-            Some(Some(_)) => {
-                self.stats.leases_taken.fetch_add(1, Ordering::Relaxed);
-                Lease::Held(token)
-            }
+            Some(Some(_)) => Lease::Held(token),
             Some(None) => Lease::Taken,
             None => Lease::Unknown,
         }
@@ -402,22 +470,104 @@ impl RedisTier {
     /// until it is stored, its lease is gone, or the lease time has passed.
     /// None: render it here.
     pub async fn wait_for(&self, key: &TileKey) -> Option<Encoded> {
+        let tile = self.wait_at(&self.lease_key(key), || self.get(key)).await;
+        if tile.is_some() {
+            self.stats.lease_waits_served.fetch_add(1, Ordering::Relaxed);
+        }
+        tile
+    }
+
+    /// Polls `get` with back-off while the lease at `lease_key` is held,
+    /// for at most the lease time.
+    async fn wait_at<T, F, Fut>(&self, lease_key: &str, mut get: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
         let deadline = Instant::now() + self.lease;
         let mut pause = Duration::from_millis(5);
         while Instant::now() < deadline {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));
-            if let Some(tile) = self.get(key).await {
-                self.stats.lease_waits_served.fetch_add(1, Ordering::Relaxed);
-                return Some(tile);
+            if let Some(v) = get().await {
+                return Some(v);
             }
-            let held: Option<i64> = self.call(redis::cmd("EXISTS").arg(self.lease_key(key)).clone()).await;
+            let held: Option<i64> = self.call(redis::cmd("EXISTS").arg(lease_key).clone()).await;
             if held != Some(1) {
-                // Released without a tile (the render failed), or Redis went away.
-                return self.get(key).await;
+                // Released without a result (the work failed), or Redis went away.
+                return get().await;
             }
         }
         None
+    }
+
+    fn unit_keys(&self, unit: &str, file: &str) -> (String, String) {
+        let f = crate::source::fnv1a(&[file.as_bytes()]);
+        let u = crate::source::fnv1a(&[unit.as_bytes(), &self.fingerprint.to_le_bytes()]);
+        (format!("{}:u:{f:016x}:{u:016x}", self.ns), format!("{}:ul:{f:016x}:{u:016x}", self.ns))
+    }
+
+    /// A decoded unit another instance stored: `unit` names it whole (file,
+    /// version, level, position), `file` is its file's cache key.
+    pub async fn get_unit(&self, unit: &str, file: &str) -> Option<Pixels> {
+        let (k, _) = self.unit_keys(unit, file);
+        let buf: Vec<u8> = self.call::<Option<Vec<u8>>>(redis::cmd("GET").arg(k).clone()).await.flatten()?;
+        let p = parse_unit(&buf, unit)?;
+        self.stats.units_shared.fetch_add(1, Ordering::Relaxed);
+        Some(p)
+    }
+
+    /// The unit from Redis, or the lease of decoding it for everyone, or
+    /// the unit once the instance holding that lease has stored it.
+    pub async fn unit_or_lease(&self, unit: &str, file: &str) -> UnitOrLease {
+        if let Some(p) = self.get_unit(unit, file).await {
+            return UnitOrLease::Unit(p);
+        }
+        let (_, lk) = self.unit_keys(unit, file);
+        match self.lease_at(&lk).await {
+            Lease::Held(token) => UnitOrLease::Lease(token),
+            Lease::Unknown => UnitOrLease::Neither,
+            Lease::Taken => match self.wait_at(&lk, || self.get_unit(unit, file)).await {
+                Some(p) => UnitOrLease::Unit(p),
+                None => UnitOrLease::Neither,
+            },
+        }
+    }
+
+    /// The unit or its lease, without waiting for another instance (for
+    /// decoding ahead of demand, which is not worth a wait).
+    pub async fn unit_or_lease_now(&self, unit: &str, file: &str) -> UnitOrLease {
+        if let Some(p) = self.get_unit(unit, file).await {
+            return UnitOrLease::Unit(p);
+        }
+        let (_, lk) = self.unit_keys(unit, file);
+        match self.lease_at(&lk).await {
+            Lease::Held(token) => UnitOrLease::Lease(token),
+            _ => UnitOrLease::Neither,
+        }
+    }
+
+    /// Stores a unit decoded under its lease (when it fits a record), then
+    /// gives the lease back; `pixels` None: the decode failed, just release.
+    pub fn put_unit_then_release(
+        self: &Arc<Self>,
+        handle: &tokio::runtime::Handle,
+        unit: &str,
+        file: &str,
+        pixels: Option<Arc<Pixels>>,
+        token: String,
+    ) {
+        let (k, lk) = self.unit_keys(unit, file);
+        let (me, unit) = (self.clone(), unit.to_string());
+        handle.spawn(async move {
+            if let Some(record) = pixels.and_then(|p| unit_record(&unit, &p)) {
+                let cmd = redis::cmd("SET").arg(&k).arg(record).arg("PX").arg(UNIT_TTL.as_millis() as u64).clone();
+                if me.call::<()>(cmd).await.is_some() {
+                    me.stats.units_stored.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            me.release_now(&lk, &token).await;
+        });
     }
 
     /// Drops one file's tiles from Redis and tells the other instances to
@@ -503,6 +653,8 @@ impl RedisTier {
             ("purges_received", "Purges announced by other instances", &s.purges_received),
             ("leases_taken", "Tiles this instance rendered under a shared lease", &s.leases_taken),
             ("lease_waits_served", "Tiles another instance rendered while this one waited", &s.lease_waits_served),
+            ("units_shared", "Decoded units taken from the shared tier instead of decoded here", &s.units_shared),
+            ("units_stored", "Decoded units stored in the shared tier for the other instances", &s.units_stored),
         ];
         for (name, help, v) in counters {
             out.push_str(&format!(
@@ -573,6 +725,16 @@ mod tests {
         assert_eq!(bad(|c| c.namespace = "a b".into()), "namespace");
         assert_eq!(bad(|c| c.timeout_ms = 0), "timeout_ms");
         assert_eq!(bad(|c| c.breaker_failures = 0), "breaker_failures");
+    }
+
+    #[test]
+    fn a_unit_record_round_trips_and_names_its_unit() {
+        let p = Pixels::new(3, 2, Layout::Rgb, (0..18).collect()).unwrap();
+        let r = unit_record("f\n1:2\n0\n3\n4", &p).unwrap();
+        let back = parse_unit(&r, "f\n1:2\n0\n3\n4").unwrap();
+        assert_eq!((back.width(), back.height(), back.data()), (3, 2, p.data()));
+        assert!(parse_unit(&r, "f\n1:2\n0\n3\n5").is_none(), "another unit's name");
+        assert!(parse_unit(&r[..r.len() - 1], "f\n1:2\n0\n3\n4").is_none(), "truncated");
     }
 
     #[tokio::test]
