@@ -54,6 +54,7 @@ pub struct Server {
     pub http2_keep_alive_timeout: u64,
     pub http2_max_concurrent_streams: u32,
     pub trusted_proxies: Vec<String>,
+    pub drain_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

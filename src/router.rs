@@ -107,6 +107,9 @@ impl App {
             resp
         } else {
             let result = match r {
+                Route::Health if self.draining.load(std::sync::atomic::Ordering::Relaxed) => {
+                    Ok(text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"))
+                }
                 Route::Health => Ok(text(StatusCode::OK, "ok\n")),
                 Route::Metrics => Ok(self.metrics_response()),
                 // These read files (a folder listing, the viewer bundle,

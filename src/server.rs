@@ -61,6 +61,9 @@ pub async fn serve(
     let (alive, mut drained) = mpsc::channel::<()>(1);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
+    // When shutdown comes with a drain: until then, /health says "draining"
+    // while everything else is still served.
+    let mut drain_until: Option<Instant> = None;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -123,7 +126,15 @@ pub async fn serve(
                     app.metrics.connections_open.dec();
                 });
             }
-            _ = &mut shutdown => break,
+            _ = &mut shutdown, if drain_until.is_none() => {
+                if cfg.drain_secs == 0 {
+                    break;
+                }
+                app.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(seconds = cfg.drain_secs, "draining: /health answers 503 before the listener closes");
+                drain_until = Some(Instant::now() + secs(cfg.drain_secs));
+            }
+            _ = sleep_until(drain_until) => break,
         }
     }
     drop(listener);

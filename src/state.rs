@@ -54,6 +54,9 @@ pub struct App {
     pub backend: crate::transform::Backend,
     /// Start of the monotonic clock hot entries are stamped with.
     pub(crate) clock: Instant,
+    /// Set when shutdown begins with a drain (`server.drain_secs`): /health
+    /// answers 503 so load balancers stop sending new work.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// What a repeated image request needs to be answered without parsing or
@@ -141,6 +144,7 @@ impl App {
             hot: quick_cache::sync::Cache::with_weighter(65_536, HOT_MAX_BYTES, HotBytes),
             backend,
             clock: Instant::now(),
+            draining: Default::default(),
             decoded: (cfg.cache.decoded_max_bytes > 0).then(|| {
                 Arc::new(
                     crate::decoded::DecodedTiles::new(cfg.cache.decoded_max_bytes)

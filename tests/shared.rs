@@ -341,3 +341,29 @@ fn three_instances_behind_haproxy_decode_no_more_than_one_instance_alone() {
         "{total} decodes over three instances against {decodes_alone} alone"
     );
 }
+
+/// SIGTERM with `server.drain_secs`: /health answers 503 "draining" at once
+/// (the balancer takes the instance out) while images are still served;
+/// after the drain the server stops by itself.
+#[test]
+fn sigterm_starts_a_drain_health_says_503_images_still_served_then_it_exits() {
+    let images = image_dir();
+    let mut s = Server::start(images.path(), &[("TESSERA_SERVER__DRAIN_SECS", "2")]);
+    let kill = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    assert!(within(Duration::from_secs(1), || http_get(s.addr, "/health", &[])
+        .map(|r| r.status == 503)
+        .unwrap_or(false)));
+    let h = http_get(s.addr, "/health", &[]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&h.body).trim(), "draining");
+    assert_eq!(http_get(s.addr, TILE, &[]).unwrap().status, 200, "still serving while draining");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop after its drain");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "a clean exit: {status:?}");
+}
