@@ -197,8 +197,8 @@ fn with_redis_stopped_requests_still_succeed_and_the_breaker_opens() {
     assert!(metric(&a, "tessera_shared_tier_skipped_total") >= 1.0);
 }
 
-/// `haproxy` round robin over `backends`, health-checked on /health; killed
-/// on drop.
+/// `haproxy` round robin over `backends`, health-checked on /health, with
+/// the retries and redispatch of docs/DEPLOYMENT.md; killed on drop.
 struct Haproxy {
     child: Child,
     addr: std::net::SocketAddr,
@@ -214,7 +214,7 @@ impl Haproxy {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut cfg = format!(
-            "global\n  maxconn 512\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n\
+            "global\n  maxconn 512\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n  retries 2\n  option redispatch\n\
              frontend iiif\n  bind 127.0.0.1:{port}\n  default_backend tessera\n\
              backend tessera\n  balance roundrobin\n  option httpchk GET /health\n  default-server inter 300ms fall 2 rise 1\n"
         );
@@ -269,24 +269,54 @@ fn all_tiles(id: &str, w: u32, h: u32) -> Vec<String> {
 /// Asks every path of `paths` at `addr` with `clients` threads; every
 /// answer must be 200.
 fn pass(addr: std::net::SocketAddr, paths: &[String], clients: usize) -> Duration {
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let paths = std::sync::Arc::new(paths.to_vec());
     let t = Instant::now();
+    let failed = pass_counting(addr, paths, clients, None);
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    t.elapsed()
+}
+
+/// Asks every path with `clients` threads; returns the answers that were
+/// not 200 (or no answer). `after`: (request count, action) run once when
+/// that many requests have been sent.
+fn pass_counting(
+    addr: std::net::SocketAddr,
+    paths: &[String],
+    clients: usize,
+    after: Option<(usize, Box<dyn FnOnce() + Send>)>,
+) -> Vec<String> {
+    use std::sync::{Arc, Mutex};
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let paths = Arc::new(paths.to_vec());
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let (at, action) = match after {
+        Some((n, f)) => (n, Some(f)),
+        None => (usize::MAX, None),
+    };
+    let action = Arc::new(Mutex::new(action));
     let threads: Vec<_> = (0..clients)
         .map(|_| {
-            let (next, paths) = (next.clone(), paths.clone());
+            let (next, paths, failed, action) = (next.clone(), paths.clone(), failed.clone(), action.clone());
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i == at {
+                    if let Some(f) = action.lock().unwrap().take() {
+                        f();
+                    }
+                }
                 let Some(p) = paths.get(i) else { break };
-                let r = http_get(addr, p, &[]).unwrap();
-                assert_eq!(r.status, 200, "{p}");
+                match http_get(addr, p, &[]) {
+                    Ok(r) if r.status == 200 => {}
+                    Ok(r) => failed.lock().unwrap().push(format!("{p} → {}", r.status)),
+                    Err(e) => failed.lock().unwrap().push(format!("{p} → {e}")),
+                }
             })
         })
         .collect();
     for th in threads {
         th.join().unwrap();
     }
-    t.elapsed()
+    let out = failed.lock().unwrap().clone();
+    out
 }
 
 /// Three instances behind HAProxy share decoded JPEG 2000 units and tiles
@@ -366,4 +396,37 @@ fn sigterm_starts_a_drain_health_says_503_images_still_served_then_it_exits() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "a clean exit: {status:?}");
+}
+
+/// An instance killed (SIGKILL) in the middle of a pass through HAProxy:
+/// at most the requests it was answering fail (one per client at most);
+/// the balancer's health check takes it out and the others answer the rest.
+#[test]
+fn killing_one_instance_mid_pass_loses_only_its_requests_in_flight() {
+    let Some(redis) = Redis::start() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let (w, h) = (2048, 2048);
+    let px = tessera::samples::generate::photo_like(w, h, 5);
+    std::fs::write(d.path().join("p.jpg"), encode::encode(&px, Format::Jpg, 90).unwrap()).unwrap();
+    let url = redis.url();
+    let env = [
+        ("TESSERA_CACHE__DISK_MAX_BYTES", "0"),
+        ("TESSERA_CACHE__SHARED__KIND", "redis"),
+        ("TESSERA_CACHE__SHARED__URL", url.as_str()),
+    ];
+    let mut instances: Vec<Server> = (0..3).map(|_| Server::start(d.path(), &env)).collect();
+    let Some(lb) = Haproxy::start(&instances.iter().collect::<Vec<_>>()) else { return };
+    let victim = instances.remove(1);
+    let pid = victim.child.id();
+    let tiles = all_tiles("p.jpg", w, h);
+    let clients = 3;
+    let kill: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    });
+    let failed = pass_counting(lb.addr, &tiles, clients, Some((tiles.len() / 3, kill)));
+    drop(victim);
+    println!("{} tiles, {} failed: {failed:?}", tiles.len(), failed.len());
+    assert!(failed.len() <= clients, "more failed than were in flight: {failed:?}");
+    // The survivors answer everything afterwards.
+    assert!(pass_counting(lb.addr, &tiles[..20], clients, None).is_empty());
 }

@@ -66,7 +66,7 @@ for n in $COUNTS; do
     for p in "${ports[@]}"; do wait_for_http "http://127.0.0.1:$p/health" 30; done
     lport=$(free_port)
     {
-        printf 'global\n  maxconn 1024\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 300s\n  timeout server 300s\n'
+        printf 'global\n  maxconn 1024\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 300s\n  timeout server 300s\n  retries 2\n  option redispatch\n'
         printf 'frontend f\n  bind 127.0.0.1:%s\n  default_backend b\nbackend b\n  balance roundrobin\n  option httpchk GET /health\n' "$lport"
         i=0
         for p in "${ports[@]}"; do i=$((i + 1)); printf '  server t%s 127.0.0.1:%s check inter 1s\n' "$i" "$p"; done
