@@ -141,7 +141,7 @@ pub struct CacheCfg {
     pub disk_dir: PathBuf,
     pub disk_max_bytes: u64,
     /// `[cache.shared]`: the tier shared by several instances (Redis).
-    pub shared: crate::cache::shared::SharedCfg,
+    pub shared: SharedCfg,
 }
 
 impl CacheCfg {
@@ -160,6 +160,63 @@ impl CacheCfg {
             return h.join(".cache").join("tessera").join("tiles");
         }
         std::env::temp_dir().join("tessera-tiles")
+    }
+}
+
+/// `[cache.shared]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedCfg {
+    /// "" (off) or "redis".
+    pub kind: String,
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://`, `unix://`).
+    pub url: String,
+    /// Prefix of every key and channel, so several deployments can share a server.
+    pub namespace: String,
+    /// Time to live of a tile in Redis, in seconds.
+    pub ttl_secs: u64,
+    /// Deadline of one Redis call, in milliseconds.
+    pub timeout_ms: u64,
+    /// How long an instance may hold a tile's lease while it renders it, in
+    /// milliseconds; the others wait for the tile at most this long.
+    pub lease_ms: u64,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the open breaker skips Redis, in milliseconds.
+    pub breaker_cooldown_ms: u64,
+}
+
+impl SharedCfg {
+    /// Whether a shared tier is configured.
+    pub fn enabled(&self) -> bool {
+        !self.kind.is_empty()
+    }
+
+    /// Checks every key; the error names it (`cache.shared.KEY`) and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        match self.kind.as_str() {
+            "" => return Ok(()),
+            "redis" => {}
+            _ => return Err(("kind", "must be \"\" (off) or \"redis\"".into())),
+        }
+        redis::Client::open(self.url.as_str()).map_err(|e| ("url", format!("not a Redis URL: {e}")))?;
+        if self.namespace.is_empty() || self.namespace.contains(char::is_whitespace) {
+            return Err(("namespace", "must be a non-empty word".into()));
+        }
+        for (key, v) in [
+            ("ttl_secs", self.ttl_secs),
+            ("timeout_ms", self.timeout_ms),
+            ("lease_ms", self.lease_ms),
+            ("breaker_cooldown_ms", self.breaker_cooldown_ms),
+        ] {
+            if v == 0 {
+                return Err((key, "must be positive".into()));
+            }
+        }
+        if self.breaker_failures == 0 {
+            return Err(("breaker_failures", "must be positive".into()));
+        }
+        Ok(())
     }
 }
 

@@ -36,8 +36,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde::Deserialize;
 use tokio::sync::{OnceCell, Semaphore};
+
+pub use crate::config::SharedCfg;
 
 use super::tier::{full_key, key_hashes, parse, record_head};
 use super::{Encoded, TileKey};
@@ -54,63 +55,6 @@ const UNIT_MAGIC: &[u8; 8] = b"TSRUNIT1";
 /// Time to live of a decoded unit in Redis: long enough for the instances
 /// serving one viewer's sweep to share it; Redis's LRU does the rest.
 const UNIT_TTL: Duration = Duration::from_secs(300);
-
-/// `[cache.shared]`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SharedCfg {
-    /// "" (off) or "redis".
-    pub kind: String,
-    /// `redis://[user:password@]host:port[/db]` (or `rediss://`, `unix://`).
-    pub url: String,
-    /// Prefix of every key and channel, so several deployments can share a server.
-    pub namespace: String,
-    /// Time to live of a tile in Redis, in seconds.
-    pub ttl_secs: u64,
-    /// Deadline of one Redis call, in milliseconds.
-    pub timeout_ms: u64,
-    /// How long an instance may hold a tile's lease while it renders it, in
-    /// milliseconds; the others wait for the tile at most this long.
-    pub lease_ms: u64,
-    /// Consecutive failures that open the circuit breaker.
-    pub breaker_failures: u32,
-    /// How long the open breaker skips Redis, in milliseconds.
-    pub breaker_cooldown_ms: u64,
-}
-
-impl SharedCfg {
-    /// Whether a shared tier is configured.
-    pub fn enabled(&self) -> bool {
-        !self.kind.is_empty()
-    }
-
-    /// Checks every key; the error names it (`cache.shared.KEY`) and why.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        match self.kind.as_str() {
-            "" => return Ok(()),
-            "redis" => {}
-            _ => return Err(("kind", "must be \"\" (off) or \"redis\"".into())),
-        }
-        redis::Client::open(self.url.as_str()).map_err(|e| ("url", format!("not a Redis URL: {e}")))?;
-        if self.namespace.is_empty() || self.namespace.contains(char::is_whitespace) {
-            return Err(("namespace", "must be a non-empty word".into()));
-        }
-        for (key, v) in [
-            ("ttl_secs", self.ttl_secs),
-            ("timeout_ms", self.timeout_ms),
-            ("lease_ms", self.lease_ms),
-            ("breaker_cooldown_ms", self.breaker_cooldown_ms),
-        ] {
-            if v == 0 {
-                return Err((key, "must be positive".into()));
-            }
-        }
-        if self.breaker_failures == 0 {
-            return Err(("breaker_failures", "must be positive".into()));
-        }
-        Ok(())
-    }
-}
 
 /// Counters for /metrics.
 #[derive(Default, Debug)]
