@@ -329,9 +329,7 @@ impl DecodedTiles {
         use crate::cache::shared::UnitOrLease;
         let Some(r) = &self.remote else { return Remote::Nothing };
         let name = unit_name(id);
-        let got =
-            if wait { r.unit_or_lease(&name, &id.file).await } else { r.unit_or_lease_now(&name, &id.file).await };
-        match got {
+        match r.unit_or_lease(&name, &id.file, wait).await {
             UnitOrLease::Unit(p) => Remote::Unit(p),
             UnitOrLease::Lease(token) => Remote::Lease(token),
             UnitOrLease::Neither => Remote::Nothing,

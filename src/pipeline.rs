@@ -69,14 +69,14 @@ pub async fn run(app: &Arc<App>, v: ApiVersion, key: TileKey, p: Prepared, wante
         render_on_pool(app, p, cut, wanted).await
     }
     .await;
-    if let Ok(tile) = &rendered {
-        keep(app, key.clone(), tile.clone());
-    }
-    if let (Some(shared), Some(token)) = (&app.shared, token) {
-        match &rendered {
-            Ok(tile) => shared.put_then_release(&key, tile, token),
-            Err(_) => shared.release(&key, token),
+    match (&app.shared, token, &rendered) {
+        (Some(shared), Some(token), Ok(tile)) => {
+            shared.put_then_release(&key, tile, token);
+            keep(app, key, tile.clone());
         }
+        (Some(shared), Some(token), Err(_)) => shared.release(&key, token),
+        (_, _, Ok(tile)) => keep(app, key, tile.clone()),
+        (_, _, Err(_)) => {}
     }
     rendered
 }

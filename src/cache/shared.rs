@@ -335,41 +335,46 @@ impl RedisTier {
     /// Offers a tile (in the background; dropped when too many writes are
     /// in flight, or outside a runtime).
     pub fn put(self: &Arc<Self>, key: &TileKey, value: &Arc<Encoded>) {
-        let Some(mut record) = record_head(&full_key(key, self.fingerprint), value) else { return };
-        if record.len() + value.body.len() > MAX_RECORD_BYTES {
-            return;
-        }
+        let Some(record) = self.tile_record(key, value) else { return };
         let (Ok(handle), Ok(permit)) = (tokio::runtime::Handle::try_current(), self.writes.clone().try_acquire_owned())
         else {
             self.stats.writes_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        record.extend_from_slice(&value.body);
         let (me, k) = (self.clone(), self.tile_key(key));
         handle.spawn(async move {
-            let cmd = redis::cmd("SET").arg(&k).arg(record).arg("PX").arg(me.ttl_ms).clone();
-            if me.call::<()>(cmd).await.is_some() {
-                me.stats.writes.fetch_add(1, Ordering::Relaxed);
-            }
+            me.store_tile(&k, record).await;
             drop(permit);
         });
+    }
+
+    /// A tile's record (head and body); None when tiers do not keep its
+    /// media type or it is too large to share.
+    fn tile_record(&self, key: &TileKey, value: &Encoded) -> Option<Vec<u8>> {
+        let mut record = record_head(&full_key(key, self.fingerprint), value)?;
+        if record.len() + value.body.len() > MAX_RECORD_BYTES {
+            return None;
+        }
+        record.extend_from_slice(&value.body);
+        Some(record)
+    }
+
+    async fn store_tile(&self, tile_key: &str, record: Vec<u8>) {
+        let cmd = redis::cmd("SET").arg(tile_key).arg(record).arg("PX").arg(self.ttl_ms).clone();
+        if self.call::<()>(cmd).await.is_some() {
+            self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Stores a tile rendered under a lease, then gives the lease back, in
     /// that order (so whoever waits finds the tile when the lease is gone).
     pub fn put_then_release(self: &Arc<Self>, key: &TileKey, value: &Arc<Encoded>, token: String) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
-        let record = record_head(&full_key(key, self.fingerprint), value).map(|mut r| {
-            r.extend_from_slice(&value.body);
-            r
-        });
+        let record = self.tile_record(key, value);
         let (me, k, lk) = (self.clone(), self.tile_key(key), self.lease_key(key));
         handle.spawn(async move {
-            if let Some(record) = record.filter(|r| r.len() <= MAX_RECORD_BYTES) {
-                let cmd = redis::cmd("SET").arg(&k).arg(record).arg("PX").arg(me.ttl_ms).clone();
-                if me.call::<()>(cmd).await.is_some() {
-                    me.stats.writes.fetch_add(1, Ordering::Relaxed);
-                }
+            if let Some(record) = record {
+                me.store_tile(&k, record).await;
             }
             me.release_now(&lk, &token).await;
         });
@@ -462,32 +467,20 @@ impl RedisTier {
     }
 
     /// The unit from Redis, or the lease of decoding it for everyone, or
-    /// the unit once the instance holding that lease has stored it.
-    pub async fn unit_or_lease(&self, unit: &str, file: &str) -> UnitOrLease {
+    /// (with `wait`) the unit once the instance holding that lease has
+    /// stored it. Decoding ahead of demand does not wait: not worth it.
+    pub async fn unit_or_lease(&self, unit: &str, file: &str, wait: bool) -> UnitOrLease {
         if let Some(p) = self.get_unit(unit, file).await {
             return UnitOrLease::Unit(p);
         }
         let (_, lk) = self.unit_keys(unit, file);
         match self.lease_at(&lk).await {
             Lease::Held(token) => UnitOrLease::Lease(token),
-            Lease::Unknown => UnitOrLease::Neither,
-            Lease::Taken => match self.wait_at(&lk, || self.get_unit(unit, file)).await {
+            Lease::Taken if wait => match self.wait_at(&lk, || self.get_unit(unit, file)).await {
                 Some(p) => UnitOrLease::Unit(p),
                 None => UnitOrLease::Neither,
             },
-        }
-    }
-
-    /// The unit or its lease, without waiting for another instance (for
-    /// decoding ahead of demand, which is not worth a wait).
-    pub async fn unit_or_lease_now(&self, unit: &str, file: &str) -> UnitOrLease {
-        if let Some(p) = self.get_unit(unit, file).await {
-            return UnitOrLease::Unit(p);
-        }
-        let (_, lk) = self.unit_keys(unit, file);
-        match self.lease_at(&lk).await {
-            Lease::Held(token) => UnitOrLease::Lease(token),
-            _ => UnitOrLease::Neither,
+            Lease::Taken | Lease::Unknown => UnitOrLease::Neither,
         }
     }
 
