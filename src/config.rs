@@ -177,8 +177,9 @@ pub struct SharedCfg {
     pub ttl_secs: u64,
     /// Deadline of one Redis call, in milliseconds.
     pub timeout_ms: u64,
-    /// How long an instance may hold a tile's lease while it renders it, in
-    /// milliseconds; the others wait for the tile at most this long.
+    /// Time to live of a render or decode lease, in milliseconds; renewed
+    /// by its holder while it works, so it bounds how long a crashed
+    /// holder keeps the others waiting.
     pub lease_ms: u64,
     /// Consecutive failures that open the circuit breaker.
     pub breaker_failures: u32,

@@ -588,7 +588,11 @@ impl DecodedTiles {
         let input = input.clone();
         let (whole, scale) = (plan.whole, plan.scale);
         let share = match (lease, &self.remote, tokio::runtime::Handle::try_current()) {
-            (Some(token), Some(r), Ok(h)) => Some((r.clone(), h, token)),
+            (Some(token), Some(r), Ok(h)) => {
+                // Kept alive while the decode waits for a worker and runs.
+                let renewal = r.renew_unit(&unit_name(&claim.id), &claim.id.file, &token);
+                Some((r.clone(), h, token, renewal))
+            }
             _ => None,
         };
         // A refused job drops its claim: its waiters claim again.
@@ -600,7 +604,8 @@ impl DecodedTiles {
                 r = Err(CodecError::SourceChanged);
             }
             let out = r.map(Arc::new);
-            if let Some((remote, handle, token)) = share {
+            if let Some((remote, handle, token, renewal)) = share {
+                drop(renewal);
                 let id = &claim.id;
                 remote.put_unit_then_release(&handle, &unit_name(id), &id.file, out.as_ref().ok().cloned(), token);
             }

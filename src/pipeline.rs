@@ -58,6 +58,11 @@ pub async fn run(app: &Arc<App>, v: ApiVersion, key: TileKey, p: Prepared, wante
             return Ok(tile);
         }
     };
+    // A render may outlast the lease: renew it while this instance works.
+    let renewal = match (&app.shared, &token) {
+        (Some(shared), Some(t)) => Some(shared.renew(&key, t)),
+        _ => None,
+    };
     let rendered = async {
         let cut = match units(app, v, &key, &p).await {
             Ok(c) => c,
@@ -69,6 +74,7 @@ pub async fn run(app: &Arc<App>, v: ApiVersion, key: TileKey, p: Prepared, wante
         render_on_pool(app, p, cut, wanted).await
     }
     .await;
+    drop(renewal);
     match (&app.shared, token, &rendered) {
         (Some(shared), Some(token), Ok(tile)) => {
             shared.put_then_release(&key, tile, token);

@@ -156,13 +156,16 @@ fn a_purge_on_one_instance_reaches_the_others_within_a_second() {
 }
 
 #[test]
-fn two_instances_asked_the_same_tile_at_once_render_it_once() {
+fn two_instances_asked_the_same_tile_at_once_render_it_once_even_past_the_lease_time() {
     let Some(redis) = Redis::start() else { return };
     let d = tempfile::tempdir().unwrap();
     // A large JPEG whose full-size render takes a while.
     let big = tessera::samples::generate::book_page(3000, 4000, 1);
     std::fs::write(d.path().join("big.jpg"), encode::encode(&big, Format::Jpg, 90).unwrap()).unwrap();
-    let (a, b) = (instance(d.path(), &redis, &[]), instance(d.path(), &redis, &[]));
+    // A lease far shorter than the render: the holder must renew it, or
+    // the other instance would stop waiting and render too.
+    let short = [("TESSERA_CACHE__SHARED__LEASE_MS", "60")];
+    let (a, b) = (instance(d.path(), &redis, &short), instance(d.path(), &redis, &short));
     let path = "/iiif/2/big.jpg/full/1500,/0/default.jpg";
     let (aa, ba) = (a.addr, b.addr);
     let ta = std::thread::spawn(move || http_get(aa, path, &[]).unwrap());
@@ -429,4 +432,32 @@ fn killing_one_instance_mid_pass_loses_only_its_requests_in_flight() {
     assert!(failed.len() <= clients, "more failed than were in flight: {failed:?}");
     // The survivors answer everything afterwards.
     assert!(pass_counting(lb.addr, &tiles[..20], clients, None).is_empty());
+}
+
+/// Redis killed in the middle of a pass through HAProxy over three
+/// instances: no client sees an error (each instance works alone).
+#[test]
+fn stopping_redis_mid_pass_gives_no_error_to_clients() {
+    let Some(redis) = Redis::start() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let (w, h) = (2048, 2048);
+    let px = tessera::samples::generate::photo_like(w, h, 9);
+    std::fs::write(d.path().join("p.jpg"), encode::encode(&px, Format::Jpg, 90).unwrap()).unwrap();
+    let url = redis.url();
+    let env = [
+        ("TESSERA_CACHE__DISK_MAX_BYTES", "0"),
+        ("TESSERA_CACHE__SHARED__KIND", "redis"),
+        ("TESSERA_CACHE__SHARED__URL", url.as_str()),
+    ];
+    let instances: Vec<Server> = (0..3).map(|_| Server::start(d.path(), &env)).collect();
+    let Some(lb) = Haproxy::start(&instances.iter().collect::<Vec<_>>()) else { return };
+    let tiles = all_tiles("p.jpg", w, h);
+    let pid = redis.child.id();
+    let kill: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    });
+    let failed = pass_counting(lb.addr, &tiles, 3, Some((tiles.len() / 3, kill)));
+    assert!(failed.is_empty(), "clients saw errors: {failed:?}");
+    let errors: f64 = instances.iter().map(|s| metric(s, "tessera_shared_tier_errors_total")).sum();
+    assert!(errors >= 1.0, "the instances noticed Redis was gone");
 }

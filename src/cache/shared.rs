@@ -50,6 +50,9 @@ const WRITES_IN_FLIGHT: usize = 256;
 const MAX_RECORD_BYTES: usize = 8 << 20;
 /// Keys deleted per UNLINK while purging.
 const PURGE_BATCH: usize = 500;
+/// A waiter gives up on a renewed lease after this many lease times, and
+/// does the work itself.
+const MAX_WAIT_LEASES: u32 = 4;
 /// First bytes of a decoded-unit record.
 const UNIT_MAGIC: &[u8; 8] = b"TSRUNIT1";
 /// Time to live of a decoded unit in Redis: long enough for the instances
@@ -212,6 +215,18 @@ fn parse_unit(buf: &[u8], unit: &str) -> Option<Pixels> {
         _ => return None,
     };
     Pixels::new(w, h, layout, rest.get(9..)?.to_vec()).ok()
+}
+
+/// A lease kept alive in the background; dropping it stops the renewals
+/// (the lease then expires, or is released).
+pub struct Renewal(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
 }
 
 /// Whether this instance got a tile's lease.
@@ -400,6 +415,35 @@ impl RedisTier {
         }
     }
 
+    /// Keeps the lease of rendering `key` alive while this instance works
+    /// on it; stops when the returned value is dropped.
+    pub fn renew(self: &Arc<Self>, key: &TileKey, token: &str) -> Renewal {
+        self.renew_at(self.lease_key(key), token.to_string())
+    }
+
+    /// Keeps the lease of decoding a unit alive while this instance works
+    /// on it; stops when the returned value is dropped.
+    pub fn renew_unit(self: &Arc<Self>, unit: &str, file: &str, token: &str) -> Renewal {
+        self.renew_at(self.unit_keys(unit, file).1, token.to_string())
+    }
+
+    fn renew_at(self: &Arc<Self>, lease_key: String, token: String) -> Renewal {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return Renewal(None) };
+        let me = self.clone();
+        Renewal(Some(handle.spawn(async move {
+            let script = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                          return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+            loop {
+                tokio::time::sleep(me.lease / 3).await;
+                let ms = me.lease.as_millis() as u64;
+                let cmd = redis::cmd("EVAL").arg(script).arg(1).arg(&lease_key).arg(&token).arg(ms).clone();
+                if me.call::<i64>(cmd).await != Some(1) {
+                    return; // no longer ours, or Redis away: nothing to keep
+                }
+            }
+        })))
+    }
+
     /// Gives a lease back (only if it is still ours: it may have expired
     /// and been taken by another instance).
     pub fn release(self: &Arc<Self>, key: &TileKey, token: String) {
@@ -426,14 +470,15 @@ impl RedisTier {
         tile
     }
 
-    /// Polls `get` with back-off while the lease at `lease_key` is held,
-    /// for at most the lease time.
+    /// Polls `get` with back-off while the lease at `lease_key` is held
+    /// (its holder renews it while it works), for at most
+    /// [`MAX_WAIT_LEASES`] lease times.
     async fn wait_at<T, F, Fut>(&self, lease_key: &str, mut get: F) -> Option<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let deadline = Instant::now() + self.lease;
+        let deadline = Instant::now() + self.lease * MAX_WAIT_LEASES;
         let mut pause = Duration::from_millis(5);
         while Instant::now() < deadline {
             tokio::time::sleep(pause).await;
