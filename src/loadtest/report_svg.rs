@@ -31,6 +31,21 @@ fn nice_max(v: f64) -> f64 {
     10.0 * p
 }
 
+/// The time axis of a run of `elapsed` seconds: it ends at the run's end
+/// (at least 1 s), with ticks every 1, 2 or 5 × 10^k seconds, at most six.
+fn time_axis(elapsed: f64) -> (f64, Vec<f64>) {
+    let span = if elapsed.is_finite() { elapsed.max(1.0) } else { 1.0 };
+    let mut step = 10f64.powf((span / 6.0).log10().floor());
+    for m in [1.0, 2.0, 5.0, 10.0] {
+        if span / (m * step) <= 6.0 {
+            step *= m;
+            break;
+        }
+    }
+    let ticks = (0..).map(|k| k as f64 * step).take_while(|v| *v <= span * (1.0 + 1e-9)).collect();
+    (span, ticks)
+}
+
 fn fmt_num(v: f64) -> String {
     if v == 0.0 {
         "0".into()
@@ -155,15 +170,15 @@ pub fn svg(r: &Report) -> String {
         .map(|s| (s.t_s as f64 + s.span_s / 2.0, s.requests as f64 / s.span_s, s.errors as f64 / s.span_s))
         .collect();
     let ymax = nice_max(rates.iter().map(|x| x.1).fold(0.0, f64::max));
-    let thr = Panel { top: 380.0, bottom: 620.0, xmax: nice_max(r.elapsed_s.max(1.0)), ymax };
+    let (xmax, ticks) = time_axis(r.elapsed_s);
+    let thr = Panel { top: 380.0, bottom: 620.0, xmax, ymax };
     thr.axes(
         &mut out,
         "Throughput over time (blue: requests/s, red: errors/s)",
         "requests per second",
         "seconds after warm-up",
     );
-    for k in 0..=5 {
-        let v = thr.xmax * k as f64 / 5.0;
+    for v in ticks {
         thr.xtick(&mut out, v, &fmt_num(v));
     }
     let pts: Vec<(f64, f64)> = rates.iter().map(|(t, q, _)| (thr.x(*t), thr.y(*q))).collect();
@@ -218,5 +233,15 @@ mod tests {
         assert!((nines(99.0) - 2.0).abs() < 1e-9);
         assert!((nines(100.0) - 5.0).abs() < 1e-9);
         assert_eq!(esc("a<b&\"c\""), "a&lt;b&amp;&quot;c&quot;");
+    }
+
+    #[test]
+    fn the_time_axis_ends_with_the_run() {
+        // A 10 s run measures a little over 10 s: the axis is not 20 s long.
+        assert_eq!(time_axis(10.02), (10.02, vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]));
+        assert_eq!(time_axis(30.0).1, vec![0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0]);
+        assert_eq!(time_axis(0.2), (1.0, vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]));
+        let (span, ticks) = time_axis(95.0);
+        assert_eq!((span, ticks.len(), ticks[1]), (95.0, 5, 20.0));
     }
 }
