@@ -436,6 +436,7 @@ impl Inner {
     /// Indexes the tiles already in the folder, oldest first, removes
     /// temporary files left by a crash, then evicts to the bound.
     fn scan(&self) {
+        let own_tmp = format!(".{}.tmp", std::process::id());
         let mut found: Vec<(SystemTime, Slot, u64)> = Vec::new();
         for top in read_dirs(&self.root) {
             if !is_hex(&name_of(&top), 2) {
@@ -447,7 +448,13 @@ impl Inner {
                 for e in entries.flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();
                     if name.ends_with(".tmp") {
-                        let _ = fs::remove_file(e.path());
+                        // Left by a server that stopped mid-write (the folder
+                        // lock says it is gone). This process's own are being
+                        // written right now by the writer thread: removing one
+                        // between its creation and its rename lost the tile.
+                        if !name.ends_with(&own_tmp) {
+                            let _ = fs::remove_file(e.path());
+                        }
                         continue;
                     }
                     let Some(entry) = name.strip_suffix(SUFFIX).and_then(parse_hex) else { continue };
@@ -664,6 +671,21 @@ mod tests {
             assert!(t.get(&k(i)).await.is_some(), "tile {i} kept");
         }
         assert_eq!(t.stats().evictions.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_start_scan_removes_stale_temp_files_but_not_ones_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file_dir = dir.path().join("ab").join("ab00000000000000");
+        fs::create_dir_all(&file_dir).unwrap();
+        let stale = file_dir.join(".0000000000000001.4194305.tmp");
+        let mine = file_dir.join(format!(".0000000000000002.{}.tmp", std::process::id()));
+        fs::write(&stale, b"x").unwrap();
+        fs::write(&mine, b"x").unwrap();
+        let t = DiskTier::open(dir.path(), 1 << 20, 7).unwrap();
+        wait_scanned(&t);
+        assert!(!stale.exists(), "left by a server that is gone");
+        assert!(mine.exists(), "this server's writer may be between create and rename");
     }
 
     #[tokio::test]
