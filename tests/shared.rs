@@ -269,6 +269,35 @@ fn all_tiles(id: &str, w: u32, h: u32) -> Vec<String> {
     out
 }
 
+/// Three instances sharing `redis` (no disk tier) behind HAProxy; None
+/// (SKIPPED) without haproxy.
+fn behind_haproxy(images: &Path, redis: &Redis) -> Option<(Vec<Server>, Haproxy)> {
+    let url = redis.url();
+    let env = [
+        ("TESSERA_CACHE__DISK_MAX_BYTES", "0"),
+        ("TESSERA_CACHE__SHARED__KIND", "redis"),
+        ("TESSERA_CACHE__SHARED__URL", url.as_str()),
+    ];
+    let instances: Vec<Server> = (0..3).map(|_| Server::start(images, &env)).collect();
+    let lb = Haproxy::start(&instances.iter().collect::<Vec<_>>())?;
+    Some((instances, lb))
+}
+
+/// A folder holding `p.jpg`, a 2048² photo-like JPEG, and its tiles.
+fn photo_jpeg(seed: u64) -> (tempfile::TempDir, Vec<String>) {
+    let d = tempfile::tempdir().unwrap();
+    let px = tessera::samples::generate::photo_like(2048, 2048, seed);
+    std::fs::write(d.path().join("p.jpg"), encode::encode(&px, Format::Jpg, 90).unwrap()).unwrap();
+    (d, all_tiles("p.jpg", 2048, 2048))
+}
+
+/// An action that kills process `pid` (SIGKILL), for [`pass_counting`].
+fn killer(pid: u32) -> Box<dyn FnOnce() + Send> {
+    Box::new(move || {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    })
+}
+
 /// Asks every path of `paths` at `addr` with `clients` threads; every
 /// answer must be 200.
 fn pass(addr: std::net::SocketAddr, paths: &[String], clients: usize) -> Duration {
@@ -351,14 +380,7 @@ fn three_instances_behind_haproxy_decode_no_more_than_one_instance_alone() {
     let decodes_alone = metric(&alone, "tessera_decodes_total");
     drop(alone);
 
-    let url = redis.url();
-    let env = [
-        ("TESSERA_CACHE__DISK_MAX_BYTES", "0"),
-        ("TESSERA_CACHE__SHARED__KIND", "redis"),
-        ("TESSERA_CACHE__SHARED__URL", url.as_str()),
-    ];
-    let instances: Vec<Server> = (0..3).map(|_| Server::start(d.path(), &env)).collect();
-    let Some(lb) = Haproxy::start(&instances.iter().collect::<Vec<_>>()) else { return };
+    let Some((instances, lb)) = behind_haproxy(d.path(), &redis) else { return };
     let t_three = pass(lb.addr, &tiles, 3);
     let per: Vec<f64> = instances.iter().map(|s| metric(s, "tessera_decodes_total")).collect();
     let shared_units: f64 = instances.iter().map(|s| metric(s, "tessera_shared_tier_units_shared_total")).sum();
@@ -407,26 +429,11 @@ fn sigterm_starts_a_drain_health_says_503_images_still_served_then_it_exits() {
 #[test]
 fn killing_one_instance_mid_pass_loses_only_its_requests_in_flight() {
     let Some(redis) = Redis::start() else { return };
-    let d = tempfile::tempdir().unwrap();
-    let (w, h) = (2048, 2048);
-    let px = tessera::samples::generate::photo_like(w, h, 5);
-    std::fs::write(d.path().join("p.jpg"), encode::encode(&px, Format::Jpg, 90).unwrap()).unwrap();
-    let url = redis.url();
-    let env = [
-        ("TESSERA_CACHE__DISK_MAX_BYTES", "0"),
-        ("TESSERA_CACHE__SHARED__KIND", "redis"),
-        ("TESSERA_CACHE__SHARED__URL", url.as_str()),
-    ];
-    let mut instances: Vec<Server> = (0..3).map(|_| Server::start(d.path(), &env)).collect();
-    let Some(lb) = Haproxy::start(&instances.iter().collect::<Vec<_>>()) else { return };
+    let (d, tiles) = photo_jpeg(5);
+    let Some((mut instances, lb)) = behind_haproxy(d.path(), &redis) else { return };
     let victim = instances.remove(1);
-    let pid = victim.child.id();
-    let tiles = all_tiles("p.jpg", w, h);
     let clients = 3;
-    let kill: Box<dyn FnOnce() + Send> = Box::new(move || {
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-    });
-    let failed = pass_counting(lb.addr, &tiles, clients, Some((tiles.len() / 3, kill)));
+    let failed = pass_counting(lb.addr, &tiles, clients, Some((tiles.len() / 3, killer(victim.child.id()))));
     drop(victim);
     println!("{} tiles, {} failed: {failed:?}", tiles.len(), failed.len());
     assert!(failed.len() <= clients, "more failed than were in flight: {failed:?}");
@@ -439,24 +446,9 @@ fn killing_one_instance_mid_pass_loses_only_its_requests_in_flight() {
 #[test]
 fn stopping_redis_mid_pass_gives_no_error_to_clients() {
     let Some(redis) = Redis::start() else { return };
-    let d = tempfile::tempdir().unwrap();
-    let (w, h) = (2048, 2048);
-    let px = tessera::samples::generate::photo_like(w, h, 9);
-    std::fs::write(d.path().join("p.jpg"), encode::encode(&px, Format::Jpg, 90).unwrap()).unwrap();
-    let url = redis.url();
-    let env = [
-        ("TESSERA_CACHE__DISK_MAX_BYTES", "0"),
-        ("TESSERA_CACHE__SHARED__KIND", "redis"),
-        ("TESSERA_CACHE__SHARED__URL", url.as_str()),
-    ];
-    let instances: Vec<Server> = (0..3).map(|_| Server::start(d.path(), &env)).collect();
-    let Some(lb) = Haproxy::start(&instances.iter().collect::<Vec<_>>()) else { return };
-    let tiles = all_tiles("p.jpg", w, h);
-    let pid = redis.child.id();
-    let kill: Box<dyn FnOnce() + Send> = Box::new(move || {
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-    });
-    let failed = pass_counting(lb.addr, &tiles, 3, Some((tiles.len() / 3, kill)));
+    let (d, tiles) = photo_jpeg(9);
+    let Some((instances, lb)) = behind_haproxy(d.path(), &redis) else { return };
+    let failed = pass_counting(lb.addr, &tiles, 3, Some((tiles.len() / 3, killer(redis.child.id()))));
     assert!(failed.is_empty(), "clients saw errors: {failed:?}");
     let errors: f64 = instances.iter().map(|s| metric(s, "tessera_shared_tier_errors_total")).sum();
     assert!(errors >= 1.0, "the instances noticed Redis was gone");
