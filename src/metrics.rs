@@ -56,6 +56,8 @@ pub struct Metrics {
     pub decodes: IntCounter,
     /// Codestream-tile decodes started ahead of demand.
     pub decodes_ahead: IntCounter,
+    /// Tiles answered with a source's stored JPEG tile (no decode, no encode).
+    pub passthrough: IntCounter,
     pub gpu_fallbacks: IntCounter,
     /// Reads thrown away because the source file changed under them.
     pub sources_changed: IntCounter,
@@ -101,6 +103,10 @@ impl Metrics {
         let decodes = IntCounter::new("decodes_total", "Source decodes performed")?;
         let decodes_ahead =
             IntCounter::new("decodes_ahead_total", "Codestream-tile decodes started ahead of demand on idle workers")?;
+        let passthrough = IntCounter::new(
+            "passthrough_total",
+            "Tiles answered with a stored JPEG tile of the source, with no decode or encode",
+        )?;
         let gpu_fallbacks = IntCounter::new("gpu_fallbacks_total", "GPU transforms that fell back to the CPU")?;
         let sources_changed =
             IntCounter::new("sources_changed_total", "Reads thrown away because the source file changed under them")?;
@@ -148,6 +154,7 @@ impl Metrics {
             stages,
             decodes,
             decodes_ahead,
+            passthrough,
             gpu_fallbacks,
             sources_changed,
             jobs_abandoned,
@@ -161,6 +168,7 @@ impl Metrics {
         m.registry.register(Box::new(m.stages.clone()))?;
         m.registry.register(Box::new(m.decodes.clone()))?;
         m.registry.register(Box::new(m.decodes_ahead.clone()))?;
+        m.registry.register(Box::new(m.passthrough.clone()))?;
         m.registry.register(Box::new(m.gpu_fallbacks.clone()))?;
         m.registry.register(Box::new(m.sources_changed.clone()))?;
         m.registry.register(Box::new(m.jobs_abandoned.clone()))?;

@@ -14,6 +14,7 @@ use crate::codec::{self, CodecError, ImageInfo};
 use crate::decoded::TilePlan;
 use crate::error::Error;
 use crate::metrics::{Metrics, Stage};
+use crate::model::{Format, Quality, Rotation};
 use crate::pixels::Pixels;
 use crate::plan::Plan;
 use crate::source::SourceBytes;
@@ -100,6 +101,26 @@ pub fn finish_on(
     Ok(Encoded { body: Bytes::from(body), media_type: plan.format.media_type() })
 }
 
+/// The passthrough: when the plan asks for exactly one stored JPEG tile of
+/// a TIFF page, unchanged (its size, no rotation or mirror, default or
+/// colour quality, as JPEG), that tile's bytes. A source with an ICC
+/// profile is converted, so never passed through.
+pub fn stored_tile(data: &[u8], info: &ImageInfo, plan: &Plan) -> Option<Encoded> {
+    let pyramid = info.tiff.as_deref()?;
+    let unchanged = plan.format == Format::Jpg
+        && matches!(plan.quality, Quality::Default | Quality::Color)
+        && plan.rotation == Rotation::NONE
+        && (plan.scaled_w, plan.scaled_h) == (plan.decoded.w, plan.decoded.h)
+        && plan.region.x % plan.scale == 0
+        && plan.region.y % plan.scale == 0
+        && pyramid.icc.is_none();
+    if !unchanged {
+        return None;
+    }
+    let body = codec::tiff::stored_jpeg(data, pyramid, plan.decoded, plan.scale)?;
+    Some(Encoded { body: Bytes::from(body), media_type: Format::Jpg.media_type() })
+}
+
 /// Where a render's pixels come from.
 pub enum Input<'a> {
     /// Decoded directly from the source's bytes; thrown away (503) when the
@@ -121,6 +142,13 @@ pub fn render(
     let pixels = match input {
         Input::Cut(cut) => cut.pixels(m)?,
         Input::Decode { data, info } => {
+            if let Some(tile) = stored_tile(data.as_ref(), info, plan) {
+                if !data.intact() {
+                    return Err(Error::source_changed());
+                }
+                m.passthrough.inc();
+                return Ok(tile);
+            }
             let p = decode(data.as_ref(), info, plan, s, m)?;
             if !data.intact() {
                 return Err(Error::source_changed());

@@ -115,6 +115,7 @@ pub fn probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
         layout: hdr.layout,
         scale_factors: if hdr.lossless { vec![1] } else { SCALE_FACTORS.to_vec() },
         native_tile: None,
+        tiff: None,
     })
 }
 

@@ -10,6 +10,7 @@ pub mod jp2;
 #[allow(unsafe_code)] // libjpeg-turbo through turbojpeg-sys.
 pub mod jpeg;
 pub mod png;
+pub mod tiff;
 
 use crate::model::{ImageShape, Rect, SourceFacts};
 use crate::pixels::{Layout, Pixels};
@@ -20,6 +21,7 @@ pub enum SourceFormat {
     Jpeg,
     Png,
     Jp2,
+    Tiff,
 }
 
 impl SourceFormat {
@@ -28,6 +30,7 @@ impl SourceFormat {
             SourceFormat::Jpeg => "jpeg",
             SourceFormat::Png => "png",
             SourceFormat::Jp2 => "jp2",
+            SourceFormat::Tiff => "tiff",
         }
     }
 }
@@ -68,6 +71,8 @@ pub struct ImageInfo {
     pub scale_factors: Vec<u32>,
     /// The codestream tile size, for tiled JPEG 2000.
     pub native_tile: Option<(u32, u32)>,
+    /// A TIFF's pages and where their chunks lie (read once, at probe).
+    pub tiff: Option<std::sync::Arc<tiff::Pyramid>>,
 }
 
 impl ImageInfo {
@@ -89,6 +94,8 @@ pub fn sniff(data: &[u8]) -> Option<SourceFormat> {
         Some(SourceFormat::Png)
     } else if jp2::sniff(data).is_some() {
         Some(SourceFormat::Jp2)
+    } else if tiff::sniff(data) {
+        Some(SourceFormat::Tiff)
     } else {
         None
     }
@@ -100,6 +107,7 @@ pub fn probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
         SourceFormat::Jpeg => jpeg::probe(data),
         SourceFormat::Png => png::probe(data),
         SourceFormat::Jp2 => jp2_probe(data),
+        SourceFormat::Tiff => tiff::probe(data),
     }
 }
 
@@ -126,6 +134,10 @@ pub fn decode(data: &[u8], info: &ImageInfo, region: Rect, scale: u32, max_pixel
             let area = jp2::DecodeArea { x, y, w: region.x + region.w - x, h: region.y + region.h - y };
             let reduce = s.trailing_zeros();
             jp2::decode(data, area, reduce, max_pixels).map_err(jp2_error)?
+        }
+        SourceFormat::Tiff => {
+            let pyramid = info.tiff.as_deref().ok_or(CodecError::UnknownFormat)?;
+            tiff::decode(data, pyramid, want, scale, max_pixels)?
         }
     };
     if out.width() != want.w || out.height() != want.h {
@@ -155,6 +167,7 @@ fn jp2_probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
         layout,
         scale_factors,
         native_tile: tiled.then_some((h.tile_width, h.tile_height)),
+        tiff: None,
     })
 }
 

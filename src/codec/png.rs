@@ -44,6 +44,7 @@ pub fn probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
         layout: layout_of(ct)?,
         scale_factors: vec![1],
         native_tile: None,
+        tiff: None,
     })
 }
 

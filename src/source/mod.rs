@@ -25,7 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::error::{Error, Result};
 
 /// Extensions tried, in order, when the identifier has none on disk.
-pub const EXTENSIONS: [&str; 7] = ["jp2", "j2k", "jpx", "jpg", "jpeg", "png", "tif"];
+pub const EXTENSIONS: [&str; 8] = ["jp2", "j2k", "jpx", "jpg", "jpeg", "png", "tif", "tiff"];
 
 /// The identity of a source file's content: it changes when the file does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

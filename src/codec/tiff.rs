@@ -1,0 +1,473 @@
+//! TIFF sources: plain (striped or tiled) and pyramidal TIFF, the format of
+//! IIPImage installations, read from the memory map.
+//!
+//! [`probe`] reads the directory chain once with the `tiff` crate (IFD
+//! parsing, tag types, byte order, BigTIFF) into a [`Pyramid`]: every page
+//! that is the full image reduced by a power of two becomes a native scale
+//! (a thumbnail, label or macro page of another size is ignored), with its
+//! chunk grid and where each chunk's bytes lie. [`decode`] then decodes only
+//! the chunks (tiles or strips) of the one page that serves the asked scale
+//! and that the region touches:
+//! - JPEG chunks go to libjpeg-turbo (`codec::jpeg`) with the page's
+//!   JPEGTables merged in; it is several times faster than the `tiff`
+//!   crate's own JPEG path and handles YCbCr sub-sampling itself;
+//! - deflate, LZW, PackBits and uncompressed chunks go to the `tiff` crate
+//!   (`Decoder::read_chunk` by index, over a cursor on the mapped bytes).
+//!
+//! [`stored_jpeg`] is the passthrough: a request that is exactly one stored
+//! JPEG tile gets that tile's bytes (tables merged) with no decode or encode.
+//!
+//! 16-bit samples become 8-bit with rounding (v/257 to nearest), 1-bit
+//! bilevel pages become gray, MinIsWhite is inverted. Planar (separate)
+//! pages, palettes, CMYK and floating point are refused as unsupported.
+
+use std::io::Cursor;
+
+use tiff::decoder::{Decoder, DecodingResult, Limits};
+use tiff::tags::{PhotometricInterpretation, PlanarConfiguration, Tag};
+use tiff::ColorType;
+
+use super::{CodecError, ImageInfo, SourceFormat};
+use crate::model::Rect;
+use crate::pixels::{Layout, Pixels};
+
+/// Pages read at most (a pyramid of a 2^20-pixel image has 21 levels).
+const MAX_PAGES: usize = 64;
+
+/// The TIFF compression code of JPEG ("new-style", TIFF technical note 2).
+const JPEG: u16 = 7;
+
+/// The native scales of a TIFF: one page per power-of-two reduction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pyramid {
+    /// Ascending by factor; the first is the full image (factor 1).
+    pub pages: Vec<Page>,
+    /// The embedded ICC profile of the full-resolution page, if any.
+    pub icc: Option<Vec<u8>>,
+}
+
+/// One page (IFD) of a TIFF, as far as decoding it needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    /// Position in the IFD chain.
+    pub ifd: usize,
+    /// Reduction against the full image (1, 2, 4, ...).
+    pub factor: u32,
+    pub width: u32,
+    pub height: u32,
+    /// Tile size, or (width, rows per strip) for a striped page.
+    pub chunk_w: u32,
+    pub chunk_h: u32,
+    pub tiled: bool,
+    pub compression: u16,
+    pub samples: Samples,
+    /// Byte ranges of the chunks in the file, in chunk order.
+    pub offsets: Vec<u64>,
+    pub byte_counts: Vec<u64>,
+    /// The JPEGTables tag: quantisation and Huffman tables the chunks share.
+    pub jpeg_tables: Option<Vec<u8>>,
+}
+
+/// How a page's samples map to [`Layout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Samples {
+    pub layout: Layout,
+    /// 1, 8 or 16.
+    pub bits: u8,
+    /// MinIsWhite gray: samples are inverted.
+    pub inverted: bool,
+}
+
+impl Page {
+    fn columns(&self) -> u32 {
+        self.width.div_ceil(self.chunk_w.max(1))
+    }
+
+    fn rows(&self) -> u32 {
+        self.height.div_ceil(self.chunk_h.max(1))
+    }
+}
+
+impl Pyramid {
+    /// The page for 1/`scale`: the one whose factor equals it.
+    pub fn page(&self, scale: u32) -> Option<&Page> {
+        self.pages.iter().find(|p| p.factor == scale)
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> CodecError {
+    CodecError::Corrupt(format!("TIFF: {e}"))
+}
+
+fn tag_error(tag: &str, e: impl std::fmt::Display) -> CodecError {
+    CodecError::Corrupt(format!("TIFF tag {tag}: {e}"))
+}
+
+fn limits() -> Limits {
+    // Tag arrays up to 16 MiB (chunk offsets of a very large page), chunk
+    // buffers up to 512 MiB (the pixel limit is checked before any decode).
+    let mut l = Limits::default();
+    l.ifd_value_size = 16 << 20;
+    l.decoding_buffer_size = 512 << 20;
+    l
+}
+
+fn decoder(data: &[u8]) -> Result<Decoder<Cursor<&[u8]>>, CodecError> {
+    Ok(Decoder::new(Cursor::new(data)).map_err(corrupt)?.with_limits(limits()))
+}
+
+/// Whether `data` starts like a TIFF or BigTIFF.
+pub fn sniff(data: &[u8]) -> bool {
+    data.starts_with(b"II*\0") || data.starts_with(b"MM\0*") || data.starts_with(b"II+\0") || data.starts_with(b"MM\0+")
+}
+
+/// Reads the directory chain: size, layout, native scales.
+pub fn probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
+    let pyramid = read_pyramid(data)?;
+    let Some(full) = pyramid.pages.first() else {
+        return Err(CodecError::Corrupt("TIFF has no pages".into()));
+    };
+    Ok(ImageInfo {
+        format: SourceFormat::Tiff,
+        width: full.width,
+        height: full.height,
+        layout: full.samples.layout,
+        scale_factors: pyramid.pages.iter().map(|p| p.factor).collect(),
+        native_tile: full.tiled.then_some((full.chunk_w, full.chunk_h)),
+        tiff: Some(std::sync::Arc::new(pyramid)),
+    })
+}
+
+fn read_pyramid(data: &[u8]) -> Result<Pyramid, CodecError> {
+    let mut d = decoder(data)?;
+    let full = read_page(&mut d, 0, 1)?;
+    let icc = d.get_tag_u8_vec(Tag::IccProfile).ok();
+    let (w, h) = (full.width, full.height);
+    let mut pages = vec![full];
+    let mut ifd = 0;
+    while d.more_images() && ifd + 1 < MAX_PAGES {
+        ifd += 1;
+        if d.next_image().is_err() {
+            break; // A broken later page costs its scale, not the image.
+        }
+        let Ok((pw, ph)) = d.dimensions() else { continue };
+        // A reduced page of the full image: within a pixel of w/2^k, h/2^k.
+        let Some(factor) = (1..=20u32).map(|k| 1u32 << k).find(|&f| {
+            let near = |full: u32, page: u32| page.abs_diff(full / f) <= 1 || page.abs_diff(full.div_ceil(f)) <= 1;
+            near(w, pw) && near(h, ph)
+        }) else {
+            continue;
+        };
+        if pages.iter().any(|p| p.factor == factor) {
+            continue;
+        }
+        match read_page(&mut d, ifd, factor) {
+            Ok(p) if p.samples.layout == pages[0].samples.layout => pages.push(p),
+            _ => continue,
+        }
+    }
+    pages.sort_by_key(|p| p.factor);
+    Ok(Pyramid { pages, icc })
+}
+
+fn read_page(d: &mut Decoder<Cursor<&[u8]>>, ifd: usize, factor: u32) -> Result<Page, CodecError> {
+    let (width, height) = d.dimensions().map_err(corrupt)?;
+    if width == 0 || height == 0 {
+        return Err(CodecError::Corrupt("TIFF page has no size".into()));
+    }
+    let compression = d.find_tag_unsigned::<u16>(Tag::Compression).map_err(|e| tag_error("Compression", e))?.unwrap_or(1);
+    let planar = d.find_tag_unsigned::<u16>(Tag::PlanarConfiguration).map_err(|e| tag_error("PlanarConfiguration", e))?.unwrap_or(1);
+    if planar != PlanarConfiguration::Chunky.to_u16() {
+        return Err(CodecError::Unsupported("planar (separate) TIFF".into()));
+    }
+    let photometric = d.find_tag_unsigned::<u16>(Tag::PhotometricInterpretation).map_err(|e| tag_error("PhotometricInterpretation", e))?;
+    let samples = samples(d, compression, photometric)?;
+    let tiled = d.find_tag(Tag::TileWidth).map_err(|e| tag_error("TileWidth", e))?.is_some();
+    let (chunk_w, chunk_h, offsets, byte_counts) = if tiled {
+        let tw = d.get_tag_u32(Tag::TileWidth).map_err(|e| tag_error("TileWidth", e))?;
+        let th = d.get_tag_u32(Tag::TileLength).map_err(|e| tag_error("TileLength", e))?;
+        (tw, th, d.get_tag_u64_vec(Tag::TileOffsets).map_err(|e| tag_error("TileOffsets", e))?, d.get_tag_u64_vec(Tag::TileByteCounts).map_err(|e| tag_error("TileByteCounts", e))?)
+    } else {
+        let rows = d.find_tag_unsigned::<u32>(Tag::RowsPerStrip).map_err(|e| tag_error("RowsPerStrip", e))?.unwrap_or(height).min(height);
+        (
+            width,
+            rows,
+            d.get_tag_u64_vec(Tag::StripOffsets).map_err(|e| tag_error("StripOffsets", e))?,
+            d.get_tag_u64_vec(Tag::StripByteCounts).map_err(|e| tag_error("StripByteCounts", e))?,
+        )
+    };
+    if chunk_w == 0 || chunk_h == 0 {
+        return Err(CodecError::Corrupt("TIFF chunk of no size".into()));
+    }
+    let jpeg_tables = if compression == JPEG { d.get_tag_u8_vec(Tag::JPEGTables).ok() } else { None };
+    let page = Page {
+        ifd,
+        factor,
+        width,
+        height,
+        chunk_w,
+        chunk_h,
+        tiled,
+        compression,
+        samples,
+        offsets,
+        byte_counts,
+        jpeg_tables,
+    };
+    let chunks = page.columns() as usize * page.rows() as usize;
+    if page.offsets.len() < chunks || page.byte_counts.len() < chunks {
+        return Err(CodecError::Corrupt("TIFF has fewer chunk offsets than chunks".into()));
+    }
+    Ok(page)
+}
+
+fn samples(d: &mut Decoder<Cursor<&[u8]>>, compression: u16, photometric: Option<u16>) -> Result<Samples, CodecError> {
+    let ct = d.colortype().map_err(|e| CodecError::Unsupported(format!("TIFF colour type: {e}")))?;
+    let inverted = photometric == Some(PhotometricInterpretation::WhiteIsZero.to_u16());
+    let (layout, bits) = match ct {
+        ColorType::Gray(b) => (Layout::Gray, b),
+        ColorType::GrayA(b) => (Layout::GrayAlpha, b),
+        ColorType::RGB(b) => (Layout::Rgb, b),
+        ColorType::RGBA(b) => (Layout::Rgba, b),
+        // libjpeg-turbo turns a JPEG's YCbCr into RGB.
+        ColorType::YCbCr(8) if compression == JPEG => (Layout::Rgb, 8),
+        other => return Err(CodecError::Unsupported(format!("TIFF colour type {other:?}"))),
+    };
+    // One value a sample (or one for all): unsigned integers only.
+    let formats = d.find_tag_unsigned_vec::<u16>(Tag::SampleFormat).map_err(|e| tag_error("SampleFormat", e))?;
+    if formats.is_some_and(|f| f.iter().any(|&v| v != 1)) {
+        return Err(CodecError::Unsupported("TIFF samples that are not unsigned integers".into()));
+    }
+    let supported = match bits {
+        8 => true,
+        16 => compression != JPEG,
+        1 => compression != JPEG && layout == Layout::Gray,
+        _ => false,
+    };
+    if !supported {
+        return Err(CodecError::Unsupported(format!("{bits}-bit TIFF samples of this kind")));
+    }
+    Ok(Samples { layout, bits, inverted })
+}
+
+/// Decodes `want` (a rectangle on the 1/`scale` grid) from the page for that
+/// scale. Pixels beyond the page's edge (a reduced page a pixel smaller
+/// than the planner's grid) are left for the caller to fill.
+pub fn decode(data: &[u8], pyramid: &Pyramid, want: Rect, scale: u32, max_pixels: u64) -> Result<Pixels, CodecError> {
+    let page = pyramid.page(scale).ok_or_else(|| CodecError::Unsupported(format!("TIFF has no page at 1/{scale}")))?;
+    let chunk_px = page.chunk_w as u64 * page.chunk_h as u64;
+    if chunk_px > max_pixels {
+        return Err(CodecError::TooLarge { pixels: chunk_px, limit: max_pixels });
+    }
+    let x1 = (want.x + want.w).min(page.width);
+    let y1 = (want.y + want.h).min(page.height);
+    if want.x >= x1 || want.y >= y1 {
+        return Err(CodecError::Corrupt("region outside the TIFF page".into()));
+    }
+    let area = Rect { x: want.x, y: want.y, w: x1 - want.x, h: y1 - want.y };
+    let layout = page.samples.layout;
+    let c = layout.channels();
+    let mut out = vec![0u8; area.w as usize * area.h as usize * c];
+    let mut reader = None;
+    for row in area.y / page.chunk_h..=(y1 - 1) / page.chunk_h {
+        for col in area.x / page.chunk_w..=(x1 - 1) / page.chunk_w {
+            let index = row * page.columns() + col;
+            let chunk = if page.compression == JPEG {
+                jpeg_chunk(data, page, index as usize, max_pixels)?
+            } else {
+                let d = match &mut reader {
+                    Some(d) => d,
+                    None => {
+                        let mut d = decoder(data)?;
+                        d.seek_to_image(page.ifd).map_err(corrupt)?;
+                        reader.insert(d)
+                    }
+                };
+                other_chunk(d, page, index)?
+            };
+            // Where the chunk sits on the page, and what of it the area takes.
+            let (cx, cy) = (col * page.chunk_w, row * page.chunk_h);
+            let (sx0, sy0) = (area.x.max(cx), area.y.max(cy));
+            let sx1 = x1.min(cx + chunk.width()).min(cx + page.chunk_w);
+            let sy1 = y1.min(cy + chunk.height()).min(cy + page.chunk_h);
+            if sx0 >= sx1 || sy0 >= sy1 {
+                return Err(CodecError::Corrupt("TIFF chunk smaller than its place".into()));
+            }
+            let n = (sx1 - sx0) as usize * c;
+            for y in sy0..sy1 {
+                let src = ((y - cy) as usize * chunk.width() as usize + (sx0 - cx) as usize) * c;
+                let dst = ((y - area.y) as usize * area.w as usize + (sx0 - area.x) as usize) * c;
+                out[dst..dst + n].copy_from_slice(&chunk.data()[src..src + n]);
+            }
+        }
+    }
+    Pixels::new(area.w, area.h, layout, out).map_err(|e| CodecError::Corrupt(e.to_string()))
+}
+
+/// The bytes of chunk `index`, bounds-checked against the file.
+fn chunk_bytes<'a>(data: &'a [u8], page: &Page, index: usize) -> Result<&'a [u8], CodecError> {
+    let (Some(&off), Some(&len)) = (page.offsets.get(index), page.byte_counts.get(index)) else {
+        return Err(CodecError::Corrupt("TIFF chunk index out of range".into()));
+    };
+    let end = off.checked_add(len).filter(|&e| e <= data.len() as u64);
+    match end {
+        Some(end) if len > 0 => Ok(&data[off as usize..end as usize]),
+        _ => Err(CodecError::Corrupt("TIFF chunk beyond the end of the file".into())),
+    }
+}
+
+/// One JPEG chunk as a self-contained JPEG: the page's tables merged in
+/// (the tables' stream without its end marker, then the chunk's without its
+/// start marker), or the chunk alone when it carries its own tables.
+fn merged_jpeg(data: &[u8], page: &Page, index: usize) -> Result<Vec<u8>, CodecError> {
+    let chunk = chunk_bytes(data, page, index)?;
+    if !chunk.starts_with(&[0xFF, 0xD8]) {
+        return Err(CodecError::Corrupt("TIFF JPEG chunk without a start marker".into()));
+    }
+    match page.jpeg_tables.as_deref() {
+        Some(t) if t.len() > 4 && t.starts_with(&[0xFF, 0xD8]) && t.ends_with(&[0xFF, 0xD9]) => {
+            let mut out = Vec::with_capacity(t.len() + chunk.len());
+            out.extend_from_slice(&t[..t.len() - 2]);
+            out.extend_from_slice(&chunk[2..]);
+            Ok(out)
+        }
+        _ => Ok(chunk.to_vec()),
+    }
+}
+
+fn jpeg_chunk(data: &[u8], page: &Page, index: usize, max_pixels: u64) -> Result<Pixels, CodecError> {
+    let jpeg = merged_jpeg(data, page, index)?;
+    let info = super::jpeg::probe(&jpeg)?;
+    if info.layout != page.samples.layout {
+        return Err(CodecError::Corrupt("TIFF JPEG chunk differs from its page in colour".into()));
+    }
+    let whole = Rect { x: 0, y: 0, w: info.width, h: info.height };
+    super::jpeg::decode(&jpeg, &info, whole, 1, max_pixels)
+}
+
+fn other_chunk(d: &mut Decoder<Cursor<&[u8]>>, page: &Page, index: u32) -> Result<Pixels, CodecError> {
+    let s = page.samples;
+    let result = d.read_chunk(index).map_err(corrupt)?;
+    // The `tiff` crate returns a chunk's data without the padding of the
+    // last column and row of tiles or the last strip.
+    let (col, row) = (index % page.columns(), index / page.columns());
+    let w = page.chunk_w.min(page.width - col * page.chunk_w);
+    let h = page.chunk_h.min(page.height - row * page.chunk_h);
+    let mut px = match (result, s.bits) {
+        (DecodingResult::U8(v), 8) => v,
+        (DecodingResult::U16(v), 16) => v.into_iter().map(to_8_bits).collect(),
+        (DecodingResult::U8(v), 1) => unpack_bits(&v, w, h),
+        _ => return Err(CodecError::Unsupported("TIFF sample type".into())),
+    };
+    if s.inverted {
+        for v in &mut px {
+            *v = 255 - *v;
+        }
+    }
+    let len = w as usize * h as usize * s.layout.channels();
+    if px.len() < len {
+        return Err(CodecError::Corrupt("TIFF chunk shorter than its size".into()));
+    }
+    px.truncate(len);
+    Pixels::new(w, h, s.layout, px).map_err(|e| corrupt(e.to_string()))
+}
+
+/// A 16-bit sample to 8 bits, to nearest: round(v × 255 / 65535) = round(v / 257).
+pub fn to_8_bits(v: u16) -> u8 {
+    ((v as u32 + 128) / 257) as u8
+}
+
+/// 1-bit rows (each padded to a byte, most significant bit first) to 8-bit
+/// gray: 1 is white (the MinIsBlack sense; MinIsWhite is inverted after).
+fn unpack_bits(packed: &[u8], w: u32, h: u32) -> Vec<u8> {
+    let row_bytes = w.div_ceil(8) as usize;
+    let mut out = Vec::with_capacity(w as usize * h as usize);
+    for row in packed.chunks(row_bytes).take(h as usize) {
+        for x in 0..w as usize {
+            let bit = row.get(x / 8).is_some_and(|b| b & (0x80 >> (x % 8)) != 0);
+            out.push(if bit { 255 } else { 0 });
+        }
+    }
+    out
+}
+
+/// The passthrough: when `want` (on the 1/`scale` grid) is exactly one
+/// whole JPEG tile of the page for that scale, that tile as a complete
+/// JPEG (tables merged), with no decode and no encode. `None` when it is
+/// not (another size, an edge tile with padding, not JPEG, more than three
+/// samples), and the caller decodes.
+pub fn stored_jpeg(data: &[u8], pyramid: &Pyramid, want: Rect, scale: u32) -> Option<Vec<u8>> {
+    let page = pyramid.page(scale)?;
+    let (tw, th) = (page.chunk_w, page.chunk_h);
+    let whole_tile = want.w == tw && want.h == th && want.x % tw == 0 && want.y % th == 0;
+    let inside = want.x + tw <= page.width && want.y + th <= page.height;
+    if !page.tiled || page.compression != JPEG || page.samples.bits != 8 || !whole_tile || !inside {
+        return None;
+    }
+    if !matches!(page.samples.layout, Layout::Gray | Layout::Rgb) {
+        return None;
+    }
+    let index = (want.y / th) * page.columns() + want.x / tw;
+    let jpeg = merged_jpeg(data, page, index as usize).ok()?;
+    // The stream must say what the page says: a tile of exactly this size.
+    (jpeg_size(&jpeg)? == (tw, th)).then_some(jpeg)
+}
+
+/// The frame size of a JPEG stream (its first SOFn marker).
+fn jpeg_size(jpeg: &[u8]) -> Option<(u32, u32)> {
+    let mut i = 2;
+    while i + 9 <= jpeg.len() {
+        if jpeg[i] != 0xFF {
+            return None;
+        }
+        let marker = jpeg[i + 1];
+        let len = u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]) as usize;
+        // SOF0..SOF15 but DHT (C4), JPG (C8) and DAC (CC).
+        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            let h = u16::from_be_bytes([jpeg[i + 5], jpeg[i + 6]]) as u32;
+            let w = u16::from_be_bytes([jpeg[i + 7], jpeg[i + 8]]) as u32;
+            return Some((w, h));
+        }
+        if marker == 0xDA || len < 2 {
+            return None;
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sixteen_bit_samples_round_to_the_nearest_eight_bit_value() {
+        for k in 0..=255u16 {
+            assert_eq!(to_8_bits(k * 257), k as u8);
+        }
+        for v in (0..=u16::MAX).step_by(7) {
+            let exact = v as f64 * 255.0 / 65535.0;
+            assert_eq!(to_8_bits(v), exact.round() as u8, "{v}");
+        }
+    }
+
+    #[test]
+    fn bilevel_rows_unpack_most_significant_bit_first_with_row_padding() {
+        // 10 pixels a row: two bytes a row, the last 6 bits padding.
+        let packed = [0b1010_0000, 0b1100_0000, 0b0000_0000, 0b0100_0000];
+        let px = unpack_bits(&packed, 10, 2);
+        assert_eq!(&px[..10], &[255, 0, 255, 0, 0, 0, 0, 0, 255, 255]);
+        assert_eq!(&px[10..], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 255]);
+    }
+
+    #[test]
+    fn the_frame_size_is_read_from_the_first_sof_after_other_segments() {
+        // SOI, a DQT of 4 bytes, SOF0 of 64 × 32.
+        let jpeg = [
+            0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xC0, 0x00, 0x0B, 0x08, 0x00, 0x20, 0x00, 0x40, 0x01,
+        ];
+        assert_eq!(jpeg_size(&jpeg), Some((64, 32)));
+        assert_eq!(jpeg_size(&[0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02]), None);
+        assert_eq!(jpeg_size(&[0xFF, 0xD8, 0x00]), None);
+    }
+}
