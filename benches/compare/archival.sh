@@ -60,34 +60,6 @@ start_iip() {
     launch_iipimage "$TMP"
     poll_http "http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$1/info.json" 240 0.25 --max-time 5
 }
-# Tessera's figures after a workload: decodes, eager tiles, peak RSS (MiB)
-# and mean ms per request in the decode, queue, transform and encode stages.
-tessera_facts() {
-    local rss
-    rss=$(awk '/VmHWM/{printf "%d", $2/1024}' "/proc/$TPID/status" 2>/dev/null || echo "?")
-    curl -s "http://127.0.0.1:$TPORT/metrics" | awk -v rss="$rss" '
-        $1=="tessera_decodes_total"{d=$2} $1=="tessera_eager_tiles_total"{e=$2}
-        $1 ~ /^tessera_stage_seconds_sum/ {match($1,/stage="[a-z]+"/); k=substr($1,RSTART+7,RLENGTH-8); sum[k]=$2}
-        $1 ~ /^tessera_stage_seconds_count/ {match($1,/stage="[a-z]+"/); k=substr($1,RSTART+7,RLENGTH-8); cnt[k]=$2}
-        END {
-            n=cnt["total"]; if (n==0) n=1
-            printf "%d decodes, %d eager, %s MiB; %.0f / %.0f / %.0f / %.0f", d, e, rss, 1000*sum["decode"]/n, 1000*sum["queue"]/n, 1000*sum["transform"]/n, 1000*sum["encode"]/n
-        }'
-}
-sweep() { # BASE_URL ARGS...
-    local base=$1; shift
-    python3 tools/sweep.py "$base" --timeout 1200 "$@"
-}
-row() { # FILE WORKLOAD SERVER JSON FACTS
-    python3 - "$1" "$2" "$3" "$5" "$4" <<'PY'
-import json, sys
-f, w, s, x = sys.argv[1:5]
-r = json.loads(sys.argv[5])
-fv = r.get("first_view_ms")
-rate = r["tiles_per_s"] if fv is None else f"first view {fv} ms"
-print(f"| {f} | {w} | {s} | {r['tiles']} | {rate} | {r['p50_ms']} | {r['p99_ms']} | {x} | {r['status']} |")
-PY
-}
 session_row() { # FILE SERVER INFO_URL
     rm -f "$TMP/lt.json"
     "$TMP/tessera" loadtest "$3" --quiet --json "$TMP/lt.json" -c 4 --mode session --seed 1 --warmup 0 \

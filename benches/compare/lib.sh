@@ -269,3 +269,37 @@ else:
 open(out, "w").write(text)
 PY
 }
+
+# --- sweeps and their table rows ---------------------------------------------
+# These read the script's globals TPORT (Tessera's port), TPID (its PID).
+
+# Tessera's figures after a workload: tiles passed through (if any), decodes,
+# eager tiles, peak RSS (MiB)
+# and mean ms per request in the decode, queue, transform and encode stages.
+tessera_facts() {
+    local rss
+    rss=$(awk '/VmHWM/{printf "%d", $2/1024}' "/proc/$TPID/status" 2>/dev/null || echo "?")
+    curl -s "http://127.0.0.1:$TPORT/metrics" | awk -v rss="$rss" '
+        $1=="tessera_decodes_total"{d=$2} $1=="tessera_eager_tiles_total"{e=$2} $1=="tessera_passthrough_total"{p=$2}
+        $1 ~ /^tessera_stage_seconds_sum/ {match($1,/stage="[a-z]+"/); k=substr($1,RSTART+7,RLENGTH-8); sum[k]=$2}
+        $1 ~ /^tessera_stage_seconds_count/ {match($1,/stage="[a-z]+"/); k=substr($1,RSTART+7,RLENGTH-8); cnt[k]=$2}
+        END {
+            n=cnt["total"]; if (n==0) n=1
+            if (p > 0) printf "%d stored tiles passed through, ", p
+            printf "%d decodes, %d eager, %s MiB; %.0f / %.0f / %.0f / %.0f", d, e, rss, 1000*sum["decode"]/n, 1000*sum["queue"]/n, 1000*sum["transform"]/n, 1000*sum["encode"]/n
+        }'
+}
+sweep() { # BASE_URL ARGS...
+    local base=$1; shift
+    python3 tools/sweep.py "$base" --timeout 1200 "$@"
+}
+row() { # FILE WORKLOAD SERVER JSON FACTS
+    python3 - "$1" "$2" "$3" "$5" "$4" <<'PY'
+import json, sys
+f, w, s, x = sys.argv[1:5]
+r = json.loads(sys.argv[5])
+fv = r.get("first_view_ms")
+rate = r["tiles_per_s"] if fv is None else f"first view {fv} ms"
+print(f"| {f} | {w} | {s} | {r['tiles']} | {rate} | {r['p50_ms']} | {r['p99_ms']} | {x} | {r['status']} |")
+PY
+}

@@ -1,0 +1,262 @@
+//! TIFF sources end to end, on files made by libvips (`vips tiffsave`, as
+//! IIPImage installations make their pyramids): every compression vips
+//! writes that Tessera reads, tiled and striped, pyramidal, 16-bit, 1-bit,
+//! with alpha; the stored-tile passthrough; hostile files.
+//!
+//! Lossless files are checked pixel for pixel against the picture they were
+//! made from; JPEG ones against libvips's own decode of the same page.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use http::StatusCode;
+use tessera::iiif::Format;
+use tessera::pixels::{Layout, Pixels};
+
+/// Runs `vips ARGS...` in `dir`; false (the test skips) where vips is not
+/// installed, a failure under CI.
+fn vips(dir: &Path, args: &[&str]) -> bool {
+    match Command::new("vips").args(args).current_dir(dir).output() {
+        Ok(o) => {
+            assert!(o.status.success(), "vips {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+            true
+        }
+        Err(_) => {
+            skip_missing("vips", "apt-get install libvips-tools");
+            false
+        }
+    }
+}
+
+/// A folder holding `picture.png` (a photo-like picture of `w × h`, or with
+/// an alpha channel when `alpha`), to make TIFFs from.
+fn folder(w: u32, h: u32, alpha: bool) -> (tempfile::TempDir, Pixels) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut px = tessera::samples::generate::photo_like(w, h, 7);
+    if alpha {
+        let mut d = Vec::with_capacity(px.data().len() / 3 * 4);
+        for (i, p) in px.data().chunks(3).enumerate() {
+            let (x, y) = (i as u32 % w, i as u32 / w);
+            d.extend_from_slice(p);
+            d.push(((x * 255 / w) ^ (y * 255 / h)) as u8);
+        }
+        px = Pixels::new(w, h, Layout::Rgba, d).unwrap();
+    }
+    let png = tessera::codec::encode::encode(&px, Format::Png, 90).unwrap();
+    std::fs::write(dir.path().join("picture.png"), png).unwrap();
+    (dir, px)
+}
+
+fn crop(p: &Pixels, x: u32, y: u32, w: u32, h: u32) -> Pixels {
+    p.crop(x, y, w, h)
+}
+
+async fn metrics(app: &std::sync::Arc<tessera::service::App>) -> String {
+    String::from_utf8(get(app, "/metrics").await.into_body().to_vec()).unwrap()
+}
+
+async fn counter(app: &std::sync::Arc<tessera::service::App>, name: &str) -> f64 {
+    metric_value(&metrics(app).await, name).unwrap_or(0.0)
+}
+
+/// libvips's decode of `x,y,w,h` of page `page` of `file`, as pixels.
+fn vips_reference(dir: &Path, file: &str, page: u32, x: u32, y: u32, w: u32, h: u32) -> Pixels {
+    let out = format!("ref-{page}-{x}-{y}.png");
+    let src = format!("{file}[page={page}]");
+    assert!(vips(dir, &["extract_area", &src, &out, &x.to_string(), &y.to_string(), &w.to_string(), &h.to_string()]));
+    decode_any(&std::fs::read(dir.join(out)).unwrap())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The entropy-coded data of a JPEG: what follows its start-of-scan header.
+fn scan_data(jpeg: &[u8]) -> &[u8] {
+    let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).expect("a scan");
+    let len = u16::from_be_bytes([jpeg[sos + 2], jpeg[sos + 3]]) as usize;
+    &jpeg[sos + 2 + len..]
+}
+
+#[tokio::test]
+async fn a_tile_on_a_pages_grid_is_the_stored_jpeg_tile_with_no_decode_or_encode() {
+    let (dir, _) = folder(2000, 1500, false);
+    let d = dir.path();
+    let args = ["tiffsave", "picture.png", "p.tif", "--tile", "--tile-width", "256", "--tile-height", "256"];
+    if !vips(d, &[&args[..], &["--pyramid", "--compression", "jpeg", "--Q", "85"]].concat()) {
+        return;
+    }
+    let file = std::fs::read(d.join("p.tif")).unwrap();
+    let app = app(d, "");
+    let info: serde_json::Value = serde_json::from_slice(get(&app, "/iiif/2/p.tif/info.json").await.body()).unwrap();
+    assert_eq!(info["tiles"][0]["width"], 256, "{info}");
+    // Tile (1, 1) of pages 0, 1 and 2 (scale factors 1, 2, 4).
+    for (page, sf) in [(0u32, 1u32), (1, 2), (2, 4)] {
+        let (x, y, side) = (256 * sf, 256 * sf, 256 * sf);
+        let r = get(&app, &format!("/iiif/2/p.tif/{x},{y},{side},{side}/256,/0/default.jpg")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let body = r.body();
+        assert!(contains(&file, scan_data(body)), "page {page}: the tile's coded data is the file's");
+        let got = decode_any(body);
+        let want = vips_reference(d, "p.tif", page, 256, 256, 256, 256);
+        assert_eq!((got.width(), got.height()), (256, 256));
+        assert!(psnr(got.data(), want.data()) > 60.0, "page {page}: as libvips decodes it");
+    }
+    assert_eq!(counter(&app, "tessera_passthrough_total").await, 3.0);
+    assert_eq!(counter(&app, "tessera_decodes_total").await, 0.0);
+    // Anything else about the request than the stored tile means a decode:
+    // another size, a rotation, gray, PNG, an edge tile with padding.
+    for path in [
+        "256,256,256,256/128,/0/default.jpg",
+        "256,256,256,256/256,/90/default.jpg",
+        "256,256,256,256/256,/0/gray.jpg",
+        "256,256,256,256/256,/0/default.png",
+        "1792,1280,208,220/208,/0/default.jpg",
+    ] {
+        assert_eq!(get(&app, &format!("/iiif/2/p.tif/{path}")).await.status(), StatusCode::OK, "{path}");
+    }
+    assert_eq!(counter(&app, "tessera_passthrough_total").await, 3.0);
+    assert_eq!(counter(&app, "tessera_decodes_total").await, 5.0);
+    // The padded edge tile has exactly the image's pixels.
+    let r = get(&app, "/iiif/2/p.tif/1792,1280,208,220/full/0/default.png").await;
+    let got = decode_any(r.body());
+    let want = vips_reference(d, "p.tif", 0, 1792, 1280, 208, 220);
+    assert!(psnr(got.data(), want.data()) > 60.0);
+}
+
+#[tokio::test]
+async fn every_lossless_compression_tiled_or_striped_gives_the_pictures_exact_pixels() {
+    let (dir, px) = folder(700, 500, false);
+    let d = dir.path();
+    let mut names = Vec::new();
+    for compression in ["none", "deflate", "lzw", "packbits"] {
+        for tiled in [true, false] {
+            let name = format!("{compression}-{}.tif", if tiled { "tiled" } else { "striped" });
+            let mut args = vec!["tiffsave", "picture.png", &name, "--compression", compression];
+            if tiled {
+                args.extend(["--tile", "--tile-width", "128", "--tile-height", "64"]);
+            }
+            if !vips(d, &args) {
+                return;
+            }
+            names.push(name);
+        }
+    }
+    let app = app(d, "");
+    for name in &names {
+        // A region across chunk boundaries, the last column and row of
+        // chunks (cut short), and the whole picture.
+        for (x, y, w, h) in [(37, 41, 300, 200), (600, 430, 100, 70), (0, 0, 700, 500)] {
+            let r = get(&app, &format!("/iiif/2/{name}/{x},{y},{w},{h}/full/0/default.png")).await;
+            assert_eq!(r.status(), StatusCode::OK, "{name}");
+            let got = decode_any(r.body());
+            assert!(got == crop(&px, x, y, w, h), "{name} {x},{y},{w},{h}");
+        }
+    }
+    assert_eq!(counter(&app, "tessera_passthrough_total").await, 0.0);
+}
+
+#[tokio::test]
+async fn sixteen_bit_samples_scale_to_eight_bits_with_rounding_and_alpha_is_kept() {
+    let (dir, px) = folder(300, 200, true);
+    let d = dir.path();
+    // ×257 maps 8-bit values onto 16 bits exactly, so rounding gives them back.
+    let ok = vips(d, &["linear", "picture.png", "wide.v", "257", "0", "--uchar=false"])
+        && vips(d, &["cast", "wide.v", "wide16.v", "ushort"])
+        && vips(d, &["tiffsave", "wide16.v", "rgba16.tif", "--compression", "deflate", "--tile"])
+        && vips(d, &["tiffsave", "picture.png", "rgba8.tif", "--compression", "lzw"]);
+    if !ok {
+        return;
+    }
+    let app = app(d, "");
+    for name in ["rgba16.tif", "rgba8.tif"] {
+        let r = get(&app, &format!("/iiif/2/{name}/full/full/0/default.png")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let got = decode_any(r.body());
+        assert_eq!(got.layout(), Layout::Rgba, "{name}: alpha kept");
+        assert!(got == px, "{name}: exact");
+    }
+    // A 16-bit value between two 8-bit ones rounds to the nearer.
+    assert!(vips(d, &["black", "flat.v", "64", "64", "--bands", "1"]));
+    assert!(vips(d, &["linear", "flat.v", "mid.v", "1", &(100 * 257 + 129).to_string(), "--uchar=false"]));
+    assert!(vips(d, &["cast", "mid.v", "mid16.v", "ushort"]));
+    assert!(vips(d, &["tiffsave", "mid16.v", "gray16.tif"]));
+    let got = decode_any(get(&app, "/iiif/2/gray16.tif/full/full/0/default.png").await.body());
+    assert_eq!(got.layout(), Layout::Gray);
+    assert!(got.data().iter().all(|&v| v == 101), "25829/257 = 100.502 rounds to 101");
+}
+
+#[tokio::test]
+async fn bilevel_pages_become_black_and_white_gray_either_way_round() {
+    let (dir, _) = folder(333, 211, false);
+    let d = dir.path();
+    let ok = vips(d, &["colourspace", "picture.png", "gray.v", "b-w"])
+        && vips(d, &["moreeq_const", "gray.v", "bw.v", "128"])
+        && vips(d, &["tiffsave", "bw.v", "bw.tif", "--bitdepth", "1", "--compression", "deflate"])
+        && vips(d, &["tiffsave", "bw.v", "bw-white.tif", "--bitdepth", "1", "--miniswhite"])
+        && vips(d, &["pngsave", "bw.v", "bw.png"]);
+    if !ok {
+        return;
+    }
+    let want = decode_any(&std::fs::read(d.join("bw.png")).unwrap());
+    let app = app(d, "");
+    for name in ["bw.tif", "bw-white.tif"] {
+        let got = decode_any(get(&app, &format!("/iiif/2/{name}/full/full/0/default.png")).await.body());
+        assert_eq!(got.layout(), Layout::Gray);
+        assert!(got == want, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_pyramids_pages_serve_their_scales_and_any_region_matches_libvips() {
+    let (dir, _) = folder(1600, 1200, false);
+    let d = dir.path();
+    let args = ["tiffsave", "picture.png", "p.tif", "--tile", "--pyramid", "--compression", "deflate"];
+    if !vips(d, &args) {
+        return;
+    }
+    let app = app(d, "");
+    // Scale factor 4, off the grid: cut from page 2 (400 × 300), no resize.
+    let r = get(&app, "/iiif/2/p.tif/400,200,800,600/200,/0/default.png").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = decode_any(r.body());
+    let want = vips_reference(d, "p.tif", 2, 100, 50, 200, 150);
+    assert!(got == want, "page 2's pixels");
+    assert_eq!(counter(&app, "tessera_decodes_total").await, 1.0);
+    // A thumbnail of the whole image decodes the smallest page that serves it.
+    let r = get(&app, "/iiif/2/p.tif/full/100,/0/default.png").await;
+    assert_eq!(decode_any(r.body()).width(), 100);
+}
+
+#[tokio::test]
+async fn a_damaged_tiff_answers_an_error_and_the_server_goes_on() {
+    let (dir, _) = folder(600, 400, false);
+    let d = dir.path();
+    if !vips(d, &["tiffsave", "picture.png", "whole.tif", "--tile", "--compression", "deflate"]) {
+        return;
+    }
+    let whole = std::fs::read(d.join("whole.tif")).unwrap();
+    // vips writes the directory at the end: cut the data short, keep the header.
+    let mut cut = whole.clone();
+    let keep = whole.len() / 3;
+    for b in &mut cut[16..keep] {
+        *b = 0xA5;
+    }
+    std::fs::write(d.join("scrambled.tif"), &cut).unwrap();
+    std::fs::write(d.join("truncated.tif"), &whole[..whole.len() / 2]).unwrap();
+    std::fs::write(d.join("header-only.tif"), b"II*\0\xff\xff\xff\x7f").unwrap();
+    let app = app(d, "");
+    for name in ["scrambled.tif", "truncated.tif", "header-only.tif"] {
+        for path in ["info.json", "full/200,/0/default.jpg", "0,0,256,256/full/0/default.png"] {
+            let r = get(&app, &format!("/iiif/2/{name}/{path}")).await;
+            assert!(r.status().is_client_error() || r.status().is_server_error(), "{name} {path}: {}", r.status());
+            let text = String::from_utf8_lossy(r.body()).to_string();
+            assert!(!text.contains(d.to_str().unwrap()), "no path in {text}");
+        }
+    }
+    let r = get(&app, "/iiif/2/whole.tif/full/200,/0/default.jpg").await;
+    assert_eq!(r.status(), StatusCode::OK, "the server still serves");
+}
