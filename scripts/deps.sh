@@ -8,7 +8,9 @@ if [ "${1:-build}" = test ]; then
   # lavapipe (software Vulkan for the GPU path), nginx (the HTTP-source origin in tests; started by the tests on loopback only),
   # tesseract with English (real hOCR and ALTO for the OCR parser's realism test).
   # redis-server and haproxy (several instances sharing one tile tier behind a balancer; started by the tests on loopback only).
-  want+=(libopenjp2-tools python3-venv libmagic1 mesa-vulkan-drivers nginx tesseract-ocr tesseract-ocr-eng redis-server haproxy)
+  # libvips-tools (TIFFs made as IIPImage installations make them), icc-profiles-free (an Adobe RGB profile for the colour tests).
+  want+=(libopenjp2-tools python3-venv libmagic1 mesa-vulkan-drivers nginx tesseract-ocr tesseract-ocr-eng redis-server haproxy
+    libvips-tools icc-profiles-free)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -18,7 +18,8 @@
 //! JPEG tile gets that tile's bytes (tables merged) with no decode or encode.
 //!
 //! 16-bit samples become 8-bit with rounding (v/257 to nearest), 1-bit
-//! bilevel pages become gray, MinIsWhite is inverted. Planar (separate)
+//! bilevel pages (deflate, LZW, CCITT group 4) become gray, either
+//! photometric sense. Planar (separate)
 //! pages, palettes, CMYK and floating point are refused as unsupported.
 
 use std::io::Cursor;
@@ -74,8 +75,6 @@ pub struct Samples {
     pub layout: Layout,
     /// 1, 8 or 16.
     pub bits: u8,
-    /// MinIsWhite gray: samples are inverted.
-    pub inverted: bool,
 }
 
 impl Page {
@@ -223,7 +222,11 @@ fn read_page(d: &mut Decoder<Cursor<&[u8]>>, ifd: usize, factor: u32) -> Result<
 
 fn samples(d: &mut Decoder<Cursor<&[u8]>>, compression: u16, photometric: Option<u16>) -> Result<Samples, CodecError> {
     let ct = d.colortype().map_err(|e| CodecError::Unsupported(format!("TIFF colour type: {e}")))?;
-    let inverted = photometric == Some(PhotometricInterpretation::WhiteIsZero.to_u16());
+    // MinIsWhite is inverted by the `tiff` crate as it decodes; a JPEG
+    // chunk of a MinIsWhite page is refused (JPEG stores what it shows).
+    if compression == JPEG && photometric == Some(PhotometricInterpretation::WhiteIsZero.to_u16()) {
+        return Err(CodecError::Unsupported("MinIsWhite JPEG in TIFF".into()));
+    }
     let (layout, bits) = match ct {
         ColorType::Gray(b) => (Layout::Gray, b),
         ColorType::GrayA(b) => (Layout::GrayAlpha, b),
@@ -247,7 +250,7 @@ fn samples(d: &mut Decoder<Cursor<&[u8]>>, compression: u16, photometric: Option
     if !supported {
         return Err(CodecError::Unsupported(format!("{bits}-bit TIFF samples of this kind")));
     }
-    Ok(Samples { layout, bits, inverted })
+    Ok(Samples { layout, bits })
 }
 
 /// Decodes `want` (a rectangle on the 1/`scale` grid) from the page for that
@@ -359,11 +362,6 @@ fn other_chunk(d: &mut Decoder<Cursor<&[u8]>>, page: &Page, index: u32) -> Resul
         (DecodingResult::U8(v), 1) => unpack_bits(&v, w, h),
         _ => return Err(CodecError::Unsupported("TIFF sample type".into())),
     };
-    if s.inverted {
-        for v in &mut px {
-            *v = 255 - *v;
-        }
-    }
     let len = w as usize * h as usize * s.layout.channels();
     if px.len() < len {
         return Err(CodecError::Corrupt("TIFF chunk shorter than its size".into()));
@@ -378,7 +376,7 @@ pub fn to_8_bits(v: u16) -> u8 {
 }
 
 /// 1-bit rows (each padded to a byte, most significant bit first) to 8-bit
-/// gray: 1 is white (the MinIsBlack sense; MinIsWhite is inverted after).
+/// gray: 1 is white (the `tiff` crate has already inverted MinIsWhite).
 fn unpack_bits(packed: &[u8], w: u32, h: u32) -> Vec<u8> {
     let row_bytes = w.div_ceil(8) as usize;
     let mut out = Vec::with_capacity(w as usize * h as usize);
