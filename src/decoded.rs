@@ -673,7 +673,11 @@ fn decode_tile(
         codec::decode(data, info, full, scale, max_pixels)
     } else {
         let area = jp2::DecodeArea { x: full.x, y: full.y, w: full.w, h: full.h };
-        jp2::decode(data, area, scale.trailing_zeros(), max_pixels).map_err(codec::jp2_error)
+        let px = jp2::decode(data, area, scale.trailing_zeros(), max_pixels).map_err(codec::jp2_error)?;
+        Ok(match &info.icc {
+            Some(icc) => codec::colour::to_srgb(px, icc),
+            None => px,
+        })
     }
 }
 

@@ -103,8 +103,8 @@ pub fn finish_on(
 
 /// The passthrough: when the plan asks for exactly one stored JPEG tile of
 /// a TIFF page, unchanged (its size, no rotation or mirror, default or
-/// colour quality, as JPEG), that tile's bytes. A source with an ICC
-/// profile is converted, so never passed through.
+/// colour quality, as JPEG), that tile's bytes. A source whose ICC profile
+/// needs converting to sRGB is never passed through.
 pub fn stored_tile(data: &[u8], info: &ImageInfo, plan: &Plan) -> Option<Encoded> {
     let pyramid = info.tiff.as_deref()?;
     let unchanged = plan.format == Format::Jpg
@@ -113,7 +113,7 @@ pub fn stored_tile(data: &[u8], info: &ImageInfo, plan: &Plan) -> Option<Encoded
         && (plan.scaled_w, plan.scaled_h) == (plan.decoded.w, plan.decoded.h)
         && plan.region.x % plan.scale == 0
         && plan.region.y % plan.scale == 0
-        && pyramid.icc.is_none();
+        && info.icc.is_none();
     if !unchanged {
         return None;
     }

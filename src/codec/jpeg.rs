@@ -80,12 +80,14 @@ impl Handle {
         if precision != 8 {
             return Err(CodecError::Unsupported(format!("{precision}-bit JPEG")));
         }
-        let layout = match colorspace as tj::TJCS {
-            tj::TJCS_TJCS_GRAY => Layout::Gray,
-            tj::TJCS_TJCS_RGB | tj::TJCS_TJCS_YCbCr => Layout::Rgb,
-            _ => return Err(CodecError::Unsupported("CMYK or YCCK JPEG".into())),
+        let (layout, cmyk) = match colorspace as tj::TJCS {
+            tj::TJCS_TJCS_GRAY => (Layout::Gray, false),
+            tj::TJCS_TJCS_RGB | tj::TJCS_TJCS_YCbCr => (Layout::Rgb, false),
+            // Decoded as CMYK and converted to RGB (see `decode`).
+            tj::TJCS_TJCS_CMYK | tj::TJCS_TJCS_YCCK => (Layout::Rgb, true),
+            _ => return Err(CodecError::Unsupported("JPEG colour space".into())),
         };
-        Ok(Header { width: width as u32, height: height as u32, layout, subsamp, lossless })
+        Ok(Header { width: width as u32, height: height as u32, layout, subsamp, lossless, cmyk })
     }
 }
 
@@ -102,6 +104,8 @@ struct Header {
     layout: Layout,
     subsamp: c_int,
     lossless: bool,
+    /// Four components, CMYK or YCCK: decoded as CMYK, then converted.
+    cmyk: bool,
 }
 
 /// Reads a JPEG header.
@@ -116,7 +120,69 @@ pub fn probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
         scale_factors: if hdr.lossless { vec![1] } else { SCALE_FACTORS.to_vec() },
         native_tile: None,
         tiff: None,
+        // A CMYK JPEG's profile is applied as it is decoded (`decode`).
+        icc: if hdr.cmyk { None } else { super::colour::judge(icc_profile(data), hdr.layout) },
     })
+}
+
+/// The ICC profile of a JPEG: its APP2 `ICC_PROFILE` segments, joined in
+/// their sequence order (a profile over 64 KB spans several). `None` when
+/// there is none or the segments do not make a whole profile.
+pub fn icc_profile(data: &[u8]) -> Option<Vec<u8>> {
+    const TAG: &[u8] = b"ICC_PROFILE\0";
+    let mut parts: Vec<(u8, &[u8])> = Vec::new();
+    let mut count = 0u8;
+    let mut i = 2;
+    while i + 4 <= data.len() && data[i] == 0xFF {
+        let marker = data[i + 1];
+        if marker == 0xDA || marker == 0xD9 {
+            break; // Start of scan: the headers are over.
+        }
+        if marker == 0xFF || (0xD0..=0xD7).contains(&marker) || marker == 0x01 {
+            i += 1;
+            continue;
+        }
+        let len = u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize;
+        let end = (i + 2 + len).min(data.len());
+        let body = &data[(i + 4).min(end)..end];
+        if marker == 0xE2 && body.len() > TAG.len() + 2 && body.starts_with(TAG) {
+            let (seq, n) = (body[TAG.len()], body[TAG.len() + 1]);
+            count = n;
+            parts.push((seq, &body[TAG.len() + 2..]));
+        }
+        if len < 2 {
+            break;
+        }
+        i += 2 + len;
+    }
+    if parts.is_empty() || parts.len() != count as usize {
+        return None;
+    }
+    parts.sort_by_key(|(seq, _)| *seq);
+    if parts.iter().enumerate().any(|(k, (seq, _))| *seq as usize != k + 1) {
+        return None;
+    }
+    Some(parts.into_iter().flat_map(|(_, p)| p.iter().copied()).collect())
+}
+
+/// Whether the JPEG has an Adobe APP14 segment (before its first scan).
+fn has_adobe_marker(data: &[u8]) -> bool {
+    let mut i = 2;
+    while i + 4 <= data.len() && data[i] == 0xFF {
+        let marker = data[i + 1];
+        if marker == 0xDA || marker == 0xD9 {
+            return false;
+        }
+        let len = u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize;
+        if marker == 0xEE && data.get(i + 4..i + 9) == Some(b"Adobe") {
+            return true;
+        }
+        if len < 2 {
+            return false;
+        }
+        i += 2 + len;
+    }
+    false
 }
 
 /// The MCU width in pixels for a TurboJPEG sub-sampling code.
@@ -185,11 +251,11 @@ pub fn decode(data: &[u8], info: &ImageInfo, region: Rect, scale: u32, max_pixel
         }
     }
 
-    let (pf, layout) = match hdr.layout {
-        Layout::Gray => (tj::TJPF_TJPF_GRAY, Layout::Gray),
-        _ => (tj::TJPF_TJPF_RGB, Layout::Rgb),
+    let (pf, c) = match hdr.layout {
+        Layout::Gray => (tj::TJPF_TJPF_GRAY, 1),
+        _ if hdr.cmyk => (tj::TJPF_TJPF_CMYK, 4),
+        _ => (tj::TJPF_TJPF_RGB, 3),
     };
-    let c = layout.channels();
     let pitch = crop_w as usize * c;
     let mut buf = vec![0u8; pitch * want.h as usize];
     // SAFETY: `buf` holds exactly `crop_w × want.h` pixels of `pf` at `pitch`
@@ -209,6 +275,13 @@ pub fn decode(data: &[u8], info: &ImageInfo, region: Rect, scale: u32, max_pixel
             return Err(CodecError::Corrupt(h.error()));
         }
     }
+    let (layout, buf) = if hdr.cmyk {
+        // Adobe's APP14 marks the inverted CMYK that Photoshop (and every
+        // writer since) stores; the embedded profile, if any, is CMYK.
+        (Layout::Rgb, super::colour::cmyk_to_srgb(&buf, icc_profile(data).as_deref(), has_adobe_marker(data)))
+    } else {
+        (hdr.layout, buf)
+    };
     let out = Pixels::new(crop_w, want.h, layout, buf).map_err(|e| CodecError::Corrupt(e.to_string()))?;
     let dx = want.x - crop_x;
     Ok(if dx == 0 && crop_w == want.w { out } else { out.crop(dx, 0, want.w, want.h) })

@@ -4,6 +4,7 @@
 //! Codecs know nothing of HTTP or IIIF: they take bytes and rectangles and
 //! return [`Pixels`] or a [`CodecError`]. The pipeline maps errors to statuses.
 
+pub mod colour;
 pub mod encode;
 // OpenJPEG through openjpeg-sys; the unsafe code lives in jp2::ffi and jp2::encode.
 pub mod jp2;
@@ -73,6 +74,9 @@ pub struct ImageInfo {
     pub native_tile: Option<(u32, u32)>,
     /// A TIFF's pages and where their chunks lie (read once, at probe).
     pub tiff: Option<std::sync::Arc<tiff::Pyramid>>,
+    /// The embedded ICC profile the decoded pixels are converted from, when
+    /// they need converting to sRGB (see [`colour::judge`]).
+    pub icc: Option<std::sync::Arc<[u8]>>,
 }
 
 impl ImageInfo {
@@ -140,6 +144,10 @@ pub fn decode(data: &[u8], info: &ImageInfo, region: Rect, scale: u32, max_pixel
             tiff::decode(data, pyramid, want, scale, max_pixels)?
         }
     };
+    let out = match &info.icc {
+        Some(icc) => colour::to_srgb(out, icc),
+        None => out,
+    };
     if out.width() != want.w || out.height() != want.h {
         // Decoders may round differently at the far edge; settle on the planned size.
         return fit_exact(out, want.w, want.h);
@@ -168,6 +176,7 @@ fn jp2_probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
         scale_factors,
         native_tile: tiled.then_some((h.tile_width, h.tile_height)),
         tiff: None,
+        icc: colour::judge(h.icc, layout),
     })
 }
 

@@ -133,6 +133,7 @@ pub fn probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
         layout: full.samples.layout,
         scale_factors: pyramid.pages.iter().map(|p| p.factor).collect(),
         native_tile: full.tiled.then_some((full.chunk_w, full.chunk_h)),
+        icc: super::colour::judge(pyramid.icc.clone(), full.samples.layout),
         tiff: Some(std::sync::Arc::new(pyramid)),
     })
 }

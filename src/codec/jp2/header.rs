@@ -40,8 +40,8 @@ pub(super) enum ColourSpec {
     None,
     /// JP2 enumerated colour space.
     Enumerated(u32),
-    /// JP2 ICC profile (restricted or any).
-    Icc,
+    /// JP2 ICC profile (restricted or any): its byte range in the file.
+    Icc(usize, usize),
     /// JP2 colour specification method we do not know.
     Method(u8),
 }
@@ -151,7 +151,7 @@ impl Header {
                                         let meth = r.u8(s.start)?;
                                         colour = match meth {
                                             1 => ColourSpec::Enumerated(r.u32(s.start + 3)?),
-                                            2 | 3 => ColourSpec::Icc,
+                                            2 | 3 => ColourSpec::Icc(s.start + 3, s.end),
                                             m => ColourSpec::Method(m),
                                         };
                                     }
@@ -309,6 +309,14 @@ impl Header {
         })
     }
 
+    /// The bytes of the embedded ICC profile, if the colour specification is one.
+    pub(super) fn icc<'a>(&self, data: &'a [u8]) -> Option<&'a [u8]> {
+        match self.colour {
+            ColourSpec::Icc(start, end) if start < end => data.get(start..end),
+            _ => None,
+        }
+    }
+
     pub(super) fn width(&self) -> u32 {
         self.x1 - self.x0
     }
@@ -355,7 +363,8 @@ impl Header {
             precinct_sizes,
             layers: self.layers,
             has_alpha,
-            has_icc: self.colour == ColourSpec::Icc,
+            has_icc: matches!(self.colour, ColourSpec::Icc(..)),
+            icc: None,
             container: self.container,
             x_offset: self.x0,
             y_offset: self.y0,
@@ -374,7 +383,7 @@ impl Header {
             return Err(Jp2Error::Unsupported("image coordinates beyond 2^31".into()));
         }
         match self.colour {
-            ColourSpec::None | ColourSpec::Icc => Ok(()),
+            ColourSpec::None | ColourSpec::Icc(..) => Ok(()),
             ColourSpec::Enumerated(16..=18) => Ok(()),
             ColourSpec::Enumerated(12) => Err(Jp2Error::Unsupported("CMYK colour space".into())),
             ColourSpec::Enumerated(14) => Err(Jp2Error::Unsupported("CIELab colour space".into())),

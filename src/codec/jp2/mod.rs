@@ -203,6 +203,8 @@ pub struct Jp2Info {
     pub has_alpha: bool,
     /// Whether the JP2 colour specification is an ICC profile.
     pub has_icc: bool,
+    /// That profile's bytes (filled by [`probe`]).
+    pub icc: Option<Vec<u8>>,
     pub container: Container,
     /// Image offset on the reference grid (XOsiz, YOsiz). Only needed to map
     /// areas at a reduced resolution (see [`Jp2Info::reduced_area`]).
@@ -270,7 +272,9 @@ pub fn probe(data: &[u8]) -> Result<Jp2Info, Jp2Error> {
     let header = Header::parse(data)?;
     header.check_supported()?;
     header.check_codec_memory(MAX_CODEC_MEMORY)?;
-    Ok(header.info())
+    let mut info = header.info();
+    info.icc = header.icc(data).map(<[u8]>::to_vec);
+    Ok(info)
 }
 
 /// Decodes `area` (full-resolution image coordinates) at resolution `reduce`
