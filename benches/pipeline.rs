@@ -107,7 +107,7 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let m = tessera::metrics::Metrics::new().unwrap_or_else(|e| panic!("{e}"));
-    let s = tessera::render::RenderSettings { jpeg_quality: 85, max_decode_pixels: u64::MAX };
+    let s = tessera::render::RenderSettings { jpeg_quality: 85, webp_lossless: false, max_decode_pixels: u64::MAX };
     c.bench_function("render/one 256² tile from a 2048² JPEG", |b| {
         let input = || tessera::render::Input::Decode { data: &jpg, info: &info };
         b.iter(|| tessera::render::render(input(), &p, &s, &m, &tessera::transform::Backend::Cpu))

@@ -104,6 +104,9 @@ pub struct HttpSourceCfg {
 #[serde(deny_unknown_fields)]
 pub struct Output {
     pub jpeg_quality: u8,
+    /// WebP: lossless (exact pixels, larger) instead of lossy at `jpeg_quality`.
+    #[serde(default)]
+    pub webp_lossless: bool,
     pub tile_size: u32,
 }
 

@@ -24,6 +24,7 @@ use crate::transform::{self, TransformSpec};
 #[derive(Clone, Copy, Debug)]
 pub struct RenderSettings {
     pub jpeg_quality: u8,
+    pub webp_lossless: bool,
     pub max_decode_pixels: u64,
 }
 
@@ -96,7 +97,8 @@ pub fn finish_on(
     let p = transform::apply(p, &spec, backend, &|| m.gpu_fallbacks.inc());
     m.observe(Stage::Transform, t.elapsed());
     let t = Instant::now();
-    let body = codec::encode::encode(&p, plan.format, s.jpeg_quality).map_err(codec_error)?;
+    let options = codec::encode::Options { quality: s.jpeg_quality, webp_lossless: s.webp_lossless };
+    let body = codec::encode::encode_with(&p, plan.format, &options).map_err(codec_error)?;
     m.observe(Stage::Encode, t.elapsed());
     Ok(Encoded { body: Bytes::from(body), media_type: plan.format.media_type() })
 }

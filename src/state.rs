@@ -122,7 +122,11 @@ impl App {
         let backend = crate::transform::Backend::choose(&cfg.transform.backend, cfg.transform.gpu_min_pixels);
         metrics.gpu_backend.set((backend.name() == "gpu") as i64);
         let settings =
-            RenderSettings { jpeg_quality: cfg.output.jpeg_quality, max_decode_pixels: cfg.limits.max_decode_pixels };
+            RenderSettings {
+                jpeg_quality: cfg.output.jpeg_quality,
+                webp_lossless: cfg.output.webp_lossless,
+                max_decode_pixels: cfg.limits.max_decode_pixels,
+            };
         let tier = open_tier(&cfg, &settings);
         let shared = if cfg.cache.shared.enabled() {
             Some(crate::cache::shared::RedisTier::new(&cfg.cache.shared, tile_fingerprint(&settings))?)
@@ -251,7 +255,8 @@ impl crate::eager::Sink for App {
 /// Everything besides the key that shapes a tile's bytes (tiers keep it
 /// with each tile, so a tile from other settings or another build is a miss).
 fn tile_fingerprint(settings: &RenderSettings) -> u64 {
-    crate::source::fnv1a(&[env!("CARGO_PKG_VERSION").as_bytes(), &[settings.jpeg_quality]])
+    let webp = [settings.webp_lossless as u8];
+    crate::source::fnv1a(&[env!("CARGO_PKG_VERSION").as_bytes(), &[settings.jpeg_quality], &webp])
 }
 
 /// Listens to the purges other instances sharing the Redis tier announce,

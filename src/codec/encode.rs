@@ -1,8 +1,8 @@
 //! Output encoders: JPEG through libjpeg-turbo (the `turbojpeg` crate), PNG
 //! through `png` at its fast setting, GIF through the `image` crate's encoder
-//! at quantiser speed [`GIF_SPEED`], and TIFF (uncompressed) and WebP
-//! (lossless) through the `image` crate. JPEG has no alpha: transparent pixels
-//! are composited on white first.
+//! at quantiser speed [`GIF_SPEED`], TIFF (uncompressed) through the `image`
+//! crate, and WebP, lossy or lossless, through libwebp (the `webp` crate).
+//! JPEG has no alpha: transparent pixels are composited on white first.
 //!
 //! Nothing here bounds the cost of an encode: the planner does, before any
 //! decode (`plan::Limits::max_output_bytes` for uncompressed TIFF,
@@ -14,14 +14,58 @@ use super::CodecError;
 use crate::model::Format;
 use crate::pixels::{Layout, Pixels};
 
-/// Encodes pixels in `format`. `jpeg_quality` is 1..=100.
-pub fn encode(p: &Pixels, format: Format, jpeg_quality: u8) -> Result<Vec<u8>, CodecError> {
+/// How lossy formats are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// JPEG and lossy WebP quality, 1..=100.
+    pub quality: u8,
+    /// WebP lossless rather than lossy.
+    pub webp_lossless: bool,
+}
+
+/// Encodes pixels in `format` at `quality` (1..=100; WebP lossy).
+pub fn encode(p: &Pixels, format: Format, quality: u8) -> Result<Vec<u8>, CodecError> {
+    encode_with(p, format, &Options { quality, webp_lossless: false })
+}
+
+/// Encodes pixels in `format` with `options`.
+pub fn encode_with(p: &Pixels, format: Format, options: &Options) -> Result<Vec<u8>, CodecError> {
     match format {
-        Format::Jpg => encode_jpeg(p, jpeg_quality),
+        Format::Jpg => encode_jpeg(p, options.quality),
         Format::Png => encode_png(p),
         Format::Gif => encode_gif(p),
-        Format::Tif | Format::Webp => encode_with_image(p, format),
+        Format::Webp => encode_webp(p, options),
+        Format::Tif => encode_tiff(p),
     }
+}
+
+/// WebP through libwebp: RGB, or RGBA when there is alpha (gray expands).
+fn encode_webp(p: &Pixels, options: &Options) -> Result<Vec<u8>, CodecError> {
+    let expanded;
+    let (data, alpha) = match p.layout() {
+        Layout::Rgb => (p.data(), false),
+        Layout::Rgba => (p.data(), true),
+        Layout::Gray => {
+            expanded = p.data().iter().flat_map(|&v| [v, v, v]).collect::<Vec<u8>>();
+            (expanded.as_slice(), false)
+        }
+        Layout::GrayAlpha => {
+            expanded = p.data().chunks_exact(2).flat_map(|px| [px[0], px[0], px[0], px[1]]).collect::<Vec<u8>>();
+            (expanded.as_slice(), true)
+        }
+    };
+    // libwebp's limit is 16383 a side; the planner's limits are below it by
+    // default, but a configuration may raise them.
+    if p.width() > 16383 || p.height() > 16383 {
+        return Err(CodecError::Encode("WebP images are at most 16383 pixels a side".into()));
+    }
+    let layout = if alpha { webp::PixelLayout::Rgba } else { webp::PixelLayout::Rgb };
+    let enc = webp::Encoder::new(data, layout, p.width(), p.height());
+    let mem = if options.webp_lossless { enc.encode_lossless() } else { enc.encode(options.quality as f32) };
+    if mem.is_empty() {
+        return Err(CodecError::Encode("WebP encoder failed".into()));
+    }
+    Ok(mem.to_vec())
 }
 
 /// NeuQuant's sampling factor for images of more than 256 colours (1..=30:
@@ -116,7 +160,7 @@ fn encode_png(p: &Pixels) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-fn encode_with_image(p: &Pixels, format: Format) -> Result<Vec<u8>, CodecError> {
+fn encode_tiff(p: &Pixels) -> Result<Vec<u8>, CodecError> {
     use image::{DynamicImage, ImageBuffer, ImageFormat};
     let (w, h, d) = (p.width(), p.height(), p.data().to_vec());
     let bad = || CodecError::Encode("buffer size mismatch".into());
@@ -126,22 +170,46 @@ fn encode_with_image(p: &Pixels, format: Format) -> Result<Vec<u8>, CodecError> 
         Layout::Rgb => DynamicImage::ImageRgb8(ImageBuffer::from_raw(w, h, d).ok_or_else(bad)?),
         Layout::Rgba => DynamicImage::ImageRgba8(ImageBuffer::from_raw(w, h, d).ok_or_else(bad)?),
     };
-    let (fmt, img) = match format {
-        // The WebP encoder takes RGB(A) only.
-        Format::Webp if p.layout().has_alpha() => (ImageFormat::WebP, DynamicImage::ImageRgba8(img.to_rgba8())),
-        Format::Webp => (ImageFormat::WebP, DynamicImage::ImageRgb8(img.to_rgb8())),
-        // The TIFF encoder has no gray+alpha.
-        _ if p.layout() == Layout::GrayAlpha => (ImageFormat::Tiff, DynamicImage::ImageRgba8(img.to_rgba8())),
-        _ => (ImageFormat::Tiff, img),
-    };
+    // The TIFF encoder has no gray+alpha.
+    let img = if p.layout() == Layout::GrayAlpha { DynamicImage::ImageRgba8(img.to_rgba8()) } else { img };
     let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, fmt).map_err(|e| CodecError::Encode(e.to_string()))?;
+    img.write_to(&mut out, ImageFormat::Tiff).map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(out.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decodes a WebP with libwebp into 8-bit RGBA.
+    fn webp_rgba(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+        let img = webp::Decoder::new(bytes).decode().expect("a WebP");
+        let (w, h) = (img.width(), img.height());
+        let data = if img.is_alpha() { img.to_vec() } else { img.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect() };
+        (w, h, data)
+    }
+
+    #[test]
+    fn webp_is_lossy_by_default_and_exact_when_lossless_and_keeps_alpha() {
+        let photo = crate::samples::generate::photo_like(256, 192, 5);
+        let lossy = encode(&photo, Format::Webp, 85).unwrap();
+        let lossless = encode_with(&photo, Format::Webp, &Options { quality: 85, webp_lossless: true }).unwrap();
+        assert!(lossy.len() * 2 < lossless.len(), "{} against {}", lossy.len(), lossless.len());
+        let rgba = |p: &Pixels| p.data().chunks(3).flat_map(|c| [c[0], c[1], c[2], 255]).collect::<Vec<u8>>();
+        let (w, h, exact) = webp_rgba(&lossless);
+        assert_eq!((w, h), (256, 192));
+        assert_eq!(exact, rgba(&photo));
+        let (_, _, near) = webp_rgba(&lossy);
+        let mse = near.iter().zip(rgba(&photo)).map(|(a, b)| (*a as f64 - b as f64).powi(2)).sum::<f64>() / near.len() as f64;
+        let db = 10.0 * (255.0f64 * 255.0 / mse).log10();
+        assert!(db > 30.0, "lossy WebP at 85: {db:.1} dB");
+        // Gray + alpha keeps its alpha through both.
+        let ga = Pixels::new(2, 1, Layout::GrayAlpha, vec![10, 0, 200, 255]).unwrap();
+        for options in [Options { quality: 85, webp_lossless: false }, Options { quality: 85, webp_lossless: true }] {
+            let (_, _, px) = webp_rgba(&encode_with(&ga, Format::Webp, &options).unwrap());
+            assert_eq!((px[3], px[7]), (0, 255), "{options:?}");
+        }
+    }
 
     #[test]
     fn every_format_encodes_every_layout_with_its_magic_bytes() {
