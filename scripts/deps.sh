@@ -8,9 +8,10 @@ if [ "${1:-build}" = test ]; then
   # lavapipe (software Vulkan for the GPU path), nginx (the HTTP-source origin in tests; started by the tests on loopback only),
   # tesseract with English (real hOCR and ALTO for the OCR parser's realism test).
   # redis-server and haproxy (several instances sharing one tile tier behind a balancer; started by the tests on loopback only).
-  # libvips-tools (TIFFs made as IIPImage installations make them), icc-profiles-free (an Adobe RGB profile for the colour tests).
+  # libvips-tools (TIFFs made as IIPImage installations make them), icc-profiles-free (an Adobe RGB profile for the colour tests),
+  # openjph-tools (HTJ2K codestreams from OpenJPH's encoder).
   want+=(libopenjp2-tools python3-venv libmagic1 mesa-vulkan-drivers nginx tesseract-ocr tesseract-ocr-eng redis-server haproxy
-    libvips-tools icc-profiles-free)
+    libvips-tools icc-profiles-free openjph-tools)
 fi
 missing=()
 for p in "${want[@]}"; do

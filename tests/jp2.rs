@@ -438,3 +438,37 @@ async fn an_idle_worker_decodes_the_next_codestream_tile_before_a_viewer_asks_fo
     }
     assert_eq!((app.metrics.decodes.get(), app.metrics.decodes_ahead.get()), (3, 2));
 }
+
+/// Writes `p` (RGB) as a binary PPM, the input `ojph_compress` takes.
+fn write_ppm(path: &Path, p: &Pixels) {
+    let mut out = format!("P6\n{} {}\n255\n", p.width(), p.height()).into_bytes();
+    out.extend_from_slice(p.data());
+    std::fs::write(path, out).unwrap();
+}
+
+#[tokio::test]
+async fn htj2k_codestreams_from_openjph_are_served_exactly() {
+    let d = tempfile::tempdir().unwrap();
+    let picture = tessera::samples::generate::photo_like(900, 700, 3);
+    write_ppm(&d.path().join("p.ppm"), &picture);
+    let made = std::process::Command::new("ojph_compress")
+        .current_dir(d.path())
+        .args(["-i", "p.ppm", "-o", "ht.j2c", "-reversible", "true", "-tile_size", "{256,256}", "-num_decomps", "4"])
+        .output();
+    match made {
+        Ok(o) => assert!(o.status.success(), "ojph_compress: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(_) => return skip_missing("ojph_compress", "scripts/test.sh installs openjph-tools"),
+    }
+    let app = app(d.path(), "");
+    let info: serde_json::Value = serde_json::from_slice(get(&app, "/iiif/2/ht.j2c/info.json").await.body()).unwrap();
+    assert_eq!((info["width"].as_u64(), info["tiles"][0]["width"].as_u64()), (Some(900), Some(256)), "{info}");
+    // Reversible HT coding: every region at full resolution is exact.
+    for (x, y, w, h) in [(0, 0, 900, 700), (100, 80, 300, 200), (768, 512, 132, 188)] {
+        let r = get(&app, &format!("/iiif/2/ht.j2c/{x},{y},{w},{h}/full/0/default.png")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(decode_any(r.body()) == picture.crop(x, y, w, h), "{x},{y},{w},{h}");
+    }
+    // A reduced level decodes too (its pixels are the wavelet's, not a resize).
+    let r = get(&app, "/iiif/2/ht.j2c/full/225,/0/default.png").await;
+    assert_eq!(decode_any(r.body()).width(), 225);
+}
