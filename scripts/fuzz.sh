@@ -12,7 +12,7 @@
 #   rustup toolchain install nightly && cargo install cargo-fuzz --locked
 # Seeds: the committed ones (fuzz/seeds/<target>/), earlier finds kept in
 # tests/fuzz/, and small images made at run time with python3, libvips
-# (`vips`: JPEG and PNG variants) and `opj_compress` (Debian:
+# (`vips`: JPEG, PNG and TIFF variants) and `opj_compress` (Debian:
 # libopenjp2-tools; JPEG 2000 variants), whichever are present: a missing
 # tool only means fewer seeds.
 #
@@ -127,6 +127,16 @@ if command -v vips >/dev/null 2>&1 && [ -s "$T/src.ppm" ]; then
     v bandjoin_const "$T/src.ppm" "$I/rgba.png" 128
     v bandjoin_const "$T/src.pgm" "$I/gray-alpha.png" 200
     v copy "$T/src.ppm" "$T/src.png"
+    # TIFF variants: every compression Tessera reads, tiled and striped,
+    # pyramidal, 16-bit, bilevel, with alpha.
+    v tiffsave "$T/src.ppm" "$I/tiled-jpeg-pyramid.tif" --tile --tile-width 16 --tile-height 16 --pyramid --compression jpeg
+    v tiffsave "$T/src.ppm" "$I/tiled-deflate.tif" --tile --tile-width 16 --tile-height 16 --compression deflate
+    v tiffsave "$T/src.ppm" "$I/striped-lzw.tif" --compression lzw
+    v tiffsave "$T/src.ppm" "$I/striped-packbits.tif" --compression packbits
+    v tiffsave "$T/src.ppm" "$I/big-endian.tif" --bigtiff
+    v tiffsave "$T/g16.v" "$I/gray16.tif" --compression deflate
+    v tiffsave "$T/src.pgm" "$I/bilevel-g4.tif" --bitdepth 1 --compression ccittfax4
+    v tiffsave "$I/rgba.png" "$I/rgba.tif" --tile --tile-width 16 --tile-height 16
 fi
 
 if command -v opj_compress >/dev/null 2>&1; then

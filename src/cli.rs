@@ -1,5 +1,6 @@
-//! The command line: `tessera serve` (the default), `tessera info FILE` and
-//! `tessera loadtest URL...` (see [`crate::loadtest`]).
+//! The command line: `tessera serve` (the default), `tessera info FILE`,
+//! `tessera check-config FILE` and `tessera loadtest URL...` (see
+//! [`crate::loadtest`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +46,10 @@ pub enum Command {
         #[arg(long, default_value_t = 2)]
         api: u8,
     },
+    /// Print the effective configuration of FILE laid over the defaults and
+    /// the environment, each key with where its value came from; or the
+    /// first error, naming its key (exit status 1).
+    CheckConfig { file: PathBuf },
     // No doc comment here: the module's own about and long help apply.
     Loadtest(crate::loadtest::Options),
 }
@@ -56,7 +61,26 @@ pub fn run() -> i32 {
         Some(Command::Info { file, api }) => info_command(&file, api, cli.serve.config.as_deref()),
         Some(Command::Serve(args)) => serve_command(merge(cli.serve, args)),
         Some(Command::Loadtest(o)) => crate::loadtest::run(o),
+        Some(Command::CheckConfig { file }) => check_config_command(&file),
         None => serve_command(cli.serve),
+    }
+}
+
+fn check_config_command(file: &std::path::Path) -> i32 {
+    match Config::explain(Some(file)) {
+        Ok(keys) => {
+            let width = keys.iter().map(|e| e.key.len() + e.value.len() + 3).max().unwrap_or(0).min(72);
+            for e in keys {
+                let line = format!("{} = {}", e.key, e.value);
+                println!("{line:<width$}  # {}", e.source);
+            }
+            eprintln!("{}: valid", file.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            1
+        }
     }
 }
 

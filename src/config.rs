@@ -252,6 +252,38 @@ pub struct Log {
     pub level: String,
 }
 
+/// One key of the effective configuration (see [`Config::explain`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explained {
+    pub key: String,
+    pub value: String,
+    pub source: String,
+}
+
+fn flatten(fig: &Figment, prefix: &str, v: &figment::value::Value, out: &mut Vec<Explained>) {
+    use figment::value::Value;
+    if let Value::Dict(_, dict) = v {
+        for (k, child) in dict {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            flatten(fig, &key, child, out);
+        }
+        return;
+    }
+    let value = toml::Value::try_from(v).map(|t| t.to_string()).unwrap_or_else(|_| format!("{v:?}"));
+    let source = match fig.find_metadata(prefix) {
+        Some(m) => match &m.source {
+            Some(figment::Source::File(path)) => format!("file {}", path.display()),
+            // The variable that set it, as `Config::layers` reads them.
+            _ if m.name.contains("environment") => {
+                format!("environment TESSERA_{}", prefix.replace('.', "__").to_uppercase())
+            }
+            _ => "default".to_string(),
+        },
+        None => "default".to_string(),
+    };
+    out.push(Explained { key: prefix.to_string(), value, source });
+}
+
 /// A configuration error; the message names the offending key.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -264,6 +296,11 @@ fn invalid(key: &str, why: &str) -> ConfigError {
 impl Config {
     /// Defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::from_figment(Self::layers(file)?)
+    }
+
+    /// The layers [`Config::load`] merges, in order.
+    fn layers(file: Option<&Path>) -> Result<Figment, ConfigError> {
         let mut fig = Figment::new().merge(Toml::string(DEFAULT_TOML));
         if let Some(f) = file {
             if !f.is_file() {
@@ -273,8 +310,21 @@ impl Config {
         }
         // Only SECTION__KEY variables are configuration; other TESSERA_* names
         // (used by tools and tests) are left alone.
-        fig = fig.merge(Env::prefixed("TESSERA_").filter(|k| k.as_str().contains("__")).split("__"));
-        Self::from_figment(fig)
+        Ok(fig.merge(Env::prefixed("TESSERA_").filter(|k| k.as_str().contains("__")).split("__")))
+    }
+
+    /// Every key of the effective configuration (defaults, then `file`,
+    /// then the environment) with its value as TOML writes it and where it
+    /// came from (`default`, `file PATH`, `environment VARIABLE`), sorted by
+    /// key; or the first error, naming its key. For `tessera check-config`.
+    pub fn explain(file: Option<&Path>) -> Result<Vec<Explained>, ConfigError> {
+        let fig = Self::layers(file)?;
+        Self::from_figment(fig.clone())?;
+        let root: figment::value::Value = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        let mut out = Vec::new();
+        flatten(&fig, "", &root, &mut out);
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
 
     /// The compiled-in defaults only (for tests and tools).
@@ -440,6 +490,28 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    // figment's own `Jail` API returns its large error type.
+    #[allow(clippy::result_large_err)]
+    fn explain_names_where_each_value_came_from_and_the_first_bad_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("t.toml", "[output]\njpeg_quality = 70\n")?;
+            jail.set_env("TESSERA_SERVER__PORT", "9999");
+            let all = Config::explain(Some(Path::new("t.toml"))).expect("valid");
+            let find = |k: &str| all.iter().find(|e| e.key == k).cloned().expect(k);
+            assert_eq!(find("output.jpeg_quality").value, "70");
+            assert!(find("output.jpeg_quality").source.starts_with("file ") && find("output.jpeg_quality").source.ends_with("t.toml"));
+            assert_eq!(find("server.port").value, "9999");
+            assert!(find("server.port").source.contains("TESSERA_SERVER__PORT"), "{:?}", find("server.port"));
+            assert_eq!(find("output.tile_size").source, "default");
+            assert!(all.windows(2).all(|w| w[0].key < w[1].key), "sorted");
+            jail.create_file("bad.toml", "[output]\njpeg_quality = 0\n")?;
+            let e = Config::explain(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(e.to_string().contains("output.jpeg_quality"), "{e}");
+            Ok(())
+        });
+    }
 
     #[test]
     fn the_shipped_defaults_load_and_validate() {
