@@ -133,7 +133,7 @@ if command -v vips >/dev/null 2>&1 && [ -s "$T/src.ppm" ]; then
     v tiffsave "$T/src.ppm" "$I/tiled-deflate.tif" --tile --tile-width 16 --tile-height 16 --compression deflate
     v tiffsave "$T/src.ppm" "$I/striped-lzw.tif" --compression lzw
     v tiffsave "$T/src.ppm" "$I/striped-packbits.tif" --compression packbits
-    v tiffsave "$T/src.ppm" "$I/big-endian.tif" --bigtiff
+    v tiffsave "$T/src.ppm" "$I/bigtiff.tif" --bigtiff
     v tiffsave "$T/g16.v" "$I/gray16.tif" --compression deflate
     v tiffsave "$T/src.pgm" "$I/bilevel-g4.tif" --bitdepth 1 --compression ccittfax4
     v tiffsave "$I/rgba.png" "$I/rgba.tif" --tile --tile-width 16 --tile-height 16
