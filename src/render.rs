@@ -113,8 +113,8 @@ pub fn stored_tile(data: &[u8], info: &ImageInfo, plan: &Plan) -> Option<Encoded
         && matches!(plan.quality, Quality::Default | Quality::Color)
         && plan.rotation == Rotation::NONE
         && (plan.scaled_w, plan.scaled_h) == (plan.decoded.w, plan.decoded.h)
-        && plan.region.x % plan.scale == 0
-        && plan.region.y % plan.scale == 0
+        && plan.region.x.is_multiple_of(plan.scale)
+        && plan.region.y.is_multiple_of(plan.scale)
         && info.icc.is_none();
     if !unchanged {
         return None;

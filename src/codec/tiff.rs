@@ -398,7 +398,7 @@ fn unpack_bits(packed: &[u8], w: u32, h: u32) -> Vec<u8> {
 pub fn stored_jpeg(data: &[u8], pyramid: &Pyramid, want: Rect, scale: u32) -> Option<Vec<u8>> {
     let page = pyramid.page(scale)?;
     let (tw, th) = (page.chunk_w, page.chunk_h);
-    let whole_tile = want.w == tw && want.h == th && want.x % tw == 0 && want.y % th == 0;
+    let whole_tile = want.w == tw && want.h == th && want.x.is_multiple_of(tw) && want.y.is_multiple_of(th);
     let inside = want.x + tw <= page.width && want.y + th <= page.height;
     if !page.tiled || page.compression != JPEG || page.samples.bits != 8 || !whole_tile || !inside {
         return None;
