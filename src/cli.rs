@@ -49,7 +49,9 @@ pub enum Command {
     /// Print the effective configuration of FILE laid over the defaults and
     /// the environment, each key with where its value came from; or the
     /// first error, naming its key (exit status 1).
-    CheckConfig { file: PathBuf },
+    CheckConfig {
+        file: PathBuf,
+    },
     // No doc comment here: the module's own about and long help apply.
     Loadtest(crate::loadtest::Options),
 }

@@ -501,7 +501,10 @@ mod tests {
             let all = Config::explain(Some(Path::new("t.toml"))).expect("valid");
             let find = |k: &str| all.iter().find(|e| e.key == k).cloned().expect(k);
             assert_eq!(find("output.jpeg_quality").value, "70");
-            assert!(find("output.jpeg_quality").source.starts_with("file ") && find("output.jpeg_quality").source.ends_with("t.toml"));
+            assert!(
+                find("output.jpeg_quality").source.starts_with("file ")
+                    && find("output.jpeg_quality").source.ends_with("t.toml")
+            );
             assert_eq!(find("server.port").value, "9999");
             assert!(find("server.port").source.contains("TESSERA_SERVER__PORT"), "{:?}", find("server.port"));
             assert_eq!(find("output.tile_size").source, "default");

@@ -121,12 +121,11 @@ impl App {
         });
         let backend = crate::transform::Backend::choose(&cfg.transform.backend, cfg.transform.gpu_min_pixels);
         metrics.gpu_backend.set((backend.name() == "gpu") as i64);
-        let settings =
-            RenderSettings {
-                jpeg_quality: cfg.output.jpeg_quality,
-                webp_lossless: cfg.output.webp_lossless,
-                max_decode_pixels: cfg.limits.max_decode_pixels,
-            };
+        let settings = RenderSettings {
+            jpeg_quality: cfg.output.jpeg_quality,
+            webp_lossless: cfg.output.webp_lossless,
+            max_decode_pixels: cfg.limits.max_decode_pixels,
+        };
         let tier = open_tier(&cfg, &settings);
         let shared = if cfg.cache.shared.enabled() {
             Some(crate::cache::shared::RedisTier::new(&cfg.cache.shared, tile_fingerprint(&settings))?)

@@ -196,7 +196,10 @@ async fn bilevel_pages_deflate_or_group_4_become_black_and_white_gray_either_way
     let d = dir.path();
     let ok = vips(d, &["colourspace", "picture.png", "gray.v", "b-w"])
         && vips(d, &["relational_const", "gray.v", "bw.v", "moreeq", "128"])
-        && vips(d, &["tiffsave", "bw.v", "bw.tif", "--bitdepth", "1", "--compression", "deflate", "--predictor", "none"])
+        && vips(
+            d,
+            &["tiffsave", "bw.v", "bw.tif", "--bitdepth", "1", "--compression", "deflate", "--predictor", "none"],
+        )
         && vips(d, &["tiffsave", "bw.v", "bw-g4.tif", "--bitdepth", "1", "--compression", "ccittfax4"])
         && vips(d, &["tiffsave", "bw.v", "bw-white.tif", "--bitdepth", "1", "--miniswhite"])
         && vips(d, &["pngsave", "bw.v", "bw.png"]);

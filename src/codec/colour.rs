@@ -114,8 +114,16 @@ fn build_cmyk(icc: &[u8], inverted: bool) -> Option<Shared> {
     }
     let format = if inverted { PixelFormat::CMYK_8_REV } else { PixelFormat::CMYK_8 };
     let ctx = GlobalContext::new();
-    Transform::new_flags_context(ctx, &input, format, &Profile::new_srgb(), PixelFormat::RGB_8, Intent::Perceptual, Flags::NO_CACHE)
-        .ok()
+    Transform::new_flags_context(
+        ctx,
+        &input,
+        format,
+        &Profile::new_srgb(),
+        PixelFormat::RGB_8,
+        Intent::Perceptual,
+        Flags::NO_CACHE,
+    )
+    .ok()
 }
 
 /// CMYK samples (four a pixel, inverted when `inverted`, as Adobe stores

@@ -185,7 +185,8 @@ mod tests {
     fn webp_rgba(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
         let img = webp::Decoder::new(bytes).decode().expect("a WebP");
         let (w, h) = (img.width(), img.height());
-        let data = if img.is_alpha() { img.to_vec() } else { img.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect() };
+        let data =
+            if img.is_alpha() { img.to_vec() } else { img.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect() };
         (w, h, data)
     }
 
@@ -200,7 +201,8 @@ mod tests {
         assert_eq!((w, h), (256, 192));
         assert_eq!(exact, rgba(&photo));
         let (_, _, near) = webp_rgba(&lossy);
-        let mse = near.iter().zip(rgba(&photo)).map(|(a, b)| (*a as f64 - b as f64).powi(2)).sum::<f64>() / near.len() as f64;
+        let mse =
+            near.iter().zip(rgba(&photo)).map(|(a, b)| (*a as f64 - b as f64).powi(2)).sum::<f64>() / near.len() as f64;
         let db = 10.0 * (255.0f64 * 255.0 / mse).log10();
         assert!(db > 30.0, "lossy WebP at 85: {db:.1} dB");
         // Gray + alpha keeps its alpha through both.

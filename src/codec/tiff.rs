@@ -175,20 +175,35 @@ fn read_page(d: &mut Decoder<Cursor<&[u8]>>, ifd: usize, factor: u32) -> Result<
     if width == 0 || height == 0 {
         return Err(CodecError::Corrupt("TIFF page has no size".into()));
     }
-    let compression = d.find_tag_unsigned::<u16>(Tag::Compression).map_err(|e| tag_error("Compression", e))?.unwrap_or(1);
-    let planar = d.find_tag_unsigned::<u16>(Tag::PlanarConfiguration).map_err(|e| tag_error("PlanarConfiguration", e))?.unwrap_or(1);
+    let compression =
+        d.find_tag_unsigned::<u16>(Tag::Compression).map_err(|e| tag_error("Compression", e))?.unwrap_or(1);
+    let planar = d
+        .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
+        .map_err(|e| tag_error("PlanarConfiguration", e))?
+        .unwrap_or(1);
     if planar != PlanarConfiguration::Chunky.to_u16() {
         return Err(CodecError::Unsupported("planar (separate) TIFF".into()));
     }
-    let photometric = d.find_tag_unsigned::<u16>(Tag::PhotometricInterpretation).map_err(|e| tag_error("PhotometricInterpretation", e))?;
+    let photometric = d
+        .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
+        .map_err(|e| tag_error("PhotometricInterpretation", e))?;
     let samples = samples(d, compression, photometric)?;
     let tiled = d.find_tag(Tag::TileWidth).map_err(|e| tag_error("TileWidth", e))?.is_some();
     let (chunk_w, chunk_h, offsets, byte_counts) = if tiled {
         let tw = d.get_tag_u32(Tag::TileWidth).map_err(|e| tag_error("TileWidth", e))?;
         let th = d.get_tag_u32(Tag::TileLength).map_err(|e| tag_error("TileLength", e))?;
-        (tw, th, d.get_tag_u64_vec(Tag::TileOffsets).map_err(|e| tag_error("TileOffsets", e))?, d.get_tag_u64_vec(Tag::TileByteCounts).map_err(|e| tag_error("TileByteCounts", e))?)
+        (
+            tw,
+            th,
+            d.get_tag_u64_vec(Tag::TileOffsets).map_err(|e| tag_error("TileOffsets", e))?,
+            d.get_tag_u64_vec(Tag::TileByteCounts).map_err(|e| tag_error("TileByteCounts", e))?,
+        )
     } else {
-        let rows = d.find_tag_unsigned::<u32>(Tag::RowsPerStrip).map_err(|e| tag_error("RowsPerStrip", e))?.unwrap_or(height).min(height);
+        let rows = d
+            .find_tag_unsigned::<u32>(Tag::RowsPerStrip)
+            .map_err(|e| tag_error("RowsPerStrip", e))?
+            .unwrap_or(height)
+            .min(height);
         (
             width,
             rows,

@@ -1270,10 +1270,7 @@ mod tests {
         assert!(check_image(&[0xFF, 0x4F, 0xFF, 0x51, 0, 0x2F, 0, 0, 0, 0, 0, 0]).is_ok());
         assert!(check_image(b"II*\0\x08\0\0\0\0\0\0\0").is_ok());
         assert!(check_image(b"MM\0*\0\0\0\x08\0\0\0\0").is_ok());
-        for unsupported in [
-            &b"GIF89a\x01\0\x01\0\0\0"[..],
-            b"RIFF\0\0\0\0WEBP",
-        ] {
+        for unsupported in [&b"GIF89a\x01\0\x01\0\0\0"[..], b"RIFF\0\0\0\0WEBP"] {
             assert_eq!(check_image(unsupported).unwrap_err().status(), StatusCode::NOT_IMPLEMENTED);
         }
         for junk in [&b"<!DOCTYPE html><html>"[..], b"%PDF-1.7\n", b"", b"\xFF\xD8"] {
