@@ -73,8 +73,7 @@ print(f"| {os.environ['F']} | sessions {r['elapsed_s']:.0f} s | {os.environ['S']
 PY
 }
 IIPV=$(dpkg-query -W -f='${Version}' iipimage-server)
-echo "| file | workload | server | tiles | tiles/s | p50 ms | p99 ms | Tessera: decodes, tiles encoded eagerly, peak RSS; mean ms per request in decode / queue / transform / encode | statuses |"
-echo "|---|---|---|---:|---:|---:|---:|---|---|"
+row_header
 for f in $FILES; do
     T="http://127.0.0.1:$TPORT/iiif/2/$f"
     I="http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$f"

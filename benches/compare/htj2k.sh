@@ -55,15 +55,9 @@ for t in 0 50 100; do
     echo "| codestream tile $t (1024²) | no tile access | $(best opj_decompress -threads 1 -i "$HT" -o "$TMP/b.ppm" -t "$t") |"
 done
 echo
-start_tessera() {
-    TESSERA_CACHE__DISK_MAX_BYTES=0 "$BIN" serve --listen "127.0.0.1:$TPORT" --images "$CORPUS" >>"$TMP/tessera.log" 2>&1 &
-    TPID=$!
-    poll_http "http://127.0.0.1:$TPORT/health" 240 0.25 --max-time 5
-}
-echo "| file | workload | server | tiles | tiles/s | p50 ms | p99 ms | Tessera: decodes, tiles encoded eagerly, peak RSS; mean ms per request in decode / queue / transform / encode | statuses |"
-echo "|---|---|---|---:|---:|---:|---:|---|---|"
+row_header
 for f in "$(basename "$HT")" photo-tiled1024.jp2; do
-    start_tessera
+    start_cold_tessera "$BIN" "$CORPUS" "$TMP/tessera.log"
     r=$(sweep "http://127.0.0.1:$TPORT/iiif/2/$f" --tile 256 --all-levels --shuffle 1 --clients 4 --max-tiles 1000000)
     row "$f" "pass 256" Tessera "$r" "$(tessera_facts)"
     stop_servers

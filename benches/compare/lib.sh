@@ -303,3 +303,17 @@ rate = r["tiles_per_s"] if fv is None else f"first view {fv} ms"
 print(f"| {f} | {w} | {s} | {r['tiles']} | {rate} | {r['p50_ms']} | {r['p99_ms']} | {x} | {r['status']} |")
 PY
 }
+
+# Start BIN serving IMAGES on 127.0.0.1:$TPORT with no disk tier (every
+# start is cold), its output appended to LOG; set TPID; wait for /health.
+start_cold_tessera() { # BIN IMAGES LOG
+    TESSERA_CACHE__DISK_MAX_BYTES=0 "$1" serve --listen "127.0.0.1:$TPORT" --images "$2" >>"$3" 2>&1 &
+    TPID=$!
+    poll_http "http://127.0.0.1:$TPORT/health" 240 0.25 --max-time 5
+}
+
+# The header of the table that `row` writes rows of.
+row_header() {
+    echo "| file | workload | server | tiles | tiles/s | p50 ms | p99 ms | Tessera: decodes, tiles encoded eagerly, peak RSS; mean ms per request in decode / queue / transform / encode | statuses |"
+    echo "|---|---|---|---:|---:|---:|---:|---|---|"
+}

@@ -36,11 +36,6 @@ TPID=
 LPID=
 trap cleanup_servers EXIT
 write_iipimage_conf --docroot "$TMP" --max-connections 0 --verbosity 0 "$TMP" "$IPORT" "$CORPUS" 2
-start_tessera() {
-    TESSERA_CACHE__DISK_MAX_BYTES=0 "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$CORPUS" >>"$TMP/tessera.log" 2>&1 &
-    TPID=$!
-    poll_http "http://127.0.0.1:$TPORT/health" 240 0.25 --max-time 5
-}
 start_iip() {
     launch_iipimage "$TMP"
     poll_http "http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$F/info.json" 240 0.25 --max-time 5
@@ -48,11 +43,10 @@ start_iip() {
 IIPV=$(dpkg-query -W -f='${Version}' iipimage-server)
 T="http://127.0.0.1:$TPORT/iiif/2/$F"
 I="http://127.0.0.1:$IPORT/fcgi-bin/iipsrv.fcgi?IIIF=/$F"
-echo "| file | workload | server | tiles | tiles/s | p50 ms | p99 ms | Tessera: decodes, tiles encoded eagerly, peak RSS; mean ms per request in decode / queue / transform / encode | statuses |"
-echo "|---|---|---|---:|---:|---:|---:|---|---|"
+row_header
 for c in $CLIENTS; do
     args=(--tile 256 --all-levels --shuffle 1 --clients "$c" --max-tiles "$MAX_TILES")
-    start_tessera
+    start_cold_tessera "$TMP/tessera" "$CORPUS" "$TMP/tessera.log"
     r=$(sweep "$T" "${args[@]}"); row "$F" "pass $c" Tessera "$r" "$(tessera_facts)"
     r=$(sweep "$T" "${args[@]}"); row "$F" "hot $c" Tessera "$r" "$(tessera_facts)"
     stop_servers
