@@ -9,6 +9,9 @@
 #   pass C      every tile of every level once, seeded shuffled order, C
 #               clients (tools/sweep.py), from a cold server;
 #   hot C       the same pass again right after, on the warm server.
+# Then the same two with `tessera loadtest --mode sweep` as the client
+# (Rust, keep-alive connections; every tile of every level once, coarse to
+# fine), which is not the limit the Python client is.
 # Loopback only; everything started here is stopped on exit.
 #
 #   benches/corpus/make.sh && benches/compare/tiff.sh
@@ -53,6 +56,32 @@ for c in $CLIENTS; do
     start_iip
     r=$(sweep "$I" "${args[@]}"); row "$F" "pass $c" "IIPImage $IIPV" "$r" ""
     r=$(sweep "$I" "${args[@]}"); row "$F" "hot $c" "IIPImage $IIPV" "$r" ""
+    stop_servers
+done
+echo
+# The loadtest client: C viewers sweeping every tile of every level once.
+lt_row() { # SERVER WORKLOAD INFO_URL C
+    rm -f "$TMP/lt.json"
+    "$TMP/tessera" loadtest "$3" --quiet --json "$TMP/lt.json" -c "$4" --mode sweep --tile-size 256 \
+        --timeout 60 >>"$TMP/loadtest.log" 2>&1 || true
+    [ -s "$TMP/lt.json" ] || { echo "| $F | $2 | $1 | loadtest failed |  |  |  |"; return; }
+    python3 - "$TMP/lt.json" "$1" "$2" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+l = r["latency_ms"]
+print(f"| photo-pyramid.tif | {sys.argv[3]} | {sys.argv[2]} | {r['requests']} | {r['requests_per_s']:.1f} | {l['p50']} | {l['p99']} | errors {r['errors']} |")
+PY
+}
+echo "| file | workload (tessera loadtest --mode sweep) | server | tiles | tiles/s | p50 ms | p99 ms | errors |"
+echo "|---|---|---|---:|---:|---:|---:|---|"
+for c in $CLIENTS; do
+    start_cold_tessera "$TMP/tessera" "$CORPUS" "$TMP/tessera.log"
+    lt_row Tessera "sweep $c" "$T/info.json" "$c"
+    lt_row Tessera "hot $c" "$T/info.json" "$c"
+    stop_servers
+    start_iip
+    lt_row "IIPImage $IIPV" "sweep $c" "$I/info.json" "$c"
+    lt_row "IIPImage $IIPV" "hot $c" "$I/info.json" "$c"
     stop_servers
 done
 echo
