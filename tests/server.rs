@@ -78,6 +78,35 @@ fn invalid_config_stops_the_server_with_a_message_naming_the_key() {
 }
 
 #[test]
+fn check_config_prints_each_effective_value_with_its_source_or_the_first_bad_key() {
+    let d = tempfile::tempdir().unwrap();
+    let good = d.path().join("good.toml");
+    std::fs::write(&good, "[server]\nport = 8300\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("check-config")
+        .arg(&good)
+        .env("TESSERA_OUTPUT__JPEG_QUALITY", "70")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |key: &str| text.lines().find(|l| l.starts_with(&format!("{key} = "))).unwrap_or_default().to_string();
+    assert!(line("server.port").contains("8300") && line("server.port").contains("# file"), "{text}");
+    assert!(line("output.jpeg_quality").contains("# environment TESSERA_OUTPUT__JPEG_QUALITY"), "{text}");
+    assert!(line("output.tile_size").ends_with("# default"), "{text}");
+    let bad = d.path().join("bad.toml");
+    std::fs::write(&bad, "[cache]\nmax_bytes = \"lots\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera")).arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cache.max_bytes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn info_command_prints_the_info_json_for_a_file() {
     let d = image_dir();
     let out = Command::new(env!("CARGO_BIN_EXE_tessera")).arg("info").arg(d.path().join("photo.jpg")).output().unwrap();
