@@ -4,7 +4,8 @@
 # Loopback only; every process started here is stopped on exit.
 # usage: benches/hot_tiles.sh [SECONDS] [CONNECTIONS]
 # TESSERA_BIN and BARE_BIN name prebuilt binaries (benches/compare/ab.sh runs
-# two revisions this way); without them both are built here.
+# two revisions this way); without them both are built here. HOT_RUST_LOG is
+# Tessera's log filter (warn: no access log; benches/access_log.sh sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}; conns=${2:-32}
@@ -17,7 +18,7 @@ bare_bin=${BARE_BIN:-target/release/examples/bare_hyper}
 T=18410; B=18411
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
-RUST_LOG=warn "$tessera_bin" serve --listen 127.0.0.1:$T & pids+=($!)
+RUST_LOG=${HOT_RUST_LOG:-warn} "$tessera_bin" serve --listen 127.0.0.1:$T & pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$T/health" >/dev/null && break; sleep 0.1; done
 tiles=(
   "/iiif/2/landscape/0,0,1024,1024/256,/0/default.jpg"

@@ -33,6 +33,36 @@ pub struct Encoded {
     pub media_type: &'static str,
 }
 
+/// Which tier answered an image request (the access log's `tier`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// The hot path: a request seen before, answered from its kept headers.
+    Hot,
+    /// The memory cache of encoded tiles.
+    Memory,
+    /// The disk tier.
+    Disk,
+    /// The shared (Redis) tier, or another instance's render awaited.
+    Shared,
+    /// Rendered here (decoded, or passed through from a stored tile).
+    Render,
+    /// Another request's render under way here, awaited.
+    Coalesced,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Hot => "hot",
+            Tier::Memory => "memory",
+            Tier::Disk => "disk",
+            Tier::Shared => "shared",
+            Tier::Render => "render",
+            Tier::Coalesced => "coalesced",
+        }
+    }
+}
+
 /// A tile-cache key: the source file, its version and the canonical request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TileKey {

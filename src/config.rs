@@ -250,6 +250,23 @@ pub struct Samples {
 #[serde(deny_unknown_fields)]
 pub struct Log {
     pub level: String,
+    /// "text" or "json", for every log line.
+    #[serde(default = "text")]
+    pub format: String,
+    /// One line per request (the `access` target).
+    #[serde(default = "yes")]
+    pub access: bool,
+    /// Where logs go: "" for standard output, else a file appended to.
+    #[serde(default)]
+    pub file: String,
+}
+
+fn text() -> String {
+    "text".into()
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One key of the effective configuration (see [`Config::explain`]).
@@ -355,6 +372,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
         self.cache.shared.validate().map_err(|(key, why)| invalid(&format!("cache.shared.{key}"), &why))?;
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid("log.format", "must be \"text\" or \"json\""));
+        }
         for (key, p) in [("server.prefix_v2", &self.server.prefix_v2), ("server.prefix_v3", &self.server.prefix_v3)] {
             if !p.starts_with('/') || p.ends_with('/') || p.len() < 2 || p.contains("//") {
                 return Err(invalid(key, "must start with / and not end with / (e.g. \"/iiif/2\")"));

@@ -25,7 +25,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cache::{Encoded, TileKey};
+use crate::cache::{Encoded, Tier, TileKey};
 use crate::codec::ImageInfo;
 use crate::decoded::{DecodeInput, GetOrDecodeError};
 use crate::error::{Error, Result};
@@ -45,17 +45,24 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
-/// Steps 1 to 4 for one prepared request whose key missed the memory cache.
-pub async fn run(app: &Arc<App>, v: ApiVersion, key: TileKey, p: Prepared, wanted: Wanted) -> Result<Arc<Encoded>> {
-    if let Some(tile) = from_tier(app, &key).await {
+/// Steps 1 to 4 for one prepared request whose key missed the memory
+/// cache; with the tier that answered.
+pub async fn run(
+    app: &Arc<App>,
+    v: ApiVersion,
+    key: TileKey,
+    p: Prepared,
+    wanted: Wanted,
+) -> Result<(Arc<Encoded>, Tier)> {
+    if let Some((tile, tier)) = from_tier(app, &key).await {
         app.tiles.insert(key, tile.clone());
-        return Ok(tile);
+        return Ok((tile, tier));
     }
     let token = match lease(app, &key).await {
         Ok(token) => token,
         Err(tile) => {
             app.tiles.insert(key, tile.clone());
-            return Ok(tile);
+            return Ok((tile, Tier::Shared));
         }
     };
     // A render may outlast the lease: renew it while this instance works.
@@ -84,22 +91,22 @@ pub async fn run(app: &Arc<App>, v: ApiVersion, key: TileKey, p: Prepared, wante
         (_, _, Ok(tile)) => keep(app, key, tile.clone()),
         (_, _, Err(_)) => {}
     }
-    rendered
+    rendered.map(|tile| (tile, Tier::Render))
 }
 
 /// Step 1: the tile from the persistent tiers, if one holds it: the disk
 /// tier, then the shared one (a shared hit is kept on disk too).
-async fn from_tier(app: &App, key: &TileKey) -> Option<Arc<Encoded>> {
+async fn from_tier(app: &App, key: &TileKey) -> Option<(Arc<Encoded>, Tier)> {
     if let Some(tier) = &app.tier {
         if let Some(tile) = tier.get(key).await {
-            return Some(Arc::new(tile));
+            return Some((Arc::new(tile), Tier::Disk));
         }
     }
     let tile = Arc::new(app.shared.as_ref()?.get(key).await?);
     if let Some(tier) = &app.tier {
         tier.put(key, &tile);
     }
-    Some(tile)
+    Some((tile, Tier::Shared))
 }
 
 /// Step 1b, with a shared tier: the right to render `key` for every
@@ -239,8 +246,9 @@ mod tests {
         while from_tier(&app, &key).await.is_none() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let got = run(&app, ApiVersion::V2, key.clone(), p, Wanted::waiting(1)).await.expect("run");
+        let (got, tier) = run(&app, ApiVersion::V2, key.clone(), p, Wanted::waiting(1)).await.expect("run");
         assert_eq!(&got.body[..], b"stored");
+        assert_eq!(tier, Tier::Disk);
         assert_eq!(app.metrics.decodes.get(), 0);
         assert!(app.tiles.contains(&key));
     }
@@ -250,13 +258,14 @@ mod tests {
         let (images, tiles) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
         let app = app(images.path(), tiles.path());
         let (key, p) = prepared(&app).await;
-        let got = run(&app, ApiVersion::V2, key.clone(), p, Wanted::waiting(1)).await.expect("run");
+        let (got, tier) = run(&app, ApiVersion::V2, key.clone(), p, Wanted::waiting(1)).await.expect("run");
+        assert_eq!(tier, Tier::Render);
         assert_eq!(app.metrics.decodes.get(), 1);
         assert!(app.tiles.contains(&key));
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut on_disk = None;
         while on_disk.is_none() && Instant::now() < deadline {
-            on_disk = from_tier(&app, &key).await;
+            on_disk = from_tier(&app, &key).await.map(|(tile, _)| tile);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(on_disk.expect("in the tier").body, got.body);

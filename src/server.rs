@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use crate::config::Server as ServerCfg;
 use crate::service::{App, Head};
-use crate::web::trust;
+use crate::web::{access, trust};
 
 /// What a connection over the cap is told before it is closed.
 const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
@@ -90,7 +90,7 @@ pub async fn serve(
                         let app = app.clone();
                         let busy = watch.busy();
                         async move {
-                            let r = respond(&app, req, trusted_peer).await;
+                            let r = respond(&app, req, peer, trusted_peer).await;
                             drop(busy);
                             Ok::<_, Infallible>(r)
                         }
@@ -233,12 +233,31 @@ impl Drop for Busy {
     }
 }
 
-async fn respond(app: &Arc<App>, req: Request<Incoming>, trusted_peer: bool) -> Response<Full<Bytes>> {
+async fn respond(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    trusted_peer: bool,
+) -> Response<Full<Bytes>> {
+    let started = Instant::now();
     let (mut parts, _body) = req.into_parts();
     if !trusted_peer {
         trust::strip_forwarded(&mut parts.headers);
     }
-    let resp = app.handle(Head { method: &parts.method, uri: &parts.uri, headers: &parts.headers }).await;
+    let id = access::request_id(&parts.headers);
+    let mut resp = app.handle(Head { method: &parts.method, uri: &parts.uri, headers: &parts.headers }).await;
+    if app.cfg.log.access {
+        let entry = access::Entry {
+            peer,
+            method: &parts.method,
+            uri: &parts.uri,
+            request_headers: &parts.headers,
+            elapsed: started.elapsed(),
+            id: &id,
+        };
+        access::log(&entry, &resp, app.cfg.log.format == "json");
+    }
+    resp.headers_mut().insert(access::REQUEST_ID, id);
     resp.map(Full::new)
 }
 

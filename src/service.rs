@@ -15,7 +15,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::cache::{Encoded, TileKey};
+use crate::cache::{Encoded, Tier, TileKey};
 use crate::codec::{self, CodecError, ImageInfo};
 use crate::error::{Error, Result};
 use crate::iiif::{self, info, ApiVersion};
@@ -182,7 +182,8 @@ impl App {
         hot_key.push_str(path);
         let hot_key =
             base_url::append_inputs(&self.cfg.server.public_base_url, headers, &mut hot_key).then_some(hot_key);
-        if let Some(r) = hot_key.as_deref().and_then(|k| self.hot_answer(k, headers)) {
+        if let Some(mut r) = hot_key.as_deref().and_then(|k| self.hot_answer(k, headers)) {
+            r.extensions_mut().insert(Tier::Hot);
             return Ok(r);
         }
         // 1. Parse (pure).
@@ -217,9 +218,10 @@ impl App {
         let located = prepared.located.clone();
         let source = Arc::downgrade(&prepared.source);
         let key = self.tile_key(v, &prepared);
-        let encoded = self.tile(v, prepared).await?;
+        let (encoded, tier) = self.tile(v, prepared).await?;
         // 6. Respond.
         let mut r = Response::new(encoded.body.clone());
+        r.extensions_mut().insert(tier);
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(encoded.media_type));
         h.insert(header::LINK, header_value(&canonical_link)?);
@@ -314,18 +316,22 @@ impl App {
     /// The encoded image of a prepared request: from the memory cache, or
     /// through the rest of the pipeline (`pipeline::run`) once, however
     /// many identical requests wait for it.
-    pub async fn tile(self: &Arc<Self>, v: ApiVersion, p: Prepared) -> Result<Arc<Encoded>> {
+    pub async fn tile(self: &Arc<Self>, v: ApiVersion, p: Prepared) -> Result<(Arc<Encoded>, Tier)> {
         let key = self.tile_key(v, &p);
         if let Some(e) = self.tiles.get(&key) {
-            return Ok(e);
+            return Ok((e, Tier::Memory));
         }
         let app = self.clone();
         let k = key.clone();
-        let (res, _leader) = self
+        let (res, leader) = self
             .flights
             .run_wanted(key, move |wanted| async move { crate::pipeline::run(&app, v, k, p, wanted).await })
             .await;
-        res.unwrap_or_else(|| Err(Error::internal("render task failed")))
+        match res {
+            Some(Ok((tile, tier))) => Ok((tile, if leader { tier } else { Tier::Coalesced })),
+            Some(Err(e)) => Err(e),
+            None => Err(Error::internal("render task failed")),
+        }
     }
 
     /// ETag, Last-Modified and Cache-Control; a restricted source's

@@ -33,7 +33,7 @@ pub struct App {
     pub infos: InfoCache,
     /// Opened (memory-mapped) sources by file and version.
     pub opened: quick_cache::sync::Cache<(std::path::PathBuf, SourceVersion), Arc<Source>>,
-    pub flights: Arc<SingleFlight<TileKey, Result<Arc<Encoded>>>>,
+    pub flights: Arc<SingleFlight<TileKey, Result<(Arc<Encoded>, crate::cache::Tier)>>>,
     pub metrics: Arc<Metrics>,
     pub settings: RenderSettings,
     pub warm: crate::warm::WarmJobs,

@@ -1,9 +1,10 @@
 //! The real binary on loopback: start-up, sockets, hostile input over the
-//! wire, and the CLI's `info` command.
+//! wire, the access log, and the CLI's `info` and `check-config` commands.
 
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -75,6 +76,57 @@ fn invalid_config_stops_the_server_with_a_message_naming_the_key() {
     let out = Command::new(env!("CARGO_BIN_EXE_tessera")).args(["serve", "--config"]).arg(&cfg).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("server.port"));
+}
+
+#[test]
+fn every_request_is_logged_once_with_its_id_and_the_tier_that_answered() {
+    let d = image_dir();
+    let logs = tempfile::tempdir().unwrap();
+    let file = logs.path().join("access.log");
+    let s = Server::start(
+        d.path(),
+        &[
+            ("RUST_LOG", "warn,access=info"),
+            ("TESSERA_LOG__FORMAT", "json"),
+            ("TESSERA_LOG__FILE", file.to_str().unwrap()),
+        ],
+    );
+    let tile = "/iiif/2/photo/0,0,256,256/128,/0/default.jpg";
+    let first = http_get(s.addr, tile, &[("X-Request-Id", "client-id-1")]).unwrap();
+    assert_eq!(first.header("x-request-id"), Some("client-id-1"), "a sane id is echoed");
+    let second = http_get(s.addr, tile, &[]).unwrap();
+    let generated = second.header("x-request-id").expect("an id").to_string();
+    assert_eq!(generated.len(), 16);
+    let missing = http_get(s.addr, "/iiif/2/nothing/info.json", &[("X-Request-Id", "bad id with spaces")]).unwrap();
+    assert_eq!(missing.status, 404);
+    assert_ne!(missing.header("x-request-id"), Some("bad id with spaces"));
+    // The lines are written as the answers go out; give the writer a moment.
+    let mut records: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        // The start-up's /health polls are logged too; these are the test's.
+        records = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|r: &serde_json::Value| {
+                r["target"] == "access" && r["fields"]["path"].as_str().is_some_and(|p| p.starts_with("/iiif/"))
+            })
+            .collect();
+        if records.len() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(records.len(), 3, "{records:?}");
+    let f = |i: usize, k: &str| records[i]["fields"][k].clone();
+    assert_eq!((f(0, "request_id"), f(0, "tier"), f(0, "status")), ("client-id-1".into(), "render".into(), 200.into()));
+    assert_eq!(f(0, "bytes"), serde_json::Value::from(first.body.len()));
+    assert_eq!(f(0, "path"), tile);
+    assert_eq!(f(0, "method"), "GET");
+    assert_eq!(f(0, "client"), "127.0.0.1");
+    assert_eq!((f(1, "request_id"), f(1, "tier")), (generated.as_str().into(), "hot".into()));
+    assert_eq!((f(2, "status"), f(2, "tier")), (404.into(), "-".into()));
+    assert!(f(0, "duration_ms").as_f64().is_some_and(|ms| ms > 0.0));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! (`headers`). They know nothing of IIIF. (Named `web` so that it does not
 //! shadow the `http` crate.)
 
+pub mod access;
 pub mod base_url;
 pub mod cors;
 pub mod headers;
