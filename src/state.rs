@@ -21,6 +21,10 @@ use crate::render::{self, RenderSettings};
 use crate::source::{Located, Source, SourceVersion, Sources};
 use crate::web::cors::CorsPolicy;
 
+/// One render per tile key however many requests wait: the tile and the
+/// tier that answered it.
+pub type TileFlights = SingleFlight<TileKey, Result<(Arc<Encoded>, crate::cache::Tier)>>;
+
 /// The state shared by every request.
 pub struct App {
     pub cfg: Config,
@@ -33,7 +37,7 @@ pub struct App {
     pub infos: InfoCache,
     /// Opened (memory-mapped) sources by file and version.
     pub opened: quick_cache::sync::Cache<(std::path::PathBuf, SourceVersion), Arc<Source>>,
-    pub flights: Arc<SingleFlight<TileKey, Result<(Arc<Encoded>, crate::cache::Tier)>>>,
+    pub flights: Arc<TileFlights>,
     pub metrics: Arc<Metrics>,
     pub settings: RenderSettings,
     pub warm: crate::warm::WarmJobs,
