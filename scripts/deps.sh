@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tessera needs to build and test, if missing.
-# Usage: scripts/deps.sh build|test
+# Usage: scripts/deps.sh build|test|package
 set -euo pipefail
 want=(cmake nasm gcc pkg-config)
+# dpkg-dev: dpkg-shlibdeps, which cargo-deb asks for the package's dependencies.
+if [ "${1:-build}" = package ]; then
+  want+=(dpkg-dev)
+fi
 if [ "${1:-build}" = test ]; then
   # opj_dump/opj_decompress (JPEG 2000 checks), python venv (IIIF validator),
   # lavapipe (software Vulkan for the GPU path), nginx (the HTTP-source origin in tests; started by the tests on loopback only),
@@ -11,7 +15,9 @@ if [ "${1:-build}" = test ]; then
   # libvips-tools (TIFFs made as IIPImage installations make them), icc-profiles-free (an Adobe RGB profile for the colour tests),
   # openjph-tools (HTJ2K codestreams from OpenJPH's encoder).
   want+=(libopenjp2-tools python3-venv libmagic1 mesa-vulkan-drivers nginx tesseract-ocr tesseract-ocr-eng redis-server haproxy
-    libvips-tools icc-profiles-free openjph-tools)
+    libvips-tools icc-profiles-free openjph-tools
+    # The Debian package test (tests/package.rs): dpkg-dev for scripts/package.sh, systemd for systemd-analyze verify.
+    dpkg-dev systemd)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -25,5 +25,15 @@ export TESSERA_REQUIRE_GPU=1
 
 # Chromium and the npm packages of the Mirador end-to-end test.
 bash scripts/e2e-setup.sh
+# The Debian package test installs the package with dpkg, so it needs root;
+# as root it must run (cargo-deb installed here), elsewhere it skips.
+if [ "$(id -u)" -eq 0 ]; then
+  bash scripts/package.sh --tools
+  export TESSERA_REQUIRE_PACKAGE=1
+fi
 
+# CI builds once from nothing: incremental state would only take disk.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 cargo test --locked --all-targets "$@"
+# What the build left on disk, for whoever reads a CI log after a full disk.
+du -sh target/debug 2>/dev/null || true

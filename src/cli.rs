@@ -107,35 +107,6 @@ fn load_config(args: &ServeArgs) -> Result<Config, String> {
     Ok(cfg)
 }
 
-/// Logs through `tracing`: filtered by `log.level` (RUST_LOG wins), as text
-/// or JSON lines, to standard output or appended to `log.file`. Lines are
-/// handed to a writer thread (`tracing-appender`'s non-blocking writer), so
-/// no request waits for a `write`; the returned guard flushes it when the
-/// server ends (keep it until then).
-fn init_logging(log: &crate::config::Log) -> Result<tracing_appender::non_blocking::WorkerGuard, String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ((writer, guard), terminal) = if log.file.is_empty() {
-        (tracing_appender::non_blocking(std::io::stdout()), std::io::IsTerminal::is_terminal(&std::io::stdout()))
-    } else {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log.file)
-            .map_err(|e| format!("log.file {}: {e}", log.file))?;
-        (tracing_appender::non_blocking(f), false)
-    };
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
-    // The access log's lines are told apart by their target; others need none.
-    let _ = if log.format == "json" {
-        fmt.json().with_current_span(false).try_init()
-    } else {
-        fmt.with_target(false).with_ansi(terminal).try_init()
-    };
-    Ok(guard)
-}
-
 fn serve_command(args: ServeArgs) -> i32 {
     let cfg = match load_config(&args) {
         Ok(c) => c,
@@ -144,7 +115,7 @@ fn serve_command(args: ServeArgs) -> i32 {
             return 2;
         }
     };
-    let _log_guard = match init_logging(&cfg.log) {
+    let _log_guard = match crate::logging::init(&cfg.log) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("tessera: {e}");

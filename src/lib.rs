@@ -27,6 +27,7 @@ pub mod error;
 pub mod flight;
 pub mod iiif;
 pub mod loadtest;
+pub mod logging;
 pub mod manifests;
 pub mod metrics;
 pub mod model;

@@ -65,9 +65,8 @@ pub fn log(e: &Entry<'_>, response: &Response<Bytes>, json: bool) {
     let bytes = response.body().len();
     let tier = response.extensions().get::<Tier>().map_or("-", |t| t.as_str());
     let path = e.uri.path_and_query().map_or("/", |p| p.as_str());
-    let header = |name: http::header::HeaderName| {
-        e.request_headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string()
-    };
+    let header =
+        |name: http::header::HeaderName| e.request_headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-");
     let id = e.id.to_str().unwrap_or("-");
     let ms = e.elapsed.as_secs_f64() * 1000.0;
     if json {
@@ -109,17 +108,8 @@ fn clf_time(t: std::time::SystemTime) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let name = MONTHS.get((month - 1) as usize).copied().unwrap_or("Jan");
+    let (year, month, day) = crate::logging::civil_date(days);
+    let name = MONTHS.get((month as usize).saturating_sub(1)).copied().unwrap_or("Jan");
     format!("{day:02}/{name}/{year}:{:02}:{:02}:{:02} +0000", rem / 3600, rem / 60 % 60, rem % 60)
 }
 

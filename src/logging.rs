@@ -1,0 +1,270 @@
+//! Log output: the process's `tracing` subscriber (filter, writer thread,
+//! text or JSON lines) and the JSON line format.
+//!
+//! JSON lines are written by hand ([`JsonLines`]) straight into the
+//! subscriber's reused line buffer: each field is escaped as it is visited,
+//! with no map of values, no allocation per field and no serializer. The
+//! shape is that of `tracing-subscriber`'s JSON layer, so collectors read
+//! either alike:
+//! `{"timestamp":"2026-11-27T14:25:01.123456Z","level":"INFO","fields":{…},"target":"access"}`.
+//! Span fields are not written (Tessera's events carry what they need).
+//! The access line, one per request, is the event this is for: through the
+//! subscriber's own JSON layer it cost about 16 % of the hot-tile rate
+//! (docs/bench/access-log.md).
+
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Sets the process's subscriber: filtered by `log.level` (RUST_LOG wins),
+/// text or JSON lines, to standard output or appended to `log.file`. Lines
+/// are handed to a writer thread (`tracing-appender`'s non-blocking
+/// writer), so no request waits for a `write`; the returned guard flushes it
+/// when the server ends (keep it until then).
+pub fn init(log: &crate::config::Log) -> Result<tracing_appender::non_blocking::WorkerGuard, String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ((writer, guard), terminal) = if log.file.is_empty() {
+        (tracing_appender::non_blocking(std::io::stdout()), std::io::IsTerminal::is_terminal(&std::io::stdout()))
+    } else {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log.file)
+            .map_err(|e| format!("log.file {}: {e}", log.file))?;
+        (tracing_appender::non_blocking(f), false)
+    };
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    // The access log's lines are told apart by their target; others need none.
+    let _ = if log.format == "json" {
+        fmt.event_format(JsonLines).try_init()
+    } else {
+        fmt.with_target(false).with_ansi(terminal).try_init()
+    };
+    Ok(guard)
+}
+
+/// One JSON object per event, written by hand (see the module comment).
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        write_json_line(&mut w, std::time::SystemTime::now(), event)
+    }
+}
+
+fn write_json_line(w: &mut impl fmt::Write, now: std::time::SystemTime, event: &Event<'_>) -> fmt::Result {
+    let meta = event.metadata();
+    w.write_str("{\"timestamp\":\"")?;
+    write_rfc3339(w, now)?;
+    write!(w, "\",\"level\":\"{}\",\"fields\":{{", meta.level())?;
+    let mut fields = Fields { w, first: true, result: Ok(()) };
+    event.record(&mut fields);
+    fields.result?;
+    w.write_str("},\"target\":")?;
+    write_string(w, meta.target())?;
+    w.write_str("}\n")
+}
+
+/// Writes each visited field as `"name":value` into the line.
+struct Fields<'w, W: fmt::Write> {
+    w: &'w mut W,
+    first: bool,
+    /// The first write error; later fields are skipped.
+    result: fmt::Result,
+}
+
+impl<W: fmt::Write> Fields<'_, W> {
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let sep = if std::mem::take(&mut self.first) { "" } else { "," };
+        self.result = self
+            .w
+            .write_str(sep)
+            .and_then(|_| write_string(self.w, field.name()))
+            .and_then(|_| self.w.write_char(':'))
+            .and_then(|_| value(self.w));
+    }
+}
+
+impl<W: fmt::Write> Visit for Fields<'_, W> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, |w| write_string(w, value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |w| write!(w, "{value}"));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |w| write!(w, "{value}"));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, |w| write!(w, "{value}"));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // JSON has no NaN or infinity.
+        self.field(field, |w| if value.is_finite() { write!(w, "{value}") } else { w.write_str("null") });
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, |w| {
+            w.write_char('"')?;
+            write!(Escaped(w), "{value:?}")?;
+            w.write_char('"')
+        });
+    }
+}
+
+/// A JSON string, quoted and escaped.
+fn write_string(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    w.write_char('"')?;
+    Escaped(w).write_str(s)?;
+    w.write_char('"')
+}
+
+/// Escapes what goes through it for the inside of a JSON string: quote,
+/// backslash and control characters; everything else (UTF-8 included) as is.
+struct Escaped<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut plain = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let escape = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[plain..i])?;
+            if escape.is_empty() {
+                write!(self.0, "\\u{b:04x}")?;
+            } else {
+                self.0.write_str(escape)?;
+            }
+            plain = i + 1;
+        }
+        self.0.write_str(&s[plain..])
+    }
+}
+
+/// `t` in UTC as RFC 3339 with microseconds: `2026-11-27T14:25:01.123456Z`.
+fn write_rfc3339(w: &mut impl fmt::Write, t: std::time::SystemTime) -> fmt::Result {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (year, month, day) = civil_date((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    write!(
+        w,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
+/// The civil (proleptic Gregorian) date of a day counted from 1970-01-01:
+/// (year, month 1–12, day 1–31). H. Hinnant's `civil_from_days`.
+pub fn civil_date(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[test]
+    fn civil_dates_of_known_days() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
+        assert_eq!(civil_date(20_784), (2026, 11, 27));
+        assert_eq!(civil_date(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let mut s = String::new();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_795_783_519, 123_456_789);
+        write_rfc3339(&mut s, t).unwrap();
+        assert_eq!(s, "2026-11-27T12:45:19.123456Z");
+    }
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Lines;
+        fn make_writer(&'a self) -> Lines {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn every_field_kind_and_hostile_text_make_valid_json_lines_of_the_json_layers_shape() {
+        let out = Lines::default();
+        let subscriber = tracing_subscriber::fmt().with_writer(out.clone()).event_format(JsonLines).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(
+                target: "access",
+                path = "/iiif/2/a\"b\\c\n\u{1}é/info.json",
+                status = 200u64,
+                delta = -3i64,
+                duration_ms = 1.25f64,
+                nan = f64::NAN,
+                hot = true,
+                peer = ?std::net::Ipv4Addr::LOCALHOST,
+                "served {}", "it"
+            );
+            tracing::warn!("second");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        let (a, f) = (&lines[0], &lines[0]["fields"]);
+        assert_eq!((a["level"].as_str(), a["target"].as_str()), (Some("INFO"), Some("access")));
+        assert_eq!(f["path"], "/iiif/2/a\"b\\c\n\u{1}é/info.json");
+        assert_eq!((f["status"].as_u64(), f["delta"].as_i64()), (Some(200), Some(-3)));
+        assert_eq!((f["duration_ms"].as_f64(), f["hot"].as_bool()), (Some(1.25), Some(true)));
+        assert!(f["nan"].is_null());
+        assert_eq!((f["peer"].as_str(), f["message"].as_str()), (Some("127.0.0.1"), Some("served it")));
+        let ts = a["timestamp"].as_str().unwrap();
+        assert!(ts.len() == 27 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{ts}");
+        assert_eq!(
+            (lines[1]["level"].as_str(), lines[1]["fields"]["message"].as_str()),
+            (Some("WARN"), Some("second"))
+        );
+    }
+}
