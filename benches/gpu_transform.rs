@@ -1,5 +1,6 @@
 //! CPU vs GPU transform: RGB 1024²→256², 4096²→512², 8192²→1024² (resize
-//! only), and 4096²→512² with a quarter turn and gray quality.
+//! only), 4096²→512² with a quarter turn and gray quality, and a sub-pixel
+//! crop of a reduced decode to 1024².
 //!
 //! `cargo bench --bench gpu_transform`. The GPU half uses the best adapter
 //! wgpu finds (hardware first, a software one such as lavapipe otherwise) and
@@ -52,12 +53,15 @@ fn bench(c: &mut Criterion) {
             None
         }
     };
-    let plain = |o: u32| GpuJob { out_w: o, out_h: o, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+    let plain =
+        |o: u32| GpuJob { out_w: o, out_h: o, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep, crop: None };
     let cases = [
         ("1024²→256²", 1024u32, plain(256)),
         ("4096²→512²", 4096, plain(512)),
         ("8192²→1024²", 8192, plain(1024)),
         ("4096²→512² rot90 gray", 4096, GpuJob { quarter_turns: 1, quality: GpuQuality::Gray, ..plain(512) }),
+        // A reduced decode: the region snapped outward, cropped back by fractions.
+        ("2050²→1024² sub-pixel crop", 2050, GpuJob { crop: Some((0.75, 1.5, 2048.0, 2047.25)), ..plain(1024) }),
     ];
     for (name, size, job) in cases {
         let input = photo(size, size);

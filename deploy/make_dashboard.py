@@ -86,6 +86,7 @@ ts("HTTP source fetches", [
     ("sum(" + rate("tessera_source_download_bytes_total") + ")", "bytes per second"),
 ], "short", 0, 32, 'Only with source.kind = "http".')
 ts("GPU and shared tier health", [
+    ("sum(" + rate("tessera_gpu_jobs_total") + ")", "GPU transforms per second"),
     ("sum(" + rate("tessera_gpu_fallbacks_total") + ")", "GPU fallbacks to the CPU per second"),
     ("max(" + m("tessera_gpu_backend") + ")", "GPU backend in use"),
     ("max(" + m("tessera_shared_tier_breaker_open") + ")", "Redis breaker open"),

@@ -20,25 +20,33 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+/// Bytes of log lines the writer thread gathers before a `write`.
+const LOG_BUFFER: usize = 64 * 1024;
+
 /// Sets the process's subscriber: filtered by `log.level` (RUST_LOG wins),
 /// text or JSON lines, to standard output or appended to `log.file`. Lines
 /// are handed to a writer thread (`tracing-appender`'s non-blocking
-/// writer), so no request waits for a `write`; the returned guard flushes it
-/// when the server ends (keep it until then).
+/// writer), so no request waits for a `write`, and it writes them in
+/// batches; the returned guard flushes it when the server ends (keep it
+/// until then).
 pub fn init(log: &crate::config::Log) -> Result<tracing_appender::non_blocking::WorkerGuard, String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ((writer, guard), terminal) = if log.file.is_empty() {
-        (tracing_appender::non_blocking(std::io::stdout()), std::io::IsTerminal::is_terminal(&std::io::stdout()))
+    let (out, terminal): (Box<dyn std::io::Write + Send>, bool) = if log.file.is_empty() {
+        (Box::new(std::io::stdout()), std::io::IsTerminal::is_terminal(&std::io::stdout()))
     } else {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log.file)
             .map_err(|e| format!("log.file {}: {e}", log.file))?;
-        (tracing_appender::non_blocking(f), false)
+        (Box::new(f), false)
     };
+    // The writer thread writes every line waiting in its channel, then
+    // flushes: behind a buffer, a burst of lines is one `write` rather than
+    // one each, and no line waits longer than the burst it came in.
+    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(LOG_BUFFER, out));
     let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     // The access log's lines are told apart by their target; others need none.
     let _ = if log.format == "json" {
@@ -66,7 +74,9 @@ fn write_json_line(w: &mut impl fmt::Write, now: std::time::SystemTime, event: &
     let meta = event.metadata();
     w.write_str("{\"timestamp\":\"")?;
     write_rfc3339(w, now)?;
-    write!(w, "\",\"level\":\"{}\",\"fields\":{{", meta.level())?;
+    w.write_str("\",\"level\":\"")?;
+    w.write_str(meta.level().as_str())?;
+    w.write_str("\",\"fields\":{")?;
     let mut fields = Fields { w, first: true, result: Ok(()) };
     event.record(&mut fields);
     fields.result?;
@@ -103,13 +113,13 @@ impl<W: fmt::Write> Visit for Fields<'_, W> {
         self.field(field, |w| write_string(w, value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |w| write!(w, "{value}"));
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |w| write!(w, "{value}"));
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.field(field, |w| write!(w, "{value}"));
+        self.field(field, |w| w.write_str(if value { "true" } else { "false" }));
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
         // JSON has no NaN or infinity.
@@ -137,22 +147,24 @@ struct Escaped<'a, W: fmt::Write>(&'a mut W);
 
 impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        let special = |b: &u8| *b < 0x20 || *b == b'"' || *b == b'\\';
+        // Most text needs nothing: one check, one write.
+        if !s.as_bytes().iter().any(special) {
+            return self.0.write_str(s);
+        }
         let mut plain = 0;
         for (i, b) in s.bytes().enumerate() {
-            let escape = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..=0x1f => "",
-                _ => continue,
-            };
+            if !special(&b) {
+                continue;
+            }
             self.0.write_str(&s[plain..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{b:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
+            match b {
+                b'"' => self.0.write_str("\\\"")?,
+                b'\\' => self.0.write_str("\\\\")?,
+                b'\n' => self.0.write_str("\\n")?,
+                b'\r' => self.0.write_str("\\r")?,
+                b'\t' => self.0.write_str("\\t")?,
+                _ => write!(self.0, "\\u{b:04x}")?,
             }
             plain = i + 1;
         }
@@ -166,14 +178,24 @@ fn write_rfc3339(w: &mut impl fmt::Write, t: std::time::SystemTime) -> fmt::Resu
     let secs = d.as_secs();
     let (year, month, day) = civil_date((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    write!(
-        w,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_micros()
-    )
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    digits(&mut b[0..4], year.clamp(0, 9999) as u64);
+    digits(&mut b[5..7], u64::from(month));
+    digits(&mut b[8..10], u64::from(day));
+    digits(&mut b[11..13], rem / 3600);
+    digits(&mut b[14..16], rem / 60 % 60);
+    digits(&mut b[17..19], rem % 60);
+    digits(&mut b[20..26], u64::from(d.subsec_micros()));
+    w.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?)
+}
+
+/// Writes `v` into `out` as decimal digits, zero-padded to its length
+/// (higher digits beyond it dropped).
+pub fn digits(out: &mut [u8], mut v: u64) {
+    for c in out.iter_mut().rev() {
+        *c = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// The civil (proleptic Gregorian) date of a day counted from 1970-01-01:

@@ -58,6 +58,7 @@ pub struct Metrics {
     pub decodes_ahead: IntCounter,
     /// Tiles answered with a source's stored JPEG tile (no decode, no encode).
     pub passthrough: IntCounter,
+    pub gpu_jobs: IntCounter,
     pub gpu_fallbacks: IntCounter,
     /// Reads thrown away because the source file changed under them.
     pub sources_changed: IntCounter,
@@ -107,6 +108,7 @@ impl Metrics {
             "passthrough_total",
             "Tiles answered with a stored JPEG tile of the source, with no decode or encode",
         )?;
+        let gpu_jobs = IntCounter::new("gpu_jobs_total", "Transforms (resize, turn, quality) run on the GPU")?;
         let gpu_fallbacks = IntCounter::new("gpu_fallbacks_total", "GPU transforms that fell back to the CPU")?;
         let sources_changed =
             IntCounter::new("sources_changed_total", "Reads thrown away because the source file changed under them")?;
@@ -155,6 +157,7 @@ impl Metrics {
             decodes,
             decodes_ahead,
             passthrough,
+            gpu_jobs,
             gpu_fallbacks,
             sources_changed,
             jobs_abandoned,
@@ -169,6 +172,7 @@ impl Metrics {
         m.registry.register(Box::new(m.decodes.clone()))?;
         m.registry.register(Box::new(m.decodes_ahead.clone()))?;
         m.registry.register(Box::new(m.passthrough.clone()))?;
+        m.registry.register(Box::new(m.gpu_jobs.clone()))?;
         m.registry.register(Box::new(m.gpu_fallbacks.clone()))?;
         m.registry.register(Box::new(m.sources_changed.clone()))?;
         m.registry.register(Box::new(m.jobs_abandoned.clone()))?;

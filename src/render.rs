@@ -94,7 +94,12 @@ pub fn finish_on(
         format: plan.format,
         src_crop: plan.src_crop(),
     };
-    let p = transform::apply(p, &spec, backend, &|| m.gpu_fallbacks.inc());
+    let (p, ran) = transform::apply(p, &spec, backend);
+    match ran {
+        transform::Ran::Cpu => {}
+        transform::Ran::Gpu => m.gpu_jobs.inc(),
+        transform::Ran::GpuFellBack => m.gpu_fallbacks.inc(),
+    }
     m.observe(Stage::Transform, t.elapsed());
     let t = Instant::now();
     let options = codec::encode::Options { quality: s.jpeg_quality, webp_lossless: s.webp_lossless };

@@ -130,6 +130,38 @@ fn every_request_is_logged_once_with_its_id_and_the_tier_that_answered() {
 }
 
 #[test]
+fn text_access_lines_start_in_the_combined_log_format() {
+    let d = image_dir();
+    let logs = tempfile::tempdir().unwrap();
+    let file = logs.path().join("access.log");
+    let s = Server::start(d.path(), &[("RUST_LOG", "warn,access=info"), ("TESSERA_LOG__FILE", file.to_str().unwrap())]);
+    let tile = "/iiif/2/photo/0,0,256,256/128,/0/default.jpg?x=1";
+    let r = http_get(s.addr, tile, &[("Referer", "http://viewer.test/"), ("User-Agent", "probe/1.0")]).unwrap();
+    assert_eq!(r.status, 200);
+    let mut line = String::new();
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains(tile)) {
+            line = l.to_string();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The subscriber's time and level, then the combined log format, then
+    // duration, tier and request id.
+    let clf = &line[line.find("127.0.0.1 - - [").unwrap_or_else(|| panic!("no client in {line:?}"))..];
+    let (time, rest) = clf["127.0.0.1 - - [".len()..].split_once("] ").unwrap();
+    assert!(time.len() == 26 && time.ends_with(" +0000") && time.as_bytes()[2] == b'/', "{time:?}");
+    let want = format!("\"GET {tile} HTTP/1.1\" 200 {} \"http://viewer.test/\" \"probe/1.0\" ", r.body.len());
+    assert!(rest.starts_with(&want), "{rest:?} does not start with {want:?}");
+    let tail = &rest[want.len()..];
+    let (ms, tail) = tail.split_once("ms tier=").unwrap();
+    let (whole, frac) = ms.split_once('.').unwrap();
+    assert!(whole.parse::<u64>().is_ok() && frac.len() == 3 && frac.parse::<u64>().is_ok(), "{ms:?}");
+    assert_eq!(tail, format!("render id={}", r.header("x-request-id").unwrap()));
+}
+
+#[test]
 fn check_config_prints_each_effective_value_with_its_source_or_the_first_bad_key() {
     let d = tempfile::tempdir().unwrap();
     let good = d.path().join("good.toml");

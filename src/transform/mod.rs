@@ -77,18 +77,29 @@ impl Backend {
     }
 }
 
-/// Applies the transform on the chosen backend. A GPU job that fails (device
-/// lost, out of memory, over the adapter's limits) is redone on the CPU and
-/// reported through `on_fallback`; it never fails the request.
-pub fn apply(p: Pixels, spec: &TransformSpec, backend: &Backend, on_fallback: &dyn Fn()) -> Pixels {
+/// Where a transform ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ran {
+    Cpu,
+    Gpu,
+    /// The GPU job failed and the CPU did it.
+    GpuFellBack,
+}
+
+/// Applies the transform on the chosen backend: on the GPU when there is
+/// one, the rotation is a quarter turn (any reduce level and sub-pixel
+/// source crop), and the input has at least `min_pixels`; else on the CPU.
+/// A GPU job that fails (device lost, out of memory, over the adapter's
+/// limits) is redone on the CPU; it never fails the request.
+pub fn apply(p: Pixels, spec: &TransformSpec, backend: &Backend) -> (Pixels, Ran) {
     if let Backend::Gpu { gpu, min_pixels } = backend {
         let turns = spec.rotation.quarter_turns();
-        let eligible =
-            spec.src_crop.is_none() && turns.is_some() && (p.width() as u64 * p.height() as u64) >= *min_pixels;
+        let eligible = turns.is_some() && (p.width() as u64 * p.height() as u64) >= *min_pixels;
         if let (true, Some(q)) = (eligible, turns) {
             let job = gpu::GpuJob {
                 out_w: spec.width,
                 out_h: spec.height,
+                crop: spec.src_crop,
                 mirror: spec.rotation.mirror,
                 quarter_turns: q,
                 quality: match spec.quality {
@@ -98,13 +109,13 @@ pub fn apply(p: Pixels, spec: &TransformSpec, backend: &Backend, on_fallback: &d
                 },
             };
             match gpu.apply(&p, &job) {
-                Ok(out) => return out,
+                Ok(out) => return (out, Ran::Gpu),
                 Err(e) => {
                     tracing::warn!(error = %e, "GPU transform failed; using the CPU");
-                    on_fallback();
+                    return (apply_cpu(p, spec), Ran::GpuFellBack);
                 }
             }
         }
     }
-    apply_cpu(p, spec)
+    (apply_cpu(p, spec), Ran::Cpu)
 }

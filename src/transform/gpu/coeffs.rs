@@ -58,11 +58,14 @@ pub(super) struct Coeffs {
     pub(super) precision: u32,
 }
 
-/// fast_image_resize 6.1 `precompute_coefficients` (no crop, adaptive kernel)
-/// followed by `Normalizer16::new`.
-pub(super) fn coefficients(in_size: u32, out_size: u32, filter: Filter) -> Coeffs {
+/// fast_image_resize 6.1 `precompute_coefficients` (adaptive kernel) over
+/// the source span `in0..in1` (a crop, fractional or not; `0..in_size` for
+/// none) followed by `Normalizer16::new`. Sample positions are absolute: the
+/// taps of an output sample near the crop's edge reach the pixels beyond it,
+/// up to the image's own edge.
+pub(super) fn coefficients(in_size: u32, in0: f64, in1: f64, out_size: u32, filter: Filter) -> Coeffs {
     let (func, support) = filter.func();
-    let scale = f64::from(in_size) / f64::from(out_size);
+    let scale = (in1 - in0) / f64::from(out_size);
     let filter_scale = scale.max(1.0);
     let radius = support * filter_scale;
     let window = radius.ceil() as usize * 2 + 1;
@@ -70,7 +73,7 @@ pub(super) fn coefficients(in_size: u32, out_size: u32, filter: Filter) -> Coeff
     let mut values: Vec<f64> = Vec::with_capacity(window * out_size as usize);
     let mut bounds: Vec<[u32; 2]> = Vec::with_capacity(out_size as usize);
     for out_x in 0..out_size {
-        let in_center = (f64::from(out_x) + 0.5) * scale;
+        let in_center = in0 + (f64::from(out_x) + 0.5) * scale;
         let x_min = (in_center - radius).floor().max(0.) as u32;
         let x_max = (in_center + radius).ceil().min(f64::from(in_size)) as u32;
         let cur = values.len();
@@ -97,7 +100,7 @@ pub(super) fn coefficients(in_size: u32, out_size: u32, filter: Filter) -> Coeff
             values[cur..].iter_mut().for_each(|w| *w /= ww);
         }
         values.resize(cur + window, 0.);
-        bounds.push([start, end - start]);
+        bounds.push([start, end.saturating_sub(start)]);
     }
     // Normalizer16: the largest precision at which the biggest weight still
     // fits an i16 (PRECISION_BITS = 22, MAX_COEFFS_PRECISION = 15).

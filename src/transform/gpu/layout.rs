@@ -44,8 +44,75 @@ pub(super) struct JobLayout {
     pub(super) groups_p: (u32, u32),
 }
 
+/// The resize of one job, decided as fast_image_resize 6.1 decides it for
+/// the CPU path (`Resizer::resize_typed` and `do_convolution`): which passes
+/// run and their tables, and the rectangle of the source they read.
+pub(super) struct ResizePlan {
+    /// Vertical and horizontal tables, their first taps counted from `rect`.
+    pub(super) v: Option<Coeffs>,
+    pub(super) h: Option<Coeffs>,
+    /// (x, y, width, height) of the source the passes read: with a
+    /// horizontal pass, from its first tap to its last; without one, the
+    /// crop's own columns (then whole numbers); rows likewise.
+    pub(super) rect: (u32, u32, u32, u32),
+}
+
+/// Plans the resize of a `src_w × src_h` image's `crop` (a sub-pixel
+/// rectangle, or the whole image) to `out_w × out_h`.
+///
+/// As on the CPU: a crop equal to the whole image counts as none; a pass
+/// runs only where the size changes or the crop's edge falls between
+/// pixels; with neither, the result is a copy of the crop. A crop that
+/// fast_image_resize would refuse (outside the image) is refused here too,
+/// so the CPU path handles it the same way.
+pub(super) fn resize_plan(
+    src_w: u32,
+    src_h: u32,
+    crop: Option<crate::transform::resize::SrcCrop>,
+    out_w: u32,
+    out_h: u32,
+) -> Result<ResizePlan, GpuError> {
+    let (fw, fh) = (f64::from(src_w), f64::from(src_h));
+    let crop = crop.filter(|c| {
+        let whole = c.0.abs() < 1e-9 && c.1.abs() < 1e-9 && (c.2 - fw).abs() < 1e-9 && (c.3 - fh).abs() < 1e-9;
+        !whole && c.2 > 0.0 && c.3 > 0.0
+    });
+    let (left, top, cw, ch) = crop.unwrap_or((0.0, 0.0, fw, fh));
+    if !(left >= 0.0 && top >= 0.0 && left < fw && top < fh && left + cw <= fw && top + ch <= fh) {
+        return Err(GpuError::Unsupported("source crop outside the image".into()));
+    }
+    let (sw, sh) = match crop {
+        Some(c) => (c.2.ceil() as u32, c.3.ceil() as u32),
+        None => (src_w, src_h),
+    };
+    let filter = match crate::transform::resize::filter_for(sw, sh, out_w, out_h) {
+        FilterType::Lanczos3 => Filter::Lanczos3,
+        FilterType::CatmullRom => Filter::CatmullRom,
+        other => return Err(GpuError::Unsupported(format!("filter {other:?}"))),
+    };
+    let need_h = f64::from(out_w) != cw || left != left.round();
+    let need_v = f64::from(out_h) != ch || top != top.round();
+    let mut h = need_h.then(|| coefficients(src_w, left, left + cw, out_w, filter));
+    let mut v = need_v.then(|| coefficients(src_h, top, top + ch, out_h, filter));
+    // The span a pass reads, and its taps shifted to start there.
+    let span = |c: &mut Option<Coeffs>, start: f64, size: u32| -> (u32, u32) {
+        match c {
+            Some(c) => {
+                let first = c.bounds.iter().map(|b| b[0]).min().unwrap_or(0);
+                let end = c.bounds.iter().map(|b| b[0] + b[1]).max().unwrap_or(first);
+                c.bounds.iter_mut().for_each(|b| b[0] -= first);
+                (first, end.saturating_sub(first).max(1))
+            }
+            None => (start as u32, size),
+        }
+    };
+    let (x, w) = span(&mut h, left, out_w);
+    let (y, hh) = span(&mut v, top, out_h);
+    Ok(ResizePlan { v, h, rect: (x, y, w, hh) })
+}
+
 impl Gpu {
-    pub(super) fn layout(&self, p: &Pixels, job: &GpuJob) -> Result<JobLayout, GpuError> {
+    pub(super) fn layout(&self, p: &Pixels, job: &GpuJob, rp: ResizePlan) -> Result<JobLayout, GpuError> {
         let (src_w, src_h) = (p.width(), p.height());
         let (out_w, out_h) = (job.out_w, job.out_h);
         if src_w == 0 || src_h == 0 || out_w == 0 || out_h == 0 {
@@ -67,19 +134,9 @@ impl Gpu {
         let q = u32::from(job.quarter_turns % 4);
         let (final_w, final_h) = if q % 2 == 1 { (out_h, out_w) } else { (out_w, out_h) };
 
-        let resizing = src_w != out_w || src_h != out_h;
-        let (v, h) = if resizing {
-            let filter = match crate::transform::resize::filter_for(src_w, src_h, out_w, out_h) {
-                FilterType::Lanczos3 => Filter::Lanczos3,
-                FilterType::CatmullRom => Filter::CatmullRom,
-                other => return Err(GpuError::Unsupported(format!("filter {other:?}"))),
-            };
-            let v = (src_h != out_h).then(|| coefficients(src_h, out_h, filter));
-            let h = (src_w != out_w).then(|| coefficients(src_w, out_w, filter));
-            (v, h)
-        } else {
-            (None, None)
-        };
+        // The passes and tables come from `resize_plan`, over the part of
+        // the source they read, which `Gpu::apply` cut out: `p` is that part.
+        let ResizePlan { v, h, .. } = rp;
         for c in v.iter().chain(h.iter()) {
             if c.precision == 0 {
                 return Err(GpuError::Unsupported("degenerate resize coefficients".into()));

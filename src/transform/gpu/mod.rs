@@ -22,6 +22,10 @@
 //! adapter's limits) are returned as [`GpuError`]; the caller runs the CPU path
 //! instead. Nothing here panics or logs.
 //!
+//! A job may resize a sub-pixel crop of its input (what a decode at a
+//! reduced scale snapped outward): the tables are fast_image_resize's for
+//! that crop, and only the rows and columns they read are uploaded.
+//!
 //! Arbitrary (non-quarter) rotation is not done here: leave it to the CPU.
 //!
 //! This file holds the public face ([`Gpu`], [`GpuJob`], [`GpuError`]) and
@@ -75,11 +79,15 @@ const MAX_IDLE_BYTES: u64 = 1 << 30;
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What to do to one image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GpuJob {
     /// Size of the resize output, before rotation.
     pub out_w: u32,
     pub out_h: u32,
+    /// The sub-pixel source rectangle to resize (the whole image if `None`),
+    /// as the CPU path's `resize::resize_from` takes it: what a reduced
+    /// decode snapped outward (`plan::Plan::src_crop`).
+    pub crop: Option<crate::transform::resize::SrcCrop>,
     /// Flip left-right after resizing (before turning), as IIIF `!`.
     pub mirror: bool,
     /// Clockwise quarter turns, 0..=3 (taken modulo 4).
@@ -104,7 +112,7 @@ impl GpuJob {
     pub fn run_on_cpu(&self, p: Pixels) -> Pixels {
         use crate::model::Quality;
         use crate::transform::{quality, resize, rotate};
-        let r = resize::resize(p, self.out_w, self.out_h);
+        let r = resize::resize_from(p, self.crop, self.out_w, self.out_h);
         let r = if self.mirror { rotate::mirror(&r) } else { r };
         let r = match self.quarter_turns % 4 {
             0 => r,
@@ -402,9 +410,23 @@ impl Gpu {
         if self.lost.load(Ordering::Acquire) {
             return Err(GpuError::Lost);
         }
-        let plan = self.layout(p, job)?;
+        if job.out_w == 0 || job.out_h == 0 || p.width() == 0 || p.height() == 0 {
+            return Err(GpuError::Unsupported("empty image".into()));
+        }
+        let rp = resize_plan(p.width(), p.height(), job.crop, job.out_w, job.out_h)?;
+        // Only the part the passes read is uploaded (copied out on the CPU,
+        // which costs less than moving the rest to the device).
+        let (x, y, w, h) = rp.rect;
+        let part;
+        let src = if (x, y, w, h) == (0, 0, p.width(), p.height()) {
+            p
+        } else {
+            part = p.crop(x, y, w, h);
+            &part
+        };
+        let plan = self.layout(src, job, rp)?;
         let before = self.uncaptured.load(Ordering::Relaxed);
-        let out = self.run(p, &plan);
+        let out = self.run(src, &plan);
         if self.lost.load(Ordering::Acquire) {
             return Err(GpuError::Lost);
         }

@@ -128,7 +128,7 @@ fn coefficients_match_fast_image_resize_on_an_impulse() {
             FilterType::Lanczos3 => Filter::Lanczos3,
             _ => Filter::CatmullRom,
         };
-        let c = coefficients(src, dst, filter);
+        let c = coefficients(src, 0.0, f64::from(src), dst, filter);
         for hot in [0, src / 2, src - 1] {
             let mut d = vec![0u8; src as usize];
             d[hot as usize] = 200;
@@ -162,7 +162,8 @@ fn resize_matches_the_cpu_for_every_layout_and_scale() {
     for (i, ((sw, sh), (ow, oh))) in cases.into_iter().enumerate() {
         for layout in LAYOUTS {
             let p = structured(sw, sh, layout, i as u32 + 1);
-            let job = GpuJob { out_w: ow, out_h: oh, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+            let job =
+                GpuJob { out_w: ow, out_h: oh, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep, crop: None };
             check(g, &p, &job);
         }
     }
@@ -176,7 +177,14 @@ fn mirror_and_quarter_turns_match_the_cpu_with_and_without_resize() {
         for (ow, oh) in [(75, 41), (30, 17)] {
             for mirror in [false, true] {
                 for q in 0..4u8 {
-                    let job = GpuJob { out_w: ow, out_h: oh, mirror, quarter_turns: q, quality: GpuQuality::Keep };
+                    let job = GpuJob {
+                        out_w: ow,
+                        out_h: oh,
+                        mirror,
+                        quarter_turns: q,
+                        quality: GpuQuality::Keep,
+                        crop: None,
+                    };
                     check(g, &p, &job);
                 }
             }
@@ -192,7 +200,7 @@ fn gray_and_bitonal_match_the_cpu_for_every_layout() {
         for quality in [GpuQuality::Gray, GpuQuality::Bitonal] {
             for (ow, oh, mirror, q) in [(151, 99, false, 0), (50, 33, true, 1), (300, 198, false, 3), (41, 99, true, 2)]
             {
-                let job = GpuJob { out_w: ow, out_h: oh, mirror, quarter_turns: q, quality };
+                let job = GpuJob { out_w: ow, out_h: oh, mirror, quarter_turns: q, quality, crop: None };
                 check(g, &p, &job);
             }
         }
@@ -208,7 +216,7 @@ fn the_full_table_matches_the_cpu_on_an_odd_sized_image() {
             for mirror in [false, true] {
                 for q in 0..4u8 {
                     for quality in [GpuQuality::Keep, GpuQuality::Gray, GpuQuality::Bitonal] {
-                        check(g, &p, &GpuJob { out_w: ow, out_h: oh, mirror, quarter_turns: q, quality });
+                        check(g, &p, &GpuJob { out_w: ow, out_h: oh, mirror, quarter_turns: q, quality, crop: None });
                     }
                 }
             }
@@ -220,10 +228,101 @@ fn the_full_table_matches_the_cpu_on_an_odd_sized_image() {
 fn output_is_bit_exact_on_a_photo_sized_downscale() {
     let Some(g) = gpu() else { return };
     let p = structured(1024, 768, Layout::Rgb, 5);
-    let job = GpuJob { out_w: 256, out_h: 192, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+    let job = GpuJob { out_w: 256, out_h: 192, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep, crop: None };
     let got = g.apply(&p, &job).unwrap();
     let (max, n) = diff(&got, &cpu(&p, &job));
     assert_eq!((max, n), (0, 0), "max diff {max}, {n} samples differ");
+}
+
+/// Source size, sub-pixel crop and output size: what decodes at a reduced
+/// scale hand over (the region snapped outward to whole reduced pixels).
+const CROPS: [((u32, u32), (f64, f64, f64, f64), (u32, u32)); 9] = [
+    ((300, 200), (2.5, 1.25, 256.0, 180.5), (128, 90)), // down, both edges between pixels
+    ((500, 400), (3.3, 7.7, 491.2, 380.9), (61, 48)),   // 8x down
+    ((130, 130), (1.75, 3.5, 125.0, 120.0), (125, 120)), // same size, shifted by a fraction
+    ((130, 130), (2.0, 3.5, 125.0, 120.0), (125, 120)), // only a vertical pass
+    ((130, 130), (1.5, 3.0, 125.0, 120.0), (125, 120)), // only a horizontal pass
+    ((130, 130), (4.0, 6.0, 100.0, 90.0), (100, 90)),   // whole pixels, same size: a copy
+    ((64, 48), (10.25, 5.5, 20.0, 15.0), (80, 60)),     // enlarged
+    ((257, 129), (0.0, 0.0, 257.0, 129.0), (128, 64)),  // the whole image: no crop
+    ((97, 61), (0.0, 0.5, 97.0, 60.5), (40, 61)),       // down in x, up by a hair in y
+];
+
+#[test]
+fn sub_pixel_source_crops_match_the_cpu_bit_for_bit_in_every_layout() {
+    let Some(g) = gpu() else { return };
+    for (i, ((sw, sh), crop, (ow, oh))) in CROPS.into_iter().enumerate() {
+        for layout in LAYOUTS {
+            let p = structured(sw, sh, layout, 40 + i as u32);
+            let job = GpuJob {
+                out_w: ow,
+                out_h: oh,
+                crop: Some(crop),
+                mirror: i % 2 == 1,
+                quarter_turns: (i % 4) as u8,
+                quality: GpuQuality::Keep,
+            };
+            let got = g.apply(&p, &job).unwrap_or_else(|e| panic!("{job:?} on {p:?}: {e}"));
+            let want = cpu(&p, &job);
+            assert_eq!((got.width(), got.height()), (want.width(), want.height()), "{job:?}");
+            let (max, n) = diff(&got, &want);
+            assert_eq!((max, n), (0, 0), "{job:?} on {p:?}: max diff {max}, {n} samples differ");
+        }
+    }
+}
+
+#[test]
+fn a_crop_uploads_only_the_rows_and_columns_its_taps_read() {
+    // 2.5.. of 1000 columns down to 100: Lanczos3 at scale ~2 reads about
+    // six pixels beyond each edge, not the whole width.
+    let rp = resize_plan(1000, 800, Some((300.5, 200.25, 200.0, 100.0)), 100, 50).unwrap();
+    let (x, y, w, h) = rp.rect;
+    assert!((294..=300).contains(&x) && (206..=214).contains(&w), "{:?}", rp.rect);
+    assert!((194..=200).contains(&y) && (106..=114).contains(&h), "{:?}", rp.rect);
+    let hc = rp.h.unwrap();
+    assert_eq!(hc.bounds.iter().map(|b| b[0]).min(), Some(0));
+    assert!(hc.bounds.iter().all(|b| b[0] + b[1] <= w));
+    // Whole pixels and the same size: nothing to convolve, just the crop.
+    let rp = resize_plan(130, 130, Some((4.0, 6.0, 100.0, 90.0)), 100, 90).unwrap();
+    assert!(rp.h.is_none() && rp.v.is_none());
+    assert_eq!(rp.rect, (4, 6, 100, 90));
+}
+
+#[test]
+fn a_crop_outside_the_image_is_refused_for_the_cpu_to_handle() {
+    let Some(g) = gpu() else { return };
+    let p = structured(100, 80, Layout::Rgb, 3);
+    for crop in [(90.0, 0.0, 20.0, 10.0), (-1.0, 0.0, 20.0, 10.0), (0.0, 75.5, 10.0, 5.0)] {
+        let job = GpuJob {
+            out_w: 10,
+            out_h: 5,
+            crop: Some(crop),
+            mirror: false,
+            quarter_turns: 0,
+            quality: GpuQuality::Keep,
+        };
+        assert!(matches!(g.apply(&p, &job), Err(GpuError::Unsupported(_))), "{crop:?}");
+    }
+}
+
+#[test]
+fn reduced_decodes_go_to_the_gpu_and_match_the_cpu() {
+    use crate::model::{Format, Quality, Rotation};
+    use crate::transform::{apply, apply_cpu, Backend, Ran, TransformSpec};
+    let Some(g) = own_gpu() else { return };
+    let backend = Backend::Gpu { gpu: g, min_pixels: 0 };
+    let p = structured(300, 200, Layout::Rgb, 9);
+    let spec = TransformSpec {
+        width: 128,
+        height: 90,
+        rotation: Rotation { degrees: 90.0, mirror: false },
+        quality: Quality::Gray,
+        format: Format::Jpg,
+        src_crop: Some((2.5, 1.25, 256.0, 180.5)),
+    };
+    let (got, ran) = apply(p.clone(), &spec, &backend);
+    assert_eq!(ran, Ran::Gpu);
+    assert_eq!(got, apply_cpu(p, &spec));
 }
 
 #[test]
@@ -232,8 +331,8 @@ fn a_hundred_sequential_jobs_create_no_new_buffers_and_keep_the_pool_bounded() {
     let Some(g) = own_gpu() else { return };
     let a = structured(200, 150, Layout::Rgb, 1);
     let b = structured(90, 60, Layout::Rgba, 2);
-    let ja = GpuJob { out_w: 100, out_h: 75, mirror: false, quarter_turns: 1, quality: GpuQuality::Keep };
-    let jb = GpuJob { out_w: 45, out_h: 30, mirror: true, quarter_turns: 0, quality: GpuQuality::Gray };
+    let ja = GpuJob { out_w: 100, out_h: 75, mirror: false, quarter_turns: 1, quality: GpuQuality::Keep, crop: None };
+    let jb = GpuJob { out_w: 45, out_h: 30, mirror: true, quarter_turns: 0, quality: GpuQuality::Gray, crop: None };
     // Warm up both shapes; then 100 more calls must create nothing.
     g.apply(&a, &ja).unwrap();
     g.apply(&b, &jb).unwrap();
@@ -265,7 +364,7 @@ fn own_gpu() -> Option<Gpu> {
 
 #[test]
 fn bands_cover_every_output_row_within_the_binding_limit() {
-    let c = coefficients(1000, 125, Filter::Lanczos3);
+    let c = coefficients(1000, 0.0, 1000.0, 125, Filter::Lanczos3);
     let stride = 999u64 * 3;
     let len = round_up(stride * 1000, 4).unwrap();
     for max_bind in [160 * 1024u64, 400 * 1024, 1 << 30] {
@@ -301,12 +400,20 @@ fn an_input_beyond_the_binding_limit_is_resized_in_bands_and_still_matches() {
     for layout in [Layout::Rgb, Layout::GrayAlpha, Layout::Rgba] {
         let p = structured(301, 211, layout, 9);
         for (ow, oh) in [(75, 52), (100, 50)] {
-            let job = GpuJob { out_w: ow, out_h: oh, mirror: true, quarter_turns: 1, quality: GpuQuality::Keep };
+            let job =
+                GpuJob { out_w: ow, out_h: oh, mirror: true, quarter_turns: 1, quality: GpuQuality::Keep, crop: None };
             check(&g, &p, &job);
         }
         // Without a vertical pass the input must be bound whole: refused.
         if p.byte_len() > 64 * 1024 {
-            let job = GpuJob { out_w: 150, out_h: 211, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+            let job = GpuJob {
+                out_w: 150,
+                out_h: 211,
+                mirror: false,
+                quarter_turns: 0,
+                quality: GpuQuality::Keep,
+                crop: None,
+            };
             assert!(matches!(g.apply(&p, &job), Err(GpuError::Unsupported(_))));
         }
     }
@@ -316,7 +423,7 @@ fn an_input_beyond_the_binding_limit_is_resized_in_bands_and_still_matches() {
 fn a_destroyed_device_makes_apply_fail_without_panicking() {
     let Some(g) = own_gpu() else { return };
     let p = structured(64, 48, Layout::Rgb, 4);
-    let job = GpuJob { out_w: 32, out_h: 24, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+    let job = GpuJob { out_w: 32, out_h: 24, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep, crop: None };
     assert!(g.apply(&p, &job).is_ok());
     g.device.destroy();
     assert!(g.apply(&p, &job).is_err());
@@ -327,7 +434,7 @@ fn a_destroyed_device_makes_apply_fail_without_panicking() {
 fn trim_pool_releases_idle_buffers() {
     let Some(g) = own_gpu() else { return };
     let p = structured(64, 48, Layout::Rgba, 4);
-    let job = GpuJob { out_w: 32, out_h: 24, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+    let job = GpuJob { out_w: 32, out_h: 24, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep, crop: None };
     g.apply(&p, &job).unwrap();
     assert!(g.pool_stats().idle_buffers > 0);
     g.trim_pool();
@@ -340,9 +447,9 @@ fn jobs_beyond_the_adapter_limits_are_refused_not_attempted() {
     let Some(g) = gpu() else { return };
     let p = Pixels::filled(4, 4, Layout::Rgb, &[1, 2, 3]);
     let wide = g.limits.max_compute_workgroups_per_dimension.saturating_mul(RESIZE_WG).saturating_add(RESIZE_WG);
-    let job = GpuJob { out_w: wide, out_h: 1, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+    let job = GpuJob { out_w: wide, out_h: 1, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep, crop: None };
     assert!(matches!(g.apply(&p, &job), Err(GpuError::Unsupported(_))));
-    let job = GpuJob { out_w: 0, out_h: 4, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep };
+    let job = GpuJob { out_w: 0, out_h: 4, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep, crop: None };
     assert!(matches!(g.apply(&p, &job), Err(GpuError::Unsupported(_))));
 }
 
@@ -361,6 +468,7 @@ fn concurrent_jobs_from_several_threads_all_match_the_cpu() {
                         mirror: q % 2 == 1,
                         quarter_turns: q,
                         quality: GpuQuality::Keep,
+                        crop: None,
                     };
                     check(g, &p, &job);
                 }
