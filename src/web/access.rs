@@ -42,7 +42,11 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^= x >> 31;
-    HeaderValue::from_str(&format!("{x:016x}")).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let mut hex = [0u8; 16];
+    for (i, c) in hex.iter_mut().enumerate() {
+        *c = b"0123456789abcdef"[(x >> (60 - 4 * i) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 /// What one access line says.
@@ -92,7 +96,10 @@ pub fn log(e: &Entry<'_>, response: &Response<Bytes>, json: bool) {
         return;
     }
     thread_local!(static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512)));
-    LINE.with_borrow_mut(|line| {
+    // `try_`: a line is never worth a panic (a thread being torn down).
+    let _ = LINE.try_with(|cell| {
+        let Ok(mut line) = cell.try_borrow_mut() else { return };
+        let line = &mut *line;
         line.clear();
         let mut num = itoa::Buffer::new();
         for part in [client, " - - ["] {
@@ -200,6 +207,7 @@ mod tests {
         h.insert(REQUEST_ID, HeaderValue::from_static("has space"));
         let fresh = request_id(&h);
         assert_eq!(fresh.len(), 16);
+        assert!(fresh.as_bytes().iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)), "{fresh:?}");
         let ids: std::collections::HashSet<_> = (0..1000).map(|_| request_id(&HeaderMap::new())).collect();
         assert_eq!(ids.len(), 1000);
         let long = "x".repeat(129);

@@ -236,7 +236,8 @@ fn output_is_bit_exact_on_a_photo_sized_downscale() {
 
 /// Source size, sub-pixel crop and output size: what decodes at a reduced
 /// scale hand over (the region snapped outward to whole reduced pixels).
-const CROPS: [((u32, u32), (f64, f64, f64, f64), (u32, u32)); 9] = [
+type CropCase = ((u32, u32), resize::SrcCrop, (u32, u32));
+const CROPS: [CropCase; 9] = [
     ((300, 200), (2.5, 1.25, 256.0, 180.5), (128, 90)), // down, both edges between pixels
     ((500, 400), (3.3, 7.7, 491.2, 380.9), (61, 48)),   // 8x down
     ((130, 130), (1.75, 3.5, 125.0, 120.0), (125, 120)), // same size, shifted by a fraction
