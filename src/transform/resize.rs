@@ -38,13 +38,7 @@ pub type SrcCrop = (f64, f64, f64, f64);
 /// the input was decoded at a reduced scale and so snapped outward to whole
 /// reduced pixels.
 pub fn resize_from(p: Pixels, crop: Option<SrcCrop>, w: u32, h: u32) -> Pixels {
-    let crop = crop.filter(|c| {
-        let whole = c.0.abs() < 1e-9
-            && c.1.abs() < 1e-9
-            && (c.2 - p.width() as f64).abs() < 1e-9
-            && (c.3 - p.height() as f64).abs() < 1e-9;
-        !whole && c.2 > 0.0 && c.3 > 0.0
-    });
+    let crop = effective_crop(crop, p.width(), p.height());
     if crop.is_none() && p.width() == w && p.height() == h {
         return p;
     }
@@ -65,6 +59,18 @@ pub fn resize_from(p: Pixels, crop: Option<SrcCrop>, w: u32, h: u32) -> Pixels {
         return nearest(&p, w, h);
     }
     Pixels::new(w, h, layout, dst.into_vec()).unwrap_or_else(|_| nearest(&p, w, h))
+}
+
+/// The crop that applies to a `width × height` input: none when it is the
+/// whole input or empty. The GPU backend decides with this too.
+pub fn effective_crop(crop: Option<SrcCrop>, width: u32, height: u32) -> Option<SrcCrop> {
+    crop.filter(|c| {
+        let whole = c.0.abs() < 1e-9
+            && c.1.abs() < 1e-9
+            && (c.2 - f64::from(width)).abs() < 1e-9
+            && (c.3 - f64::from(height)).abs() < 1e-9;
+        !whole && c.2 > 0.0 && c.3 > 0.0
+    })
 }
 
 /// Nearest-neighbour fallback (never expected to run; keeps the stage total).

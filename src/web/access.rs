@@ -63,8 +63,9 @@ pub struct Entry<'a> {
 ///
 /// The line is one `tracing` event. Its text is put together by hand
 /// (integers through `itoa`, the time and address digit by digit) in a
-/// buffer each thread keeps, since `core::fmt` with a dozen arguments cost
-/// more than the rest of a cached tile's answer (docs/bench/access-log.md).
+/// buffer each thread keeps: through `core::fmt` with a dozen arguments a
+/// line cost nearly as many instructions as the rest of a cached tile's
+/// answer (docs/bench/access-log.md).
 pub fn log(e: &Entry<'_>, response: &Response<Bytes>, json: bool) {
     // Filtered out (`log.level`, RUST_LOG): nothing to format.
     if !tracing::enabled!(target: "access", tracing::Level::INFO) {

@@ -73,10 +73,7 @@ pub(super) fn resize_plan(
     out_h: u32,
 ) -> Result<ResizePlan, GpuError> {
     let (fw, fh) = (f64::from(src_w), f64::from(src_h));
-    let crop = crop.filter(|c| {
-        let whole = c.0.abs() < 1e-9 && c.1.abs() < 1e-9 && (c.2 - fw).abs() < 1e-9 && (c.3 - fh).abs() < 1e-9;
-        !whole && c.2 > 0.0 && c.3 > 0.0
-    });
+    let crop = crate::transform::resize::effective_crop(crop, src_w, src_h);
     let (left, top, cw, ch) = crop.unwrap_or((0.0, 0.0, fw, fh));
     if !(left >= 0.0 && top >= 0.0 && left < fw && top < fh && left + cw <= fw && top + ch <= fh) {
         return Err(GpuError::Unsupported("source crop outside the image".into()));
