@@ -183,7 +183,7 @@ impl App {
         let hot_key =
             base_url::append_inputs(&self.cfg.server.public_base_url, headers, &mut hot_key).then_some(hot_key);
         if let Some(mut r) = hot_key.as_deref().and_then(|k| self.hot_answer(k, headers)) {
-            r.extensions_mut().insert(Tier::Hot);
+            self.mark_tier(&mut r, Tier::Hot);
             return Ok(r);
         }
         // 1. Parse (pure).
@@ -221,7 +221,7 @@ impl App {
         let (encoded, tier) = self.tile(v, prepared).await?;
         // 6. Respond.
         let mut r = Response::new(encoded.body.clone());
-        r.extensions_mut().insert(tier);
+        self.mark_tier(&mut r, tier);
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(encoded.media_type));
         h.insert(header::LINK, header_value(&canonical_link)?);
@@ -311,6 +311,14 @@ impl App {
         let (located, source, info) = self.source_and_info(id, headers).await?;
         let plan = plan::plan(&info.facts(), req, &self.limits, v)?;
         Ok(Prepared { located, source, info, plan })
+    }
+
+    /// Tells the access log which tier answered (a response extension);
+    /// with the log off, nothing is allocated for it.
+    fn mark_tier(&self, r: &mut Response<Bytes>, tier: Tier) {
+        if self.cfg.log.access {
+            r.extensions_mut().insert(tier);
+        }
     }
 
     /// The encoded image of a prepared request: from the memory cache, or
