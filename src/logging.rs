@@ -1,35 +1,54 @@
-//! Log output: the process's `tracing` subscriber (filter, writer thread,
-//! text or JSON lines) and the JSON line format.
+//! Log output: the process's `tracing` subscriber (filter, batched writer
+//! thread, text or JSON lines) and both line formats.
 //!
-//! JSON lines are written by hand ([`JsonLines`]) straight into the
-//! subscriber's reused line buffer: each field is escaped as it is visited,
-//! with no map of values, no allocation per field and no serializer. The
-//! shape is that of `tracing-subscriber`'s JSON layer, so collectors read
-//! either alike:
+//! Lines are written by hand ([`TextLines`], [`JsonLines`]) straight into
+//! the subscriber's reused line buffer: each field is written as it is
+//! visited, with no map of values, no allocation per field and no
+//! serializer. JSON lines have the shape of `tracing-subscriber`'s JSON
+//! layer, so collectors read either alike:
 //! `{"timestamp":"2026-11-27T14:25:01.123456Z","level":"INFO","fields":{…},"target":"access"}`.
+//! Text lines are `2026-11-27T14:25:01.123456Z  INFO message key=value`,
+//! as the subscriber's own text format without target, except the access
+//! log's, which are the access line alone (it carries its own time), so
+//! that tools reading the combined log format read them as they are.
 //! Span fields are not written (Tessera's events carry what they need).
-//! The access line, one per request, is the event this is for: through the
-//! subscriber's own JSON layer it cost about 16 % of the hot-tile rate
-//! (docs/bench/access-log.md).
+//!
+//! Lines go out in batches ([`Batch`]): gathered under a lock and handed
+//! to `tracing-appender`'s writer thread a batch at a time, so the thread
+//! wakes a few times a second rather than once per request. The access
+//! line, one per request, is what all this is for: through the
+//! subscriber's own formats and a hand-over per line it cost 16–20 % of
+//! the hot-tile rate (docs/bench/access-log.md).
 
 use std::fmt::{self, Write as _};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Level, Subscriber};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// Bytes of log lines the writer thread gathers before a `write`.
 const LOG_BUFFER: usize = 64 * 1024;
+/// Bytes of lines gathered before they are handed to the writer thread.
+const BATCH_BYTES: usize = 32 * 1024;
+/// The longest a line waits in a batch before it is handed over.
+const BATCH_WAIT: Duration = Duration::from_millis(100);
+/// Batches the writer thread may have waiting (8 MiB at most); beyond
+/// that, batches are dropped rather than a request kept waiting.
+const BATCHES_WAITING: usize = 256;
 
 /// Sets the process's subscriber: filtered by `log.level` (RUST_LOG wins),
 /// text or JSON lines, to standard output or appended to `log.file`. Lines
-/// are handed to a writer thread (`tracing-appender`'s non-blocking
-/// writer), so no request waits for a `write`, and it writes them in
-/// batches; the returned guard flushes it when the server ends (keep it
-/// until then).
-pub fn init(log: &crate::config::Log) -> Result<tracing_appender::non_blocking::WorkerGuard, String> {
+/// are gathered in batches and handed to a writer thread
+/// (`tracing-appender`'s non-blocking writer), so no request waits for a
+/// `write`; a line reaches its file within [`BATCH_WAIT`]. The returned
+/// guard hands over the last batch and flushes the writer when the server
+/// ends (keep it until then).
+pub fn init(log: &crate::config::Log) -> Result<LogGuard, String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -43,18 +62,191 @@ pub fn init(log: &crate::config::Log) -> Result<tracing_appender::non_blocking::
             .map_err(|e| format!("log.file {}: {e}", log.file))?;
         (Box::new(f), false)
     };
-    // The writer thread writes every line waiting in its channel, then
-    // flushes: behind a buffer, a burst of lines is one `write` rather than
-    // one each, and no line waits longer than the burst it came in.
-    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(LOG_BUFFER, out));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
-    // The access log's lines are told apart by their target; others need none.
+    let (batch, guard) = batched(std::io::BufWriter::with_capacity(LOG_BUFFER, out))?;
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(batch);
     let _ = if log.format == "json" {
         fmt.event_format(JsonLines).try_init()
     } else {
-        fmt.with_target(false).with_ansi(terminal).try_init()
+        fmt.event_format(TextLines { ansi: terminal }).try_init()
     };
     Ok(guard)
+}
+
+/// The batched writer over `out`: the [`Batch`] lines are written to, and
+/// the guard of its two threads (the batch thread, which hands lines over
+/// every [`BATCH_WAIT`], and `tracing-appender`'s writer thread).
+fn batched(out: impl std::io::Write + Send + 'static) -> Result<(Arc<Batch>, LogGuard), String> {
+    // The writer thread writes every batch waiting in its channel, then
+    // flushes: behind a buffer, a burst is one `write`.
+    let (writer, worker) = NonBlockingBuilder::default()
+        .buffered_lines_limit(BATCHES_WAITING)
+        .lossy(true)
+        .thread_name("tessera-log")
+        .finish(out);
+    let batch = Arc::new(Batch::new(writer));
+    let (stop, stopped) = mpsc::channel::<()>();
+    let timed = batch.clone();
+    let flusher = std::thread::Builder::new()
+        .name("tessera-log-batch".into())
+        .spawn(move || {
+            // Wakes every BATCH_WAIT until the guard drops its sender.
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(BATCH_WAIT) {
+                timed.hand_over();
+            }
+            timed.hand_over();
+        })
+        .map_err(|e| format!("log batch thread: {e}"))?;
+    Ok((batch, LogGuard { stop: Some(stop), flusher: Some(flusher), _worker: worker }))
+}
+
+/// Keeps the log's threads; dropping it hands over the last batch, then
+/// lets the writer thread write everything and flush.
+pub struct LogGuard {
+    stop: Option<mpsc::Sender<()>>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+    /// Dropped after `drop` below has run: flushes and joins the writer.
+    _worker: WorkerGuard,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(f) = self.flusher.take() {
+            let _ = f.join();
+        }
+    }
+}
+
+/// Log lines gathered for the writer thread. Each formatted line arrives
+/// as one `write` (the subscriber formats a whole line, then writes it);
+/// a batch is handed over when it passes [`BATCH_BYTES`] or when the batch
+/// thread finds lines waiting (every [`BATCH_WAIT`]). The lock is held for
+/// a line's copy, and for the hand-over, which copies the batch into the
+/// writer's channel and never blocks (a full channel drops the batch).
+pub struct Batch {
+    pending: Mutex<(Vec<u8>, NonBlocking)>,
+}
+
+impl Batch {
+    fn new(out: NonBlocking) -> Self {
+        Batch { pending: Mutex::new((Vec::with_capacity(BATCH_BYTES + 4096), out)) }
+    }
+
+    /// Hands what is waiting to the writer thread.
+    fn hand_over(&self) {
+        let mut guard = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let (lines, out) = &mut *guard;
+        if !lines.is_empty() {
+            let _ = std::io::Write::write_all(out, lines);
+            lines.clear();
+        }
+    }
+}
+
+impl std::io::Write for &Batch {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let mut guard = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let (lines, out) = &mut *guard;
+        lines.extend_from_slice(line);
+        if lines.len() >= BATCH_BYTES {
+            let _ = out.write_all(lines);
+            lines.clear();
+        }
+        Ok(line.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Text lines (see the module comment); `ansi` colours the level.
+pub struct TextLines {
+    pub ansi: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for TextLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        write_text_line(&mut w, std::time::SystemTime::now(), event, self.ansi)
+    }
+}
+
+fn write_text_line(w: &mut impl fmt::Write, now: std::time::SystemTime, event: &Event<'_>, ansi: bool) -> fmt::Result {
+    let meta = event.metadata();
+    if meta.target() != crate::web::access::TARGET {
+        write_rfc3339(w, now)?;
+        let (level, colour) = match *meta.level() {
+            Level::ERROR => ("ERROR", "31"),
+            Level::WARN => (" WARN", "33"),
+            Level::INFO => (" INFO", "32"),
+            Level::DEBUG => ("DEBUG", "34"),
+            Level::TRACE => ("TRACE", "35"),
+        };
+        if ansi {
+            for part in [" \x1b[", colour, "m", level, "\x1b[0m "] {
+                w.write_str(part)?;
+            }
+        } else {
+            for part in [" ", level, " "] {
+                w.write_str(part)?;
+            }
+        }
+    }
+    let mut fields = TextFields { w, first: true, result: Ok(()) };
+    event.record(&mut fields);
+    fields.result?;
+    w.write_char('\n')
+}
+
+/// Writes each visited field of a text line: the message as it is, others
+/// as `name=value` (strings quoted), separated by spaces.
+struct TextFields<'w, W: fmt::Write> {
+    w: &'w mut W,
+    first: bool,
+    /// The first write error; later fields are skipped.
+    result: fmt::Result,
+}
+
+impl<W: fmt::Write> TextFields<'_, W> {
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let sep = if std::mem::take(&mut self.first) { "" } else { " " };
+        let name = field.name();
+        self.result = self.w.write_str(sep).and_then(|_| {
+            if name != "message" {
+                self.w.write_str(name)?;
+                self.w.write_char('=')?;
+            }
+            value(self.w)
+        });
+    }
+}
+
+impl<W: fmt::Write> Visit for TextFields<'_, W> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.field(field, |w| w.write_str(value));
+        } else {
+            self.field(field, |w| write!(w, "{value:?}"));
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, |w| w.write_str(if value { "true" } else { "false" }));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, |w| write!(w, "{value:?}"));
+    }
 }
 
 /// One JSON object per event, written by hand (see the module comment).
@@ -66,7 +258,33 @@ where
     N: for<'a> FormatFields<'a> + 'static,
 {
     fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        write_json_line(&mut w, std::time::SystemTime::now(), event)
+        let now = std::time::SystemTime::now();
+        // The line is put together in a `String` of this thread's and
+        // copied out once: the subscriber's `Writer` is a `dyn fmt::Write`,
+        // and a dynamic call for every piece of every field cost more than
+        // the copy.
+        thread_local!(static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(1024)));
+        let mut direct = None;
+        let result = LINE.try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                let result = write_json_line(&mut *line, now, event).and_then(|_| w.write_str(&line));
+                if line.capacity() > 64 * 1024 {
+                    *line = String::with_capacity(1024);
+                }
+                result
+            }
+            // An event logged while this thread formats one (from a
+            // field's `Debug`): written directly.
+            Err(_) => {
+                direct = Some(());
+                Ok(())
+            }
+        });
+        match (result, direct) {
+            (Ok(r), None) => r,
+            _ => write_json_line(&mut w, now, event),
+        }
     }
 }
 
@@ -123,7 +341,14 @@ impl<W: fmt::Write> Visit for Fields<'_, W> {
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
         // JSON has no NaN or infinity.
-        self.field(field, |w| if value.is_finite() { write!(w, "{value}") } else { w.write_str("null") });
+        // Shortest round-trip digits (ryu), as serde_json writes them.
+        self.field(field, |w| {
+            if value.is_finite() {
+                w.write_str(ryu::Buffer::new().format_finite(value))
+            } else {
+                w.write_str("null")
+            }
+        });
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.field(field, |w| {
@@ -289,5 +514,58 @@ mod tests {
             (lines[1]["level"].as_str(), lines[1]["fields"]["message"].as_str()),
             (Some("WARN"), Some("second"))
         );
+    }
+
+    #[test]
+    fn text_lines_carry_time_level_and_fields_and_access_lines_are_the_line_alone() {
+        let out = Lines::default();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(out.clone()).event_format(TextLines { ansi: false }).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(key = "a b", n = 3u64, flag = true, "refused {}", "it");
+            tracing::info!(target: "access", message = "127.0.0.1 - - [27/Nov/2026:12:45:19 +0000] \"GET / HTTP/1.1\" 200 2");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text:?}");
+        let (ts, rest) = lines[0].split_at(27);
+        assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{ts}");
+        assert_eq!(rest, "  WARN refused it key=\"a b\" n=3 flag=true");
+        assert_eq!(lines[1], "127.0.0.1 - - [27/Nov/2026:12:45:19 +0000] \"GET / HTTP/1.1\" 200 2");
+    }
+
+    #[test]
+    fn batched_lines_reach_the_writer_whole_in_order_within_the_wait_and_all_at_the_end() {
+        use std::io::Write as _;
+        let out = Lines::default();
+        let (batch, guard) = batched(out.clone()).unwrap();
+        (&*batch).write_all(b"first\n").unwrap();
+        // Fewer bytes than a batch: handed over by the batch thread.
+        let deadline = std::time::Instant::now() + BATCH_WAIT * 30;
+        while out.0.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(BATCH_WAIT / 4);
+        }
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"first\n");
+        // More than a batch from several threads, then the guard dropped:
+        // every line arrives, whole, each thread's in its order.
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let batch = &batch;
+                scope.spawn(move || {
+                    for i in 0..2000 {
+                        (&**batch).write_all(format!("t{t} line {i:05} {}\n", "x".repeat(40)).as_bytes()).unwrap();
+                    }
+                });
+            }
+        });
+        drop(guard);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(lines.len(), 8000);
+        for t in 0..4 {
+            let mine: Vec<usize> =
+                lines.iter().filter(|l| l.starts_with(&format!("t{t} "))).map(|l| l[8..13].parse().unwrap()).collect();
+            assert_eq!(mine, (0..2000).collect::<Vec<_>>());
+        }
     }
 }

@@ -130,7 +130,7 @@ fn every_request_is_logged_once_with_its_id_and_the_tier_that_answered() {
 }
 
 #[test]
-fn text_access_lines_start_in_the_combined_log_format() {
+fn text_access_lines_are_in_the_combined_log_format_from_their_first_byte() {
     let d = image_dir();
     let logs = tempfile::tempdir().unwrap();
     let file = logs.path().join("access.log");
@@ -147,9 +147,10 @@ fn text_access_lines_start_in_the_combined_log_format() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // The subscriber's time and level, then the combined log format, then
-    // duration, tier and request id.
-    let clf = &line[line.find("127.0.0.1 - - [").unwrap_or_else(|| panic!("no client in {line:?}"))..];
+    // The combined log format from the line's start (as log tools read
+    // it), then duration, tier and request id.
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line:?}");
+    let clf = line.as_str();
     let (time, rest) = clf["127.0.0.1 - - [".len()..].split_once("] ").unwrap();
     assert!(time.len() == 26 && time.ends_with(" +0000") && time.as_bytes()[2] == b'/', "{time:?}");
     let want = format!("\"GET {tile} HTTP/1.1\" 200 {} \"http://viewer.test/\" \"probe/1.0\" ", r.body.len());

@@ -10,8 +10,9 @@
 //! The line is written after the answer is built: client address, method,
 //! path and query, status, body bytes, duration, the tier that answered
 //! (`cache::Tier`, set by the service as a response extension; "-" for
-//! answers that are not images), referer and user agent. In text it starts
-//! in the combined log format; in JSON its fields are the record's.
+//! answers that are not images), referer and user agent. In text it is the
+//! combined log format from its first byte, then duration, tier and id; in
+//! JSON its fields are the record's.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, Uri};
 
 use crate::cache::Tier;
+
+/// The `tracing` target of access lines (filter them with `access=info`).
+pub const TARGET: &str = "access";
 
 /// The response header that carries the request id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -68,7 +72,7 @@ pub struct Entry<'a> {
 /// answer (docs/bench/access-log.md).
 pub fn log(e: &Entry<'_>, response: &Response<Bytes>, json: bool) {
     // Filtered out (`log.level`, RUST_LOG): nothing to format.
-    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
         return;
     }
     let status = response.status().as_u16();
@@ -82,13 +86,13 @@ pub fn log(e: &Entry<'_>, response: &Response<Bytes>, json: bool) {
     let client = ip_text(e.peer.ip(), &mut ip);
     if json {
         tracing::info!(
-            target: "access",
+            target: TARGET,
             client,
             method = e.method.as_str(),
             path,
             status,
             bytes,
-            duration_ms = e.elapsed.as_secs_f64() * 1000.0,
+            duration_ms = micros(e.elapsed) as f64 / 1000.0,
             tier,
             request_id = id,
             referer = header(http::header::REFERER),
@@ -115,7 +119,7 @@ pub fn log(e: &Entry<'_>, response: &Response<Bytes>, json: bool) {
             line.push_str(part);
         }
         // Milliseconds with three decimals.
-        let us = e.elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
+        let us = micros(e.elapsed);
         line.push_str(num.format(us / 1000));
         let mut frac = *b".000";
         crate::logging::digits(&mut frac[1..], us % 1000);
@@ -123,8 +127,14 @@ pub fn log(e: &Entry<'_>, response: &Response<Bytes>, json: bool) {
         for part in ["ms tier=", tier, " id=", id] {
             line.push_str(part);
         }
-        tracing::info!(target: "access", "{}", line.as_str());
+        // The line is the message: the text format writes it as it is.
+        tracing::info!(target: TARGET, message = line.as_str());
     });
+}
+
+/// Whole microseconds.
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
 }
 
 /// The address as text, in `buf`: IPv4 digit by digit, IPv6 through its
