@@ -1,6 +1,7 @@
 //! CPU vs GPU transform: RGB 1024²→256², 4096²→512², 8192²→1024² (resize
 //! only), 4096²→512² with a quarter turn and gray quality, and a sub-pixel
-//! crop of a reduced decode to 1024².
+//! crop of a reduced decode to 1024²; and a batch of 64 tiles from one
+//! decoded area (CPU, GPU one job each, GPU in one batch).
 //!
 //! `cargo bench --bench gpu_transform`. The GPU half uses the best adapter
 //! wgpu finds (hardware first, a software one such as lavapipe otherwise) and
@@ -87,5 +88,51 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// A batch: the 64 tiles of one decoded 4096² area, each a 512² cut
+/// resized to 256² (a viewer between two levels), as eager tiling asks. The
+/// CPU cuts and resizes each; the GPU does them one job each, then all in
+/// one batch (one submission, one wait).
+fn bench_batch(c: &mut Criterion) {
+    let gpu = Gpu::new(&GpuOptions { allow_software: true }).ok();
+    let unit = photo(4096, 4096);
+    let tiles: Vec<(u32, u32)> = (0..64).map(|i| ((i % 8) * 512, (i / 8) * 512)).collect();
+    let job = |(x, y): (u32, u32)| GpuJob {
+        out_w: 256,
+        out_h: 256,
+        mirror: false,
+        quarter_turns: 0,
+        quality: GpuQuality::Keep,
+        crop: Some((x as f64, y as f64, 512.0, 512.0)),
+    };
+    let mut g = c.benchmark_group("transform rgb 64 tiles 512²→256² of one 4096² area");
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("cpu", |b| {
+        b.iter(|| {
+            for &(x, y) in &tiles {
+                let part = unit.crop(x, y, 512, 512);
+                black_box(GpuJob { crop: None, ..job((x, y)) }.run_on_cpu(part));
+            }
+        })
+    });
+    if let Some(gpu) = &gpu {
+        let jobs: Vec<(&Pixels, GpuJob)> = tiles.iter().map(|&t| (&unit, job(t))).collect();
+        if gpu.apply_batch(&jobs).iter().all(Result::is_ok) {
+            g.bench_function("gpu one job each", |b| {
+                b.iter(|| {
+                    for (p, j) in &jobs {
+                        let _ = black_box(gpu.apply(p, j));
+                    }
+                })
+            });
+            g.bench_function("gpu batch", |b| b.iter(|| black_box(gpu.apply_batch(&jobs))));
+        } else {
+            println!("SKIPPED gpu batch: a job failed");
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_batch);
 criterion_main!(benches);

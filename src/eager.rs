@@ -16,13 +16,18 @@
 //! one tile each worker is encoding). A unit whose job finds the
 //! background queue full is not tiled; its tiles render on demand.
 //!
+//! On a GPU backend the first job of a unit cuts and transforms all its
+//! tiles at once (one submission, one wait: `transform::apply_batch`), and
+//! each job after that encodes one transformed tile; on the CPU each tile
+//! is cut, transformed and encoded in its own job.
+//!
 //! [`tiles_inside`] and [`walked_grid`] are pure; [`hook`] runs them
 //! against a [`Sink`], which the service implements (the caches, the pool
 //! and the encoder), so this module knows nothing of HTTP or of the
 //! service's state.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cache::{Encoded, TileKey};
 use crate::codec::ImageInfo;
@@ -38,6 +43,14 @@ pub trait Sink: Send + Sync + 'static {
     fn is_cached(&self, key: &TileKey) -> bool;
     /// Transforms and encodes cut pixels as a request's render would.
     fn encode(&self, pixels: Pixels, plan: &Plan) -> Option<Encoded>;
+    /// Whether the transform backend does a unit's tiles better together
+    /// (a GPU: one submission and one wait for them all) than each with
+    /// its encode.
+    fn batches(&self) -> bool;
+    /// Transforms cut tiles together, each as [`Sink::encode`] would.
+    fn transform_all(&self, cut: Vec<(Pixels, &Plan)>) -> Vec<Pixels>;
+    /// Encodes pixels [`Sink::transform_all`] transformed.
+    fn encode_transformed(&self, pixels: &Pixels, plan: &Plan) -> Option<Encoded>;
     /// Keeps an encoded tile (memory cache, disk tier) and counts it;
     /// `took` is the time spent cutting and encoding it.
     fn keep(&self, key: TileKey, tile: Arc<Encoded>, took: std::time::Duration);
@@ -115,6 +128,9 @@ pub struct Context {
     pub max_pixels: u64,
     /// The decoded-tile store (it plans the cut of a tile from its unit).
     pub store: Arc<DecodedTiles>,
+    /// The asking request's own tile (its `TileKey::canonical`): that
+    /// request renders it, so it is not queued here.
+    pub asked: String,
 }
 
 /// The hook a request hands to the decoded-tile store: told of each unit
@@ -125,17 +141,22 @@ pub fn hook<S: Sink>(sink: Arc<S>, ctx: Context) -> Arc<dyn Fn(DecodedUnit) + Se
     Arc::new(move |unit: DecodedUnit| queue_tiles(&sink, &ctx, unit))
 }
 
-/// One tile to encode: its key, its plan and how to cut it from the unit.
+/// One tile to encode: its key, its plan and how to cut it from the unit;
+/// once a batch transform has run, its transformed pixels and its share of
+/// that transform's time.
 struct Pending {
     key: TileKey,
     plan: Plan,
     cut: TilePlan,
+    ready: Option<(Pixels, Duration)>,
 }
 
 /// The tiles of one unit still to encode, and the unit's pixels.
 struct Batch {
     unit: Arc<DecodedUnit>,
     tiles: std::vec::IntoIter<Pending>,
+    /// Whether the batch transform has run (or was not wanted).
+    transformed: bool,
 }
 
 fn queue_tiles<S: Sink>(sink: &Arc<S>, ctx: &Arc<Context>, unit: DecodedUnit) {
@@ -158,7 +179,7 @@ fn queue_tiles<S: Sink>(sink: &Arc<S>, ctx: &Arc<Context>, unit: DecodedUnit) {
                 version: ctx.source_version,
                 canonical: format!("{}:{}", ctx.version as u8, plan.canonical),
             };
-            if sink.is_cached(&key) {
+            if key.canonical == ctx.asked || sink.is_cached(&key) {
                 continue;
             }
             let Some(cut) =
@@ -167,22 +188,29 @@ fn queue_tiles<S: Sink>(sink: &Arc<S>, ctx: &Arc<Context>, unit: DecodedUnit) {
                 continue;
             };
             if cut.is_within(&unit.id) {
-                pending.push(Pending { key, plan, cut });
+                pending.push(Pending { key, plan, cut, ready: None });
             }
         }
     }
     if !pending.is_empty() {
-        run_batch(sink.clone(), Batch { unit: Arc::new(unit), tiles: pending.into_iter() });
+        run_batch(sink.clone(), Batch { unit: Arc::new(unit), tiles: pending.into_iter(), transformed: false });
     }
 }
 
 /// Queues a background job that encodes the batch's next tile and queues
 /// the rest behind whatever else waits, so each job is one tile long and
 /// the units being tiled take turns. Dropped when the background queue is
-/// full: a viewer asking for those tiles later renders them as usual.
+/// full: a viewer asking for those tiles later renders them as usual. On a
+/// backend that batches, the first job transforms every tile first.
 fn run_batch<S: Sink>(sink: Arc<S>, mut batch: Batch) {
     let s = sink.clone();
     sink.background(Box::new(move || {
+        if !batch.transformed {
+            batch.transformed = true;
+            if s.batches() {
+                transform_all(&*s, &mut batch);
+            }
+        }
         if let Some(p) = batch.tiles.next() {
             encode_one(&*s, &batch.unit, p);
         }
@@ -192,14 +220,46 @@ fn run_batch<S: Sink>(sink: Arc<S>, mut batch: Batch) {
     }));
 }
 
+/// Cuts every tile of the batch not cached yet and transforms them all in
+/// one call; each tile keeps its pixels for its own encode job.
+fn transform_all<S: Sink>(sink: &S, batch: &mut Batch) {
+    let t = Instant::now();
+    let mut kept = Vec::new();
+    let mut cut = Vec::new();
+    for p in std::mem::take(&mut batch.tiles) {
+        if sink.is_cached(&p.key) {
+            continue;
+        }
+        if let Ok(px) = p.cut.assemble(std::slice::from_ref(&batch.unit.pixels)) {
+            cut.push(px);
+            kept.push(p);
+        }
+    }
+    if kept.is_empty() {
+        return;
+    }
+    let done = sink.transform_all(cut.into_iter().zip(&kept).map(|(px, p)| (px, &p.plan)).collect());
+    let each = t.elapsed() / kept.len() as u32;
+    for (p, px) in kept.iter_mut().zip(done) {
+        p.ready = Some((px, each));
+    }
+    batch.tiles = kept.into_iter();
+}
+
 fn encode_one<S: Sink>(sink: &S, unit: &DecodedUnit, p: Pending) {
     if sink.is_cached(&p.key) {
         return;
     }
     let t = Instant::now();
-    let Ok(pixels) = p.cut.assemble(std::slice::from_ref(&unit.pixels)) else { return };
-    let Some(enc) = sink.encode(pixels, &p.plan) else { return };
-    sink.keep(p.key, Arc::new(enc), t.elapsed());
+    let (encoded, before) = match &p.ready {
+        Some((px, spent)) => (sink.encode_transformed(px, &p.plan), *spent),
+        None => {
+            let Ok(pixels) = p.cut.assemble(std::slice::from_ref(&unit.pixels)) else { return };
+            (sink.encode(pixels, &p.plan), Duration::ZERO)
+        }
+    };
+    let Some(enc) = encoded else { return };
+    sink.keep(p.key, Arc::new(enc), before + t.elapsed());
 }
 
 #[cfg(test)]

@@ -160,6 +160,7 @@ async fn units(app: &Arc<App>, v: ApiVersion, key: &TileKey, p: &Prepared) -> Re
                 limits: app.limits,
                 max_pixels,
                 store: store.clone(),
+                asked: key.canonical.clone(),
             };
             crate::eager::hook(app.clone(), ctx)
         }),

@@ -86,26 +86,60 @@ pub fn finish_on(
     backend: &transform::Backend,
 ) -> Result<Encoded, Error> {
     let t = Instant::now();
-    let spec = TransformSpec {
+    let (p, ran) = transform::apply(p, &transform_spec(plan), backend);
+    count(m, ran);
+    m.observe(Stage::Transform, t.elapsed());
+    encode(&p, plan, s, m)
+}
+
+/// Transforms the cut tiles of one decoded area together (on a GPU, one
+/// batch: [`transform::apply_batch`]); each then goes to [`encode`]. The
+/// batch's time is counted evenly against its tiles.
+pub fn transform_batch(items: Vec<(Pixels, &Plan)>, m: &Metrics, backend: &transform::Backend) -> Vec<Pixels> {
+    let t = Instant::now();
+    let n = items.len();
+    let specs = items.into_iter().map(|(p, plan)| (p, transform_spec(plan))).collect();
+    let out: Vec<Pixels> = transform::apply_batch(specs, backend)
+        .into_iter()
+        .map(|(p, ran)| {
+            count(m, ran);
+            p
+        })
+        .collect();
+    let each = t.elapsed() / (n.max(1) as u32);
+    for _ in 0..n {
+        m.observe(Stage::Transform, each);
+    }
+    out
+}
+
+/// Encodes transformed pixels in the plan's format.
+pub fn encode(p: &Pixels, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result<Encoded, Error> {
+    let t = Instant::now();
+    let options = codec::encode::Options { quality: s.jpeg_quality, webp_lossless: s.webp_lossless };
+    let body = codec::encode::encode_with(p, plan.format, &options).map_err(codec_error)?;
+    m.observe(Stage::Encode, t.elapsed());
+    Ok(Encoded { body: Bytes::from(body), media_type: plan.format.media_type() })
+}
+
+fn transform_spec(plan: &Plan) -> TransformSpec {
+    TransformSpec {
         width: plan.scaled_w,
         height: plan.scaled_h,
         rotation: plan.rotation,
         quality: plan.quality,
         format: plan.format,
         src_crop: plan.src_crop(),
-    };
-    let (p, ran) = transform::apply(p, &spec, backend);
+    }
+}
+
+/// Counts where a transform ran.
+fn count(m: &Metrics, ran: transform::Ran) {
     match ran {
         transform::Ran::Cpu => {}
         transform::Ran::Gpu => m.gpu_jobs.inc(),
         transform::Ran::GpuFellBack => m.gpu_fallbacks.inc(),
     }
-    m.observe(Stage::Transform, t.elapsed());
-    let t = Instant::now();
-    let options = codec::encode::Options { quality: s.jpeg_quality, webp_lossless: s.webp_lossless };
-    let body = codec::encode::encode_with(&p, plan.format, &options).map_err(codec_error)?;
-    m.observe(Stage::Encode, t.elapsed());
-    Ok(Encoded { body: Bytes::from(body), media_type: plan.format.media_type() })
 }
 
 /// The passthrough: when the plan asks for exactly one stored JPEG tile of

@@ -238,6 +238,18 @@ impl crate::eager::Sink for App {
         render::finish_on(pixels, plan, &self.settings, &self.metrics, &self.backend).ok()
     }
 
+    fn batches(&self) -> bool {
+        matches!(self.backend, crate::transform::Backend::Gpu { .. })
+    }
+
+    fn transform_all(&self, cut: Vec<(crate::pixels::Pixels, &plan::Plan)>) -> Vec<crate::pixels::Pixels> {
+        render::transform_batch(cut, &self.metrics, &self.backend)
+    }
+
+    fn encode_transformed(&self, pixels: &crate::pixels::Pixels, plan: &plan::Plan) -> Option<Encoded> {
+        render::encode(pixels, plan, &self.settings, &self.metrics).ok()
+    }
+
     fn keep(&self, key: TileKey, tile: Arc<Encoded>, took: std::time::Duration) {
         if let Some(tier) = &self.tier {
             tier.put(&key, &tile);

@@ -67,6 +67,32 @@ async fn one_decoded_area_serves_every_tile_inside_it_with_no_other_decode() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_gpu_a_units_tiles_are_transformed_in_one_batch_and_match_the_cpu() {
+    let d = tempfile::tempdir().unwrap();
+    untiled(d.path());
+    // One 256² tile (65,536 pixels) is below the GPU's threshold; the three
+    // neighbours the unit yields, together, are above it.
+    let app = app(d.path(), &format!("{UNITS}[transform]\nbackend = \"gpu\"\ngpu_min_pixels = 100000\n"));
+    if app.backend.name() != "gpu" {
+        skip_missing_unless_set("TESSERA_REQUIRE_GPU", "a GPU adapter", "Debian: mesa-vulkan-drivers");
+        return;
+    }
+    assert_eq!(get(&app, &tile(0, 0, 256, 256)).await.status(), StatusCode::OK);
+    assert_eq!(app.metrics.gpu_jobs.get(), 0, "one tile alone stays on the CPU");
+    assert!(wait_for(&app, "tessera_eager_tiles_total", 3).await >= 3);
+    assert_eq!(app.metrics.gpu_jobs.get(), 3, "the unit's three other tiles, as one batch");
+    assert_eq!(app.metrics.gpu_fallbacks.get(), 0);
+    let cpu = common::app(d.path(), "[cache]\ndecoded_max_bytes = 0\neager_tiles = false\n");
+    for (x, y) in [(256, 0), (0, 256), (256, 256)] {
+        let r = get(&app, &tile(x, y, 256, 256)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let want = get(&cpu, &tile(x, y, 256, 256)).await;
+        assert_eq!(r.body(), want.body(), "tile ({x}, {y}): the GPU batch's bytes and the CPU's");
+    }
+    assert_eq!(app.metrics.decodes.get(), 1, "the neighbours came from the cache");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eager_tiling_can_be_turned_off() {
     let d = tempfile::tempdir().unwrap();
     untiled(d.path());

@@ -77,6 +77,61 @@ impl Backend {
     }
 }
 
+/// [`apply`] for many images at once, as one decoded area cut into tiles
+/// asks. On a GPU the quarter-turn jobs go in one batch (one submission,
+/// one wait: [`gpu::Gpu::apply_batch`]) when their pixels together reach
+/// `min_pixels`, which a batch of small tiles does where one tile would
+/// not; the rest, and any job the GPU fails, run on the CPU. Result `i` is
+/// item `i`'s.
+pub fn apply_batch(items: Vec<(Pixels, TransformSpec)>, backend: &Backend) -> Vec<(Pixels, Ran)> {
+    let Backend::Gpu { gpu, min_pixels } = backend else {
+        return items.into_iter().map(|(p, spec)| (apply_cpu(p, &spec), Ran::Cpu)).collect();
+    };
+    let jobs: Vec<Option<gpu::GpuJob>> = items.iter().map(|(_, spec)| gpu_job(spec)).collect();
+    let pixels: u64 = items
+        .iter()
+        .zip(&jobs)
+        .filter(|(_, j)| j.is_some())
+        .map(|((p, _), _)| p.width() as u64 * p.height() as u64)
+        .sum();
+    if pixels < *min_pixels {
+        return items.into_iter().map(|(p, spec)| (apply_cpu(p, &spec), Ran::Cpu)).collect();
+    }
+    let batch: Vec<(&Pixels, gpu::GpuJob)> =
+        items.iter().zip(&jobs).filter_map(|((p, _), j)| j.map(|j| (p, j))).collect();
+    let mut done = gpu.apply_batch(&batch).into_iter();
+    items
+        .into_iter()
+        .zip(jobs)
+        .map(|((p, spec), job)| match job.map(|_| done.next()) {
+            None => (apply_cpu(p, &spec), Ran::Cpu),
+            Some(Some(Ok(out))) => (out, Ran::Gpu),
+            Some(Some(Err(e))) => {
+                tracing::warn!(error = %e, "GPU transform failed; using the CPU");
+                (apply_cpu(p, &spec), Ran::GpuFellBack)
+            }
+            Some(None) => (apply_cpu(p, &spec), Ran::GpuFellBack),
+        })
+        .collect()
+}
+
+/// The GPU job for `spec`, when the GPU does that kind (quarter turns).
+fn gpu_job(spec: &TransformSpec) -> Option<gpu::GpuJob> {
+    let q = spec.rotation.quarter_turns()?;
+    Some(gpu::GpuJob {
+        out_w: spec.width,
+        out_h: spec.height,
+        crop: spec.src_crop,
+        mirror: spec.rotation.mirror,
+        quarter_turns: q,
+        quality: match spec.quality {
+            Quality::Gray => gpu::GpuQuality::Gray,
+            Quality::Bitonal => gpu::GpuQuality::Bitonal,
+            Quality::Default | Quality::Color => gpu::GpuQuality::Keep,
+        },
+    })
+}
+
 /// Where a transform ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ran {
@@ -93,21 +148,8 @@ pub enum Ran {
 /// limits) is redone on the CPU; it never fails the request.
 pub fn apply(p: Pixels, spec: &TransformSpec, backend: &Backend) -> (Pixels, Ran) {
     if let Backend::Gpu { gpu, min_pixels } = backend {
-        let turns = spec.rotation.quarter_turns();
-        let eligible = turns.is_some() && (p.width() as u64 * p.height() as u64) >= *min_pixels;
-        if let (true, Some(q)) = (eligible, turns) {
-            let job = gpu::GpuJob {
-                out_w: spec.width,
-                out_h: spec.height,
-                crop: spec.src_crop,
-                mirror: spec.rotation.mirror,
-                quarter_turns: q,
-                quality: match spec.quality {
-                    Quality::Gray => gpu::GpuQuality::Gray,
-                    Quality::Bitonal => gpu::GpuQuality::Bitonal,
-                    Quality::Default | Quality::Color => gpu::GpuQuality::Keep,
-                },
-            };
+        let big = (p.width() as u64 * p.height() as u64) >= *min_pixels;
+        if let (true, Some(job)) = (big, gpu_job(spec)) {
             match gpu.apply(&p, &job) {
                 Ok(out) => return (out, Ran::Gpu),
                 Err(e) => {

@@ -44,6 +44,14 @@ pub(super) struct JobLayout {
     pub(super) groups_p: (u32, u32),
 }
 
+impl JobLayout {
+    /// Bytes of the buffers the job holds while it runs (upload, input,
+    /// work, readback; the pool's size classes round them up).
+    pub(super) fn device_bytes(&self) -> u64 {
+        2 * self.upload_len + self.work[0] + self.work[1] + self.out_len4
+    }
+}
+
 /// The resize of one job, decided as fast_image_resize 6.1 decides it for
 /// the CPU path (`Resizer::resize_typed` and `do_convolution`): which passes
 /// run and their tables, and the rectangle of the source they read.

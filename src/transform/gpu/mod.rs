@@ -18,6 +18,9 @@
 //! An input larger than the adapter's storage-binding limit is read by the
 //! vertical pass in bands of rows.
 //!
+//! [`Gpu::apply_batch`] records many jobs (the tiles one decoded area
+//! yields) into one submission and waits once.
+//!
 //! Failures (no adapter, out of memory, a lost device, a job beyond the
 //! adapter's limits) are returned as [`GpuError`]; the caller runs the CPU path
 //! instead. Nothing here panics or logs.
@@ -71,8 +74,9 @@ const PACK_WG: u32 = 256;
 const PARAMS_BYTES: u64 = 64;
 /// Smallest pooled buffer.
 const MIN_CLASS: u64 = 4096;
-/// Idle buffers kept per (kind, size class).
-const MAX_IDLE_PER_CLASS: usize = 2;
+/// Idle buffers kept per (kind, size class): enough for a batch of tiles
+/// (`Gpu::apply_batch`) to find its buffers again the next time.
+const MAX_IDLE_PER_CLASS: usize = 64;
 /// Idle bytes kept in the pool in all; beyond this, returned buffers are freed.
 const MAX_IDLE_BYTES: u64 = 1 << 30;
 /// Longest wait for one job before the device is considered hung.
@@ -128,7 +132,7 @@ impl GpuJob {
 }
 
 /// Why the GPU could not do a job. Every variant means: use the CPU.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum GpuError {
     #[error("no usable GPU adapter: {0}")]
     NoAdapter(String),
@@ -410,31 +414,106 @@ impl Gpu {
         if self.lost.load(Ordering::Acquire) {
             return Err(GpuError::Lost);
         }
+        let prepared = self.prepare(p, job)?;
+        let before = self.uncaptured.load(Ordering::Relaxed);
+        let out = self.run(prepared.src(p), &prepared.plan);
+        self.checked(before, out).and_then(|data| prepared.output(data))
+    }
+
+    /// Many jobs at once, as one decoded area cut into many tiles asks:
+    /// recorded into one submission, waited for once, read back each (the
+    /// submission and the wait are most of a small job's cost on a real
+    /// GPU). Result `i` is job `i`'s, as [`Gpu::apply`] would give it: a job
+    /// the GPU cannot do fails alone; a device error fails every job of the
+    /// submission. Jobs are grouped into submissions of at most
+    /// [`BATCH_DEVICE_BYTES`] of buffers.
+    pub fn apply_batch(&self, jobs: &[(&Pixels, GpuJob)]) -> Vec<Result<Pixels, GpuError>> {
+        let mut results: Vec<Option<Result<Pixels, GpuError>>> = jobs.iter().map(|_| None).collect();
+        let mut ready = Vec::with_capacity(jobs.len());
+        for (i, (p, job)) in jobs.iter().enumerate() {
+            if self.lost.load(Ordering::Acquire) {
+                results[i] = Some(Err(GpuError::Lost));
+                continue;
+            }
+            match self.prepare(p, job) {
+                Ok(prepared) => ready.push((i, prepared)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        let mut rest = &ready[..];
+        while !rest.is_empty() {
+            // At least one job a submission, however large.
+            let mut bytes = rest[0].1.plan.device_bytes();
+            let mut n = 1;
+            while n < rest.len() && bytes + rest[n].1.plan.device_bytes() <= BATCH_DEVICE_BYTES {
+                bytes += rest[n].1.plan.device_bytes();
+                n += 1;
+            }
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            let inputs: Vec<(&Pixels, &JobLayout)> =
+                group.iter().map(|(i, prepared)| (prepared.src(jobs[*i].0), &prepared.plan)).collect();
+            let before = self.uncaptured.load(Ordering::Relaxed);
+            let outs = self.run_many(&inputs);
+            // An uncaptured error or a lost device during the submission
+            // fails all of it.
+            let device = self.checked(before, Ok(())).err();
+            for ((i, prepared), out) in group.iter().zip(outs) {
+                results[*i] = Some(match &device {
+                    Some(e) => Err(e.clone()),
+                    None => out.and_then(|data| prepared.output(data)),
+                });
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(GpuError::Device("job not run".into())))).collect()
+    }
+
+    /// Checks a job before anything runs: its resize plan, the part of the
+    /// input it reads (cut out on the CPU, which costs less than moving the
+    /// rest to the device) and its layout against the adapter's limits.
+    fn prepare(&self, p: &Pixels, job: &GpuJob) -> Result<Prepared, GpuError> {
         if job.out_w == 0 || job.out_h == 0 || p.width() == 0 || p.height() == 0 {
             return Err(GpuError::Unsupported("empty image".into()));
         }
         let rp = resize_plan(p.width(), p.height(), job.crop, job.out_w, job.out_h)?;
-        // Only the part the passes read is uploaded (copied out on the CPU,
-        // which costs less than moving the rest to the device).
         let (x, y, w, h) = rp.rect;
-        let part;
-        let src = if (x, y, w, h) == (0, 0, p.width(), p.height()) {
-            p
-        } else {
-            part = p.crop(x, y, w, h);
-            &part
-        };
-        let plan = self.layout(src, job, rp)?;
-        let before = self.uncaptured.load(Ordering::Relaxed);
-        let out = self.run(src, &plan);
+        let part = ((x, y, w, h) != (0, 0, p.width(), p.height())).then(|| p.crop(x, y, w, h));
+        let plan = self.layout(part.as_ref().unwrap_or(p), job, rp)?;
+        Ok(Prepared { part, plan })
+    }
+
+    /// `out`, unless the device was lost or reported an uncaptured error
+    /// since `before` (the counter is the device's: an error in another
+    /// thread's job in that time fails this one too, and its caller uses the
+    /// CPU).
+    fn checked<T>(&self, before: u64, out: Result<T, GpuError>) -> Result<T, GpuError> {
         if self.lost.load(Ordering::Acquire) {
             return Err(GpuError::Lost);
         }
         if out.is_ok() && self.uncaptured.load(Ordering::Relaxed) != before {
             return Err(GpuError::Device("uncaptured GPU error during the job".into()));
         }
-        let data = out?;
-        Pixels::new(plan.final_w, plan.final_h, plan.out_layout, data)
+        out
+    }
+}
+
+/// Bytes of device buffers one batch submission may hold at once.
+const BATCH_DEVICE_BYTES: u64 = 512 << 20;
+
+/// A job checked and laid out, with the part of its input it reads when
+/// that is not the whole input.
+struct Prepared {
+    part: Option<Pixels>,
+    plan: JobLayout,
+}
+
+impl Prepared {
+    fn src<'a>(&'a self, whole: &'a Pixels) -> &'a Pixels {
+        self.part.as_ref().unwrap_or(whole)
+    }
+
+    fn output(&self, data: Vec<u8>) -> Result<Pixels, GpuError> {
+        Pixels::new(self.plan.final_w, self.plan.final_h, self.plan.out_layout, data)
             .map_err(|e| GpuError::Device(format!("readback: {e}")))
     }
 }

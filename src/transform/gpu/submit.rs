@@ -1,6 +1,7 @@
-//! One job on the device: fill the upload buffer, record the passes
-//! (vertical resize in bands, horizontal resize, orient/quality/pack), submit
-//! once, wait for the one readback, and return every buffer to the pool.
+//! Jobs on the device: fill the upload buffer, record the passes (vertical
+//! resize in bands, horizontal resize, orient/quality/pack), submit once,
+//! wait for the readback, and return every buffer to the pool; a batch
+//! records many jobs into the one submission.
 
 use super::*;
 
@@ -25,8 +26,54 @@ impl Gpu {
         Ok(data)
     }
 
+    /// Runs jobs recorded into one submission, waited for once; result `i`
+    /// is job `i`'s output bytes. An error while recording or submitting
+    /// fails them all.
+    pub(super) fn run_many(&self, jobs: &[(&Pixels, &JobLayout)]) -> Vec<Result<Vec<u8>, GpuError>> {
+        let scopes = Scopes::push(&self.device);
+        let mut enc =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera batch") });
+        let mut recorded = Vec::with_capacity(jobs.len());
+        let mut failed = None;
+        for (p, plan) in jobs {
+            match self.encode_into(&mut enc, p, plan) {
+                Ok(bufs) => recorded.push(bufs),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let index = failed.is_none().then(|| self.queue.submit([enc.finish()]));
+        let scoped = scopes.pop();
+        match (failed, scoped, index) {
+            (None, Ok(()), Some(index)) => {
+                // The first `finish` waits for the submission; the others
+                // find it done and only map their readback.
+                jobs.iter().zip(recorded).map(|((_, plan), bufs)| self.finish(plan, bufs, index.clone())).collect()
+            }
+            (Some(e), _, _) | (None, Err(e), _) => jobs.iter().map(|_| Err(e.clone())).collect(),
+            (None, Ok(()), None) => jobs.iter().map(|_| Err(GpuError::Device("not submitted".into()))).collect(),
+        }
+    }
+
     /// Fills the upload buffer, records the passes and submits them.
     pub(super) fn encode(&self, p: &Pixels, plan: &JobLayout) -> Result<(JobBuffers, wgpu::SubmissionIndex), GpuError> {
+        let mut enc =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera job") });
+        let bufs = self.encode_into(&mut enc, p, plan)?;
+        let index = self.queue.submit([enc.finish()]);
+        Ok((bufs, index))
+    }
+
+    /// Fills a job's upload buffer and records its copy in, its passes and
+    /// its copy out into `enc`.
+    fn encode_into(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        p: &Pixels,
+        plan: &JobLayout,
+    ) -> Result<JobBuffers, GpuError> {
         let upload = self.take(Kind::Upload, plan.upload_len)?;
         {
             let mut view = upload
@@ -42,14 +89,10 @@ impl Gpu {
         let work_a = self.take(Kind::Work, plan.work[0])?;
         let work_b = if plan.work[1] > 0 { Some(self.take(Kind::Work, plan.work[1])?) } else { None };
         let readback = self.take(Kind::Readback, plan.out_len4)?;
-
-        let mut enc =
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera job") });
         enc.copy_buffer_to_buffer(&upload, 0, &input, 0, plan.upload_len);
-        let last = self.record(&mut enc, plan, &input, [Some(&work_a), work_b.as_ref()])?;
+        let last = self.record(enc, plan, &input, [Some(&work_a), work_b.as_ref()])?;
         enc.copy_buffer_to_buffer(last, 0, &readback, 0, plan.out_len4);
-        let index = self.queue.submit([enc.finish()]);
-        Ok((JobBuffers { upload, input, work_a, work_b, readback }, index))
+        Ok(JobBuffers { upload, input, work_a, work_b, readback })
     }
 
     /// Records the compute passes; returns the buffer holding the output.

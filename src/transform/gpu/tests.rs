@@ -355,6 +355,63 @@ fn a_hundred_sequential_jobs_create_no_new_buffers_and_keep_the_pool_bounded() {
     assert!(per_class <= MAX_IDLE_PER_CLASS);
 }
 
+#[test]
+fn a_batch_gives_each_job_its_own_result_in_one_submission_and_a_refused_job_fails_alone() {
+    // A device of its own: the pool counts below are this test's alone.
+    let Some(g) = own_gpu() else { return };
+    // The tiles one decoded area yields: cut from one image at several
+    // sub-pixel crops and sizes, plus other layouts, turns and qualities.
+    let unit = structured(512, 384, Layout::Rgb, 9);
+    let gray = structured(130, 90, Layout::GrayAlpha, 10);
+    let job = |out: (u32, u32), crop, quarter_turns, quality| GpuJob {
+        out_w: out.0,
+        out_h: out.1,
+        crop,
+        mirror: quarter_turns == 3,
+        quarter_turns,
+        quality,
+    };
+    let mut jobs: Vec<(&Pixels, GpuJob)> = Vec::new();
+    for (i, (x, y)) in [(0.0, 0.0), (128.25, 0.0), (0.0, 96.5), (255.75, 191.0), (384.0, 288.0)].into_iter().enumerate()
+    {
+        let q = [GpuQuality::Keep, GpuQuality::Gray, GpuQuality::Bitonal][i % 3];
+        jobs.push((&unit, job((64, 48), Some((x, y, 128.0, 96.0)), (i % 4) as u8, q)));
+    }
+    jobs.push((&unit, job((512, 384), None, 0, GpuQuality::Keep)));
+    jobs.push((&gray, job((65, 45), None, 1, GpuQuality::Keep)));
+    // Outside the image: refused, alone.
+    jobs.push((&unit, job((10, 10), Some((500.0, 0.0, 20.0, 20.0)), 0, GpuQuality::Keep)));
+    jobs.push((&gray, job((260, 180), Some((0.5, 0.5, 100.0, 80.0)), 2, GpuQuality::Gray)));
+    let out = g.apply_batch(&jobs);
+    assert_eq!(out.len(), jobs.len());
+    for (i, ((p, j), r)) in jobs.iter().zip(&out).enumerate() {
+        if i == 7 {
+            assert!(matches!(r, Err(GpuError::Unsupported(_))), "{r:?}");
+            continue;
+        }
+        let got = r.as_ref().unwrap_or_else(|e| panic!("job {i} {j:?}: {e}"));
+        let alone = g.apply(p, j).unwrap();
+        assert!(got == &alone, "job {i}: the batch and a job alone differ");
+        let want = cpu(p, j);
+        assert_eq!((got.width(), got.height(), got.layout()), (want.width(), want.height(), want.layout()));
+        let (max, n) = diff(got, &want);
+        match j.quality {
+            GpuQuality::Bitonal => assert!(n * 200 <= want.byte_len(), "job {i}: {n} bitonal samples differ"),
+            _ => assert!(max <= 2, "job {i} {j:?}: max diff {max} from the CPU"),
+        }
+    }
+    // The same batch again finds every buffer in the pool.
+    let warm = g.pool_stats();
+    let again = g.apply_batch(&jobs);
+    assert_eq!(g.pool_stats().created, warm.created);
+    assert!(again.iter().zip(&out).all(|(a, b)| match (a, b) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(_), Err(_)) => true,
+        _ => false,
+    }));
+    assert!(g.apply_batch(&[]).is_empty());
+}
+
 fn own_gpu() -> Option<Gpu> {
     match open() {
         Ok(g) => Some(g),
