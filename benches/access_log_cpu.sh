@@ -13,6 +13,7 @@
 # Loopback only; the processes started here are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/hot_tiles_lib.sh
 secs=${1:-8}; rounds=${2:-3}
 for tool in perf wrk; do
     command -v "$tool" >/dev/null || { echo "needs $tool (Debian: linux-perf, wrk)" >&2; exit 1; }
@@ -20,20 +21,10 @@ done
 cargo build --release --locked --bin tessera 2>/dev/null
 bin=target/release/tessera
 T=18413
-tiles=(
-  "/iiif/2/landscape/0,0,1024,1024/256,/0/default.jpg"
-  "/iiif/2/landscape/1024,0,1024,1024/256,/0/default.jpg"
-  "/iiif/2/landscape/0,1024,1024,1024/256,/0/default.jpg"
-  "/iiif/2/landscape/1024,1024,1024,1024/256,/0/default.jpg"
-)
 tmp=$(mktemp -d /tmp/tessera-cpu.XXXXXX)
 pid=''
 trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-cat > "$tmp/tiles.lua" <<LUA
-local paths = { "${tiles[0]}", "${tiles[1]}", "${tiles[2]}", "${tiles[3]}" }
-local i = 0
-request = function() i = i % #paths + 1; return wrk.format("GET", paths[i]) end
-LUA
+write_hot_lua "$tmp/tiles.lua"
 
 measure() { # LABEL ENV...
     local label=$1 reqs cpu_ms switches
@@ -42,7 +33,7 @@ measure() { # LABEL ENV...
         "$bin" serve --listen 127.0.0.1:$T >/dev/null 2>&1 &
     pid=$!
     for _ in $(seq 300); do curl -sf "http://127.0.0.1:$T/health" >/dev/null && break; sleep 0.1; done
-    for t in "${tiles[@]}"; do curl -sf -o /dev/null "http://127.0.0.1:$T$t"; done
+    for t in "${hot_tiles[@]}"; do curl -sf -o /dev/null "http://127.0.0.1:$T$t"; done
     # perf counts a little longer than wrk runs; the server is idle then.
     perf stat -x, -e task-clock,context-switches -p "$pid" -o "$tmp/perf" -- sleep $((secs + 1)) &
     local perf_pid=$!

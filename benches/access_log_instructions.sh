@@ -14,6 +14,7 @@
 # Loopback only; the processes started here are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/hot_tiles_lib.sh
 secs=${1:-20}
 for tool in valgrind callgrind_control wrk; do
     command -v "$tool" >/dev/null || { echo "needs $tool (Debian: valgrind, wrk)" >&2; exit 1; }
@@ -24,18 +25,8 @@ T=18412
 tmp=$(mktemp -d /tmp/tessera-ir.XXXXXX)
 pid=''
 trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-tiles=(
-  "/iiif/2/landscape/0,0,1024,1024/256,/0/default.jpg"
-  "/iiif/2/landscape/1024,0,1024,1024/256,/0/default.jpg"
-  "/iiif/2/landscape/0,1024,1024,1024/256,/0/default.jpg"
-  "/iiif/2/landscape/1024,1024,1024,1024/256,/0/default.jpg"
-)
 lua="$tmp/tiles.lua"
-cat > "$lua" <<LUA
-local paths = { "${tiles[0]}", "${tiles[1]}", "${tiles[2]}", "${tiles[3]}" }
-local i = 0
-request = function() i = i % #paths + 1; return wrk.format("GET", paths[i]) end
-LUA
+write_hot_lua "$lua"
 
 measure() { # LABEL ENV...
     local label=$1 log="$tmp/$1.vg" reqs ir
@@ -45,7 +36,7 @@ measure() { # LABEL ENV...
         "$bin" serve --listen 127.0.0.1:$T >/dev/null 2>&1 &
     pid=$!
     for _ in $(seq 600); do curl -sf "http://127.0.0.1:$T/health" >/dev/null && break; sleep 0.2; done
-    for t in "${tiles[@]}"; do curl -sf -o /dev/null "http://127.0.0.1:$T$t"; done
+    for t in "${hot_tiles[@]}"; do curl -sf -o /dev/null "http://127.0.0.1:$T$t"; done
     callgrind_control -z "$pid" >/dev/null
     reqs=$(wrk -t1 -c8 -d"${secs}s" -s "$lua" "http://127.0.0.1:$T" | awk '/requests in/ {print $1}')
     kill -TERM "$pid"

@@ -8,6 +8,7 @@
 # Tessera's log filter (warn: no access log; benches/access_log.sh sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/hot_tiles_lib.sh
 secs=${1:-10}; conns=${2:-32}
 command -v wrk >/dev/null || { sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo; $sudo apt-get install -y -qq wrk >/dev/null; }
 if [ -z "${TESSERA_BIN:-}" ] || [ -z "${BARE_BIN:-}" ]; then
@@ -20,23 +21,13 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 RUST_LOG=${HOT_RUST_LOG:-warn} "$tessera_bin" serve --listen 127.0.0.1:$T & pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$T/health" >/dev/null && break; sleep 0.1; done
-tiles=(
-  "/iiif/2/landscape/0,0,1024,1024/256,/0/default.jpg"
-  "/iiif/2/landscape/1024,0,1024,1024/256,/0/default.jpg"
-  "/iiif/2/landscape/0,1024,1024,1024/256,/0/default.jpg"
-  "/iiif/2/landscape/1024,1024,1024,1024/256,/0/default.jpg"
-)
 total=0
-for t in "${tiles[@]}"; do n=$(curl -sf "http://127.0.0.1:$T$t" | wc -c); total=$((total + n)); done
-size=$((total / ${#tiles[@]}))
+for t in "${hot_tiles[@]}"; do n=$(curl -sf "http://127.0.0.1:$T$t" | wc -c); total=$((total + n)); done
+size=$((total / ${#hot_tiles[@]}))
 decodes_before=$(curl -s "http://127.0.0.1:$T/metrics" | awk '/^tessera_decodes_total/ {print $2}')
 "$bare_bin" 127.0.0.1:$B "$size" & pids+=($!)
 sleep 0.5
-lua=$(mktemp); cat > "$lua" <<LUA
-local paths = { "${tiles[0]}", "${tiles[1]}", "${tiles[2]}", "${tiles[3]}" }
-local i = 0
-request = function() i = i % #paths + 1; return wrk.format("GET", paths[i]) end
-LUA
+lua=$(mktemp); write_hot_lua "$lua"
 rps() { wrk -t1 -c"$conns" -d"${secs}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
 tess=$(rps -s "$lua" "http://127.0.0.1:$T")
 # The same Lua script drives both (the baseline ignores the path), so wrk does the same work per request.

@@ -55,7 +55,8 @@ adapter=$(grep -m1 '^GPU adapter' "$tmp/criterion.txt" || echo "GPU adapter: non
 
 # One server run: BACKEND MIN_PIXELS LABEL
 run() {
-    local backend=$1 min=$2 label=$3 m json facts log="$tmp/$label.log"
+    local backend=$1 min=$2 label=$3 m json facts log
+    log="$tmp/$label.log"
     TESSERA_TRANSFORM__BACKEND=$backend TESSERA_TRANSFORM__GPU_MIN_PIXELS=$min \
         start_cold_tessera "$bin" "$images" "$log"
     grep -m1 -o 'transform backend[^"]*' "$log" >&2 || true

@@ -25,7 +25,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, Uri};
 use crate::cache::Tier;
 
 /// The `tracing` target of access lines (filter them with `access=info`).
-pub const TARGET: &str = "access";
+pub const TARGET: &str = crate::logging::ACCESS_TARGET;
 
 /// The response header that carries the request id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -84,22 +84,8 @@ pub fn log(e: &Entry<'_>, response: &Response<Bytes>, json: bool) {
     let id = e.id.to_str().unwrap_or("-");
     let mut ip = [0u8; 48];
     let client = ip_text(e.peer.ip(), &mut ip);
-    if json {
-        tracing::info!(
-            target: TARGET,
-            client,
-            method = e.method.as_str(),
-            path,
-            status,
-            bytes,
-            duration_ms = micros(e.elapsed) as f64 / 1000.0,
-            tier,
-            request_id = id,
-            referer = header(http::header::REFERER),
-            user_agent = header(http::header::USER_AGENT),
-        );
-        return;
-    }
+    let (referer, agent) = (header(http::header::REFERER), header(http::header::USER_AGENT));
+    let us = micros(e.elapsed);
     thread_local!(static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512)));
     // `try_`: a line is never worth a panic (a thread being torn down).
     let _ = LINE.try_with(|cell| {
@@ -107,6 +93,22 @@ pub fn log(e: &Entry<'_>, response: &Response<Bytes>, json: bool) {
         let line = &mut *line;
         line.clear();
         let mut num = itoa::Buffer::new();
+        if json {
+            // The record's members, written here as the JSON formatter
+            // would write ten fields, and handed over as one field it copies
+            // as they are (`logging::RAW_JSON_FIELDS`).
+            for (name, value) in [("client", client), ("method", e.method.as_str()), ("path", path)] {
+                json_member(line, name, |l| crate::logging::push_json_string(l, value));
+            }
+            json_member(line, "status", |l| l.push_str(num.format(status)));
+            json_member(line, "bytes", |l| l.push_str(num.format(bytes)));
+            json_member(line, "duration_ms", |l| push_millis(l, us));
+            for (name, value) in [("tier", tier), ("request_id", id), ("referer", referer), ("user_agent", agent)] {
+                json_member(line, name, |l| crate::logging::push_json_string(l, value));
+            }
+            tracing::info!(target: TARGET, fields_json = line.as_str());
+            return;
+        }
         for part in [client, " - - ["] {
             line.push_str(part);
         }
@@ -115,21 +117,36 @@ pub fn log(e: &Entry<'_>, response: &Response<Bytes>, json: bool) {
             line.push_str(part);
         }
         line.push_str(num.format(bytes));
-        for part in [" \"", header(http::header::REFERER), "\" \"", header(http::header::USER_AGENT), "\" "] {
+        for part in [" \"", referer, "\" \"", agent, "\" "] {
             line.push_str(part);
         }
-        // Milliseconds with three decimals.
-        let us = micros(e.elapsed);
-        line.push_str(num.format(us / 1000));
-        let mut frac = *b".000";
-        crate::logging::digits(&mut frac[1..], us % 1000);
-        line.push_str(std::str::from_utf8(&frac).unwrap_or(".000"));
+        push_millis(line, us);
         for part in ["ms tier=", tier, " id=", id] {
             line.push_str(part);
         }
         // The line is the message: the text format writes it as it is.
         tracing::info!(target: TARGET, message = line.as_str());
     });
+}
+
+/// Appends `,"name":` (no comma first) and the value `write` appends.
+fn json_member(line: &mut String, name: &str, write: impl FnOnce(&mut String)) {
+    if !line.is_empty() {
+        line.push(',');
+    }
+    line.push('"');
+    line.push_str(name);
+    line.push_str("\":");
+    write(line);
+}
+
+/// Milliseconds with three decimals (`12.345`), from whole microseconds:
+/// the same text in both formats, and a JSON number.
+fn push_millis(line: &mut String, us: u64) {
+    line.push_str(itoa::Buffer::new().format(us / 1000));
+    let mut frac = *b".000";
+    crate::logging::digits(&mut frac[1..], us % 1000);
+    line.push_str(std::str::from_utf8(&frac).unwrap_or(".000"));
 }
 
 /// Whole microseconds.
@@ -225,5 +242,74 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(REQUEST_ID, HeaderValue::from_str(&long).unwrap());
         assert_eq!(request_id(&h).len(), 16);
+    }
+
+    /// The lines `log` writes for one hostile request, in each format.
+    fn lines_of(json: bool) -> String {
+        #[derive(Clone, Default)]
+        struct Out(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Out {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Out::default();
+        let w = out.clone();
+        let fmt = tracing_subscriber::fmt().with_writer(move || w.clone());
+        let subscriber: Box<dyn tracing::Subscriber + Send + Sync> = if json {
+            Box::new(fmt.event_format(crate::logging::JsonLines).finish())
+        } else {
+            Box::new(fmt.event_format(crate::logging::TextLines { ansi: false }).finish())
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::USER_AGENT, HeaderValue::from_static("probe \"quoted\" \\ agent/1.0"));
+        let uri: Uri = "/iiif/2/a%22b/info.json?q=1".parse().unwrap();
+        let id = HeaderValue::from_static("abc-1");
+        let entry = Entry {
+            peer: "10.0.0.7:4000".parse().unwrap(),
+            method: &Method::GET,
+            uri: &uri,
+            request_headers: &headers,
+            elapsed: Duration::from_micros(1234),
+            id: &id,
+        };
+        let mut response = Response::new(Bytes::from_static(b"abc"));
+        *response.status_mut() = http::StatusCode::NOT_FOUND;
+        response.extensions_mut().insert(Tier::Hot);
+        tracing::subscriber::with_default(subscriber, || log(&entry, &response, json));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    #[test]
+    fn a_json_access_record_has_every_field_typed_and_hostile_text_escaped() {
+        let text = lines_of(true);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let r: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!((r["level"].as_str(), r["target"].as_str()), (Some("INFO"), Some(TARGET)));
+        let f = &r["fields"];
+        let want = serde_json::json!({
+            "client": "10.0.0.7", "method": "GET", "path": "/iiif/2/a%22b/info.json?q=1", "status": 404,
+            "bytes": 3, "duration_ms": 1.234, "tier": "hot", "request_id": "abc-1", "referer": "-",
+            "user_agent": "probe \"quoted\" \\ agent/1.0",
+        });
+        assert_eq!(f, &want);
+    }
+
+    #[test]
+    fn a_text_access_line_is_the_combined_log_format_then_duration_tier_and_id() {
+        let text = lines_of(false);
+        let line = text.trim_end();
+        let (head, rest) = line.split_once(" [").unwrap();
+        assert_eq!(head, "10.0.0.7 - -");
+        let (_, rest) = rest.split_once("] ").unwrap();
+        assert_eq!(
+            rest,
+            "\"GET /iiif/2/a%22b/info.json?q=1 HTTP/1.1\" 404 3 \"-\" \"probe \"quoted\" \\ agent/1.0\" 1.234ms tier=hot id=abc-1"
+        );
     }
 }
