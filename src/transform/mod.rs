@@ -100,19 +100,28 @@ pub fn apply_batch(items: Vec<(Pixels, TransformSpec)>, backend: &Backend) -> Ve
     let batch: Vec<(&Pixels, gpu::GpuJob)> =
         items.iter().zip(&jobs).filter_map(|((p, _), j)| j.map(|j| (p, j))).collect();
     let mut done = gpu.apply_batch(&batch).into_iter();
-    items
+    let mut failed: Option<(gpu::GpuError, usize)> = None;
+    let out = items
         .into_iter()
         .zip(jobs)
         .map(|((p, spec), job)| match job.map(|_| done.next()) {
             None => (apply_cpu(p, &spec), Ran::Cpu),
             Some(Some(Ok(out))) => (out, Ran::Gpu),
             Some(Some(Err(e))) => {
-                tracing::warn!(error = %e, "GPU transform failed; using the CPU");
+                match &mut failed {
+                    Some((_, n)) => *n += 1,
+                    None => failed = Some((e, 1)),
+                }
                 (apply_cpu(p, &spec), Ran::GpuFellBack)
             }
             Some(None) => (apply_cpu(p, &spec), Ran::GpuFellBack),
         })
-        .collect()
+        .collect();
+    // One line a batch: a device error fails every job of a submission.
+    if let Some((e, jobs)) = failed {
+        tracing::warn!(error = %e, jobs, "GPU batch transform failed; using the CPU");
+    }
+    out
 }
 
 /// The GPU job for `spec`, when the GPU does that kind (quarter turns).

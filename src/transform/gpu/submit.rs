@@ -49,8 +49,23 @@ impl Gpu {
         match (failed, scoped, index) {
             (None, Ok(()), Some(index)) => {
                 // The first `finish` waits for the submission; the others
-                // find it done and only map their readback.
-                jobs.iter().zip(recorded).map(|((_, plan), bufs)| self.finish(plan, bufs, index.clone())).collect()
+                // find it done and only map their readback. A failed wait
+                // (a timeout, a lost device) fails the rest without waiting
+                // again for each.
+                let mut failed: Option<GpuError> = None;
+                jobs.iter()
+                    .zip(recorded)
+                    .map(|((_, plan), bufs)| match &failed {
+                        Some(e) => Err(e.clone()),
+                        None => {
+                            let out = self.finish(plan, bufs, index.clone());
+                            if let Err(e) = &out {
+                                failed = Some(e.clone());
+                            }
+                            out
+                        }
+                    })
+                    .collect()
             }
             (Some(e), _, _) | (None, Err(e), _) => jobs.iter().map(|_| Err(e.clone())).collect(),
             (None, Ok(()), None) => jobs.iter().map(|_| Err(GpuError::Device("not submitted".into()))).collect(),
