@@ -29,19 +29,16 @@ write_hot_lua "$tmp/tiles.lua"
 measure() { # LABEL ENV...
     local label=$1 reqs cpu_ms switches
     shift
-    env "$@" TESSERA_CACHE__DISK_MAX_BYTES=0 TESSERA_SERVER__DRAIN_SECS=0 TESSERA_PRESENTATION__CANVAS_CHECKSUM=false \
-        "$bin" serve --listen 127.0.0.1:$T >/dev/null 2>&1 &
+    env "$@" "${hot_env[@]}" "$bin" serve --listen 127.0.0.1:$T >/dev/null 2>&1 &
     pid=$!
-    for _ in $(seq 300); do curl -sf "http://127.0.0.1:$T/health" >/dev/null && break; sleep 0.1; done
-    for t in "${hot_tiles[@]}"; do curl -sf -o /dev/null "http://127.0.0.1:$T$t"; done
+    warm_hot_tiles $T 30
     # perf counts a little longer than wrk runs; the server is idle then.
     perf stat -x, -e task-clock,context-switches -p "$pid" -o "$tmp/perf" -- sleep $((secs + 1)) &
     local perf_pid=$!
     sleep 0.5
     reqs=$(wrk -t1 -c8 -d"${secs}s" -s "$tmp/tiles.lua" "http://127.0.0.1:$T" | awk '/requests in/ {print $1}')
     wait "$perf_pid" || true
-    kill -TERM "$pid"
-    wait "$pid" 2>/dev/null || true
+    stop_server "$pid" "$label"
     pid=''
     cpu_ms=$(awk -F, '/task-clock/ {print $1}' "$tmp/perf")
     switches=$(awk -F, '/context-switches/ {print $1}' "$tmp/perf")

@@ -31,16 +31,13 @@ write_hot_lua "$lua"
 measure() { # LABEL ENV...
     local label=$1 log="$tmp/$1.vg" reqs ir
     shift
-    env "$@" TESSERA_CACHE__DISK_MAX_BYTES=0 TESSERA_SERVER__DRAIN_SECS=0 TESSERA_PRESENTATION__CANVAS_CHECKSUM=false \
-        valgrind --tool=callgrind --callgrind-out-file="$tmp/$label.out" --log-file="$log" \
+    env "$@" "${hot_env[@]}" valgrind --tool=callgrind --callgrind-out-file="$tmp/$label.out" --log-file="$log" \
         "$bin" serve --listen 127.0.0.1:$T >/dev/null 2>&1 &
     pid=$!
-    for _ in $(seq 600); do curl -sf "http://127.0.0.1:$T/health" >/dev/null && break; sleep 0.2; done
-    for t in "${hot_tiles[@]}"; do curl -sf -o /dev/null "http://127.0.0.1:$T$t"; done
+    warm_hot_tiles $T 120
     callgrind_control -z "$pid" >/dev/null
     reqs=$(wrk -t1 -c8 -d"${secs}s" -s "$lua" "http://127.0.0.1:$T" | awk '/requests in/ {print $1}')
-    kill -TERM "$pid"
-    wait "$pid" 2>/dev/null || true
+    stop_server "$pid" "$label"
     pid=''
     ir=$(awk '/Collected :/ {print $NF}' "$log" | tail -1)
     echo "| $label | $reqs | $ir | $(python3 -c "print(round($ir / $reqs))") |"

@@ -140,10 +140,16 @@ impl Batch {
     fn hand_over(&self) {
         let mut guard = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let (lines, out) = &mut *guard;
-        if !lines.is_empty() {
-            let _ = std::io::Write::write_all(out, lines);
-            lines.clear();
-        }
+        send(lines, out);
+    }
+}
+
+/// Hands `lines` to the writer thread's channel (never blocking: a full
+/// channel drops them) and empties it, keeping its capacity.
+fn send(lines: &mut Vec<u8>, out: &mut NonBlocking) {
+    if !lines.is_empty() {
+        let _ = std::io::Write::write_all(out, lines);
+        lines.clear();
     }
 }
 
@@ -153,8 +159,7 @@ impl std::io::Write for &Batch {
         let (lines, out) = &mut *guard;
         lines.extend_from_slice(line);
         if lines.len() >= BATCH_BYTES {
-            let _ = out.write_all(lines);
-            lines.clear();
+            send(lines, out);
         }
         Ok(line.len())
     }
