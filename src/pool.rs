@@ -21,7 +21,27 @@ use std::thread;
 
 use tokio::sync::oneshot;
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
+/// A queued job. It gets the [`Done`] of its run and drops it as soon as
+/// its work is over, before it hands the result on: from then the worker
+/// counts as free, though its thread is still on its way back to the queue.
+type Job = Box<dyn for<'a> FnOnce(Done<'a>) + Send + 'static>;
+
+/// A job's run, counted in [`PoolStats::running`] until dropped (also by a
+/// panic's unwinding).
+struct Done<'a> {
+    stats: &'a PoolStats,
+    background: bool,
+}
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.stats.running.fetch_sub(1, Ordering::Relaxed);
+        if self.background {
+            self.stats.background_running.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.stats.completed.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// A fixed set of threads fed by two bounded queues.
 pub struct Pool {
@@ -141,8 +161,12 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
     {
         let (otx, orx) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = otx.send(f());
+        let job: Job = Box::new(move |done: Done<'_>| {
+            let out = f();
+            // Free before the caller hears of it: the caller may at once
+            // ask whether a worker is idle (a decode ahead, say).
+            drop(done);
+            let _ = otx.send(out);
         });
         if self.push_at(job, class) {
             Ok(orx)
@@ -158,7 +182,7 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        if self.push_at(Box::new(f), Class::Background) {
+        if self.push_at(Box::new(move |_done: Done<'_>| f()), Class::Background) {
             Ok(())
         } else {
             self.stats.background_dropped.fetch_add(1, Ordering::Relaxed);
@@ -222,13 +246,10 @@ fn worker(shared: &Shared, stats: &PoolStats) {
                 q = shared.ready.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
-        // A panic in a codec must not take the worker down with it.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-        stats.running.fetch_sub(1, Ordering::Relaxed);
-        if background {
-            stats.background_running.fetch_sub(1, Ordering::Relaxed);
-        }
-        stats.completed.fetch_add(1, Ordering::Relaxed);
+        // A panic in a codec must not take the worker down with it (its
+        // `Done` is dropped by the unwinding).
+        let done = Done { stats, background };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job(done)));
     }
 }
 
@@ -275,6 +296,27 @@ mod tests {
         let rx = pool.submit(|| -> u32 { panic!("boom") }).unwrap();
         assert!(rx.await.is_err(), "sender dropped by the panic");
         assert_eq!(pool.submit(|| 7).unwrap().await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_worker_counts_as_free_by_the_time_its_result_arrives() {
+        // A request's header probe, then its decode: the decode's caller
+        // asks at once whether a worker is idle for a decode ahead. The
+        // probe's worker must not still count as running then.
+        let pool = Pool::new(1, 4).unwrap();
+        for i in 0..200u32 {
+            assert_eq!(pool.submit(move || i).unwrap().await.unwrap(), i);
+            assert_eq!(pool.stats().running.load(Ordering::Relaxed), 0, "run {i}");
+            assert!(pool.has_idle_worker(), "run {i}");
+        }
+        // A panicking job is not counted running either, once it is over.
+        assert!(pool.submit(|| -> u32 { panic!("boom") }).unwrap().await.is_err());
+        let t = std::time::Instant::now();
+        while pool.stats().running.load(Ordering::Relaxed) > 0 && t.elapsed().as_secs() < 10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.stats().running.load(Ordering::Relaxed), 0);
+        assert_eq!(pool.stats().completed.load(Ordering::Relaxed), 201);
     }
 
     #[tokio::test]
