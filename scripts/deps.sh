@@ -13,9 +13,9 @@ if [ "${1:-build}" = test ]; then
   # tesseract with English (real hOCR and ALTO for the OCR parser's realism test).
   # redis-server and haproxy (several instances sharing one tile tier behind a balancer; started by the tests on loopback only).
   # libvips-tools (TIFFs made as IIPImage installations make them), icc-profiles-free (an Adobe RGB profile for the colour tests),
-  # openjph-tools (HTJ2K codestreams from OpenJPH's encoder).
+  # openjph-tools (HTJ2K codestreams from OpenJPH's encoder), libtiff-tools (tiffcp: planar TIFFs, which vips does not write).
   want+=(libopenjp2-tools python3-venv libmagic1 mesa-vulkan-drivers nginx tesseract-ocr tesseract-ocr-eng redis-server haproxy
-    libvips-tools icc-profiles-free openjph-tools
+    libvips-tools icc-profiles-free openjph-tools libtiff-tools
     # The Debian package test (tests/package.rs): dpkg-dev for scripts/package.sh, systemd for systemd-analyze verify.
     dpkg-dev systemd)
 fi

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -16,13 +16,6 @@ use tessera::iiif::Format;
 use tessera::pixels::Pixels;
 
 const ADOBE: &str = "/usr/share/color/icc/compatibleWithAdobeRGB1998.icc";
-
-/// Python with Pillow: the venv scripts/test.sh makes for the validators.
-fn python() -> Option<PathBuf> {
-    let p = repo_path("target/tools/venv/bin/python");
-    let ok = Command::new(&p).args(["-c", "import PIL.ImageCms"]).output().is_ok_and(|o| o.status.success());
-    ok.then_some(p)
-}
 
 /// Makes, in `dir`, from `picture.png` (sRGB): the picture converted to
 /// Adobe RGB by Pillow and saved with the profile as `adobe.jpg`,
@@ -52,7 +45,7 @@ Image.open(f"{d}/cmyk.jpg").convert("RGB").save(f"{d}/ref-cmyk.jpg.png")
 /// The set-up's folder, or `None` (the test skips; a failure under CI)
 /// when Pillow or the profile is missing.
 fn setup() -> Option<(tempfile::TempDir, Pixels)> {
-    let Some(py) = python() else {
+    let Some(py) = pillow_python() else {
         skip_missing("Python with Pillow", "CI=true bash scripts/test.sh makes target/tools/venv");
         return None;
     };

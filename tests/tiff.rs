@@ -1,7 +1,9 @@
 //! TIFF sources end to end, on files made by libvips (`vips tiffsave`, as
-//! IIPImage installations make their pyramids): every compression vips
-//! writes that Tessera reads, tiled and striped, pyramidal, 16-bit, 1-bit,
-//! with alpha; the stored-tile passthrough; hostile files.
+//! IIPImage installations make their pyramids) and libtiff's `tiffcp`
+//! (planar copies): every compression vips writes that Tessera reads, tiled
+//! and striped, pyramidal (pages in the chain or as SubIFDs), 16-bit, 1-bit,
+//! with alpha, planar, CMYK with or without a profile; the stored-tile
+//! passthrough; hostile files.
 //!
 //! Lossless files are checked pixel for pixel against the picture they were
 //! made from; JPEG ones against libvips's own decode of the same page.
@@ -64,9 +66,13 @@ async fn counter(app: &std::sync::Arc<tessera::service::App>, name: &str) -> f64
 
 /// libvips's decode of `x,y,w,h` of page `page` of `file`, as pixels.
 fn vips_reference(dir: &Path, file: &str, page: u32, x: u32, y: u32, w: u32, h: u32) -> Pixels {
-    let out = format!("ref-{page}-{x}-{y}.png");
-    let src = format!("{file}[page={page}]");
-    assert!(vips(dir, &["extract_area", &src, &out, &x.to_string(), &y.to_string(), &w.to_string(), &h.to_string()]));
+    vips_area(dir, &format!("{file}[page={page}]"), x, y, w, h)
+}
+
+/// libvips's decode of `x,y,w,h` of `src` (a file name with load options).
+fn vips_area(dir: &Path, src: &str, x: u32, y: u32, w: u32, h: u32) -> Pixels {
+    let out = format!("ref-{}-{x}-{y}.png", src.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+    assert!(vips(dir, &["extract_area", src, &out, &x.to_string(), &y.to_string(), &w.to_string(), &h.to_string()]));
     decode_any(&std::fs::read(dir.join(out)).unwrap())
 }
 
@@ -234,6 +240,139 @@ async fn a_pyramids_pages_serve_their_scales_and_any_region_matches_libvips() {
     // A thumbnail of the whole image decodes the smallest page that serves it.
     let r = get(&app, "/iiif/2/p.tif/full/100,/0/default.png").await;
     assert_eq!(decode_any(r.body()).width(), 100);
+}
+
+/// Runs `tiffcp ARGS...` (libtiff's copier: planar TIFFs, which vips does
+/// not write) in `dir`; false (the test skips) where it is not installed,
+/// a failure under CI.
+fn tiffcp(dir: &Path, args: &[&str]) -> bool {
+    match Command::new("tiffcp").args(args).current_dir(dir).output() {
+        Ok(o) => {
+            assert!(o.status.success(), "tiffcp {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+            true
+        }
+        Err(_) => {
+            skip_missing("tiffcp", "apt-get install libtiff-tools");
+            false
+        }
+    }
+}
+
+#[tokio::test]
+async fn planar_pages_give_the_same_pixels_as_interleaved_ones_tiled_or_striped() {
+    let (dir, px) = folder(700, 500, true);
+    let d = dir.path();
+    // (tiffcp makes planar copies of 8-bit files only.)
+    let ok = vips(d, &["tiffsave", "picture.png", "chunky.tif", "--compression", "lzw"])
+        && tiffcp(d, &["-p", "separate", "-c", "lzw", "-t", "-w", "128", "-l", "64", "chunky.tif", "tiled.tif"])
+        && tiffcp(d, &["-p", "separate", "-c", "zip", "-r", "37", "chunky.tif", "striped.tif"]);
+    if !ok {
+        return;
+    }
+    let app = app(d, "");
+    for name in ["tiled.tif", "striped.tif"] {
+        for (x, y, w, h) in [(37, 41, 300, 200), (600, 430, 100, 70), (0, 0, 700, 500)] {
+            let r = get(&app, &format!("/iiif/2/{name}/{x},{y},{w},{h}/full/0/default.png")).await;
+            assert_eq!(r.status(), StatusCode::OK, "{name}");
+            let got = decode_any(r.body());
+            assert_eq!(got.layout(), Layout::Rgba, "{name}: alpha kept");
+            assert!(got == crop(&px, x, y, w, h), "{name} {x},{y},{w},{h}");
+        }
+    }
+}
+
+/// RGB from CMYK by the device formula, R = (1 - C)(1 - K), 0 being no ink.
+fn device_rgb(cmyk: &[u8]) -> Vec<u8> {
+    let k = 255 - cmyk[3] as u32;
+    cmyk[..3].iter().map(|&c| (((255 - c as u32) * k + 127) / 255) as u8).collect()
+}
+
+#[tokio::test]
+async fn cmyk_pages_become_srgb_by_their_profile_or_the_device_formula_interleaved_or_planar() {
+    let (dir, px) = folder(300, 200, false);
+    let d = dir.path();
+    // Inks from the picture: C, M, Y its red, green and blue, K its green.
+    let ok = vips(d, &["extract_band", "picture.png", "k.v", "1"])
+        && vips(d, &["bandjoin", "picture.png k.v", "inks.v"])
+        && vips(d, &["copy", "inks.v", "cmyk.v", "--interpretation", "cmyk"])
+        && vips(d, &["tiffsave", "cmyk.v", "device.tif", "--compression", "lzw", "--tile", "--tile-width", "64", "--tile-height", "64"])
+        && tiffcp(d, &["-p", "separate", "-c", "zip", "device.tif", "device-planar.tif"])
+        && vips(d, &["linear", "cmyk.v", "wide.v", "257", "0"])
+        && vips(d, &["cast", "wide.v", "wide16.v", "ushort"])
+        && vips(d, &["copy", "wide16.v", "cmyk16.v", "--interpretation", "cmyk"])
+        && vips(d, &["tiffsave", "cmyk16.v", "device16.tif", "--compression", "deflate"])
+        // Through vips's built-in CMYK profile, embedded in the file.
+        && vips(d, &["icc_export", "picture.png", "profiled.v", "--output-profile", "cmyk", "--intent", "perceptual"])
+        && vips(d, &["tiffsave", "profiled.v", "profiled.tif", "--compression", "lzw", "--tile"]);
+    let Some(py) = pillow_python() else {
+        skip_missing("Python with Pillow", "CI=true bash scripts/test.sh makes target/tools/venv");
+        return;
+    };
+    if !ok {
+        return;
+    }
+    // Pillow's conversion with the file's own profile, perceptual: one
+    // Little CMS transform from CMYK to sRGB, as Tessera makes it (libvips
+    // goes through Lab in two, with another black point).
+    let script = "import io, sys\nfrom PIL import Image, ImageCms\nim = Image.open(sys.argv[1])\n\
+        src = ImageCms.ImageCmsProfile(io.BytesIO(im.info['icc_profile']))\n\
+        ImageCms.profileToProfile(im, src, ImageCms.createProfile('sRGB'), \
+        renderingIntent=ImageCms.Intent.PERCEPTUAL, outputMode='RGB').save(sys.argv[2])\n";
+    let o = Command::new(py).args(["-c", script, "profiled.tif", "reference.png"]).current_dir(d).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want: Vec<u8> = px.data().chunks(3).flat_map(|p| device_rgb(&[p[0], p[1], p[2], p[1]])).collect();
+    let want = Pixels::new(300, 200, Layout::Rgb, want).unwrap();
+    let app = app(d, "");
+    for name in ["device.tif", "device-planar.tif", "device16.tif"] {
+        let r = get(&app, &format!("/iiif/2/{name}/full/full/0/default.png")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{name}");
+        let got = decode_any(r.body());
+        assert_eq!(got.layout(), Layout::Rgb, "{name}");
+        assert!(got == want, "{name}: the device formula, exactly");
+        // A region of it: the same conversion, cut.
+        let r = get(&app, &format!("/iiif/2/{name}/50,70,120,90/full/0/default.png")).await;
+        assert!(decode_any(r.body()) == crop(&want, 50, 70, 120, 90), "{name}: a region");
+    }
+    // With its profile, as Pillow converts it.
+    let r = get(&app, "/iiif/2/profiled.tif/full/full/0/default.png").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = decode_any(r.body());
+    let reference = decode_any(&std::fs::read(d.join("reference.png")).unwrap());
+    assert!(psnr(got.data(), reference.data()) >= 40.0, "{} dB", psnr(got.data(), reference.data()));
+    // Round trip through the CMYK gamut: near the sRGB picture it came from.
+    assert!(psnr(got.data(), px.data()) >= 25.0, "{} dB", psnr(got.data(), px.data()));
+}
+
+#[tokio::test]
+async fn jpeg_pages_stored_as_subifds_serve_their_scales_and_pass_through() {
+    let (dir, _) = folder(2000, 1500, false);
+    let d = dir.path();
+    let args = ["tiffsave", "picture.png", "sub.tif", "--tile", "--tile-width", "256", "--tile-height", "256"];
+    if !vips(d, &[&args[..], &["--pyramid", "--subifd", "--compression", "jpeg", "--Q", "85"]].concat()) {
+        return;
+    }
+    let file = std::fs::read(d.join("sub.tif")).unwrap();
+    let app = app(d, "");
+    let info: serde_json::Value = serde_json::from_slice(get(&app, "/iiif/2/sub.tif/info.json").await.body()).unwrap();
+    let factors: Vec<u64> =
+        info["tiles"][0]["scaleFactors"].as_array().unwrap().iter().filter_map(|v| v.as_u64()).collect();
+    assert!(factors.starts_with(&[1, 2, 4]), "{info}");
+    // Tile (1, 1) of the SubIFD at 1/2 and tile (0, 0) of the one at 1/4:
+    // the stored tiles, with no decode.
+    for (sf, col, row) in [(2u32, 1u32, 1u32), (4, 0, 0)] {
+        let (x, y, side) = (256 * col * sf, 256 * row * sf, 256 * sf);
+        let r = get(&app, &format!("/iiif/2/sub.tif/{x},{y},{side},{side}/256,/0/default.jpg")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(contains(&file, scan_data(r.body())), "1/{sf}: the tile's coded data is the file's");
+    }
+    assert_eq!(counter(&app, "tessera_passthrough_total").await, 2.0);
+    assert_eq!(counter(&app, "tessera_decodes_total").await, 0.0);
+    // Off the grid at 1/4: cut from that page, as libvips reads it.
+    let r = get(&app, "/iiif/2/sub.tif/400,200,800,600/200,/0/default.png").await;
+    let got = decode_any(r.body());
+    let want = vips_area(d, "sub.tif[subifd=1]", 100, 50, 200, 150);
+    assert!(psnr(got.data(), want.data()) > 60.0, "the 1/4 SubIFD's pixels");
+    assert_eq!(counter(&app, "tessera_decodes_total").await, 1.0);
 }
 
 /// Asserts that `path` is answered with an error that names no file path.

@@ -5,7 +5,11 @@
 //! parsing, tag types, byte order, BigTIFF) into a [`Pyramid`]: every page
 //! that is the full image reduced by a power of two becomes a native scale
 //! (a thumbnail, label or macro page of another size is ignored), with its
-//! chunk grid and where each chunk's bytes lie. [`decode`] then decodes only
+//! chunk grid and where each chunk's bytes lie. Reduced pages stored as
+//! SubIFDs of the first page (`vips tiffsave --subifd`, OME-TIFF) count too
+//! when they are JPEG-compressed, the kind whose chunks Tessera reads
+//! itself; other SubIFD pages are left out (the `tiff` crate decodes only
+//! pages of the main chain), and their scales are reduced from a larger page. [`decode`] then decodes only
 //! the chunks (tiles or strips) of the one page that serves the asked scale
 //! and that the region touches:
 //! - JPEG chunks go to libjpeg-turbo (`codec::jpeg`) with the page's
@@ -19,12 +23,16 @@
 //!
 //! 16-bit samples become 8-bit with rounding (v/257 to nearest), 1-bit
 //! bilevel pages (deflate, LZW, CCITT group 4) become gray, either
-//! photometric sense. Planar (separate)
-//! pages, palettes, CMYK and floating point are refused as unsupported.
+//! photometric sense. CMYK pages (ink set CMYK, with or without alpha)
+//! become sRGB through the file's CMYK profile, or the device formula
+//! without one (`colour::cmyk_to_srgb`). Planar (separate) pages are read a
+//! plane at a time and interleaved. Palettes (the `tiff` crate does not
+//! decode them), CMYK in JPEG chunks, planar JPEG and floating point are
+//! refused as unsupported.
 
 use std::io::Cursor;
 
-use tiff::decoder::{Decoder, DecodingResult, Limits};
+use tiff::decoder::{Decoder, DecodingResult, IfdDecoder, Limits};
 use tiff::tags::{PhotometricInterpretation, PlanarConfiguration, Tag};
 use tiff::ColorType;
 
@@ -38,6 +46,9 @@ const MAX_PAGES: usize = 64;
 /// The TIFF compression code of JPEG ("new-style", TIFF technical note 2).
 const JPEG: u16 = 7;
 
+/// The InkSet tag (which the `tiff` crate does not name).
+const INK_SET: u16 = 332;
+
 /// The native scales of a TIFF: one page per power-of-two reduction.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pyramid {
@@ -50,8 +61,9 @@ pub struct Pyramid {
 /// One page (IFD) of a TIFF, as far as decoding it needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page {
-    /// Position in the IFD chain.
-    pub ifd: usize,
+    /// Position in the IFD chain; `None` for a SubIFD page (JPEG only,
+    /// whose chunks never go through the `tiff` crate).
+    pub ifd: Option<usize>,
     /// Reduction against the full image (1, 2, 4, ...).
     pub factor: u32,
     pub width: u32,
@@ -62,6 +74,8 @@ pub struct Page {
     pub tiled: bool,
     pub compression: u16,
     pub samples: Samples,
+    /// Planar (separate): each sample in chunks of its own, plane after plane.
+    pub planar: bool,
     /// Byte ranges of the chunks in the file, in chunk order.
     pub offsets: Vec<u64>,
     pub byte_counts: Vec<u64>,
@@ -72,9 +86,24 @@ pub struct Page {
 /// How a page's samples map to [`Layout`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Samples {
+    /// The decoded layout (RGB, or RGBA with alpha, for CMYK).
     pub layout: Layout,
     /// 1, 8 or 16.
     pub bits: u8,
+    /// Stored as CMYK (four inks, then alpha if `layout` has it).
+    pub cmyk: bool,
+}
+
+impl Samples {
+    /// Pages that decode to the same colours (their bit depths may differ).
+    fn same_colour(&self, other: &Samples) -> bool {
+        self.layout == other.layout && self.cmyk == other.cmyk
+    }
+
+    /// Samples a pixel as stored.
+    fn stored(&self) -> usize {
+        self.layout.channels() + self.cmyk as usize
+    }
 }
 
 impl Page {
@@ -84,6 +113,21 @@ impl Page {
 
     fn rows(&self) -> u32 {
         self.height.div_ceil(self.chunk_h.max(1))
+    }
+
+    /// Chunks on the page (in each plane, for a planar page).
+    fn chunks(&self) -> usize {
+        self.columns() as usize * self.rows() as usize
+    }
+
+    /// The chunk tables cover every chunk (of every plane).
+    fn check_chunks(&self) -> Result<(), CodecError> {
+        let planes = if self.planar { self.samples.stored() } else { 1 };
+        let chunks = self.chunks() * planes;
+        if self.offsets.len() < chunks || self.byte_counts.len() < chunks {
+            return Err(CodecError::Corrupt("TIFF has fewer chunk offsets than chunks".into()));
+        }
+        Ok(())
     }
 }
 
@@ -142,6 +186,7 @@ fn read_pyramid(data: &[u8]) -> Result<Pyramid, CodecError> {
     let mut d = decoder(data)?;
     let full = read_page(&mut d, 0, 1)?;
     let icc = d.get_tag_u8_vec(Tag::IccProfile).ok();
+    let sub_ifds = d.find_tag(Tag::SubIfd).ok().flatten().and_then(|v| v.into_ifd_vec().ok()).unwrap_or_default();
     let (w, h) = (full.width, full.height);
     let mut pages = vec![full];
     let mut ifd = 0;
@@ -151,23 +196,111 @@ fn read_pyramid(data: &[u8]) -> Result<Pyramid, CodecError> {
             break; // A broken later page costs its scale, not the image.
         }
         let Ok((pw, ph)) = d.dimensions() else { continue };
-        // A reduced page of the full image: within a pixel of w/2^k, h/2^k.
-        let Some(factor) = (1..=20u32).map(|k| 1u32 << k).find(|&f| {
-            let near = |full: u32, page: u32| page.abs_diff(full / f) <= 1 || page.abs_diff(full.div_ceil(f)) <= 1;
-            near(w, pw) && near(h, ph)
-        }) else {
-            continue;
-        };
+        let Some(factor) = reduction((w, h), (pw, ph)) else { continue };
         if pages.iter().any(|p| p.factor == factor) {
             continue;
         }
         match read_page(&mut d, ifd, factor) {
-            Ok(p) if p.samples.layout == pages[0].samples.layout => pages.push(p),
+            Ok(p) if p.samples.same_colour(&pages[0].samples) => pages.push(p),
+            _ => continue,
+        }
+    }
+    for ptr in sub_ifds.into_iter().take(MAX_PAGES) {
+        let Ok(dir) = d.read_directory(ptr) else { continue };
+        let mut tags = d.read_directory_tags(&dir);
+        match jpeg_sub_page(&mut tags, (w, h)) {
+            Some(p) if p.samples.same_colour(&pages[0].samples) && !pages.iter().any(|q| q.factor == p.factor) => {
+                pages.push(p)
+            }
             _ => continue,
         }
     }
     pages.sort_by_key(|p| p.factor);
     Ok(Pyramid { pages, icc })
+}
+
+/// The power of two that reduces `full` to `page` (within a pixel of
+/// w/2^k and h/2^k, either rounding), if any.
+fn reduction((w, h): (u32, u32), (pw, ph): (u32, u32)) -> Option<u32> {
+    (1..=20u32).map(|k| 1u32 << k).find(|&f| {
+        let near = |full: u32, page: u32| page.abs_diff(full / f) <= 1 || page.abs_diff(full.div_ceil(f)) <= 1;
+        near(w, pw) && near(h, ph)
+    })
+}
+
+/// A SubIFD page that is a reduction of the full image stored as 8-bit
+/// gray or RGB/YCbCr JPEG chunks; `None` for anything else.
+fn jpeg_sub_page(tags: &mut IfdDecoder<'_>, full: (u32, u32)) -> Option<Page> {
+    let mut get = |tag: Tag| tags.find_tag_unsigned::<u32>(tag).ok().flatten();
+    let (width, height) = (get(Tag::ImageWidth)?, get(Tag::ImageLength)?);
+    let factor = reduction(full, (width, height))?;
+    let compression = get(Tag::Compression)?;
+    let photometric = get(Tag::PhotometricInterpretation)?;
+    let planar = get(Tag::PlanarConfiguration).unwrap_or(1);
+    let spp = get(Tag::SamplesPerPixel).unwrap_or(1);
+    let layout = match (photometric, spp) {
+        (1, 1) => Layout::Gray,
+        (2 | 6, 3) => Layout::Rgb,
+        _ => return None,
+    };
+    let bits = tags.find_tag_unsigned_vec::<u16>(Tag::BitsPerSample).ok().flatten().unwrap_or_else(|| vec![1]);
+    if compression != JPEG as u32 || planar != 1 || bits.iter().any(|&b| b != 8) {
+        return None;
+    }
+    let (chunk_w, chunk_h, tiled, offsets, byte_counts) = chunk_table(tags, width, height).ok()?;
+    let page = Page {
+        ifd: None,
+        factor,
+        width,
+        height,
+        chunk_w,
+        chunk_h,
+        tiled,
+        compression: JPEG,
+        samples: Samples { layout, bits: 8, cmyk: false },
+        planar: false,
+        offsets,
+        byte_counts,
+        jpeg_tables: tags.get_tag_u8_vec(Tag::JPEGTables).ok(),
+    };
+    page.check_chunks().ok()?;
+    Some(page)
+}
+
+type ChunkTable = (u32, u32, bool, Vec<u64>, Vec<u64>);
+
+/// A page's chunk grid: chunk width and height, tiled, and the chunks'
+/// offsets and byte counts.
+fn chunk_table(t: &mut IfdDecoder<'_>, width: u32, height: u32) -> Result<ChunkTable, CodecError> {
+    let tiled = t.find_tag(Tag::TileWidth).map_err(|e| tag_error("TileWidth", e))?.is_some();
+    let table = if tiled {
+        let tw = t.get_tag_u32(Tag::TileWidth).map_err(|e| tag_error("TileWidth", e))?;
+        let th = t.get_tag_u32(Tag::TileLength).map_err(|e| tag_error("TileLength", e))?;
+        (
+            tw,
+            th,
+            true,
+            t.get_tag_u64_vec(Tag::TileOffsets).map_err(|e| tag_error("TileOffsets", e))?,
+            t.get_tag_u64_vec(Tag::TileByteCounts).map_err(|e| tag_error("TileByteCounts", e))?,
+        )
+    } else {
+        let rows = t
+            .find_tag_unsigned::<u32>(Tag::RowsPerStrip)
+            .map_err(|e| tag_error("RowsPerStrip", e))?
+            .unwrap_or(height)
+            .min(height);
+        (
+            width,
+            rows,
+            false,
+            t.get_tag_u64_vec(Tag::StripOffsets).map_err(|e| tag_error("StripOffsets", e))?,
+            t.get_tag_u64_vec(Tag::StripByteCounts).map_err(|e| tag_error("StripByteCounts", e))?,
+        )
+    };
+    if table.0 == 0 || table.1 == 0 {
+        return Err(CodecError::Corrupt("TIFF chunk of no size".into()));
+    }
+    Ok(table)
 }
 
 fn read_page(d: &mut Decoder<Cursor<&[u8]>>, ifd: usize, factor: u32) -> Result<Page, CodecError> {
@@ -180,43 +313,22 @@ fn read_page(d: &mut Decoder<Cursor<&[u8]>>, ifd: usize, factor: u32) -> Result<
     let planar = d
         .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
         .map_err(|e| tag_error("PlanarConfiguration", e))?
-        .unwrap_or(1);
-    if planar != PlanarConfiguration::Chunky.to_u16() {
-        return Err(CodecError::Unsupported("planar (separate) TIFF".into()));
+        .unwrap_or(1)
+        == PlanarConfiguration::Planar.to_u16();
+    if planar && compression == JPEG {
+        return Err(CodecError::Unsupported("planar (separate) JPEG in TIFF".into()));
     }
     let photometric = d
         .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
         .map_err(|e| tag_error("PhotometricInterpretation", e))?;
     let samples = samples(d, compression, photometric)?;
-    let tiled = d.find_tag(Tag::TileWidth).map_err(|e| tag_error("TileWidth", e))?.is_some();
-    let (chunk_w, chunk_h, offsets, byte_counts) = if tiled {
-        let tw = d.get_tag_u32(Tag::TileWidth).map_err(|e| tag_error("TileWidth", e))?;
-        let th = d.get_tag_u32(Tag::TileLength).map_err(|e| tag_error("TileLength", e))?;
-        (
-            tw,
-            th,
-            d.get_tag_u64_vec(Tag::TileOffsets).map_err(|e| tag_error("TileOffsets", e))?,
-            d.get_tag_u64_vec(Tag::TileByteCounts).map_err(|e| tag_error("TileByteCounts", e))?,
-        )
-    } else {
-        let rows = d
-            .find_tag_unsigned::<u32>(Tag::RowsPerStrip)
-            .map_err(|e| tag_error("RowsPerStrip", e))?
-            .unwrap_or(height)
-            .min(height);
-        (
-            width,
-            rows,
-            d.get_tag_u64_vec(Tag::StripOffsets).map_err(|e| tag_error("StripOffsets", e))?,
-            d.get_tag_u64_vec(Tag::StripByteCounts).map_err(|e| tag_error("StripByteCounts", e))?,
-        )
-    };
-    if chunk_w == 0 || chunk_h == 0 {
-        return Err(CodecError::Corrupt("TIFF chunk of no size".into()));
-    }
-    let jpeg_tables = if compression == JPEG { d.get_tag_u8_vec(Tag::JPEGTables).ok() } else { None };
+    let ptr = d.ifd_pointer().ok_or_else(|| CodecError::Corrupt("TIFF page without a directory".into()))?;
+    let dir = d.read_directory(ptr).map_err(corrupt)?;
+    let mut tags = d.read_directory_tags(&dir);
+    let (chunk_w, chunk_h, tiled, offsets, byte_counts) = chunk_table(&mut tags, width, height)?;
+    let jpeg_tables = if compression == JPEG { tags.get_tag_u8_vec(Tag::JPEGTables).ok() } else { None };
     let page = Page {
-        ifd,
+        ifd: Some(ifd),
         factor,
         width,
         height,
@@ -225,14 +337,12 @@ fn read_page(d: &mut Decoder<Cursor<&[u8]>>, ifd: usize, factor: u32) -> Result<
         tiled,
         compression,
         samples,
+        planar,
         offsets,
         byte_counts,
         jpeg_tables,
     };
-    let chunks = page.columns() as usize * page.rows() as usize;
-    if page.offsets.len() < chunks || page.byte_counts.len() < chunks {
-        return Err(CodecError::Corrupt("TIFF has fewer chunk offsets than chunks".into()));
-    }
+    page.check_chunks()?;
     Ok(page)
 }
 
@@ -243,13 +353,21 @@ fn samples(d: &mut Decoder<Cursor<&[u8]>>, compression: u16, photometric: Option
     if compression == JPEG && photometric == Some(PhotometricInterpretation::WhiteIsZero.to_u16()) {
         return Err(CodecError::Unsupported("MinIsWhite JPEG in TIFF".into()));
     }
-    let (layout, bits) = match ct {
-        ColorType::Gray(b) => (Layout::Gray, b),
-        ColorType::GrayA(b) => (Layout::GrayAlpha, b),
-        ColorType::RGB(b) => (Layout::Rgb, b),
-        ColorType::RGBA(b) => (Layout::Rgba, b),
+    let (layout, bits, cmyk) = match ct {
+        ColorType::Gray(b) => (Layout::Gray, b, false),
+        ColorType::GrayA(b) => (Layout::GrayAlpha, b, false),
+        ColorType::RGB(b) => (Layout::Rgb, b, false),
+        ColorType::RGBA(b) => (Layout::Rgba, b, false),
         // libjpeg-turbo turns a JPEG's YCbCr into RGB.
-        ColorType::YCbCr(8) if compression == JPEG => (Layout::Rgb, 8),
+        ColorType::YCbCr(8) if compression == JPEG => (Layout::Rgb, 8, false),
+        ColorType::CMYK(b) | ColorType::CMYKA(b) if compression != JPEG => {
+            // Ink set 1 (the default) is CMYK; 2 is any other four inks.
+            let inks = d.find_tag_unsigned::<u16>(Tag::Unknown(INK_SET)).map_err(|e| tag_error("InkSet", e))?;
+            if inks.is_some_and(|i| i != 1) {
+                return Err(CodecError::Unsupported("TIFF inks other than CMYK".into()));
+            }
+            (if matches!(ct, ColorType::CMYKA(_)) { Layout::Rgba } else { Layout::Rgb }, b, true)
+        }
         other => return Err(CodecError::Unsupported(format!("TIFF colour type {other:?}"))),
     };
     // One value a sample (or one for all): unsigned integers only.
@@ -266,7 +384,7 @@ fn samples(d: &mut Decoder<Cursor<&[u8]>>, compression: u16, photometric: Option
     if !supported {
         return Err(CodecError::Unsupported(format!("{bits}-bit TIFF samples of this kind")));
     }
-    Ok(Samples { layout, bits })
+    Ok(Samples { layout, bits, cmyk })
 }
 
 /// Decodes `want` (a rectangle on the 1/`scale` grid) from the page for that
@@ -297,12 +415,13 @@ pub fn decode(data: &[u8], pyramid: &Pyramid, want: Rect, scale: u32, max_pixels
                 let d = match &mut reader {
                     Some(d) => d,
                     None => {
+                        let ifd = page.ifd.ok_or_else(|| CodecError::Unsupported("TIFF SubIFD page".into()))?;
                         let mut d = decoder(data)?;
-                        d.seek_to_image(page.ifd).map_err(corrupt)?;
+                        d.seek_to_image(ifd).map_err(corrupt)?;
                         reader.insert(d)
                     }
                 };
-                other_chunk(d, page, index)?
+                other_chunk(d, page, index, pyramid.icc.as_deref())?
             };
             // Where the chunk sits on the page, and what of it the area takes.
             let (cx, cy) = (col * page.chunk_w, row * page.chunk_h);
@@ -364,26 +483,64 @@ fn jpeg_chunk(data: &[u8], page: &Page, index: usize, max_pixels: u64) -> Result
     super::jpeg::decode(&jpeg, &info, whole, 1, max_pixels)
 }
 
-fn other_chunk(d: &mut Decoder<Cursor<&[u8]>>, page: &Page, index: u32) -> Result<Pixels, CodecError> {
+/// Chunk `index` of `page` (deflate, LZW, PackBits, CCITT or none) as
+/// pixels of the page's layout: a planar page's planes interleaved, CMYK
+/// turned into sRGB (through `icc` when it is a CMYK profile).
+fn other_chunk(
+    d: &mut Decoder<Cursor<&[u8]>>,
+    page: &Page,
+    index: u32,
+    icc: Option<&[u8]>,
+) -> Result<Pixels, CodecError> {
     let s = page.samples;
-    let result = d.read_chunk(index).map_err(corrupt)?;
     // The `tiff` crate returns a chunk's data without the padding of the
     // last column and row of tiles or the last strip.
     let (col, row) = (index % page.columns(), index / page.columns());
     let w = page.chunk_w.min(page.width - col * page.chunk_w);
     let h = page.chunk_h.min(page.height - row * page.chunk_h);
-    let mut px = match (result, s.bits) {
+    let n = w as usize * h as usize;
+    let stored = s.stored();
+    let px = if page.planar {
+        // Plane p's chunk of this place is chunk p × (chunks a plane) + index.
+        let mut px = vec![0u8; n * stored];
+        for plane in 0..stored {
+            let chunk = index as usize + plane * page.chunks();
+            let v = samples_8(d.read_chunk(chunk as u32).map_err(corrupt)?, s.bits, w, h, n)?;
+            for (out, v) in px.chunks_exact_mut(stored).zip(v) {
+                out[plane] = v;
+            }
+        }
+        px
+    } else {
+        samples_8(d.read_chunk(index).map_err(corrupt)?, s.bits, w, h, n * stored)?
+    };
+    let px = if s.cmyk { cmyk_pixels(&px, s.layout, icc) } else { px };
+    Pixels::new(w, h, s.layout, px).map_err(|e| corrupt(e.to_string()))
+}
+
+/// A chunk's samples as 8-bit values, the first `len` of them.
+fn samples_8(result: DecodingResult, bits: u8, w: u32, h: u32, len: usize) -> Result<Vec<u8>, CodecError> {
+    let mut v = match (result, bits) {
         (DecodingResult::U8(v), 8) => v,
         (DecodingResult::U16(v), 16) => v.into_iter().map(to_8_bits).collect(),
         (DecodingResult::U8(v), 1) => unpack_bits(&v, w, h),
         _ => return Err(CodecError::Unsupported("TIFF sample type".into())),
     };
-    let len = w as usize * h as usize * s.layout.channels();
-    if px.len() < len {
+    if v.len() < len {
         return Err(CodecError::Corrupt("TIFF chunk shorter than its size".into()));
     }
-    px.truncate(len);
-    Pixels::new(w, h, s.layout, px).map_err(|e| corrupt(e.to_string()))
+    v.truncate(len);
+    Ok(v)
+}
+
+/// CMYK (or CMYK and alpha) samples as RGB (or RGBA), 0 being no ink.
+fn cmyk_pixels(px: &[u8], layout: Layout, icc: Option<&[u8]>) -> Vec<u8> {
+    if !layout.has_alpha() {
+        return super::colour::cmyk_to_srgb(px, icc, false);
+    }
+    let inks: Vec<u8> = px.chunks_exact(5).flat_map(|p| [p[0], p[1], p[2], p[3]]).collect();
+    let rgb = super::colour::cmyk_to_srgb(&inks, icc, false);
+    rgb.chunks_exact(3).zip(px.chunks_exact(5)).flat_map(|(c, p)| [c[0], c[1], c[2], p[4]]).collect()
 }
 
 /// A 16-bit sample to 8 bits, to nearest: round(v × 255 / 65535) = round(v / 257).

@@ -409,3 +409,11 @@ pub fn skip_missing_unless_set(required_by: &str, what: &str, fix: &str) {
     );
     eprintln!("SKIPPED: {what} is missing ({fix})");
 }
+
+/// Python with Pillow (and its ImageCms): the venv scripts/test.sh makes
+/// for the validators; `None` where it is missing.
+pub fn pillow_python() -> Option<std::path::PathBuf> {
+    let p = repo_path("target/tools/venv/bin/python");
+    let ok = Command::new(&p).args(["-c", "import PIL.ImageCms"]).output().is_ok_and(|o| o.status.success());
+    ok.then_some(p)
+}
