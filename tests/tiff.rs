@@ -301,6 +301,11 @@ async fn cmyk_pages_become_srgb_by_their_profile_or_the_device_formula_interleav
         && vips(d, &["cast", "wide.v", "wide16.v", "ushort"])
         && vips(d, &["copy", "wide16.v", "cmyk16.v", "--interpretation", "cmyk"])
         && vips(d, &["tiffsave", "cmyk16.v", "device16.tif", "--compression", "deflate"])
+        // Inks and an alpha (the picture's blue).
+        && vips(d, &["extract_band", "picture.png", "a.v", "2"])
+        && vips(d, &["bandjoin", "inks.v a.v", "inks-alpha.v"])
+        && vips(d, &["copy", "inks-alpha.v", "cmyka.v", "--interpretation", "cmyk"])
+        && vips(d, &["tiffsave", "cmyka.v", "device-alpha.tif", "--compression", "lzw"])
         // Through vips's built-in CMYK profile, embedded in the file.
         && vips(d, &["icc_export", "picture.png", "profiled.v", "--output-profile", "cmyk", "--intent", "perceptual"])
         && vips(d, &["tiffsave", "profiled.v", "profiled.tif", "--compression", "lzw", "--tile"]);
@@ -333,6 +338,13 @@ async fn cmyk_pages_become_srgb_by_their_profile_or_the_device_formula_interleav
         let r = get(&app, &format!("/iiif/2/{name}/50,70,120,90/full/0/default.png")).await;
         assert!(decode_any(r.body()) == crop(&want, 50, 70, 120, 90), "{name}: a region");
     }
+    // With alpha: kept beside the converted inks.
+    let r = get(&app, "/iiif/2/device-alpha.tif/full/full/0/default.png").await;
+    let got = decode_any(r.body());
+    assert_eq!(got.layout(), Layout::Rgba);
+    let with_alpha: Vec<u8> =
+        want.data().chunks(3).zip(px.data().chunks(3)).flat_map(|(c, p)| [c[0], c[1], c[2], p[2]]).collect();
+    assert!(got.data() == &with_alpha[..], "inks converted, alpha as stored");
     // With its profile, as Pillow converts it.
     let r = get(&app, "/iiif/2/profiled.tif/full/full/0/default.png").await;
     assert_eq!(r.status(), StatusCode::OK);
