@@ -588,10 +588,12 @@ impl DecodedTiles {
         let input = input.clone();
         let (whole, scale) = (plan.whole, plan.scale);
         let share = match (lease, &self.remote, tokio::runtime::Handle::try_current()) {
-            (Some(token), Some(r), Ok(h)) => {
+            (Some(token), Some(r), Ok(handle)) => {
+                let unit = unit_name(&claim.id);
                 // Kept alive while the decode waits for a worker and runs.
-                let renewal = r.renew_unit(&unit_name(&claim.id), &claim.id.file, &token);
-                Some((r.clone(), h, token, renewal))
+                let renewal = Some(r.renew_unit(&unit, &claim.id.file, &token));
+                let (remote, file) = (r.clone(), claim.id.file.clone());
+                Some(UnitShare { remote, handle, unit, file, token, renewal, pixels: None })
             }
             _ => None,
         };
@@ -604,10 +606,9 @@ impl DecodedTiles {
                 r = Err(CodecError::SourceChanged);
             }
             let out = r.map(Arc::new);
-            if let Some((remote, handle, token, renewal)) = share {
-                drop(renewal);
-                let id = &claim.id;
-                remote.put_unit_then_release(&handle, &unit_name(id), &id.file, out.as_ref().ok().cloned(), token);
+            if let Some(mut share) = share {
+                // Stored and the lease given back as it drops, now.
+                share.pixels = out.as_ref().ok().cloned();
             }
             let decoded = match (&out, &input.on_decoded) {
                 (Ok(p), Some(hook)) => {
@@ -642,6 +643,29 @@ impl DecodedTiles {
         let slot = Arc::new(Slot::default());
         pending.insert(id.clone(), slot.clone());
         Claimed::Mine(Claim { id: id.clone(), slot, shared: self.shared.clone(), finished: false })
+    }
+}
+
+/// A unit lease held while this instance decodes the unit for every
+/// instance. Dropped, it stops the renewal, stores `pixels` in the shared
+/// tier (when the decode gave some) and gives the lease back: after the
+/// decode, and also when the decode never ran (the pool refused its job,
+/// or it panicked), so other instances do not wait out the lease.
+struct UnitShare {
+    remote: Arc<crate::cache::shared::RedisTier>,
+    handle: tokio::runtime::Handle,
+    unit: String,
+    file: String,
+    token: String,
+    renewal: Option<crate::cache::shared::Renewal>,
+    pixels: Option<Arc<Pixels>>,
+}
+
+impl Drop for UnitShare {
+    fn drop(&mut self) {
+        drop(self.renewal.take());
+        let token = std::mem::take(&mut self.token);
+        self.remote.put_unit_then_release(&self.handle, &self.unit, &self.file, self.pixels.take(), token);
     }
 }
 

@@ -127,6 +127,62 @@ fn a_tile_one_instance_rendered_is_served_by_another_with_no_decode() {
     assert_eq!(metric(&b, "tessera_shared_tier_hits_total"), 1.0);
 }
 
+/// Unit leases held in `redis` now.
+fn unit_leases(redis: &Redis) -> usize {
+    let o = Command::new("redis-cli").args(["-p", &redis.port.to_string(), "--scan", "--pattern", "*:ul:*"]).output();
+    let o = o.expect("redis-cli (Debian's redis-tools, with redis-server)");
+    String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.is_empty()).count()
+}
+
+#[test]
+fn a_decode_the_full_pool_refuses_gives_its_unit_lease_back_at_once() {
+    use tessera::codec::jp2::{self, Container, EncodeInput, EncodeParams, Progression};
+    let Some(redis) = Redis::start() else { return };
+    let d = tempfile::tempdir().unwrap();
+    // 4096 × 1024 in codestream tiles of 512²: 16 units at full size.
+    let px = tessera::samples::generate::photo_like(4096, 1024, 3);
+    let p = EncodeParams {
+        tile_size: Some((512, 512)),
+        levels: 3,
+        lossless: false,
+        rate: Some(16.0),
+        layers: 1,
+        progression: Progression::Rpcl,
+        precincts: None,
+        container: Container::Jp2,
+    };
+    std::fs::write(d.path().join("t.jp2"), jp2::encode(&EncodeInput::from_pixels(&px), &p).unwrap()).unwrap();
+    let extra = [
+        ("TESSERA_SERVER__WORKERS", "1"),
+        ("TESSERA_SERVER__QUEUE", "1"),
+        ("TESSERA_CACHE__DECODED_AHEAD", "0"),
+        // Far longer than the test: a lease still there was not given back.
+        ("TESSERA_CACHE__SHARED__LEASE_MS", "60000"),
+    ];
+    let server = instance(d.path(), &redis, &extra);
+    assert_eq!(http_get(server.addr, "/iiif/2/t.jp2/info.json", &[]).unwrap().status, 200);
+    // One tile of each unit, all at once: one worker and one queue place.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let asks: Vec<_> = (0..16u32)
+            .map(|i| {
+                let path = format!("/iiif/2/t.jp2/{},{},256,256/256,/0/default.jpg", (i % 8) * 512, (i / 8) * 512);
+                s.spawn(move || http_get(server.addr, &path, &[]).unwrap().status)
+            })
+            .collect();
+        asks.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|&s| s == 200 || s == 503), "{statuses:?}");
+    assert!(statuses.contains(&503), "the pool refused some decodes: {statuses:?}");
+    // The decodes that ran gave theirs back as they ended; the refused ones
+    // as they were refused (not a minute later, when they run out).
+    assert!(within(Duration::from_secs(5), || unit_leases(&redis) == 0), "{} unit leases left", unit_leases(&redis));
+    // And a refused unit is decoded at once when asked again.
+    let again = format!("/iiif/2/t.jp2/{},{},256,256/256,/0/default.jpg", 7 * 512, 512);
+    let t = Instant::now();
+    assert_eq!(http_get(server.addr, &again, &[]).unwrap().status, 200);
+    assert!(t.elapsed() < Duration::from_secs(30), "no wait for a lease: {:?}", t.elapsed());
+}
+
 #[test]
 fn a_purge_on_one_instance_reaches_the_others_within_a_second() {
     let Some(redis) = Redis::start() else { return };
