@@ -251,6 +251,7 @@ async fn respond(
             peer,
             method: &parts.method,
             uri: &parts.uri,
+            version: parts.version,
             request_headers: &parts.headers,
             elapsed: started.elapsed(),
             id: &id,

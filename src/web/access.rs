@@ -58,9 +58,24 @@ pub struct Entry<'a> {
     pub peer: SocketAddr,
     pub method: &'a Method,
     pub uri: &'a Uri,
+    /// The request's protocol, as the combined log format's request line
+    /// names it.
+    pub version: http::Version,
     pub request_headers: &'a HeaderMap,
     pub elapsed: Duration,
     pub id: &'a HeaderValue,
+}
+
+/// The protocol as a request line writes it (`HTTP/2.0`, as Apache and
+/// nginx log an HTTP/2 request).
+fn protocol(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
 }
 
 /// Writes the access line for `response`. `json` picks the field form.
@@ -113,7 +128,7 @@ pub fn log(e: &Entry<'_>, response: &Response<Bytes>, json: bool) {
             line.push_str(part);
         }
         push_clf_time(line, std::time::SystemTime::now());
-        for part in ["] \"", e.method.as_str(), " ", path, " HTTP/1.1\" ", num.format(status), " "] {
+        for part in ["] \"", e.method.as_str(), " ", path, " ", protocol(e.version), "\" ", num.format(status), " "] {
             line.push_str(part);
         }
         line.push_str(num.format(bytes));
@@ -246,6 +261,10 @@ mod tests {
 
     /// The lines `log` writes for one hostile request, in each format.
     fn lines_of(json: bool) -> String {
+        lines_of_version(json, http::Version::HTTP_11)
+    }
+
+    fn lines_of_version(json: bool, version: http::Version) -> String {
         #[derive(Clone, Default)]
         struct Out(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
         impl std::io::Write for Out {
@@ -273,6 +292,7 @@ mod tests {
             peer: "10.0.0.7:4000".parse().unwrap(),
             method: &Method::GET,
             uri: &uri,
+            version,
             request_headers: &headers,
             elapsed: Duration::from_micros(1234),
             id: &id,
@@ -311,5 +331,17 @@ mod tests {
             rest,
             "\"GET /iiif/2/a%22b/info.json?q=1 HTTP/1.1\" 404 3 \"-\" \"probe \"quoted\" \\ agent/1.0\" 1.234ms tier=hot id=abc-1"
         );
+    }
+
+    #[test]
+    fn the_request_line_names_the_protocol_the_client_spoke() {
+        for (version, name) in [
+            (http::Version::HTTP_10, "HTTP/1.0"),
+            (http::Version::HTTP_11, "HTTP/1.1"),
+            (http::Version::HTTP_2, "HTTP/2.0"),
+        ] {
+            let text = lines_of_version(false, version);
+            assert!(text.contains(&format!("info.json?q=1 {name}\" 404 ")), "{text}");
+        }
     }
 }
