@@ -196,6 +196,17 @@ impl Gpu {
         bufs: JobBuffers,
         index: wgpu::SubmissionIndex,
     ) -> Result<Vec<u8>, GpuError> {
+        // This thread's scopes: an error of this job's mapping and readback
+        // is this job's, never another thread's.
+        let scopes = Scopes::push(&self.device);
+        let out = self.read_back(plan, bufs, index);
+        let scoped = scopes.pop();
+        scoped.and(out)
+    }
+
+    /// Waits for the submission, maps the readback, copies the output and
+    /// gives every buffer back to the pool.
+    fn read_back(&self, plan: &JobLayout, bufs: JobBuffers, index: wgpu::SubmissionIndex) -> Result<Vec<u8>, GpuError> {
         let (tx, rx) = mpsc::channel::<(Kind, bool)>();
         let tx_up = tx.clone();
         // Re-map the upload buffer so that it goes back to the pool ready to write.

@@ -539,6 +539,49 @@ fn concurrent_jobs_from_several_threads_all_match_the_cpu() {
 }
 
 #[test]
+fn a_device_error_outside_a_job_fails_no_job_running_meanwhile() {
+    // A device of its own: the errors below must not reach other tests.
+    let Some(g) = own_gpu() else { return };
+    let p = structured(300, 200, Layout::Rgb, 5);
+    let job = GpuJob { out_w: 150, out_h: 100, mirror: false, quarter_turns: 1, quality: GpuQuality::Keep, crop: None };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    /// Stops the error thread however the checks end (a failed assertion
+    /// must not leave the scope waiting on it).
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|s| {
+        // Another thread, in no job's scopes, keeps making invalid buffers
+        // (mapped for reading and writing at once): uncaptured errors.
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = g.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("invalid on purpose"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::MAP_WRITE,
+                    mapped_at_creation: false,
+                });
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        });
+        let stopping = Stop(&stop);
+        let before = g.uncaptured_errors();
+        for i in 0..20 {
+            let out = g.apply(&p, &job);
+            assert!(out.is_ok(), "job {i}: {out:?}");
+            check(&g, &p, &job);
+        }
+        let batch = g.apply_batch(&[(&p, job), (&p, job), (&p, job)]);
+        assert!(batch.iter().all(|r| r.is_ok()), "{batch:?}");
+        drop(stopping);
+        assert!(g.uncaptured_errors() > before, "the errors were raised, outside the jobs");
+    });
+}
+
+#[test]
 fn adapter_description_names_the_backend() {
     let Some(g) = gpu() else { return };
     let d = g.adapter_description();
