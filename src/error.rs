@@ -51,9 +51,12 @@ impl Error {
     pub fn not_implemented(public: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::NOT_IMPLEMENTED, public)
     }
-    /// 500: the source file could not be decoded. The public message stays generic.
+    /// 422: the source file could not be decoded (damaged, truncated past
+    /// repair, hostile), as imgproxy answers a broken source: the request
+    /// was well formed, the stored file is what fails. The public message
+    /// stays generic; the detail goes to the log.
     pub fn undecodable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "The source image could not be decoded").with_detail(detail)
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "The source image could not be decoded").with_detail(detail)
     }
     /// 500: something failed that is not the client's fault.
     pub fn internal(detail: impl Into<String>) -> Self {

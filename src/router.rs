@@ -138,7 +138,9 @@ impl App {
                 Route::NotFound => Err(Error::not_found_msg("Not found")),
             };
             result.unwrap_or_else(|e| {
-                if e.status().is_server_error() {
+                // A damaged source (422) is the operator's to mend, as a
+                // server error is: both are warnings.
+                if e.status().is_server_error() || e.status() == StatusCode::UNPROCESSABLE_ENTITY {
                     tracing::warn!(path, status = e.status().as_u16(), error = ?e, "request failed");
                 } else {
                     tracing::debug!(path, status = e.status().as_u16(), error = ?e, "request refused");

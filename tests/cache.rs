@@ -93,10 +93,10 @@ async fn a_failed_render_reaches_every_waiter_and_is_not_cached() {
         tasks.push(tokio::spawn(async move { get(&app, p).await.status() }));
     }
     for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(t.await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY);
     }
     assert_eq!(app.tiles.len(), 0, "nothing cached");
-    assert_eq!(get(&app, p).await.status(), StatusCode::INTERNAL_SERVER_ERROR, "tried again, not served from cache");
+    assert_eq!(get(&app, p).await.status(), StatusCode::UNPROCESSABLE_ENTITY, "tried again, not served from cache");
 }
 
 #[tokio::test]

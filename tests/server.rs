@@ -17,14 +17,14 @@ fn serves_tiles_over_http_and_survives_hostile_requests() {
     assert_eq!(ok.header("content-type"), Some("image/jpeg"));
     assert_eq!(decode_any(&ok.body).width(), 256);
     // Each hostile request and the answer it must get. A source that cannot
-    // be decoded is a fault of the stored file, not of the request: 500 with
-    // a generic message (Error::undecodable); a truncated JPEG decodes what
-    // it holds (libjpeg-turbo fills the rest), as a flipped one does.
+    // be decoded gets 422 with a generic message (Error::undecodable); a
+    // truncated JPEG decodes what it holds (libjpeg-turbo fills the rest),
+    // as a flipped one does.
     let hostile = [
         ("/iiif/2/../../../../etc/passwd/info.json", 404),
         ("/iiif/2/%2e%2e%2f%2e%2e%2fetc%2fpasswd/info.json", 404),
         ("/iiif/2/truncated.jpg/full/max/0/default.jpg", 200),
-        ("/iiif/2/garbage.jpg/info.json", 500),
+        ("/iiif/2/garbage.jpg/info.json", 422),
         ("/iiif/2/flipped.jpg/full/full/0/default.png", 200),
         ("/iiif/2/huge-header.png/full/max/0/default.jpg", 400),
         ("/iiif/2/photo/full/full/0/default.jpg%00", 400),
@@ -37,7 +37,7 @@ fn serves_tiles_over_http_and_survives_hostile_requests() {
         assert_eq!(r.status, want, "{p}");
         let body = String::from_utf8_lossy(&r.body);
         assert!(!body.contains(d.path().to_str().unwrap()), "{p} leaked a path");
-        if want == 500 {
+        if want == 422 {
             assert!(body.contains("could not be decoded"), "{p}: a generic public message, got {body}");
         }
     }
