@@ -241,6 +241,26 @@ impl DiskTier {
         }
     }
 
+    /// Queues a purge behind the writes already queued (so none of them
+    /// lands after it), never dropped. A full queue (a slow disk) is waited
+    /// out on a blocking thread, not on the caller's: purges come from
+    /// request handlers on the reactor.
+    fn queue_purge(&self, file: Option<u64>) {
+        match self.writes.try_send(WriteJob::Purge(file)) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(job)) => {
+                let writes = self.writes.clone();
+                let send = move || {
+                    let _ = writes.send(job);
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) => drop(h.spawn_blocking(send)),
+                    Err(_) => send(),
+                }
+            }
+        }
+    }
+
     /// Reads a tile (blocking).
     fn read(inner: &Inner, key: &TileKey) -> Option<Encoded> {
         let slot = inner.slot(key);
@@ -293,11 +313,11 @@ impl TileTier for DiskTier {
     // Purges go through the writer's queue: done off the reactor, and after
     // the writes queued before them.
     fn purge(&self, file: &str) {
-        let _ = self.writes.send(WriteJob::Purge(Some(fnv1a(&[file.as_bytes()]))));
+        self.queue_purge(Some(fnv1a(&[file.as_bytes()])));
     }
 
     fn purge_all(&self) {
-        let _ = self.writes.send(WriteJob::Purge(None));
+        self.queue_purge(None);
     }
 
     fn render_metrics(&self, out: &mut String) {
