@@ -118,7 +118,10 @@ fn log_errors(errors: &[CatalogueError]) {
 /// MD5 checksums of files, by path, size and modification time.
 #[derive(Default)]
 pub struct Checksums {
-    known: Mutex<HashMap<(PathBuf, u64, SystemTime), String>>,
+    /// Per file: the size and modification time its checksum was read at.
+    /// A changed file replaces its entry (one entry a file, however often
+    /// it changes).
+    known: Mutex<HashMap<PathBuf, (u64, SystemTime, String)>>,
 }
 
 impl Checksums {
@@ -126,13 +129,16 @@ impl Checksums {
     /// file keeps its size and modification time; None if it cannot be read.
     pub fn md5(&self, path: &Path) -> Option<String> {
         let meta = std::fs::metadata(path).ok()?;
-        let key = (path.to_path_buf(), meta.len(), meta.modified().ok()?);
-        if let Some(hex) = self.known.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Some(hex);
+        let (len, modified) = (meta.len(), meta.modified().ok()?);
+        let known = self.known.lock().ok().and_then(|m| m.get(path).cloned());
+        if let Some((l, t, hex)) = known {
+            if (l, t) == (len, modified) {
+                return Some(hex);
+            }
         }
         let hex = md5_of_file(path).map_err(|e| tracing::warn!(error = %e, "checksum not computed")).ok()?;
         if let Ok(mut m) = self.known.lock() {
-            m.insert(key, hex.clone());
+            m.insert(path.to_path_buf(), (len, modified, hex.clone()));
         }
         Some(hex)
     }
@@ -178,6 +184,7 @@ mod tests {
         assert_eq!(sums.len(), 1);
         std::fs::write(&p, "").unwrap();
         assert_eq!(sums.md5(&p).as_deref(), Some("d41d8cd98f00b204e9800998ecf8427e"), "new size: read again");
+        assert_eq!(sums.len(), 1, "the changed file's old checksum is not kept beside the new");
         assert_eq!(sums.md5(&t.path().join("missing")), None);
     }
 
