@@ -431,41 +431,55 @@ impl Gpu {
     /// [`BATCH_DEVICE_BYTES`] of buffers.
     pub fn apply_batch(&self, jobs: &[(&Pixels, GpuJob)]) -> Vec<Result<Pixels, GpuError>> {
         let mut results: Vec<Option<Result<Pixels, GpuError>>> = jobs.iter().map(|_| None).collect();
-        let mut ready = Vec::with_capacity(jobs.len());
+        // Jobs are prepared (their input parts cut out) one submission at a
+        // time, so host memory holds one submission's parts, not the batch's.
+        let mut group: Vec<(usize, Prepared)> = Vec::new();
+        let mut bytes = 0u64;
         for (i, (p, job)) in jobs.iter().enumerate() {
             if self.lost.load(Ordering::Acquire) {
                 results[i] = Some(Err(GpuError::Lost));
                 continue;
             }
-            match self.prepare(p, job) {
-                Ok(prepared) => ready.push((i, prepared)),
-                Err(e) => results[i] = Some(Err(e)),
-            }
-        }
-        let mut rest = &ready[..];
-        while !rest.is_empty() {
+            let prepared = match self.prepare(p, job) {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    results[i] = Some(Err(e));
+                    continue;
+                }
+            };
             // At least one job a submission, however large.
-            let mut bytes = rest[0].1.plan.device_bytes();
-            let mut n = 1;
-            while n < rest.len() && bytes + rest[n].1.plan.device_bytes() <= BATCH_DEVICE_BYTES {
-                bytes += rest[n].1.plan.device_bytes();
-                n += 1;
+            let size = prepared.plan.device_bytes();
+            if !group.is_empty() && bytes + size > BATCH_DEVICE_BYTES {
+                self.submit_group(jobs, std::mem::take(&mut group), &mut results);
+                bytes = 0;
             }
-            let (group, tail) = rest.split_at(n);
-            rest = tail;
-            let inputs: Vec<(&Pixels, &JobLayout)> =
-                group.iter().map(|(i, prepared)| (prepared.src(jobs[*i].0), &prepared.plan)).collect();
-            let outs = self.run_many(&inputs);
-            // A lost device during the submission fails all of it.
-            let device = self.checked(Ok(())).err();
-            for ((i, prepared), out) in group.iter().zip(outs) {
-                results[*i] = Some(match &device {
-                    Some(e) => Err(e.clone()),
-                    None => out.and_then(|data| prepared.output(data)),
-                });
-            }
+            bytes += size;
+            group.push((i, prepared));
+        }
+        if !group.is_empty() {
+            self.submit_group(jobs, group, &mut results);
         }
         results.into_iter().map(|r| r.unwrap_or_else(|| Err(GpuError::Device("job not run".into())))).collect()
+    }
+
+    /// One submission of [`Gpu::apply_batch`]: its results into `results`.
+    fn submit_group(
+        &self,
+        jobs: &[(&Pixels, GpuJob)],
+        group: Vec<(usize, Prepared)>,
+        results: &mut [Option<Result<Pixels, GpuError>>],
+    ) {
+        let inputs: Vec<(&Pixels, &JobLayout)> =
+            group.iter().map(|(i, prepared)| (prepared.src(jobs[*i].0), &prepared.plan)).collect();
+        let outs = self.run_many(&inputs);
+        // A lost device during the submission fails all of it.
+        let device = self.checked(Ok(())).err();
+        for ((i, prepared), out) in group.iter().zip(outs) {
+            results[*i] = Some(match &device {
+                Some(e) => Err(e.clone()),
+                None => out.and_then(|data| prepared.output(data)),
+            });
+        }
     }
 
     /// Checks a job before anything runs: its resize plan, the part of the
