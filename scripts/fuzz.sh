@@ -128,7 +128,7 @@ if command -v vips >/dev/null 2>&1 && [ -s "$T/src.ppm" ]; then
     v bandjoin_const "$T/src.pgm" "$I/gray-alpha.png" 200
     v copy "$T/src.ppm" "$T/src.png"
     # TIFF variants: every compression Tessera reads, tiled and striped,
-    # pyramidal, 16-bit, bilevel, with alpha.
+    # pyramidal, 16-bit, bilevel, with alpha, CMYK, planar, SubIFD pages.
     v tiffsave "$T/src.ppm" "$I/tiled-jpeg-pyramid.tif" --tile --tile-width 16 --tile-height 16 --pyramid --compression jpeg
     v tiffsave "$T/src.ppm" "$I/tiled-deflate.tif" --tile --tile-width 16 --tile-height 16 --compression deflate
     v tiffsave "$T/src.ppm" "$I/striped-lzw.tif" --compression lzw
@@ -137,6 +137,15 @@ if command -v vips >/dev/null 2>&1 && [ -s "$T/src.ppm" ]; then
     v tiffsave "$T/g16.v" "$I/gray16.tif" --compression deflate
     v tiffsave "$T/src.pgm" "$I/bilevel-g4.tif" --bitdepth 1 --compression ccittfax4
     v tiffsave "$I/rgba.png" "$I/rgba.tif" --tile --tile-width 16 --tile-height 16
+    # CMYK, JPEG pages as SubIFDs, and (with libtiff's tiffcp) planar.
+    v copy "$T/src.ppm" "$T/src.v"
+    v bandjoin_const "$T/src.v" "$T/inks.v" 40
+    v copy "$T/inks.v" "$T/cmyk.v" --interpretation cmyk
+    v tiffsave "$T/cmyk.v" "$I/cmyk.tif" --tile --tile-width 16 --tile-height 16 --compression lzw
+    v tiffsave "$T/src.ppm" "$I/subifd-jpeg.tif" --tile --tile-width 16 --tile-height 16 --pyramid --subifd --compression jpeg
+    if command -v tiffcp >/dev/null 2>&1; then
+        tiffcp -p separate -c zip "$I/cmyk.tif" "$I/cmyk-planar.tif" 2>/dev/null || true
+    fi
 fi
 
 if command -v opj_compress >/dev/null 2>&1; then

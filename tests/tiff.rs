@@ -387,6 +387,138 @@ async fn jpeg_pages_stored_as_subifds_serve_their_scales_and_pass_through() {
     assert_eq!(counter(&app, "tessera_decodes_total").await, 1.0);
 }
 
+#[tokio::test]
+async fn palette_pages_become_their_colours_with_every_compression_pillow_writes() {
+    let (dir, _) = folder(301, 203, false);
+    let d = dir.path();
+    let Some(py) = pillow_python() else {
+        skip_missing("Python with Pillow", "CI=true bash scripts/test.sh makes target/tools/venv");
+        return;
+    };
+    // 200 colours and 16 colours; every compression Pillow (libtiff) writes
+    // for palettes, in one strip; Pillow's own RGB of each file as the
+    // reference. Then libtiff's copies of each in strips of 23 rows and in
+    // tiles of 64², with the same compression.
+    let script = "import sys\nfrom PIL import Image\nsrc = Image.open('picture.png').convert('RGB')\n\
+        for n in (200, 16):\n\
+        \x20   p = src.quantize(n)\n\
+        \x20   for c in ('raw', 'packbits', 'tiff_lzw', 'tiff_adobe_deflate'):\n\
+        \x20       name = f'p{n}-{c}.tif'\n\
+        \x20       p.save(name, compression=c)\n\
+        \x20       Image.open(name).convert('RGB').save(f'ref-{name}.png')\n";
+    let o = Command::new(py).args(["-c", script]).current_dir(d).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut names = Vec::new();
+    for n in [200, 16] {
+        for c in ["raw", "packbits", "tiff_lzw", "tiff_adobe_deflate"] {
+            let name = format!("p{n}-{c}.tif");
+            let (strips, tiles) = (format!("strips-{name}"), format!("tiles-{name}"));
+            if !(tiffcp(d, &["-r", "23", &name, &strips]) && tiffcp(d, &["-t", "-w", "64", "-l", "64", &name, &tiles]))
+            {
+                return;
+            }
+            names.extend([(name.clone(), name.clone()), (strips, name.clone()), (tiles, name)]);
+        }
+    }
+    let app = app(d, "");
+    for (name, made_from) in names {
+        let want = decode_any(&std::fs::read(d.join(format!("ref-{made_from}.png"))).unwrap());
+        let r = get(&app, &format!("/iiif/2/{name}/full/full/0/default.png")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{name}: {}", String::from_utf8_lossy(r.body()));
+        assert!(decode_any(r.body()) == want, "{name}: Pillow's colours");
+        // A region across chunks, ending in the last (short) ones.
+        let r = get(&app, &format!("/iiif/2/{name}/40,150,200,53/full/0/default.png")).await;
+        assert!(decode_any(r.body()) == crop(&want, 40, 150, 200, 53), "{name}: a region");
+    }
+}
+
+#[test]
+fn damaged_palette_cmyk_planar_and_subifd_files_give_errors_or_pixels_never_a_panic() {
+    use rand::{Rng, SeedableRng};
+    let (dir, _) = folder(120, 90, false);
+    let d = dir.path();
+    let Some(py) = pillow_python() else {
+        skip_missing("Python with Pillow", "CI=true bash scripts/test.sh makes target/tools/venv");
+        return;
+    };
+    let script = "from PIL import Image\nImage.open('picture.png').convert('RGB').quantize(64)\
+        .save('palette.tif', compression='tiff_lzw')\n";
+    assert!(Command::new(py).args(["-c", script]).current_dir(d).status().unwrap().success());
+    let ok = tiffcp(d, &["-t", "-w", "32", "-l", "32", "palette.tif", "palette-tiled.tif"])
+        && vips(d, &["extract_band", "picture.png", "k.v", "1"])
+        && vips(d, &["bandjoin", "picture.png k.v", "inks.v"])
+        && vips(d, &["copy", "inks.v", "cmyk.v", "--interpretation", "cmyk"])
+        && vips(
+            d,
+            &[
+                "tiffsave",
+                "cmyk.v",
+                "cmyk.tif",
+                "--compression",
+                "deflate",
+                "--tile",
+                "--tile-width",
+                "32",
+                "--tile-height",
+                "32",
+            ],
+        )
+        && tiffcp(d, &["-p", "separate", "-c", "packbits", "cmyk.tif", "planar.tif"])
+        && vips(
+            d,
+            &[
+                "tiffsave",
+                "picture.png",
+                "sub.tif",
+                "--tile",
+                "--tile-width",
+                "32",
+                "--tile-height",
+                "32",
+                "--pyramid",
+                "--subifd",
+                "--compression",
+                "jpeg",
+            ],
+        );
+    if !ok {
+        return;
+    }
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(18);
+    let mut decoded = 0;
+    for name in ["palette.tif", "palette-tiled.tif", "cmyk.tif", "planar.tif", "sub.tif"] {
+        let good = std::fs::read(d.join(name)).unwrap();
+        let info = tessera::codec::probe(&good).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let whole = tessera::plan::Rect { x: 0, y: 0, w: 120, h: 90 };
+        assert!(tessera::codec::decode(&good, &info, whole, 1, 1 << 24).is_ok(), "{name}");
+        for i in 0..300 {
+            let mut bad = good.clone();
+            match i % 3 {
+                0 => bad.truncate(rng.random_range(0..good.len())),
+                1 => {
+                    for _ in 0..rng.random_range(1..8) {
+                        let at = rng.random_range(0..bad.len());
+                        bad[at] = rng.random();
+                    }
+                }
+                _ => {
+                    let at = rng.random_range(0..bad.len());
+                    let end = (at + rng.random_range(1..64)).min(bad.len());
+                    bad[at..end].fill(0xFF);
+                }
+            }
+            // A panic here fails the test; an error or some pixels are fine.
+            if let Ok(info) = tessera::codec::probe(&bad) {
+                let all = tessera::plan::Rect { x: 0, y: 0, w: info.width.min(4096), h: info.height.min(4096) };
+                for scale in [1, 2] {
+                    decoded += tessera::codec::decode(&bad, &info, all, scale, 1 << 24).is_ok() as u32;
+                }
+            }
+        }
+    }
+    assert!(decoded > 0, "some damage leaves a decodable file");
+}
+
 /// Asserts that `path` is answered with an error that names no file path.
 async fn refused(app: &std::sync::Arc<tessera::service::App>, folder: &Path, path: &str) {
     let r = get(app, path).await;

@@ -26,9 +26,11 @@
 //! photometric sense. CMYK pages (ink set CMYK, with or without alpha)
 //! become sRGB through the file's CMYK profile, or the device formula
 //! without one (`colour::cmyk_to_srgb`). Planar (separate) pages are read a
-//! plane at a time and interleaved. Palettes (the `tiff` crate does not
-//! decode them), CMYK in JPEG chunks, planar JPEG and floating point are
-//! refused as unsupported.
+//! plane at a time and interleaved. Palette pages (1, 2, 4 or 8-bit
+//! indices), which the `tiff` crate does not decode, are inflated here
+//! (none, PackBits, LZW through weezl, deflate through flate2) and looked
+//! up. CMYK in JPEG chunks, planar JPEG, predictors on palette pages and
+//! floating point are refused as unsupported.
 
 use std::io::Cursor;
 
@@ -81,6 +83,9 @@ pub struct Page {
     pub byte_counts: Vec<u64>,
     /// The JPEGTables tag: quantisation and Huffman tables the chunks share.
     pub jpeg_tables: Option<Vec<u8>>,
+    /// A palette page's colours, 8-bit RGB triples by index (its samples
+    /// are indices, decoded by [`palette_chunk`]).
+    pub palette: Option<Vec<u8>>,
 }
 
 /// How a page's samples map to [`Layout`].
@@ -262,6 +267,7 @@ fn jpeg_sub_page(tags: &mut IfdDecoder<'_>, full: (u32, u32)) -> Option<Page> {
         offsets,
         byte_counts,
         jpeg_tables: tags.get_tag_u8_vec(Tag::JPEGTables).ok(),
+        palette: None,
     };
     page.check_chunks().ok()?;
     Some(page)
@@ -321,7 +327,12 @@ fn read_page(d: &mut Decoder<Cursor<&[u8]>>, ifd: usize, factor: u32) -> Result<
     let photometric = d
         .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
         .map_err(|e| tag_error("PhotometricInterpretation", e))?;
-    let samples = samples(d, compression, photometric)?;
+    let (samples, palette) = if photometric == Some(PhotometricInterpretation::RGBPalette.to_u16()) {
+        let (samples, colours) = palette(d, compression)?;
+        (samples, Some(colours))
+    } else {
+        (samples(d, compression, photometric)?, None)
+    };
     let ptr = d.ifd_pointer().ok_or_else(|| CodecError::Corrupt("TIFF page without a directory".into()))?;
     let dir = d.read_directory(ptr).map_err(corrupt)?;
     let mut tags = d.read_directory_tags(&dir);
@@ -341,6 +352,7 @@ fn read_page(d: &mut Decoder<Cursor<&[u8]>>, ifd: usize, factor: u32) -> Result<
         offsets,
         byte_counts,
         jpeg_tables,
+        palette,
     };
     page.check_chunks()?;
     Ok(page)
@@ -411,6 +423,8 @@ pub fn decode(data: &[u8], pyramid: &Pyramid, want: Rect, scale: u32, max_pixels
             let index = row * page.columns() + col;
             let chunk = if page.compression == JPEG {
                 jpeg_chunk(data, page, index as usize, max_pixels)?
+            } else if let Some(colours) = &page.palette {
+                palette_chunk(data, page, colours, index)?
             } else {
                 let d = match &mut reader {
                     Some(d) => d,
@@ -543,6 +557,130 @@ fn cmyk_pixels(px: &[u8], layout: Layout, icc: Option<&[u8]>) -> Vec<u8> {
     rgb.chunks_exact(3).zip(px.chunks_exact(5)).flat_map(|(c, p)| [c[0], c[1], c[2], p[4]]).collect()
 }
 
+/// TIFF compression codes a palette page may use (the chunks are inflated
+/// here: the `tiff` crate decodes no palette page).
+const NONE: u16 = 1;
+const LZW: u16 = 5;
+const DEFLATE: u16 = 8;
+const DEFLATE_OLD: u16 = 32946;
+const PACKBITS: u16 = 32773;
+
+/// A palette page's samples (RGB out) and its colour map as 8-bit RGB
+/// triples: 1, 2, 4 or 8-bit indices, one sample a pixel, uncompressed,
+/// PackBits, LZW or deflate, no predictor.
+fn palette(d: &mut Decoder<Cursor<&[u8]>>, compression: u16) -> Result<(Samples, Vec<u8>), CodecError> {
+    let unsupported = |what: &str| Err(CodecError::Unsupported(format!("palette TIFF {what}")));
+    let bits = d.find_tag_unsigned::<u16>(Tag::BitsPerSample).map_err(|e| tag_error("BitsPerSample", e))?.unwrap_or(1);
+    let spp = d.find_tag_unsigned::<u16>(Tag::SamplesPerPixel).map_err(|e| tag_error("SamplesPerPixel", e))?;
+    let predictor = d.find_tag_unsigned::<u16>(Tag::Predictor).map_err(|e| tag_error("Predictor", e))?;
+    if !matches!(bits, 1 | 2 | 4 | 8) || spp.is_some_and(|n| n != 1) {
+        return unsupported("with these samples");
+    }
+    if !matches!(compression, NONE | LZW | DEFLATE | DEFLATE_OLD | PACKBITS) || predictor.is_some_and(|p| p != 1) {
+        return unsupported("with this compression");
+    }
+    let map = d.get_tag_u16_vec(Tag::ColorMap).map_err(|e| tag_error("ColorMap", e))?;
+    let n = 1usize << bits;
+    if map.len() < 3 * n {
+        return Err(CodecError::Corrupt("TIFF colour map shorter than its indices".into()));
+    }
+    // Stored as all reds, all greens, all blues, 16 bits each, written as
+    // v × 256 by most writers: the high byte, as libtiff reads it (and the
+    // value itself from old writers that stored 8-bit values, all < 256).
+    let eight_bit = map[..3 * n].iter().all(|&v| v < 256);
+    let to_8 = |v: u16| if eight_bit { v as u8 } else { (v >> 8) as u8 };
+    let colours = (0..n).flat_map(|i| [map[i], map[n + i], map[2 * n + i]].map(to_8)).collect();
+    Ok((Samples { layout: Layout::Rgb, bits: bits as u8, cmyk: false }, colours))
+}
+
+/// Chunk `index` of a palette page as RGB pixels: inflated, its indices
+/// unpacked and looked up.
+fn palette_chunk(data: &[u8], page: &Page, colours: &[u8], index: u32) -> Result<Pixels, CodecError> {
+    let (col, row) = (index % page.columns(), index / page.columns());
+    let w = page.chunk_w.min(page.width - col * page.chunk_w);
+    let h = page.chunk_h.min(page.height - row * page.chunk_h);
+    // Tiles are stored whole (padded); a strip holds its own rows.
+    let rows = if page.tiled { page.chunk_h } else { h };
+    let row_bytes = (page.chunk_w as usize * page.samples.bits as usize).div_ceil(8);
+    let want = row_bytes * rows as usize;
+    let raw = inflate(chunk_bytes(data, page, index as usize)?, page.compression, want)?;
+    if raw.len() < row_bytes * h as usize {
+        return Err(CodecError::Corrupt("TIFF chunk shorter than its size".into()));
+    }
+    let bits = page.samples.bits as usize;
+    let mut px = Vec::with_capacity(w as usize * h as usize * 3);
+    for line in raw.chunks(row_bytes).take(h as usize) {
+        for x in 0..w as usize {
+            let bit = x * bits;
+            let i = (line[bit / 8] >> (8 - bits - bit % 8)) as usize & ((1 << bits) - 1);
+            px.extend_from_slice(&colours[i * 3..i * 3 + 3]);
+        }
+    }
+    Pixels::new(w, h, Layout::Rgb, px).map_err(|e| corrupt(e.to_string()))
+}
+
+/// A chunk's bytes decompressed, at most `want` of them (a chunk that would
+/// inflate beyond its size is cut there, never grown without bound).
+fn inflate(chunk: &[u8], compression: u16, want: usize) -> Result<Vec<u8>, CodecError> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(want);
+    match compression {
+        NONE => out.extend_from_slice(&chunk[..chunk.len().min(want)]),
+        PACKBITS => unpack_packbits(chunk, want, &mut out),
+        LZW => {
+            let mut d = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
+            out.resize(want, 0);
+            let (mut read, mut written) = (0, 0);
+            while written < want {
+                let r = d.decode_bytes(&chunk[read..], &mut out[written..]);
+                read += r.consumed_in;
+                written += r.consumed_out;
+                match r.status {
+                    Ok(weezl::LzwStatus::Ok) if r.consumed_in + r.consumed_out > 0 => {}
+                    Ok(_) => break,
+                    // A damaged tail after the data the chunk needs is
+                    // common and harmless; short output is caught below.
+                    Err(e) if written == 0 => return Err(corrupt(format!("LZW: {e}"))),
+                    Err(_) => break,
+                }
+            }
+            out.truncate(written);
+        }
+        _ => {
+            flate2::read::ZlibDecoder::new(chunk)
+                .take(want as u64)
+                .read_to_end(&mut out)
+                .map_err(|e| corrupt(format!("deflate: {e}")))?;
+        }
+    }
+    Ok(out)
+}
+
+/// PackBits (Apple's run-length code, TIFF compression 32773).
+fn unpack_packbits(mut src: &[u8], want: usize, out: &mut Vec<u8>) {
+    while out.len() < want {
+        let Some((&n, rest)) = src.split_first() else { break };
+        src = rest;
+        match n as i8 {
+            // n + 1 literal bytes.
+            0..=127 => {
+                let take = (n as usize + 1).min(src.len());
+                out.extend_from_slice(&src[..take]);
+                src = &src[take..];
+            }
+            // The next byte 1 - n times.
+            -127..=-1 => {
+                let Some((&b, rest)) = src.split_first() else { break };
+                src = rest;
+                out.extend(std::iter::repeat_n(b, (1 - n as i8 as isize) as usize));
+            }
+            // -128: no operation.
+            _ => {}
+        }
+    }
+    out.truncate(want);
+}
+
 /// A 16-bit sample to 8 bits, to nearest: round(v × 255 / 65535) = round(v / 257).
 pub fn to_8_bits(v: u16) -> u8 {
     ((v as u32 + 128) / 257) as u8
@@ -620,6 +758,58 @@ mod tests {
             let exact = v as f64 * 255.0 / 65535.0;
             assert_eq!(to_8_bits(v), exact.round() as u8, "{v}");
         }
+    }
+
+    /// A one-chunk uncompressed palette page of `w × h` over `data`.
+    fn palette_page(w: u32, h: u32, bits: u8, compression: u16, len: usize, colours: Vec<u8>) -> Page {
+        Page {
+            ifd: Some(0),
+            factor: 1,
+            width: w,
+            height: h,
+            chunk_w: w,
+            chunk_h: h,
+            tiled: false,
+            compression,
+            samples: Samples { layout: Layout::Rgb, bits, cmyk: false },
+            planar: false,
+            offsets: vec![0],
+            byte_counts: vec![len as u64],
+            jpeg_tables: None,
+            palette: Some(colours),
+        }
+    }
+
+    #[test]
+    fn sub_byte_palette_indices_unpack_most_significant_first_with_row_padding() {
+        // Colour i is (i, 2i, 3i).
+        let colours = |n: usize| (0..n).flat_map(|i| [i as u8, 2 * i as u8, 3 * i as u8]).collect::<Vec<u8>>();
+        // 4-bit, 3 pixels a row (two bytes, the last nibble padding): 1 2 3 / 15 0 7.
+        let data = [0x12, 0x30, 0xF0, 0x70];
+        let page = palette_page(3, 2, 4, NONE, data.len(), colours(16));
+        let px = palette_chunk(&data, &page, page.palette.as_deref().unwrap(), 0).unwrap();
+        assert_eq!(px.data(), &[1, 2, 3, 2, 4, 6, 3, 6, 9, 15, 30, 45, 0, 0, 0, 7, 14, 21]);
+        // 2-bit, 5 pixels a row: 0 1 2 3 | 1 (then padding).
+        let data = [0b0001_1011, 0b0100_0000];
+        let page = palette_page(5, 1, 2, NONE, data.len(), colours(4));
+        let px = palette_chunk(&data, &page, page.palette.as_deref().unwrap(), 0).unwrap();
+        assert_eq!(px.data(), &[0, 0, 0, 1, 2, 3, 2, 4, 6, 3, 6, 9, 1, 2, 3]);
+    }
+
+    #[test]
+    fn packbits_runs_and_literals_expand_and_stop_at_the_size() {
+        // Literal of 3, run of 4 × 0xAA, no-op, literal of 1.
+        let src = [2, 1, 2, 3, 0xFD, 0xAA, 0x80, 0, 9];
+        let mut out = Vec::new();
+        unpack_packbits(&src, 100, &mut out);
+        assert_eq!(out, [1, 2, 3, 0xAA, 0xAA, 0xAA, 0xAA, 9]);
+        // Never more than asked, however long the runs.
+        let mut out = Vec::new();
+        unpack_packbits(&[0x81, 7, 0x81, 7, 0x81, 7], 5, &mut out);
+        assert_eq!(out, [7; 5]);
+        // A palette chunk that is shorter than its rows is refused.
+        let page = palette_page(4, 4, 8, PACKBITS, 2, vec![0; 768]);
+        assert!(palette_chunk(&[0xFD, 1], &page, page.palette.as_deref().unwrap(), 0).is_err());
     }
 
     #[test]
