@@ -348,7 +348,8 @@ fn read_page(d: &mut Decoder<Cursor<&[u8]>>, ifd: usize, factor: u32) -> Result<
         tiled,
         compression,
         samples,
-        planar,
+        // One index a pixel: a planar palette page is stored as a chunky one.
+        planar: planar && palette.is_none(),
         offsets,
         byte_counts,
         jpeg_tables,
