@@ -342,20 +342,8 @@ async fn hostile_jp2_files_get_errors_and_the_server_keeps_serving() {
 }
 
 fn tiled_sample(dir: &Path) {
-    let (w, h) = (2000, 1500);
-    let px = tessera::samples::generate::photo_like(w, h, 5);
-    let input = EncodeInput::from_pixels(&px);
-    let p = EncodeParams {
-        tile_size: Some((512, 512)),
-        levels: 5,
-        lossless: false,
-        rate: Some(16.0),
-        layers: 2,
-        progression: Progression::Rpcl,
-        precincts: None,
-        container: Container::Jp2,
-    };
-    std::fs::write(dir.join("tiled.jp2"), jp2::encode(&input, &p).unwrap()).unwrap();
+    let px = tessera::samples::generate::photo_like(2000, 1500, 5);
+    std::fs::write(dir.join("tiled.jp2"), tiled_jp2(&px, 512)).unwrap();
 }
 
 #[tokio::test]

@@ -136,22 +136,11 @@ fn unit_leases(redis: &Redis) -> usize {
 
 #[test]
 fn a_decode_the_full_pool_refuses_gives_its_unit_lease_back_at_once() {
-    use tessera::codec::jp2::{self, Container, EncodeInput, EncodeParams, Progression};
     let Some(redis) = Redis::start() else { return };
     let d = tempfile::tempdir().unwrap();
     // 4096 × 1024 in codestream tiles of 512²: 16 units at full size.
     let px = tessera::samples::generate::photo_like(4096, 1024, 3);
-    let p = EncodeParams {
-        tile_size: Some((512, 512)),
-        levels: 3,
-        lossless: false,
-        rate: Some(16.0),
-        layers: 1,
-        progression: Progression::Rpcl,
-        precincts: None,
-        container: Container::Jp2,
-    };
-    std::fs::write(d.path().join("t.jp2"), jp2::encode(&EncodeInput::from_pixels(&px), &p).unwrap()).unwrap();
+    std::fs::write(d.path().join("t.jp2"), tiled_jp2(&px, 512)).unwrap();
     let extra = [
         ("TESSERA_SERVER__WORKERS", "1"),
         ("TESSERA_SERVER__QUEUE", "1"),

@@ -18,19 +18,25 @@ use http::StatusCode;
 use tessera::iiif::Format;
 use tessera::pixels::{Layout, Pixels};
 
-/// Runs `vips ARGS...` in `dir`; false (the test skips) where vips is not
-/// installed, a failure under CI.
-fn vips(dir: &Path, args: &[&str]) -> bool {
-    match Command::new("vips").args(args).current_dir(dir).output() {
+/// Runs `PROGRAM ARGS...` in `dir`, which must succeed; false (the test
+/// skips) where the program is not installed (Debian's `package`), a
+/// failure under CI.
+fn tool(dir: &Path, program: &str, package: &str, args: &[&str]) -> bool {
+    match Command::new(program).args(args).current_dir(dir).output() {
         Ok(o) => {
-            assert!(o.status.success(), "vips {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(o.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
             true
         }
         Err(_) => {
-            skip_missing("vips", "apt-get install libvips-tools");
+            skip_missing(program, &format!("apt-get install {package}"));
             false
         }
     }
+}
+
+/// `vips ARGS...` in `dir` (see [`tool`]).
+fn vips(dir: &Path, args: &[&str]) -> bool {
+    tool(dir, "vips", "libvips-tools", args)
 }
 
 /// A folder holding `picture.png` (a photo-like picture of `w × h`, or with
@@ -242,20 +248,10 @@ async fn a_pyramids_pages_serve_their_scales_and_any_region_matches_libvips() {
     assert_eq!(decode_any(r.body()).width(), 100);
 }
 
-/// Runs `tiffcp ARGS...` (libtiff's copier: planar TIFFs, which vips does
-/// not write) in `dir`; false (the test skips) where it is not installed,
-/// a failure under CI.
+/// `tiffcp ARGS...` in `dir` (libtiff's copier: planar, re-stripped and
+/// re-tiled copies, which vips does not write; see [`tool`]).
 fn tiffcp(dir: &Path, args: &[&str]) -> bool {
-    match Command::new("tiffcp").args(args).current_dir(dir).output() {
-        Ok(o) => {
-            assert!(o.status.success(), "tiffcp {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-            true
-        }
-        Err(_) => {
-            skip_missing("tiffcp", "apt-get install libtiff-tools");
-            false
-        }
-    }
+    tool(dir, "tiffcp", "libtiff-tools", args)
 }
 
 #[tokio::test]

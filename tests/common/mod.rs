@@ -417,3 +417,20 @@ pub fn pillow_python() -> Option<std::path::PathBuf> {
     let ok = Command::new(&p).args(["-c", "import PIL.ImageCms"]).output().is_ok_and(|o| o.status.success());
     ok.then_some(p)
 }
+
+/// `px` as a lossy JP2 in codestream tiles of `tile`² (5 levels, 2 layers,
+/// RPCL): the archival shape whose tiles the decoded-unit store keeps.
+pub fn tiled_jp2(px: &tessera::pixels::Pixels, tile: u32) -> Vec<u8> {
+    use tessera::codec::jp2::{self, Container, EncodeInput, EncodeParams, Progression};
+    let p = EncodeParams {
+        tile_size: Some((tile, tile)),
+        levels: 5,
+        lossless: false,
+        rate: Some(16.0),
+        layers: 2,
+        progression: Progression::Rpcl,
+        precincts: None,
+        container: Container::Jp2,
+    };
+    jp2::encode(&EncodeInput::from_pixels(px), &p).unwrap()
+}
