@@ -129,7 +129,7 @@ pub struct Cors {
 #[serde(deny_unknown_fields)]
 pub struct TransformCfg {
     pub backend: String,
-    pub gpu_min_pixels: u64,
+    pub gpu_min_pixels: crate::transform::MinPixels,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -570,6 +570,28 @@ mod tests {
             let c = Config::load(None).map_err(|e| e.to_string())?;
             assert_eq!(c.server.port, 9999);
             assert_eq!(c.cors.allowed_origins, vec!["https://a.example"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    // figment's own `Jail` API returns its large error type.
+    #[allow(clippy::result_large_err)]
+    fn the_gpu_crossover_is_measured_by_default_or_fixed_by_a_number() {
+        use crate::transform::MinPixels;
+        let c = Config::from_toml_over_defaults("").unwrap();
+        assert_eq!((c.transform.backend.as_str(), c.transform.gpu_min_pixels), ("auto", MinPixels::Measure));
+        let c = Config::from_toml_over_defaults("[transform]\ngpu_min_pixels = 0").unwrap();
+        assert_eq!(c.transform.gpu_min_pixels, MinPixels::Pixels(0));
+        let e = Config::from_toml_over_defaults("[transform]\ngpu_min_pixels = \"fast\"").unwrap_err();
+        assert!(e.to_string().contains("gpu_min_pixels"), "{e}");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TESSERA_TRANSFORM__GPU_MIN_PIXELS", "4096");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.transform.gpu_min_pixels, MinPixels::Pixels(4096));
+            jail.set_env("TESSERA_TRANSFORM__GPU_MIN_PIXELS", "measure");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.transform.gpu_min_pixels, MinPixels::Measure);
             Ok(())
         });
     }

@@ -260,3 +260,31 @@ pub fn render_http_source(out: &mut String, h: &crate::source::http::HttpSource)
         h.stored_bytes()
     );
 }
+
+/// Appends the GPU backend's figures (Prometheus text format): the
+/// crossover of each kind of job (`+Inf`: none goes to the GPU), whether it
+/// is still being measured, and device errors outside any job.
+pub fn render_gpu(out: &mut String, backend: &crate::transform::Backend) {
+    use crate::transform::{crossover, JobKind};
+    use std::fmt::Write;
+    let crate::transform::Backend::Gpu { gpu, crossover: c } = backend else { return };
+    let _ = writeln!(
+        out,
+        "# HELP tessera_gpu_crossover_pixels Smallest transform job (input pixels) sent to the GPU, by kind of job; +Inf: none\n# TYPE tessera_gpu_crossover_pixels gauge"
+    );
+    for kind in [JobKind::Resize, JobKind::Copy] {
+        let min = c.min_pixels(kind);
+        let shown = if min == crossover::NEVER { "+Inf".to_string() } else { min.to_string() };
+        let _ = writeln!(out, "tessera_gpu_crossover_pixels{{kind=\"{}\"}} {shown}", kind.label());
+    }
+    let measuring = (c.origin() == crossover::Origin::Measuring) as u8;
+    let _ = writeln!(
+        out,
+        "# HELP tessera_gpu_crossover_measuring 1 while the crossover is being measured (every job on the CPU meanwhile)\n# TYPE tessera_gpu_crossover_measuring gauge\ntessera_gpu_crossover_measuring {measuring}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tessera_gpu_uncaptured_errors_total GPU device errors raised outside any job\n# TYPE tessera_gpu_uncaptured_errors_total counter\ntessera_gpu_uncaptured_errors_total {}",
+        gpu.uncaptured_errors()
+    );
+}

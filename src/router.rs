@@ -165,6 +165,7 @@ impl App {
 
     fn metrics_response(&self) -> Response<Bytes> {
         let mut body = self.metrics.render(&self.tiles, &self.pool, self.flights.in_flight());
+        crate::metrics::render_gpu(&mut body, &self.backend);
         if let Some(h) = self.sources.http() {
             crate::metrics::render_http_source(&mut body, h);
         }

@@ -2,13 +2,18 @@
 //! the IIIF Image API defines. Each step is a pure function over [`Pixels`];
 //! nothing here knows of HTTP, files or codecs.
 
+pub mod crossover;
 pub mod gpu;
 pub mod quality;
 pub mod resize;
 pub mod rotate;
 
+use std::sync::Arc;
+
 use crate::model::{Format, Quality, Rotation};
 use crate::pixels::Pixels;
+
+pub use crossover::{Crossover, JobKind, MinPixels};
 
 /// The transform part of a plan.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -37,36 +42,71 @@ pub fn apply_cpu(p: Pixels, spec: &TransformSpec) -> Pixels {
 }
 
 /// The transform backend chosen at start.
-// One per process, held by the app: the size of its GPU variant costs nothing.
-#[allow(clippy::large_enum_variant)]
 pub enum Backend {
     Cpu,
-    Gpu { gpu: gpu::Gpu, min_pixels: u64 },
+    /// A GPU, taking the jobs at or above their kind's crossover.
+    Gpu {
+        gpu: Arc<gpu::Gpu>,
+        crossover: Arc<Crossover>,
+    },
 }
 
 impl Backend {
     /// Chooses from `transform.backend`: "cpu"; "gpu" (any adapter, software
     /// included; falls back to the CPU with a warning if none exists); "auto"
-    /// (hardware adapters only).
-    pub fn choose(kind: &str, min_pixels: u64) -> Backend {
+    /// (hardware adapters only). With a GPU and `min_pixels` =
+    /// [`MinPixels::Measure`], the crossover is measured on a thread of its
+    /// own ([`crossover::measure`]) while the server starts; every job runs
+    /// on the CPU until it is known. The choice and its reason are logged.
+    pub fn choose(kind: &str, min_pixels: MinPixels) -> Backend {
         if kind == "cpu" {
+            tracing::info!("transform backend: CPU (transform.backend = cpu)");
             return Backend::Cpu;
+        }
+        // A machine without a hardware adapter gets none later: look once
+        // a process (an app built again, as tests do, asks again).
+        static NO_HARDWARE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        if kind != "gpu" {
+            if let Some(reason) = NO_HARDWARE.get() {
+                tracing::info!(%reason, "transform backend: CPU (no hardware GPU)");
+                return Backend::Cpu;
+            }
         }
         let opts = gpu::GpuOptions { allow_software: kind == "gpu" };
         match gpu::Gpu::new(&opts) {
             Ok(g) => {
-                tracing::info!(adapter = %g.adapter_description(), software = g.is_software(), "transform backend: GPU");
-                Backend::Gpu { gpu: g, min_pixels }
+                let g = Arc::new(g);
+                let crossover = match min_pixels {
+                    MinPixels::Pixels(n) => {
+                        tracing::info!(adapter = %g.adapter_description(), software = g.is_software(), min_pixels = n, "transform backend: GPU above a fixed size");
+                        Arc::new(Crossover::fixed(n))
+                    }
+                    MinPixels::Measure => {
+                        tracing::info!(adapter = %g.adapter_description(), software = g.is_software(), "transform backend: GPU found; measuring where it beats the CPU (the CPU takes every job meanwhile)");
+                        let c = Arc::new(Crossover::measuring());
+                        spawn_measure(Arc::clone(&g), Arc::clone(&c));
+                        c
+                    }
+                };
+                Backend::Gpu { gpu: g, crossover }
             }
             Err(e) => {
                 if kind == "gpu" {
                     tracing::warn!(error = %e, "transform.backend = gpu but no adapter: using the CPU");
                 } else {
                     tracing::info!(reason = %e, "transform backend: CPU (no hardware GPU)");
+                    if matches!(e, gpu::GpuError::NoAdapter(_)) {
+                        let _ = NO_HARDWARE.set(e.to_string());
+                    }
                 }
                 Backend::Cpu
             }
         }
+    }
+
+    /// A GPU backend taking every job of at least `min_pixels` (tests, benches).
+    pub fn gpu_fixed(gpu: Arc<gpu::Gpu>, min_pixels: u64) -> Backend {
+        Backend::Gpu { gpu, crossover: Arc::new(Crossover::fixed(min_pixels)) }
     }
 
     pub fn name(&self) -> &'static str {
@@ -75,26 +115,72 @@ impl Backend {
             Backend::Gpu { .. } => "gpu",
         }
     }
+
+    /// The crossover in use, with a GPU.
+    pub fn crossover(&self) -> Option<&Crossover> {
+        match self {
+            Backend::Cpu => None,
+            Backend::Gpu { crossover, .. } => Some(crossover),
+        }
+    }
+}
+
+/// Measures both crossovers on a thread of its own and publishes them.
+fn spawn_measure(gpu: Arc<gpu::Gpu>, crossover: Arc<Crossover>) {
+    let run = move || {
+        let resize = crossover::measure(&gpu, JobKind::Resize, crossover::SERIES_BUDGET);
+        let copy = crossover::measure(&gpu, JobKind::Copy, crossover::SERIES_BUDGET);
+        let (r, c) = (crossover::decide(&resize.samples), crossover::decide(&copy.samples));
+        crossover.set_measured(r, c);
+        let shown = |n: u64| if n == crossover::NEVER { "never".to_string() } else { format!("{n} px") };
+        if r == crossover::NEVER && c == crossover::NEVER {
+            tracing::info!(resize = %resize.summary(), copy = %copy.summary(), "GPU crossover measured: the GPU is not faster than the CPU at any size measured; every transform stays on the CPU");
+        } else {
+            tracing::info!(resize_from = %shown(r), copy_from = %shown(c), resize = %resize.summary(), copy = %copy.summary(), "GPU crossover measured: jobs from these input sizes go to the GPU");
+        }
+    };
+    if let Err(e) = std::thread::Builder::new().name("tessera-crossover".into()).spawn(run) {
+        tracing::warn!(error = %e, "could not start the GPU crossover measurement; every transform stays on the CPU");
+    }
+}
+
+/// Whether `spec` on a `width × height` input needs a resize pass (else it
+/// is a copy: mirror, quarter turns, quality).
+fn job_kind(width: u32, height: u32, spec: &TransformSpec) -> JobKind {
+    let cropped = resize::effective_crop(spec.src_crop, width, height).is_some();
+    if cropped || (spec.width, spec.height) != (width, height) {
+        JobKind::Resize
+    } else {
+        JobKind::Copy
+    }
 }
 
 /// [`apply`] for many images at once, as one decoded area cut into tiles
 /// asks. On a GPU the quarter-turn jobs go in one batch (one submission,
 /// one wait: [`gpu::Gpu::apply_batch`]) when their pixels together reach
-/// `min_pixels`, which a batch of small tiles does where one tile would
-/// not; the rest, and any job the GPU fails, run on the CPU. Result `i` is
-/// item `i`'s.
+/// the crossover of their kind, which a batch of small tiles does where
+/// one tile would not (resize and copy jobs are counted apart, each
+/// against its own crossover); the rest, and any job the GPU fails, run on
+/// the CPU. Result `i` is item `i`'s.
 pub fn apply_batch(items: Vec<(Pixels, TransformSpec)>, backend: &Backend) -> Vec<(Pixels, Ran)> {
-    let Backend::Gpu { gpu, min_pixels } = backend else {
+    let Backend::Gpu { gpu, crossover } = backend else {
         return items.into_iter().map(|(p, spec)| (apply_cpu(p, &spec), Ran::Cpu)).collect();
     };
-    let jobs: Vec<Option<gpu::GpuJob>> = items.iter().map(|(_, spec)| gpu_job(spec)).collect();
-    let pixels: u64 = items
-        .iter()
-        .zip(&jobs)
-        .filter(|(_, j)| j.is_some())
-        .map(|((p, _), _)| p.width() as u64 * p.height() as u64)
-        .sum();
-    if pixels < *min_pixels {
+    let kinds: Vec<JobKind> = items.iter().map(|(p, spec)| job_kind(p.width(), p.height(), spec)).collect();
+    let mut jobs: Vec<Option<gpu::GpuJob>> = items.iter().map(|(_, spec)| gpu_job(spec)).collect();
+    for kind in [JobKind::Resize, JobKind::Copy] {
+        let pixels: u64 = items
+            .iter()
+            .zip(&jobs)
+            .zip(&kinds)
+            .filter(|((_, j), k)| j.is_some() && **k == kind)
+            .map(|(((p, _), _), _)| p.width() as u64 * p.height() as u64)
+            .sum();
+        if !crossover.takes(kind, pixels) {
+            jobs.iter_mut().zip(&kinds).filter(|(_, k)| **k == kind).for_each(|(j, _)| *j = None);
+        }
+    }
+    if jobs.iter().all(Option::is_none) {
         return items.into_iter().map(|(p, spec)| (apply_cpu(p, &spec), Ran::Cpu)).collect();
     }
     let batch: Vec<(&Pixels, gpu::GpuJob)> =
@@ -152,12 +238,13 @@ pub enum Ran {
 
 /// Applies the transform on the chosen backend: on the GPU when there is
 /// one, the rotation is a quarter turn (any reduce level and sub-pixel
-/// source crop), and the input has at least `min_pixels`; else on the CPU.
+/// source crop), and the input reaches the crossover of its kind
+/// ([`crossover`]); else on the CPU.
 /// A GPU job that fails (device lost, out of memory, over the adapter's
 /// limits) is redone on the CPU; it never fails the request.
 pub fn apply(p: Pixels, spec: &TransformSpec, backend: &Backend) -> (Pixels, Ran) {
-    if let Backend::Gpu { gpu, min_pixels } = backend {
-        let big = (p.width() as u64 * p.height() as u64) >= *min_pixels;
+    if let Backend::Gpu { gpu, crossover } = backend {
+        let big = crossover.takes(job_kind(p.width(), p.height(), spec), p.width() as u64 * p.height() as u64);
         if let (true, Some(job)) = (big, gpu_job(spec)) {
             match gpu.apply(&p, &job) {
                 Ok(out) => return (out, Ran::Gpu),

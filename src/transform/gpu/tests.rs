@@ -314,7 +314,7 @@ fn reduced_decodes_go_to_the_gpu_and_match_the_cpu() {
     use crate::model::{Format, Quality, Rotation};
     use crate::transform::{apply, apply_cpu, Backend, Ran, TransformSpec};
     let Some(g) = own_gpu() else { return };
-    let backend = Backend::Gpu { gpu: g, min_pixels: 0 };
+    let backend = Backend::gpu_fixed(std::sync::Arc::new(g), 0);
     let p = structured(300, 200, Layout::Rgb, 9);
     let spec = TransformSpec {
         width: 128,
@@ -587,4 +587,54 @@ fn adapter_description_names_the_backend() {
     let d = g.adapter_description();
     assert!(!d.is_empty());
     assert!(d.contains(&format!("{:?}", g.info.backend)), "{d}");
+}
+
+#[test]
+fn a_measured_crossover_sends_a_job_to_the_gpu_only_where_it_was_faster() {
+    use crate::transform::crossover::{self, decide, JobKind, Origin, NEVER};
+    use crate::transform::{apply, Backend, MinPixels, Ran, TransformSpec};
+    use std::time::{Duration, Instant};
+    let Some(g) = own_gpu() else { return };
+    let software = g.is_software();
+    let series = crossover::measure(&g, JobKind::Resize, crossover::SERIES_BUDGET);
+    assert!(!series.samples.is_empty(), "{series:?}");
+    eprintln!("{}: {}", g.adapter_description(), series.summary());
+    if software {
+        // lavapipe runs the shaders on the same cores, tens of times slower
+        // than fast_image_resize: no size may go to it.
+        assert_eq!(decide(&series.samples), NEVER, "{}", series.summary());
+        assert!(series.stopped.is_some(), "a losing series stops early: {}", series.summary());
+    }
+
+    // The backend as the server builds it: every job on the CPU while it
+    // measures, then by the crossover it found.
+    let backend = Backend::choose("gpu", MinPixels::Measure);
+    let Some(c) = backend.crossover() else { panic!("no GPU backend on an adapter that works") };
+    let p = structured(1024, 768, Layout::Rgb, 3);
+    let spec = TransformSpec {
+        width: 512,
+        height: 384,
+        rotation: crate::model::Rotation { degrees: 0.0, mirror: false },
+        quality: crate::model::Quality::Default,
+        format: crate::model::Format::Jpg,
+        src_crop: None,
+    };
+    let waited = Instant::now();
+    while c.origin() == Origin::Measuring {
+        assert!(waited.elapsed() < Duration::from_secs(120), "the measurement did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut text = String::new();
+    crate::metrics::render_gpu(&mut text, &backend);
+    assert!(text.contains("tessera_gpu_crossover_measuring 0"), "{text}");
+    let ran = apply(p.clone(), &spec, &backend).1;
+    if software {
+        assert_eq!(c.min_pixels(JobKind::Resize), NEVER);
+        assert_eq!(c.min_pixels(JobKind::Copy), NEVER);
+        assert!(text.contains("tessera_gpu_crossover_pixels{kind=\"resize\"} +Inf"), "{text}");
+        assert_eq!(ran, Ran::Cpu);
+    } else {
+        let expect = if c.takes(JobKind::Resize, 1024 * 768) { Ran::Gpu } else { Ran::Cpu };
+        assert_eq!(ran, expect);
+    }
 }
