@@ -44,7 +44,7 @@ fn photo(w: u32, h: u32) -> Pixels {
 }
 
 fn bench(c: &mut Criterion) {
-    let gpu = match Gpu::new(&GpuOptions { allow_software: true }) {
+    let gpu = match Gpu::new(&GpuOptions { allow_software: true, resident_bytes: 0 }) {
         Ok(g) => {
             println!("GPU adapter: {} (software: {})", g.adapter_description(), g.is_software());
             Some(g)
@@ -93,7 +93,7 @@ fn bench(c: &mut Criterion) {
 /// CPU cuts and resizes each; the GPU does them one job each, then all in
 /// one batch (one submission, one wait).
 fn bench_batch(c: &mut Criterion) {
-    let gpu = Gpu::new(&GpuOptions { allow_software: true }).ok();
+    let gpu = Gpu::new(&GpuOptions { allow_software: true, resident_bytes: 0 }).ok();
     let unit = photo(4096, 4096);
     let tiles: Vec<(u32, u32)> = (0..64).map(|i| ((i % 8) * 512, (i / 8) * 512)).collect();
     let job = |(x, y): (u32, u32)| GpuJob {

@@ -39,8 +39,10 @@ struct Params {
     src_stride: u32,
     // Bytes per row written by resize_v (a multiple of 4).
     dst_stride: u32,
-    // resize_v: byte offset of the bound `src` range within the whole input
-    // (large inputs are bound in bands of rows).
+    // Raw sources: the bound `src` range's start minus the input's first
+    // byte (wrapping u32 arithmetic: it is "negative" when the binding starts
+    // at the alignment boundary before the input, as inside a resident unit;
+    // positive for resize_v's bands of rows of a large input).
     src_base: u32,
     // resize_v: first output row of this band (rows row0..dst_h).
     row0: u32,
@@ -82,7 +84,7 @@ fn load_pixel(x: u32, y: u32) -> vec4<u32> {
     if (c == 0u) {
         return unpack_rgba(src[y * params.src_w + x]);
     }
-    let b = y * params.src_stride + x * c;
+    let b = y * params.src_stride + x * c - params.src_base;
     if (c == 4u) {
         return unpack_rgba(src[b >> 2u]);
     }

@@ -130,6 +130,7 @@ pub struct Cors {
 pub struct TransformCfg {
     pub backend: String,
     pub gpu_min_pixels: crate::transform::MinPixels,
+    pub gpu_resident_bytes: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

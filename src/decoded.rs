@@ -185,6 +185,19 @@ impl TilePlan {
         matches!(self.tiles.as_slice(), [(only, _)] if only == id)
     }
 
+    /// The plan's rectangle inside `unit` (x, y, width, height in the
+    /// unit's pixels), when the plan is cut from that one unit alone and
+    /// lies wholly inside its decoded pixels.
+    pub fn rect_in(&self, unit: &Pixels) -> Option<(u32, u32, u32, u32)> {
+        let [(_, full)] = self.tiles.as_slice() else { return None };
+        let tr = full.at_scale(self.scale, self.image.0, self.image.1);
+        let want = self.want;
+        let (x, y) = (want.x.checked_sub(tr.x)?, want.y.checked_sub(tr.y)?);
+        let fits = u64::from(x) + u64::from(want.w) <= u64::from(unit.width())
+            && u64::from(y) + u64::from(want.h) <= u64::from(unit.height());
+        fits.then_some((x, y, want.w, want.h))
+    }
+
     /// Cuts the plan's rectangle from its decoded tiles (in plan order).
     pub fn assemble(&self, tiles: &[Arc<Pixels>]) -> Result<Pixels, CodecError> {
         let want = self.want;
@@ -810,6 +823,10 @@ mod tests {
             let plan = d.plan(&info, "f", version(), r, 1, u64::MAX).expect("virtual tiles");
             let tiles = d.get_or_decode(&pool, &inp, &plan).await.expect("fetch");
             assert_eq!(plan.assemble(&tiles).expect("cut").data(), &crop(&px, r)[..], "region {i}");
+            // The same rectangle named inside its one unit (what a GPU reads
+            // from the unit kept on the device).
+            let (x, y, w, h) = plan.rect_in(&tiles[0]).expect("one unit holds it");
+            assert_eq!(tiles[0].crop(x, y, w, h).data(), &crop(&px, r)[..], "region {i} in its unit");
         }
         assert_eq!(inp.decodes.get(), 1, "one decode for the sixteen regions of one unit");
         let r = rect(40, 40, 60, 50);
@@ -817,6 +834,7 @@ mod tests {
         assert_eq!(plan.tiles.len(), 4);
         let tiles = d.get_or_decode(&pool, &inp, &plan).await.expect("fetch");
         assert_eq!(plan.assemble(&tiles).expect("cut").data(), &crop(&px, r)[..]);
+        assert_eq!(plan.rect_in(&tiles[0]), None, "four units: no one unit holds it");
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //! one tile each worker is encoding). A unit whose job finds the
 //! background queue full is not tiled; its tiles render on demand.
 //!
-//! On a GPU backend the first job of a unit cuts and transforms all its
-//! tiles at once (one submission, one wait: `transform::apply_batch`), and
+//! On a GPU backend the first job of a unit transforms all its tiles at
+//! once (one submission, one wait, the unit uploaded once and kept on the
+//! device while hot: `transform::apply_in`), and
 //! each job after that encodes one transformed tile; on the CPU each tile
 //! is cut, transformed and encoded in its own job.
 //!
@@ -36,6 +37,7 @@ use crate::iiif::{self, ApiVersion, ImageRequest, Quality, Region, Rotation, Siz
 use crate::pixels::Pixels;
 use crate::plan::{Limits, Plan, Rect};
 use crate::source::SourceVersion;
+use crate::transform::gpu::Rect4;
 
 /// Where eager tiles go, and what makes them.
 pub trait Sink: Send + Sync + 'static {
@@ -47,9 +49,11 @@ pub trait Sink: Send + Sync + 'static {
     /// (a GPU: one submission and one wait for them all) than each with
     /// its encode.
     fn batches(&self) -> bool;
-    /// Transforms cut tiles together, each as [`Sink::encode`] would.
-    fn transform_all(&self, cut: Vec<(Pixels, &Plan)>) -> Vec<Pixels>;
-    /// Encodes pixels [`Sink::transform_all`] transformed.
+    /// Transforms rectangles `(x, y, w, h)` of one unit together, each as
+    /// [`Sink::encode`] would transform it cut out; `None` when a rectangle
+    /// lies outside the unit.
+    fn transform_in(&self, unit: &Arc<Pixels>, items: Vec<(Rect4, &Plan)>) -> Option<Vec<Pixels>>;
+    /// Encodes pixels [`Sink::transform_in`] transformed.
     fn encode_transformed(&self, pixels: &Pixels, plan: &Plan) -> Option<Encoded>;
     /// Keeps an encoded tile (memory cache, disk tier) and counts it;
     /// `took` is the time spent cutting and encoding it.
@@ -220,25 +224,27 @@ fn run_batch<S: Sink>(sink: Arc<S>, mut batch: Batch) {
     }));
 }
 
-/// Cuts every tile of the batch not cached yet and transforms them all in
-/// one call; each tile keeps its pixels for its own encode job.
+/// Transforms every tile of the batch not cached yet in one call, as
+/// rectangles of the unit (on a GPU the unit is uploaded once and stays on
+/// the device while hot); each tile keeps its pixels for its own encode job.
 fn transform_all<S: Sink>(sink: &S, batch: &mut Batch) {
     let t = Instant::now();
     let mut kept = Vec::new();
-    let mut cut = Vec::new();
+    let mut rects = Vec::new();
     for p in std::mem::take(&mut batch.tiles) {
         if sink.is_cached(&p.key) {
             continue;
         }
-        if let Ok(px) = p.cut.assemble(std::slice::from_ref(&batch.unit.pixels)) {
-            cut.push(px);
+        if let Some(r) = p.cut.rect_in(&batch.unit.pixels) {
+            rects.push(r);
             kept.push(p);
         }
     }
     if kept.is_empty() {
         return;
     }
-    let done = sink.transform_all(cut.into_iter().zip(&kept).map(|(px, p)| (px, &p.plan)).collect());
+    let items = rects.into_iter().zip(&kept).map(|(r, p)| (r, &p.plan)).collect();
+    let Some(done) = sink.transform_in(&batch.unit.pixels, items) else { return };
     let each = t.elapsed() / kept.len() as u32;
     for (p, px) in kept.iter_mut().zip(done) {
         p.ready = Some((px, each));

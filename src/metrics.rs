@@ -263,7 +263,8 @@ pub fn render_http_source(out: &mut String, h: &crate::source::http::HttpSource)
 
 /// Appends the GPU backend's figures (Prometheus text format): the
 /// crossover of each kind of job (`+Inf`: none goes to the GPU), whether it
-/// is still being measured, and device errors outside any job.
+/// is still being measured, the decoded units kept on the device, and
+/// device errors outside any job.
 pub fn render_gpu(out: &mut String, backend: &crate::transform::Backend) {
     use crate::transform::{crossover, JobKind};
     use std::fmt::Write;
@@ -282,6 +283,28 @@ pub fn render_gpu(out: &mut String, backend: &crate::transform::Backend) {
         out,
         "# HELP tessera_gpu_crossover_measuring 1 while the crossover is being measured (every job on the CPU meanwhile)\n# TYPE tessera_gpu_crossover_measuring gauge\ntessera_gpu_crossover_measuring {measuring}"
     );
+    let r = gpu.resident_stats();
+    let resident = [
+        ("tessera_gpu_resident_bytes", "gauge", "Device memory held by decoded units kept on the GPU", r.bytes),
+        ("tessera_gpu_resident_max_bytes", "gauge", "Bound on that memory (transform.gpu_resident_bytes)", r.max_bytes),
+        ("tessera_gpu_resident_units", "gauge", "Decoded units kept on the GPU", r.units as u64),
+        (
+            "tessera_gpu_resident_hits_total",
+            "counter",
+            "GPU jobs that found their decoded unit on the device already",
+            r.hits,
+        ),
+        ("tessera_gpu_resident_uploads_total", "counter", "Decoded units uploaded to stay on the device", r.uploads),
+        (
+            "tessera_gpu_resident_evictions_total",
+            "counter",
+            "Decoded units dropped from the device to make room",
+            r.evictions,
+        ),
+    ];
+    for (name, kind, help, v) in resident {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    }
     let _ = writeln!(
         out,
         "# HELP tessera_gpu_uncaptured_errors_total GPU device errors raised outside any job\n# TYPE tessera_gpu_uncaptured_errors_total counter\ntessera_gpu_uncaptured_errors_total {}",

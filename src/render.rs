@@ -92,14 +92,22 @@ pub fn finish_on(
     encode(&p, plan, s, m)
 }
 
-/// Transforms the cut tiles of one decoded area together (on a GPU, one
-/// batch: [`transform::apply_batch`]); each then goes to [`encode`]. The
-/// batch's time is counted evenly against its tiles.
-pub fn transform_batch(items: Vec<(Pixels, &Plan)>, m: &Metrics, backend: &transform::Backend) -> Vec<Pixels> {
+/// Transforms rectangles of one decoded unit together (on a GPU, one
+/// batch reading the unit where it stays on the device:
+/// [`transform::apply_in`]); each then goes to [`encode`]. The batch's time
+/// is counted evenly against its items. `None` when a rectangle lies
+/// outside the unit.
+pub fn transform_in(
+    unit: &Arc<Pixels>,
+    items: Vec<(transform::gpu::Rect4, &Plan)>,
+    m: &Metrics,
+    backend: &transform::Backend,
+) -> Option<Vec<Pixels>> {
     let t = Instant::now();
     let n = items.len();
-    let specs = items.into_iter().map(|(p, plan)| (p, transform_spec(plan))).collect();
-    let out: Vec<Pixels> = transform::apply_batch(specs, backend)
+    let specs: Vec<_> = items.into_iter().map(|(r, plan)| (r, transform_spec(plan))).collect();
+    let out: Vec<Pixels> = transform::apply_in(unit, &specs, backend)
+        .ok()?
         .into_iter()
         .map(|(p, ran)| {
             count(m, ran);
@@ -110,7 +118,28 @@ pub fn transform_batch(items: Vec<(Pixels, &Plan)>, m: &Metrics, backend: &trans
     for _ in 0..n {
         m.observe(Stage::Transform, each);
     }
-    out
+    Some(out)
+}
+
+/// A cut that one unit holds, rendered on a GPU backend from that unit
+/// (kept on the device while hot: [`transform::apply_in`]) rather than cut
+/// on the CPU and uploaded; `None` for any other cut or backend.
+fn finish_in_unit(
+    cut: &Cut,
+    plan: &Plan,
+    s: &RenderSettings,
+    m: &Metrics,
+    backend: &transform::Backend,
+) -> Option<Result<Encoded, Error>> {
+    if !matches!(backend, transform::Backend::Gpu { .. }) {
+        return None;
+    }
+    let [unit] = cut.tiles.as_slice() else { return None };
+    let rect = cut.plan.rect_in(unit)?;
+    m.observe(Stage::Decode, cut.waited);
+    let mut out = transform_in(unit, vec![(rect, plan)], m, backend)?;
+    let p = out.pop()?;
+    Some(encode(&p, plan, s, m))
 }
 
 /// Encodes transformed pixels in the plan's format.
@@ -181,7 +210,12 @@ pub fn render(
     backend: &transform::Backend,
 ) -> Result<Encoded, Error> {
     let pixels = match input {
-        Input::Cut(cut) => cut.pixels(m)?,
+        Input::Cut(cut) => {
+            if let Some(done) = finish_in_unit(cut, plan, s, m, backend) {
+                return done;
+            }
+            cut.pixels(m)?
+        }
         Input::Decode { data, info } => {
             if let Some(tile) = stored_tile(data.as_ref(), info, plan) {
                 if !data.intact() {

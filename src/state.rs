@@ -123,7 +123,11 @@ impl App {
         let catalogue = cfg.presentation.enabled.then(|| {
             crate::presentation::live::LiveCatalogue::load(&cfg.presentation.catalogue_root, &cfg.source.root)
         });
-        let backend = crate::transform::Backend::choose(&cfg.transform.backend, cfg.transform.gpu_min_pixels);
+        let backend = crate::transform::Backend::choose(
+            &cfg.transform.backend,
+            cfg.transform.gpu_min_pixels,
+            cfg.transform.gpu_resident_bytes,
+        );
         metrics.gpu_backend.set((backend.name() == "gpu") as i64);
         let settings = RenderSettings {
             jpeg_quality: cfg.output.jpeg_quality,
@@ -242,8 +246,12 @@ impl crate::eager::Sink for App {
         matches!(self.backend, crate::transform::Backend::Gpu { .. })
     }
 
-    fn transform_all(&self, cut: Vec<(crate::pixels::Pixels, &plan::Plan)>) -> Vec<crate::pixels::Pixels> {
-        render::transform_batch(cut, &self.metrics, &self.backend)
+    fn transform_in(
+        &self,
+        unit: &Arc<crate::pixels::Pixels>,
+        items: Vec<(crate::transform::gpu::Rect4, &plan::Plan)>,
+    ) -> Option<Vec<crate::pixels::Pixels>> {
+        render::transform_in(unit, items, &self.metrics, &self.backend)
     }
 
     fn encode_transformed(&self, pixels: &crate::pixels::Pixels, plan: &plan::Plan) -> Option<Encoded> {

@@ -90,6 +90,17 @@ async fn on_a_gpu_a_units_tiles_are_transformed_in_one_batch_and_match_the_cpu()
         assert_eq!(r.body(), want.body(), "tile ({x}, {y}): the GPU batch's bytes and the CPU's");
     }
     assert_eq!(app.metrics.decodes.get(), 1, "the neighbours came from the cache");
+    // The batch uploaded the unit once and it stays on the device: another
+    // size of a region inside it is resized there, with nothing uploaded.
+    assert_eq!(metric(&app, "tessera_gpu_resident_uploads_total").await, 1);
+    assert_eq!(metric(&app, "tessera_gpu_resident_units").await, 1);
+    let r = get(&app, &tile(0, 0, 512, 300)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.body(), get(&cpu, &tile(0, 0, 512, 300)).await.body(), "a resize read from the resident unit");
+    assert_eq!(app.metrics.gpu_jobs.get(), 4);
+    assert_eq!(metric(&app, "tessera_gpu_resident_uploads_total").await, 1, "nothing uploaded again");
+    assert!(metric(&app, "tessera_gpu_resident_hits_total").await >= 1);
+    assert_eq!(app.metrics.decodes.get(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,11 +54,12 @@ pub enum Backend {
 impl Backend {
     /// Chooses from `transform.backend`: "cpu"; "gpu" (any adapter, software
     /// included; falls back to the CPU with a warning if none exists); "auto"
-    /// (hardware adapters only). With a GPU and `min_pixels` =
+    /// (hardware adapters only). Decoded units may hold `resident_bytes` of
+    /// device memory while hot ([`apply_in`]). With a GPU and `min_pixels` =
     /// [`MinPixels::Measure`], the crossover is measured on a thread of its
     /// own ([`crossover::measure`]) while the server starts; every job runs
     /// on the CPU until it is known. The choice and its reason are logged.
-    pub fn choose(kind: &str, min_pixels: MinPixels) -> Backend {
+    pub fn choose(kind: &str, min_pixels: MinPixels, resident_bytes: u64) -> Backend {
         if kind == "cpu" {
             tracing::info!("transform backend: CPU (transform.backend = cpu)");
             return Backend::Cpu;
@@ -72,7 +73,7 @@ impl Backend {
                 return Backend::Cpu;
             }
         }
-        let opts = gpu::GpuOptions { allow_software: kind == "gpu" };
+        let opts = gpu::GpuOptions { allow_software: kind == "gpu", resident_bytes };
         match gpu::Gpu::new(&opts) {
             Ok(g) => {
                 let g = Arc::new(g);
@@ -155,54 +156,96 @@ fn job_kind(width: u32, height: u32, spec: &TransformSpec) -> JobKind {
     }
 }
 
-/// [`apply`] for many images at once, as one decoded area cut into tiles
-/// asks. On a GPU the quarter-turn jobs go in one batch (one submission,
-/// one wait: [`gpu::Gpu::apply_batch`]) when their pixels together reach
-/// the crossover of their kind, which a batch of small tiles does where
-/// one tile would not (resize and copy jobs are counted apart, each
-/// against its own crossover); the rest, and any job the GPU fails, run on
-/// the CPU. Result `i` is item `i`'s.
-pub fn apply_batch(items: Vec<(Pixels, TransformSpec)>, backend: &Backend) -> Vec<(Pixels, Ran)> {
-    let Backend::Gpu { gpu, crossover } = backend else {
-        return items.into_iter().map(|(p, spec)| (apply_cpu(p, &spec), Ran::Cpu)).collect();
+/// [`apply`] for many rectangles `(x, y, w, h)` of one decoded unit at
+/// once, as a unit the decoded cache holds is cut into tiles or regions.
+/// On a GPU the quarter-turn jobs go in one batch (one submission, one
+/// wait) reading the unit where it stays on the device while hot
+/// ([`gpu::Gpu::apply_in`]: the next jobs on it upload nothing), when
+/// their pixels together reach the crossover of their kind, which a batch
+/// of small tiles does where one tile would not (resize and copy jobs are
+/// counted apart, each against its own crossover); the rest, and any job
+/// the GPU fails, are cut and run on the CPU. Result `i` is item `i`'s. A
+/// rectangle outside the unit fails the call before any work.
+pub fn apply_in(
+    unit: &Arc<Pixels>,
+    items: &[(gpu::Rect4, TransformSpec)],
+    backend: &Backend,
+) -> Result<Vec<(Pixels, Ran)>, OutsideUnit> {
+    let fits = |&((x, y, w, h), _): &(gpu::Rect4, TransformSpec)| {
+        u64::from(x) + u64::from(w) <= u64::from(unit.width())
+            && u64::from(y) + u64::from(h) <= u64::from(unit.height())
     };
-    let kinds: Vec<JobKind> = items.iter().map(|(p, spec)| job_kind(p.width(), p.height(), spec)).collect();
-    let mut jobs: Vec<Option<gpu::GpuJob>> = items.iter().map(|(_, spec)| gpu_job(spec)).collect();
+    if !items.iter().all(fits) {
+        return Err(OutsideUnit);
+    }
+    let on_cpu = |(x, y, w, h): gpu::Rect4, spec: &TransformSpec| apply_cpu(unit.crop(x, y, w, h), spec);
+    let Backend::Gpu { gpu, crossover } = backend else {
+        return Ok(items.iter().map(|(r, spec)| (on_cpu(*r, spec), Ran::Cpu)).collect());
+    };
+    let dims: Vec<(u32, u32, &TransformSpec)> = items.iter().map(|((_, _, w, h), spec)| (*w, *h, spec)).collect();
+    let jobs = route(&dims, crossover);
+    if jobs.iter().all(Option::is_none) {
+        return Ok(items.iter().map(|(r, spec)| (on_cpu(*r, spec), Ran::Cpu)).collect());
+    }
+    let batch: Vec<(gpu::Rect4, gpu::GpuJob)> =
+        items.iter().zip(&jobs).filter_map(|((r, _), j)| j.map(|j| (*r, j))).collect();
+    let done = gpu.apply_in(unit, &batch);
+    Ok(merge(&jobs, done, |i| Some(on_cpu(items[i].0, &items[i].1))))
+}
+
+/// A rectangle asked of a decoded unit lies outside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("rectangle outside its decoded unit")]
+pub struct OutsideUnit;
+
+/// Which items go to the GPU: the quarter-turn jobs of each kind, when the
+/// pixels of that kind's jobs together reach its crossover.
+fn route(items: &[(u32, u32, &TransformSpec)], crossover: &Crossover) -> Vec<Option<gpu::GpuJob>> {
+    let kinds: Vec<JobKind> = items.iter().map(|(w, h, spec)| job_kind(*w, *h, spec)).collect();
+    let mut jobs: Vec<Option<gpu::GpuJob>> = items.iter().map(|(_, _, spec)| gpu_job(spec)).collect();
     for kind in [JobKind::Resize, JobKind::Copy] {
         let pixels: u64 = items
             .iter()
             .zip(&jobs)
             .zip(&kinds)
             .filter(|((_, j), k)| j.is_some() && **k == kind)
-            .map(|(((p, _), _), _)| p.width() as u64 * p.height() as u64)
+            .map(|(((w, h, _), _), _)| u64::from(*w) * u64::from(*h))
             .sum();
         if !crossover.takes(kind, pixels) {
             jobs.iter_mut().zip(&kinds).filter(|(_, k)| **k == kind).for_each(|(j, _)| *j = None);
         }
     }
-    if jobs.iter().all(Option::is_none) {
-        return items.into_iter().map(|(p, spec)| (apply_cpu(p, &spec), Ran::Cpu)).collect();
-    }
-    let batch: Vec<(&Pixels, gpu::GpuJob)> =
-        items.iter().zip(&jobs).filter_map(|((p, _), j)| j.map(|j| (p, j))).collect();
-    let mut done = gpu.apply_batch(&batch).into_iter();
+    jobs
+}
+
+/// The results of a batch: item `i` from the GPU's results in order when
+/// it had a job there and that job succeeded, else from `cpu(i)`. One
+/// warning a batch for the jobs the GPU failed.
+fn merge(
+    jobs: &[Option<gpu::GpuJob>],
+    done: Vec<Result<Pixels, gpu::GpuError>>,
+    mut cpu: impl FnMut(usize) -> Option<Pixels>,
+) -> Vec<(Pixels, Ran)> {
+    let mut done = done.into_iter();
     let mut failed: Option<(gpu::GpuError, usize)> = None;
-    let out = items
-        .into_iter()
-        .zip(jobs)
-        .map(|((p, spec), job)| match job.map(|_| done.next()) {
-            None => (apply_cpu(p, &spec), Ran::Cpu),
-            Some(Some(Ok(out))) => (out, Ran::Gpu),
+    let mut out = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.iter().enumerate() {
+        let got = match job.map(|_| done.next()) {
+            None => cpu(i).map(|p| (p, Ran::Cpu)),
+            Some(Some(Ok(p))) => Some((p, Ran::Gpu)),
             Some(Some(Err(e))) => {
                 match &mut failed {
                     Some((_, n)) => *n += 1,
                     None => failed = Some((e, 1)),
                 }
-                (apply_cpu(p, &spec), Ran::GpuFellBack)
+                cpu(i).map(|p| (p, Ran::GpuFellBack))
             }
-            Some(None) => (apply_cpu(p, &spec), Ran::GpuFellBack),
-        })
-        .collect();
+            Some(None) => cpu(i).map(|p| (p, Ran::GpuFellBack)),
+        };
+        if let Some(got) = got {
+            out.push(got);
+        }
+    }
     // One line a batch: a device error fails every job of a submission.
     if let Some((e, jobs)) = failed {
         tracing::warn!(error = %e, jobs, "GPU batch transform failed; using the CPU");

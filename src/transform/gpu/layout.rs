@@ -22,14 +22,25 @@ pub(super) struct JobLayout {
     pub(super) alpha: bool,
     pub(super) v: Option<Coeffs>,
     pub(super) h: Option<Coeffs>,
-    /// Bytes per input row.
+    /// Bytes per input row in the buffer holding the input (the row's
+    /// pixels, or a resident unit's wider rows).
     pub(super) in_stride: u32,
+    /// Where the input is read from.
+    pub(super) at: SrcAt,
+    /// The input's first byte past the last alignment boundary at or
+    /// before it: bindings start at that boundary, and the shaders add
+    /// this to every offset they read (`src_base` = binding start − input).
+    pub(super) phase: u64,
+    /// The raw input bound whole (when no vertical pass reads it in bands),
+    /// from the boundary before the input.
+    pub(super) raw: Section,
     /// Bytes per resize_v output row (padded to a word).
     pub(super) v_stride: u32,
     /// Bytes written by resize_v and resize_h.
     pub(super) v_len: u64,
     pub(super) h_len: u64,
-    /// resize_v dispatches, one per band of output rows.
+    /// resize_v dispatches, one per band of output rows (band offsets from
+    /// the boundary before the input).
     pub(super) v_dispatch: Vec<VDispatch>,
     pub(super) params_h: Section,
     pub(super) params_p: Section,
@@ -116,14 +127,64 @@ pub(super) fn resize_plan(
     Ok(ResizePlan { v, h, rect: (x, y, w, hh) })
 }
 
+/// The input a job reads: its size and layout, the bytes between its rows
+/// in the buffer that holds it, and which buffer that is.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SrcView {
+    pub(super) w: u32,
+    pub(super) h: u32,
+    pub(super) layout: Layout,
+    pub(super) stride: u64,
+    pub(super) at: SrcAt,
+}
+
+/// Where a job's input lies on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SrcAt {
+    /// Uploaded with the job, after its parameters and tables, rows packed.
+    Upload,
+    /// Inside a resident unit's buffer (`super::resident`): the byte
+    /// offset of the input's first pixel and the buffer's size.
+    Resident { origin: u64, buffer_len: u64 },
+}
+
+impl SrcView {
+    /// A whole image, uploaded with the job.
+    pub(super) fn upload(p: &Pixels) -> SrcView {
+        SrcView { w: p.width(), h: p.height(), layout: p.layout(), stride: p.stride() as u64, at: SrcAt::Upload }
+    }
+
+    /// Bytes from the first pixel to the end of the last row's pixels.
+    fn len(&self) -> u64 {
+        let row = u64::from(self.w) * self.layout.channels() as u64;
+        (u64::from(self.h).saturating_sub(1)).saturating_mul(self.stride).saturating_add(row)
+    }
+}
+
+impl JobLayout {
+    /// Offset in the buffer holding the input of the alignment boundary at
+    /// or before the input (bindings of the input start from there).
+    pub(super) fn src_base_offset(&self) -> u64 {
+        match self.at {
+            SrcAt::Upload => self.input.0,
+            SrcAt::Resident { origin, .. } => origin - self.phase,
+        }
+    }
+
+    /// `Params.src_base` for a binding `rel` bytes after that boundary.
+    pub(super) fn src_base(&self, rel: u64) -> u32 {
+        rel.wrapping_sub(self.phase) as u32
+    }
+}
+
 impl Gpu {
-    pub(super) fn layout(&self, p: &Pixels, job: &GpuJob, rp: ResizePlan) -> Result<JobLayout, GpuError> {
-        let (src_w, src_h) = (p.width(), p.height());
+    pub(super) fn layout(&self, src: &SrcView, job: &GpuJob, rp: ResizePlan) -> Result<JobLayout, GpuError> {
+        let (src_w, src_h) = (src.w, src.h);
         let (out_w, out_h) = (job.out_w, job.out_h);
         if src_w == 0 || src_h == 0 || out_w == 0 || out_h == 0 {
             return Err(GpuError::Unsupported("empty image".into()));
         }
-        let layout = p.layout();
+        let layout = src.layout;
         let in_c = layout.channels() as u32;
         let out_layout = match job.quality {
             GpuQuality::Keep => layout,
@@ -152,11 +213,30 @@ impl Gpu {
         let max_bind = l.max_storage_buffer_binding_size;
         let max_groups = l.max_compute_workgroups_per_dimension;
         let align = self.align;
-        let in_stride = u64::from(src_w) * u64::from(in_c);
-        let in_len4 = round_up((p.byte_len() as u64).max(4), 4).ok_or_else(too_big)?;
-        let v_stride = round_up(in_stride, 4).ok_or_else(too_big)?;
+        let row_bytes = u64::from(src_w) * u64::from(in_c);
+        let in_stride = src.stride;
+        if in_stride < row_bytes {
+            return Err(GpuError::Unsupported("input rows overlap".into()));
+        }
+        let in_len4 = round_up(src.len().max(4), 4).ok_or_else(too_big)?;
+        let v_stride = round_up(row_bytes, 4).ok_or_else(too_big)?;
+        // What the input's bindings may cover, from the alignment boundary
+        // at or before the input: the uploaded input, or up to the end of
+        // the resident buffer.
+        let (phase, end) = match src.at {
+            SrcAt::Upload => (0, in_len4),
+            SrcAt::Resident { origin, buffer_len } => {
+                let phase = origin % align;
+                if origin.checked_add(src.len()).is_none_or(|e| e > buffer_len) {
+                    return Err(GpuError::Unsupported("input outside its resident unit".into()));
+                }
+                (phase, buffer_len - (origin - phase))
+            }
+        };
+        let raw_len = round_up(phase + src.len(), 4).ok_or_else(too_big)?.min(end);
+        let raw = (0, raw_len);
         let bands = match &v {
-            Some(c) => v_bands(c, in_stride, in_len4, max_bind, align, max_groups.saturating_mul(RESIZE_WG))?,
+            Some(c) => v_bands(c, in_stride, phase, end, max_bind, align, max_groups.saturating_mul(RESIZE_WG))?,
             None => Vec::new(),
         };
 
@@ -186,8 +266,11 @@ impl Gpu {
         };
         let tables_v = tables(&v)?;
         let tables_h = tables(&h)?;
-        let input = take(in_len4)?;
-        let upload_len = off;
+        let input = match src.at {
+            SrcAt::Upload => take(in_len4)?,
+            SrcAt::Resident { .. } => (off, 0),
+        };
+        let upload_len = off.max(4);
 
         // Work buffers: stages alternate A, B, A.
         // resize_v writes raw rows padded to whole words; resize_h packed RGBA.
@@ -210,7 +293,7 @@ impl Gpu {
 
         // Limits. With a vertical pass the input is bound in bands; without
         // one, resize_h or orient_quality binds it whole.
-        let input_binding = if v.is_some() { 0 } else { input.1 };
+        let input_binding = if v.is_some() { 0 } else { raw.1 };
         let biggest_binding = input_binding.max(work[0]).max(work[1]);
         if biggest_binding > max_bind {
             return Err(GpuError::Unsupported(format!(
@@ -220,7 +303,7 @@ impl Gpu {
         if upload_len > l.max_buffer_size || work[0] > l.max_buffer_size {
             return Err(GpuError::Unsupported(format!("buffer exceeds max_buffer_size {}", l.max_buffer_size)));
         }
-        if out_bytes > u64::from(u32::MAX) || input.1 >= u64::from(u32::MAX) || v_len >= u64::from(u32::MAX) {
+        if out_bytes > u64::from(u32::MAX) || end >= u64::from(u32::MAX) || v_len >= u64::from(u32::MAX) {
             return Err(GpuError::Unsupported("image too large for 32-bit indexing".into()));
         }
         let groups_2d = |w: u32, h: u32| -> Result<(u32, u32), GpuError> {
@@ -264,7 +347,10 @@ impl Gpu {
             alpha: layout.has_alpha(),
             v,
             h,
-            in_stride: in_stride as u32,
+            in_stride: u32::try_from(in_stride).map_err(|_| too_big())?,
+            at: src.at,
+            phase,
+            raw,
             v_stride: v_stride as u32,
             v_len,
             h_len,
@@ -312,7 +398,7 @@ impl Gpu {
                 let b = &d.band;
                 let dims = [plan.src_w, plan.src_h, plan.src_w, b.row0 + b.rows];
                 let mut words = params_block(dims, plan.in_c, [plan.in_stride, plan.v_stride], flags, c);
-                words[14] = b.offset as u32;
+                words[14] = plan.src_base(b.offset);
                 words[15] = b.row0;
                 put_params(d.params.0, words);
             }
@@ -327,7 +413,11 @@ impl Gpu {
                 flags |= UNPREMULTIPLY;
             }
             let dims = [plan.src_w, src_h, plan.out_w, plan.out_h];
-            put_params(plan.params_h.0, params_block(dims, plan.in_c, [stride, 0], flags, c));
+            let mut words = params_block(dims, plan.in_c, [stride, 0], flags, c);
+            if plan.v.is_none() {
+                words[14] = plan.src_base(plan.raw.0);
+            }
+            put_params(plan.params_h.0, words);
         }
         let mut flags = 0;
         if plan.mirror {
@@ -356,6 +446,9 @@ impl Gpu {
         words[3] = plan.out_h;
         words[4] = src_c;
         words[12] = src_stride;
+        if plan.v.is_none() && plan.h.is_none() {
+            words[14] = plan.src_base(plan.raw.0);
+        }
         words[5] = flags;
         words[8] = plan.quarter;
         words[9] = quality;
@@ -416,8 +509,8 @@ pub(super) type Section = (u64, u64);
 pub(super) struct Band {
     pub(super) row0: u32,
     pub(super) rows: u32,
-    /// Byte range of the input bound for this band (offset from the input's
-    /// start, aligned for binding).
+    /// Byte range of the input bound for this band (offset from the
+    /// alignment boundary at or before the input, aligned for binding).
     pub(super) offset: u64,
     pub(super) len: u64,
 }
@@ -430,11 +523,14 @@ pub(super) struct VDispatch {
 
 /// Splits resize_v's output rows into bands whose input rows fit one storage
 /// binding (`max_bind` bytes, offsets aligned to `align`) and one dispatch
-/// (`max_rows`). Usually one band covering everything.
+/// (`max_rows`). Usually one band covering everything. Offsets count from
+/// the alignment boundary at or before the input, which starts `phase`
+/// bytes after it; bindings end by `end`.
 pub(super) fn v_bands(
     c: &Coeffs,
     stride: u64,
-    input_len: u64,
+    phase: u64,
+    end: u64,
     max_bind: u64,
     align: u64,
     max_rows: u32,
@@ -442,9 +538,9 @@ pub(super) fn v_bands(
     // Bytes a run of output rows reads: from its lowest first row to its
     // highest last row, plus the one word resize_v may read past a row end.
     let span = |b: &[u32; 2]| {
-        let lo = u64::from(b[0]) * stride;
-        let hi = (u64::from(b[0]) + u64::from(b[1])) * stride;
-        (lo, round_up(hi, 4).map_or(input_len, |h| h.saturating_add(4)).min(input_len))
+        let lo = phase + u64::from(b[0]) * stride;
+        let hi = phase + (u64::from(b[0]) + u64::from(b[1])) * stride;
+        (lo, round_up(hi, 4).map_or(end, |h| h.saturating_add(4)).min(end))
     };
     let mut bands = Vec::new();
     let mut y = 0usize;

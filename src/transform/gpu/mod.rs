@@ -19,7 +19,9 @@
 //! vertical pass in bands of rows.
 //!
 //! [`Gpu::apply_batch`] records many jobs (the tiles one decoded area
-//! yields) into one submission and waits once.
+//! yields) into one submission and waits once. [`Gpu::apply_in`] does the
+//! same for rectangles of one decoded unit, which it uploads once and keeps
+//! on the device while the unit is hot (`resident`).
 //!
 //! Failures (no adapter, out of memory, a lost device, a job beyond the
 //! adapter's limits) are returned as [`GpuError`]; the caller runs the CPU path
@@ -35,8 +37,9 @@
 //! the device set-up (adapter choice, pipelines, error scopes). The rest is
 //! split by step: `layout` (a job's sizes, tables and dispatches, checked
 //! against the adapter's limits before anything runs), `submit` (record,
-//! submit, read back), `buffers` (the pool) and `coeffs` (the resize
-//! weights, as fast_image_resize computes them).
+//! submit, read back), `buffers` (the pool), `resident` (decoded units
+//! kept on the device) and `coeffs` (the resize weights, as
+//! fast_image_resize computes them).
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -51,6 +54,7 @@ use crate::pixels::{Layout, Pixels};
 mod buffers;
 mod coeffs;
 mod layout;
+mod resident;
 mod submit;
 #[cfg(test)]
 mod tests;
@@ -58,8 +62,10 @@ mod tests;
 use buffers::*;
 use coeffs::*;
 use layout::*;
+use submit::Src;
 
 pub use buffers::BufferPoolStats;
+pub use resident::{Rect4, ResidentStats};
 
 const COMMON_WGSL: &str = include_str!("../../../shaders/common.wgsl");
 const RESIZE_V_WGSL: &str = include_str!("../../../shaders/resize_v.wgsl");
@@ -152,6 +158,9 @@ pub struct GpuOptions {
     /// false: only a hardware (non-`Cpu`) adapter will do. true: a software
     /// rasteriser such as lavapipe is acceptable (tests, CI).
     pub allow_software: bool,
+    /// Bytes of device memory decoded units may hold while hot
+    /// ([`Gpu::apply_in`]); 0 keeps none.
+    pub resident_bytes: u64,
 }
 
 /// A GPU device with the transform pipelines built. Create once, share behind
@@ -170,6 +179,8 @@ pub struct Gpu {
     pack: wgpu::ComputePipeline,
     pool: Mutex<BufferPool>,
     created: AtomicU64,
+    resident: Mutex<resident::ResidentSet>,
+    resident_max: u64,
     lost: Arc<AtomicBool>,
     uncaptured: Arc<AtomicU64>,
 }
@@ -360,6 +371,8 @@ impl Gpu {
             pack,
             pool: Mutex::new(BufferPool::default()),
             created: AtomicU64::new(0),
+            resident: Mutex::new(resident::ResidentSet::default()),
+            resident_max: opts.resident_bytes,
             lost,
             uncaptured,
         })
@@ -418,7 +431,7 @@ impl Gpu {
             return Err(GpuError::Lost);
         }
         let prepared = self.prepare(p, job)?;
-        let out = self.run(prepared.src(p), &prepared.plan);
+        let out = self.run(Src::Upload(prepared.src(p)), &prepared.plan);
         self.checked(out).and_then(|data| prepared.output(data))
     }
 
@@ -469,8 +482,8 @@ impl Gpu {
         group: Vec<(usize, Prepared)>,
         results: &mut [Option<Result<Pixels, GpuError>>],
     ) {
-        let inputs: Vec<(&Pixels, &JobLayout)> =
-            group.iter().map(|(i, prepared)| (prepared.src(jobs[*i].0), &prepared.plan)).collect();
+        let inputs: Vec<(Src<'_>, &JobLayout)> =
+            group.iter().map(|(i, prepared)| (Src::Upload(prepared.src(jobs[*i].0)), &prepared.plan)).collect();
         let outs = self.run_many(&inputs);
         // A lost device during the submission fails all of it.
         let device = self.checked(Ok(())).err();
@@ -492,7 +505,7 @@ impl Gpu {
         let rp = resize_plan(p.width(), p.height(), job.crop, job.out_w, job.out_h)?;
         let (x, y, w, h) = rp.rect;
         let part = ((x, y, w, h) != (0, 0, p.width(), p.height())).then(|| p.crop(x, y, w, h));
-        let plan = self.layout(part.as_ref().unwrap_or(p), job, rp)?;
+        let plan = self.layout(&SrcView::upload(part.as_ref().unwrap_or(p)), job, rp)?;
         Ok(Prepared { part, plan })
     }
 

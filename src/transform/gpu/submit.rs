@@ -13,8 +13,17 @@ pub(super) struct JobBuffers {
     pub(super) readback: wgpu::Buffer,
 }
 
+/// A job's input: uploaded with it, or read where it is resident.
+#[derive(Clone, Copy)]
+pub(super) enum Src<'a> {
+    /// Pixels uploaded with the job (rows packed, as `SrcAt::Upload`).
+    Upload(&'a Pixels),
+    /// A resident unit's buffer (`SrcAt::Resident` says where in it).
+    Resident(&'a wgpu::Buffer),
+}
+
 impl Gpu {
-    pub(super) fn run(&self, p: &Pixels, plan: &JobLayout) -> Result<Vec<u8>, GpuError> {
+    pub(super) fn run(&self, p: Src<'_>, plan: &JobLayout) -> Result<Vec<u8>, GpuError> {
         let scopes = Scopes::push(&self.device);
         let built = self.encode(p, plan);
         let scoped = scopes.pop();
@@ -29,14 +38,14 @@ impl Gpu {
     /// Runs jobs recorded into one submission, waited for once; result `i`
     /// is job `i`'s output bytes. An error while recording or submitting
     /// fails them all.
-    pub(super) fn run_many(&self, jobs: &[(&Pixels, &JobLayout)]) -> Vec<Result<Vec<u8>, GpuError>> {
+    pub(super) fn run_many(&self, jobs: &[(Src<'_>, &JobLayout)]) -> Vec<Result<Vec<u8>, GpuError>> {
         let scopes = Scopes::push(&self.device);
         let mut enc =
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera batch") });
         let mut recorded = Vec::with_capacity(jobs.len());
         let mut failed = None;
         for (p, plan) in jobs {
-            match self.encode_into(&mut enc, p, plan) {
+            match self.encode_into(&mut enc, *p, plan) {
                 Ok(bufs) => recorded.push(bufs),
                 Err(e) => {
                     failed = Some(e);
@@ -73,7 +82,7 @@ impl Gpu {
     }
 
     /// Fills the upload buffer, records the passes and submits them.
-    pub(super) fn encode(&self, p: &Pixels, plan: &JobLayout) -> Result<(JobBuffers, wgpu::SubmissionIndex), GpuError> {
+    pub(super) fn encode(&self, p: Src<'_>, plan: &JobLayout) -> Result<(JobBuffers, wgpu::SubmissionIndex), GpuError> {
         let mut enc =
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera job") });
         let bufs = self.encode_into(&mut enc, p, plan)?;
@@ -86,7 +95,7 @@ impl Gpu {
     fn encode_into(
         &self,
         enc: &mut wgpu::CommandEncoder,
-        p: &Pixels,
+        src: Src<'_>,
         plan: &JobLayout,
     ) -> Result<JobBuffers, GpuError> {
         let upload = self.take(Kind::Upload, plan.upload_len)?;
@@ -96,8 +105,10 @@ impl Gpu {
                 .map_err(|e| GpuError::Device(format!("upload map: {e}")))?;
             let header = self.header(plan);
             view.slice(0..header.len()).copy_from_slice(&header);
-            let start = plan.input.0 as usize;
-            view.slice(start..start + p.byte_len()).copy_from_slice(p.data());
+            if let Src::Upload(p) = src {
+                let start = plan.input.0 as usize;
+                view.slice(start..start + p.byte_len()).copy_from_slice(p.data());
+            }
         }
         upload.unmap();
         let input = self.take(Kind::Input, plan.upload_len)?;
@@ -105,17 +116,24 @@ impl Gpu {
         let work_b = if plan.work[1] > 0 { Some(self.take(Kind::Work, plan.work[1])?) } else { None };
         let readback = self.take(Kind::Readback, plan.out_len4)?;
         enc.copy_buffer_to_buffer(&upload, 0, &input, 0, plan.upload_len);
-        let last = self.record(enc, plan, &input, [Some(&work_a), work_b.as_ref()])?;
+        let source = match src {
+            Src::Upload(_) => &input,
+            Src::Resident(b) => b,
+        };
+        let last = self.record(enc, plan, &input, source, [Some(&work_a), work_b.as_ref()])?;
         enc.copy_buffer_to_buffer(last, 0, &readback, 0, plan.out_len4);
         Ok(JobBuffers { upload, input, work_a, work_b, readback })
     }
 
     /// Records the compute passes; returns the buffer holding the output.
+    /// `input` holds the parameters and tables, `source` the input pixels
+    /// (the same buffer, or a resident unit's).
     pub(super) fn record<'a>(
         &self,
         enc: &mut wgpu::CommandEncoder,
         plan: &JobLayout,
         input: &'a wgpu::Buffer,
+        source: &'a wgpu::Buffer,
         work: [Option<&'a wgpu::Buffer>; 2],
     ) -> Result<&'a wgpu::Buffer, GpuError> {
         // Stages write to work[0], work[1], work[0] in turn.
@@ -145,14 +163,16 @@ impl Gpu {
             pass.set_bind_group(0, &bg, &[]);
             pass.dispatch_workgroups(gx, gy, 1);
         };
+        let base = plan.src_base_offset();
+        let raw = binding(source, (base + plan.raw.0, plan.raw.1));
         if let Some(tables) = plan.tables_v {
             let target = next_target()?;
             for d in &plan.v_dispatch {
-                let src = (plan.input.0 + d.band.offset, d.band.len);
+                let src = (base + d.band.offset, d.band.len);
                 resize(
                     &self.resize_v,
                     d.params,
-                    binding(input, src),
+                    binding(source, src),
                     tables,
                     binding(target, (0, plan.v_len)),
                     d.groups,
@@ -163,7 +183,7 @@ impl Gpu {
         if let (Some(tables), Some(groups)) = (plan.tables_h, plan.groups_h) {
             let target = next_target()?;
             let src = match current {
-                None => binding(input, plan.input),
+                None => raw.clone(),
                 Some((b, len)) => binding(b, (0, len)),
             };
             resize(&self.resize_h, plan.params_h, src, tables, binding(target, (0, plan.h_len)), groups);
@@ -171,7 +191,7 @@ impl Gpu {
         }
         let target = next_target()?;
         let src = match current {
-            None => binding(input, plan.input),
+            None => raw,
             Some((b, len)) => binding(b, (0, len)),
         };
         let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {

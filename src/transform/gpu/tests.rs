@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::transform::resize;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 const SKIP: &str = "SKIPPED: no GPU adapter (install mesa-vulkan-drivers)";
 
@@ -17,7 +17,7 @@ fn no_gpu(e: &str) {
 }
 
 fn open() -> Result<Gpu, GpuError> {
-    Gpu::new(&GpuOptions { allow_software: true })
+    Gpu::new(&GpuOptions { allow_software: true, resident_bytes: 0 })
 }
 
 /// The device shared by the tests, or None (after printing the skip line)
@@ -429,7 +429,7 @@ fn bands_cover_every_output_row_within_the_binding_limit() {
     let stride = 999u64 * 3;
     let len = round_up(stride * 1000, 4).unwrap();
     for max_bind in [160 * 1024u64, 400 * 1024, 1 << 30] {
-        let bands = v_bands(&c, stride, len, max_bind, 256, 1 << 20).unwrap();
+        let bands = v_bands(&c, stride, 0, len, max_bind, 256, 1 << 20).unwrap();
         let mut next = 0;
         for b in &bands {
             assert_eq!(b.row0, next);
@@ -449,7 +449,7 @@ fn bands_cover_every_output_row_within_the_binding_limit() {
         }
     }
     // A single row that cannot fit is refused.
-    assert!(matches!(v_bands(&c, stride, len, 64 * 1024, 256, 1 << 20), Err(GpuError::Unsupported(_))));
+    assert!(matches!(v_bands(&c, stride, 0, len, 64 * 1024, 256, 1 << 20), Err(GpuError::Unsupported(_))));
 }
 
 #[test]
@@ -608,7 +608,7 @@ fn a_measured_crossover_sends_a_job_to_the_gpu_only_where_it_was_faster() {
 
     // The backend as the server builds it: every job on the CPU while it
     // measures, then by the crossover it found.
-    let backend = Backend::choose("gpu", MinPixels::Measure);
+    let backend = Backend::choose("gpu", MinPixels::Measure, 0);
     let Some(c) = backend.crossover() else { panic!("no GPU backend on an adapter that works") };
     let p = structured(1024, 768, Layout::Rgb, 3);
     let spec = TransformSpec {
@@ -637,4 +637,158 @@ fn a_measured_crossover_sends_a_job_to_the_gpu_only_where_it_was_faster() {
         let expect = if c.takes(JobKind::Resize, 1024 * 768) { Ran::Gpu } else { Ran::Cpu };
         assert_eq!(ran, expect);
     }
+}
+
+/// `got` against `want` with [`check`]'s bounds.
+fn assert_close(got: &Pixels, want: &Pixels, what: &str, quality: GpuQuality) {
+    assert_eq!((got.width(), got.height(), got.layout()), (want.width(), want.height(), want.layout()), "{what}");
+    let (max, n) = diff(got, want);
+    match quality {
+        GpuQuality::Bitonal => assert!(n * 200 <= want.byte_len(), "{what}: {n} bitonal samples differ"),
+        _ => assert!(max <= 2, "{what}: max diff {max} ({n} samples differ)"),
+    }
+}
+
+/// Jobs on rectangles of a `w × h` unit: unaligned corners, a sub-pixel
+/// crop of a reduced decode, a copy with a turn and gray, mirror and
+/// bitonal, an upscale at the far corner, the whole unit.
+fn rect_jobs(w: u32, h: u32) -> Vec<(Rect4, GpuJob)> {
+    let job = |out_w, out_h, crop, mirror, quarter_turns, quality| GpuJob {
+        out_w,
+        out_h,
+        crop,
+        mirror,
+        quarter_turns,
+        quality,
+    };
+    vec![
+        ((7, 3, 101, 97), job(50, 48, None, false, 0, GpuQuality::Keep)),
+        ((33, 20, 200, 150), job(90, 65, Some((2.5, 1.25, 180.0, 130.5)), false, 0, GpuQuality::Keep)),
+        ((1, 1, 64, 64), job(64, 64, None, false, 1, GpuQuality::Gray)),
+        ((5, 9, 120, 80), job(60, 40, None, true, 2, GpuQuality::Bitonal)),
+        ((w - 50, h - 40, 50, 40), job(80, 60, None, false, 3, GpuQuality::Keep)),
+        ((0, 0, w, h), job(w / 3, h / 3, None, false, 0, GpuQuality::Keep)),
+    ]
+}
+
+fn check_in(g: &Gpu, unit: &Arc<Pixels>, jobs: &[(Rect4, GpuJob)]) {
+    let got = g.apply_in(unit, jobs);
+    assert_eq!(got.len(), jobs.len());
+    for (((x, y, w, h), job), got) in jobs.iter().zip(got) {
+        let what = format!("{job:?} on ({x}, {y}, {w}, {h}) of {unit:?}");
+        let got = got.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_close(&got, &job.run_on_cpu(unit.crop(*x, *y, *w, *h)), &what, job.quality);
+    }
+}
+
+#[test]
+fn jobs_on_rectangles_of_a_resident_unit_match_the_cpu_and_upload_it_once() {
+    let Some(mut g) = own_gpu() else { return };
+    g.resident_max = 64 << 20;
+    for (i, layout) in LAYOUTS.into_iter().enumerate() {
+        let unit = Arc::new(structured(333, 217, layout, 20 + i as u32));
+        let jobs = rect_jobs(333, 217);
+        let before = g.resident_stats();
+        check_in(&g, &unit, &jobs);
+        let first = g.resident_stats();
+        assert_eq!((first.units, first.uploads), (1, before.uploads + 1), "{layout:?}: uploaded once");
+        // The same unit again: read where it is, nothing uploaded.
+        check_in(&g, &unit, &jobs);
+        let again = g.resident_stats();
+        assert_eq!(again.uploads, first.uploads, "{layout:?}: not uploaded twice");
+        assert_eq!(again.hits, first.hits + jobs.len() as u64, "{layout:?}");
+        // A rectangle outside the unit fails alone.
+        let mut bad = jobs.clone();
+        bad.push(((300, 200, 40, 40), bad[0].1));
+        let out = g.apply_in(&unit, &bad);
+        assert!(out[..jobs.len()].iter().all(Result::is_ok), "{layout:?}");
+        assert!(matches!(out[jobs.len()], Err(GpuError::Unsupported(_))), "{layout:?}");
+        drop(unit);
+        let gone = g.resident_stats();
+        assert_eq!((gone.units, gone.bytes), (0, 0), "{layout:?}: its pixels gone, the unit left the device");
+    }
+}
+
+#[test]
+fn resident_units_stay_within_their_bound_least_recently_used_leaving_first() {
+    let Some(mut g) = own_gpu() else { return };
+    let make = |seed| Arc::new(structured(333, 217, Layout::Rgb, seed));
+    let bytes = round_up(333 * 217 * 3, 4).unwrap();
+    g.resident_max = 2 * bytes;
+    let jobs = rect_jobs(333, 217);
+    let (a, b, c) = (make(1), make(2), make(3));
+    check_in(&g, &a, &jobs);
+    check_in(&g, &b, &jobs);
+    check_in(&g, &a, &jobs); // a is now the most recently used
+    check_in(&g, &c, &jobs); // room for c: b leaves
+    let s = g.resident_stats();
+    assert_eq!((s.units, s.bytes, s.uploads, s.evictions), (2, 2 * bytes, 3, 1), "{s:?}");
+    check_in(&g, &a, &jobs);
+    assert_eq!(g.resident_stats().uploads, 3, "a stayed");
+    check_in(&g, &b, &jobs);
+    let s = g.resident_stats();
+    assert_eq!((s.units, s.uploads, s.evictions), (2, 4, 2), "b came back in c's place: {s:?}");
+    assert!(s.bytes <= s.max_bytes);
+    // A unit larger than the bound is never kept, and still transformed.
+    let big = Arc::new(structured(480, 360, Layout::Rgb, 4));
+    check_in(&g, &big, &rect_jobs(480, 360));
+    let s = g.resident_stats();
+    assert_eq!((s.units, s.uploads), (2, 4), "{s:?}");
+    drop((a, b, c));
+    let s = g.resident_stats();
+    assert_eq!((s.units, s.bytes), (0, 0), "units gone, device memory given back: {s:?}");
+}
+
+#[test]
+fn a_resident_unit_beyond_the_binding_limit_is_read_in_bands_from_any_corner() {
+    let Some(mut g) = own_gpu() else { return };
+    g.resident_max = 64 << 20;
+    // Pretend the adapter binds at most 64 KiB: the unit (~190 KB of RGB)
+    // is bound a band of rows at a time, from offsets that do not fall on
+    // the binding alignment.
+    g.limits.max_storage_buffer_binding_size = 64 * 1024;
+    for layout in [Layout::Rgb, Layout::Rgba] {
+        let unit = Arc::new(structured(301, 211, layout, 9));
+        let job =
+            GpuJob { out_w: 70, out_h: 52, mirror: true, quarter_turns: 1, quality: GpuQuality::Keep, crop: None };
+        check_in(&g, &unit, &[((13, 7, 281, 199), job), ((1, 3, 299, 207), job)]);
+    }
+}
+
+#[test]
+fn the_backend_transforms_rectangles_of_a_unit_as_the_cpu_cuts_them() {
+    use crate::model::{Format, Quality, Rotation};
+    use crate::transform::{apply_in, Backend, OutsideUnit, Ran, TransformSpec};
+    let Some(mut g) = own_gpu() else { return };
+    g.resident_max = 64 << 20;
+    let gpu = Backend::gpu_fixed(Arc::new(g), 0);
+    let unit = Arc::new(structured(300, 200, Layout::Rgb, 5));
+    let spec = |width, height, degrees, src_crop| TransformSpec {
+        width,
+        height,
+        rotation: Rotation { degrees, mirror: false },
+        quality: Quality::Default,
+        format: Format::Jpg,
+        src_crop,
+    };
+    let items = [
+        ((10, 20, 128, 128), spec(64, 64, 0.0, None)),
+        ((0, 0, 300, 200), spec(150, 100, 90.0, Some((1.5, 0.5, 290.0, 198.0)))),
+        // Arbitrary angles stay on the CPU.
+        ((50, 50, 100, 100), spec(100, 100, 30.0, None)),
+    ];
+    let on_gpu = apply_in(&unit, &items, &gpu).expect("inside");
+    let on_cpu = apply_in(&unit, &items, &Backend::Cpu).expect("inside");
+    let ran: Vec<Ran> = on_gpu.iter().map(|(_, r)| *r).collect();
+    assert_eq!(ran, vec![Ran::Gpu, Ran::Gpu, Ran::Cpu]);
+    for ((g, _), (c, ran)) in on_gpu.iter().zip(&on_cpu) {
+        assert_eq!(*ran, Ran::Cpu);
+        assert_close(g, c, "backend apply_in", GpuQuality::Keep);
+    }
+    for (((x, y, w, h), s), (c, _)) in items.iter().zip(&on_cpu) {
+        assert_eq!(*c, crate::transform::apply_cpu(unit.crop(*x, *y, *w, *h), s));
+    }
+    let outside = [((250, 150, 51, 10), spec(10, 10, 0.0, None))];
+    assert_eq!(apply_in(&unit, &outside, &gpu).err(), Some(OutsideUnit));
+    assert_eq!(apply_in(&unit, &outside, &Backend::Cpu).err(), Some(OutsideUnit));
 }
