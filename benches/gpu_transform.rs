@@ -1,7 +1,8 @@
 //! CPU vs GPU transform: RGB 1024²→256², 4096²→512², 8192²→1024² (resize
 //! only), 4096²→512² with a quarter turn and gray quality, and a sub-pixel
 //! crop of a reduced decode to 1024²; and a batch of 64 tiles from one
-//! decoded area (CPU, GPU one job each, GPU in one batch).
+//! decoded area (CPU, GPU one job each, GPU in one batch, GPU in one batch
+//! reading the area kept resident on the device).
 //!
 //! `cargo bench --bench gpu_transform`. The GPU half uses the best adapter
 //! wgpu finds (hardware first, a software one such as lavapipe otherwise) and
@@ -93,8 +94,8 @@ fn bench(c: &mut Criterion) {
 /// CPU cuts and resizes each; the GPU does them one job each, then all in
 /// one batch (one submission, one wait).
 fn bench_batch(c: &mut Criterion) {
-    let gpu = Gpu::new(&GpuOptions { allow_software: true, resident_bytes: 0 }).ok();
-    let unit = photo(4096, 4096);
+    let gpu = Gpu::new(&GpuOptions { allow_software: true, resident_bytes: 1 << 30 }).ok();
+    let unit = std::sync::Arc::new(photo(4096, 4096));
     let tiles: Vec<(u32, u32)> = (0..64).map(|i| ((i % 8) * 512, (i / 8) * 512)).collect();
     let job = |(x, y): (u32, u32)| GpuJob {
         out_w: 256,
@@ -117,7 +118,7 @@ fn bench_batch(c: &mut Criterion) {
         })
     });
     if let Some(gpu) = &gpu {
-        let jobs: Vec<(&Pixels, GpuJob)> = tiles.iter().map(|&t| (&unit, job(t))).collect();
+        let jobs: Vec<(&Pixels, GpuJob)> = tiles.iter().map(|&t| (&*unit, job(t))).collect();
         if gpu.apply_batch(&jobs).iter().all(Result::is_ok) {
             g.bench_function("gpu one job each", |b| {
                 b.iter(|| {
@@ -127,6 +128,15 @@ fn bench_batch(c: &mut Criterion) {
                 })
             });
             g.bench_function("gpu batch", |b| b.iter(|| black_box(gpu.apply_batch(&jobs))));
+            // The unit kept on the device (uploaded by the first run): each
+            // batch uploads only its parameters and tables.
+            let rects: Vec<((u32, u32, u32, u32), GpuJob)> =
+                tiles.iter().map(|&(x, y)| ((x, y, 512, 512), GpuJob { crop: None, ..job((x, y)) })).collect();
+            if gpu.apply_in(&unit, &rects).iter().all(Result::is_ok) {
+                g.bench_function("gpu batch from the resident unit", |b| {
+                    b.iter(|| black_box(gpu.apply_in(&unit, &rects)))
+                });
+            }
         } else {
             println!("SKIPPED gpu batch: a job failed");
         }
