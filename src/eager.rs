@@ -244,7 +244,11 @@ fn transform_all<S: Sink>(sink: &S, batch: &mut Batch) {
         return;
     }
     let items = rects.into_iter().zip(&kept).map(|(r, p)| (r, &p.plan)).collect();
-    let Some(done) = sink.transform_in(&batch.unit.pixels, items) else { return };
+    let Some(done) = sink.transform_in(&batch.unit.pixels, items) else {
+        // Not transformed together: each tile is cut and encoded alone.
+        batch.tiles = kept.into_iter();
+        return;
+    };
     let each = t.elapsed() / kept.len() as u32;
     for (p, px) in kept.iter_mut().zip(done) {
         p.ready = Some((px, each));

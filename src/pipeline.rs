@@ -227,6 +227,7 @@ mod tests {
         let toml = format!("[cache]\ndisk_dir = {:?}\n", tiles.display().to_string());
         let mut cfg = Config::from_toml_over_defaults(&toml).expect("config");
         cfg.source.root = images.to_path_buf();
+        cfg.transform.backend = "cpu".into();
         Arc::new(App::new(cfg).expect("app"))
     }
 

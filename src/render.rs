@@ -136,9 +136,8 @@ fn finish_in_unit(
     }
     let [unit] = cut.tiles.as_slice() else { return None };
     let rect = cut.plan.rect_in(unit)?;
+    let p = transform_in(unit, vec![(rect, plan)], m, backend)?.pop()?;
     m.observe(Stage::Decode, cut.waited);
-    let mut out = transform_in(unit, vec![(rect, plan)], m, backend)?;
-    let p = out.pop()?;
     Some(encode(&p, plan, s, m))
 }
 

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::pixels::{Layout, Pixels};
 
-use super::gpu::{Gpu, GpuJob, GpuQuality};
+use super::gpu::{Gpu, GpuError, GpuJob, GpuQuality};
 
 /// No job of this kind goes to the GPU.
 pub const NEVER: u64 = u64::MAX;
@@ -210,9 +210,22 @@ pub struct Series {
     pub samples: Vec<Sample>,
     /// Why it stopped before the largest side, if it did.
     pub stopped: Option<String>,
+    /// The GPU failed a job (a device error, not a refusal of a size
+    /// beyond the adapter's limits, which costs nothing and falls back).
+    pub failed: bool,
 }
 
 impl Series {
+    /// The crossover the series shows ([`decide`]); none when the GPU
+    /// failed a job: jobs of that size would pay for the GPU and then the CPU.
+    pub fn crossover(&self) -> u64 {
+        if self.failed {
+            NEVER
+        } else {
+            decide(&self.samples)
+        }
+    }
+
     /// `128²: cpu 0.3 ms, gpu 2.1 ms; 256²: …`, for the start-up log.
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = self
@@ -239,12 +252,14 @@ pub fn measure(gpu: &Gpu, kind: JobKind, budget: Duration) -> Series {
     let start = Instant::now();
     let mut samples: Vec<Sample> = Vec::new();
     let mut stopped = None;
+    let mut failed_job = false;
     for side in SIDES {
         let took = Instant::now();
         let input = synthetic(side);
         let job = job_for(kind, side);
         // One untimed run: the first job of a size creates its buffers.
         if let Err(e) = gpu.apply(&input, &job) {
+            failed_job = !matches!(e, GpuError::Unsupported(_));
             stopped = Some(format!("the GPU refused {side}²: {e}"));
             break;
         }
@@ -270,6 +285,7 @@ pub fn measure(gpu: &Gpu, kind: JobKind, budget: Duration) -> Series {
             }
         }
         if let Some(e) = failed {
+            failed_job = !matches!(e, GpuError::Unsupported(_));
             stopped = Some(format!("the GPU failed at {side}²: {e}"));
             break;
         }
@@ -291,7 +307,7 @@ pub fn measure(gpu: &Gpu, kind: JobKind, budget: Duration) -> Series {
             break;
         }
     }
-    Series { kind, samples, stopped }
+    Series { kind, samples, stopped, failed: failed_job }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -393,6 +409,16 @@ mod tests {
         let f = Crossover::fixed(100);
         assert_eq!(f.origin(), Origin::Fixed);
         assert!(f.takes(JobKind::Copy, 100) && f.takes(JobKind::Resize, 100) && !f.takes(JobKind::Copy, 99));
+    }
+
+    #[test]
+    fn a_series_whose_gpu_failed_a_job_sends_nothing_to_it() {
+        let samples = vec![s(128, 1.0, 0.2), s(256, 4.0, 0.5)];
+        let ok = Series { kind: JobKind::Resize, samples: samples.clone(), stopped: None, failed: false };
+        assert_eq!(ok.crossover(), 128 * 128);
+        let failed = Series { kind: JobKind::Resize, samples, stopped: Some("device lost".into()), failed: true };
+        assert_eq!(failed.crossover(), NEVER);
+        assert!(failed.summary().contains("stopped: device lost"), "{}", failed.summary());
     }
 
     #[test]

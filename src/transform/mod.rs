@@ -126,12 +126,25 @@ impl Backend {
     }
 }
 
-/// Measures both crossovers on a thread of its own and publishes them.
+/// Measures both crossovers on a thread of its own and publishes them. A
+/// measurement that cannot start, or panics, publishes "never" for both,
+/// so the backend never stays "measuring".
 fn spawn_measure(gpu: Arc<gpu::Gpu>, crossover: Arc<Crossover>) {
+    /// Publishes "never" unless the measurement published first.
+    struct Never(Arc<Crossover>);
+    impl Drop for Never {
+        fn drop(&mut self) {
+            if self.0.origin() == crossover::Origin::Measuring {
+                self.0.set_measured(crossover::NEVER, crossover::NEVER);
+            }
+        }
+    }
+    let guard = Never(Arc::clone(&crossover));
     let run = move || {
+        let _guard = guard;
         let resize = crossover::measure(&gpu, JobKind::Resize, crossover::SERIES_BUDGET);
         let copy = crossover::measure(&gpu, JobKind::Copy, crossover::SERIES_BUDGET);
-        let (r, c) = (crossover::decide(&resize.samples), crossover::decide(&copy.samples));
+        let (r, c) = (resize.crossover(), copy.crossover());
         crossover.set_measured(r, c);
         let shown = |n: u64| if n == crossover::NEVER { "never".to_string() } else { format!("{n} px") };
         if r == crossover::NEVER && c == crossover::NEVER {
@@ -140,6 +153,7 @@ fn spawn_measure(gpu: Arc<gpu::Gpu>, crossover: Arc<Crossover>) {
             tracing::info!(resize_from = %shown(r), copy_from = %shown(c), resize = %resize.summary(), copy = %copy.summary(), "GPU crossover measured: jobs from these input sizes go to the GPU");
         }
     };
+    // On failure the closure, and the guard in it, is dropped: "never".
     if let Err(e) = std::thread::Builder::new().name("tessera-crossover".into()).spawn(run) {
         tracing::warn!(error = %e, "could not start the GPU crossover measurement; every transform stays on the CPU");
     }
@@ -190,7 +204,7 @@ pub fn apply_in(
     let batch: Vec<(gpu::Rect4, gpu::GpuJob)> =
         items.iter().zip(&jobs).filter_map(|((r, _), j)| j.map(|j| (*r, j))).collect();
     let done = gpu.apply_in(unit, &batch);
-    Ok(merge(&jobs, done, |i| Some(on_cpu(items[i].0, &items[i].1))))
+    Ok(merge(&jobs, done, |i| on_cpu(items[i].0, &items[i].1)))
 }
 
 /// A rectangle asked of a decoded unit lies outside it.
@@ -224,27 +238,25 @@ fn route(items: &[(u32, u32, &TransformSpec)], crossover: &Crossover) -> Vec<Opt
 fn merge(
     jobs: &[Option<gpu::GpuJob>],
     done: Vec<Result<Pixels, gpu::GpuError>>,
-    mut cpu: impl FnMut(usize) -> Option<Pixels>,
+    mut cpu: impl FnMut(usize) -> Pixels,
 ) -> Vec<(Pixels, Ran)> {
     let mut done = done.into_iter();
     let mut failed: Option<(gpu::GpuError, usize)> = None;
     let mut out = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {
         let got = match job.map(|_| done.next()) {
-            None => cpu(i).map(|p| (p, Ran::Cpu)),
-            Some(Some(Ok(p))) => Some((p, Ran::Gpu)),
+            None => (cpu(i), Ran::Cpu),
+            Some(Some(Ok(p))) => (p, Ran::Gpu),
             Some(Some(Err(e))) => {
                 match &mut failed {
                     Some((_, n)) => *n += 1,
                     None => failed = Some((e, 1)),
                 }
-                cpu(i).map(|p| (p, Ran::GpuFellBack))
+                (cpu(i), Ran::GpuFellBack)
             }
-            Some(None) => cpu(i).map(|p| (p, Ran::GpuFellBack)),
+            Some(None) => (cpu(i), Ran::GpuFellBack),
         };
-        if let Some(got) = got {
-            out.push(got);
-        }
+        out.push(got);
     }
     // One line a batch: a device error fails every job of a submission.
     if let Some((e, jobs)) = failed {

@@ -145,6 +145,11 @@ pub fn app(root: &Path, extra: &str) -> Arc<App> {
     if !extra.contains("disk_dir") {
         cfg.cache.disk_max_bytes = 0;
     }
+    // The CPU backend unless a test names one: on a machine with a GPU the
+    // default ("auto", crossover measured at start) would route by timing.
+    if !extra.contains("[transform]") {
+        cfg.transform.backend = "cpu".into();
+    }
     Arc::new(App::new(cfg).unwrap())
 }
 

@@ -201,7 +201,8 @@ impl Gpu {
         let (final_w, final_h) = if q % 2 == 1 { (out_h, out_w) } else { (out_w, out_h) };
 
         // The passes and tables come from `resize_plan`, over the part of
-        // the source they read, which `Gpu::apply` cut out: `p` is that part.
+        // the source they read: `src` is that part (cut out and uploaded,
+        // or a rectangle of a resident unit).
         let ResizePlan { v, h, .. } = rp;
         for c in v.iter().chain(h.iter()) {
             if c.precision == 0 {

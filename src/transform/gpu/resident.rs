@@ -40,6 +40,9 @@ pub(super) struct ResidentSet {
     /// Keyed by the unit's address, which the `Weak` keeps from being
     /// reused while the entry exists.
     entries: HashMap<usize, Entry>,
+    /// Units being uploaded now: a concurrent job on one of them uploads
+    /// its own part rather than the whole unit a second time.
+    uploading: std::collections::HashSet<usize>,
     bytes: u64,
     clock: u64,
     hits: u64,
@@ -87,17 +90,34 @@ impl ResidentSet {
 /// Where the unit's pixels are on the device.
 pub(super) enum Placed {
     Resident(wgpu::Buffer),
-    /// Not kept (too large for the bound or the adapter, or residency off).
+    /// Not kept (too large for the bound or the adapter, residency off,
+    /// not worth uploading for these jobs, or being uploaded by another).
     NotKept,
 }
 
+/// Removes a unit from the set's uploads in progress, however the upload ends.
+struct Uploading<'a> {
+    gpu: &'a Gpu,
+    key: usize,
+}
+
+impl Drop for Uploading<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.gpu.resident.lock() {
+            set.uploading.remove(&self.key);
+        }
+    }
+}
+
 impl Gpu {
-    /// The unit's device buffer: found (counting `jobs` hits), or uploaded
-    /// now and kept.
-    pub(super) fn place(&self, unit: &Arc<Pixels>, jobs: u64) -> Result<Placed, GpuError> {
+    /// The unit's device buffer: found (counting `jobs` hits), or, when
+    /// `may_upload`, uploaded now and kept.
+    pub(super) fn place(&self, unit: &Arc<Pixels>, jobs: u64, may_upload: bool) -> Result<Placed, GpuError> {
         let key = Arc::as_ptr(unit) as usize;
         let len = round_up((unit.byte_len() as u64).max(4), 4).ok_or_else(too_big)?;
-        if self.resident_max == 0 || len > self.resident_max || len > self.limits.max_buffer_size {
+        // Shaders index a bound range with u32 offsets.
+        let fits = len <= self.limits.max_buffer_size && len < u64::from(u32::MAX);
+        if self.resident_max == 0 || len > self.resident_max || !fits {
             return Ok(Placed::NotKept);
         }
         {
@@ -116,7 +136,11 @@ impl Gpu {
                 set.hits += jobs;
                 return Ok(Placed::Resident(b));
             }
+            if !may_upload || !set.uploading.insert(key) {
+                return Ok(Placed::NotKept);
+            }
         }
+        let _uploading = Uploading { gpu: self, key };
         let buffer = self.upload_unit(unit, len)?;
         let Ok(mut set) = self.resident.lock() else { return Ok(Placed::Resident(buffer)) };
         // Another job may have uploaded it meanwhile: keep one.
@@ -177,14 +201,20 @@ impl Gpu {
     /// Jobs that each read a rectangle `(x, y, w, h)` of `unit`, as
     /// [`Gpu::apply_batch`] runs them on the cut rectangles (the same
     /// pixels; the same grouping into submissions), but with the unit
-    /// uploaded once and kept resident while it is hot. A unit that cannot
-    /// be kept is cut on the CPU and its parts uploaded. A rectangle outside
-    /// the unit fails its job alone.
+    /// uploaded once and kept resident while it is hot. The unit is
+    /// uploaded only when the jobs read at least half of it (a unit's
+    /// tiles, as eager tiling asks), so a lone small region never pays for
+    /// moving a whole large unit; once resident, any job reads it there. A
+    /// unit that is not resident is cut on the CPU and its parts uploaded.
+    /// A rectangle outside the unit fails its job alone.
     pub fn apply_in(&self, unit: &Arc<Pixels>, jobs: &[(Rect4, GpuJob)]) -> Vec<Result<Pixels, GpuError>> {
         if self.lost.load(Ordering::Acquire) {
             return jobs.iter().map(|_| Err(GpuError::Lost)).collect();
         }
-        let buffer = match self.place(unit, jobs.len() as u64) {
+        let read: u64 =
+            jobs.iter().filter(|(r, _)| inside(unit, *r)).map(|((_, _, w, h), _)| u64::from(*w) * u64::from(*h)).sum();
+        let whole = u64::from(unit.width()) * u64::from(unit.height());
+        let buffer = match self.place(unit, jobs.len() as u64, read.saturating_mul(2) >= whole) {
             Ok(Placed::Resident(b)) => b,
             Ok(Placed::NotKept) => return self.apply_cut(unit, jobs),
             Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),

@@ -591,19 +591,26 @@ fn adapter_description_names_the_backend() {
 
 #[test]
 fn a_measured_crossover_sends_a_job_to_the_gpu_only_where_it_was_faster() {
-    use crate::transform::crossover::{self, decide, JobKind, Origin, NEVER};
+    use crate::transform::crossover::{self, JobKind, Origin, NEVER};
     use crate::transform::{apply, Backend, MinPixels, Ran, TransformSpec};
     use std::time::{Duration, Instant};
     let Some(g) = own_gpu() else { return };
-    let software = g.is_software();
+    // Which path wins is timing (on lavapipe the CPU, by 15-50x in an
+    // optimised build): what must hold is that the crossover is the
+    // smallest size from which the GPU won at every larger size measured.
     let series = crossover::measure(&g, JobKind::Resize, crossover::SERIES_BUDGET);
-    assert!(!series.samples.is_empty(), "{series:?}");
     eprintln!("{}: {}", g.adapter_description(), series.summary());
-    if software {
-        // lavapipe runs the shaders on the same cores, tens of times slower
-        // than fast_image_resize: no size may go to it.
-        assert_eq!(decide(&series.samples), NEVER, "{}", series.summary());
-        assert!(series.stopped.is_some(), "a losing series stops early: {}", series.summary());
+    assert!(!series.samples.is_empty(), "{series:?}");
+    let min = series.crossover();
+    for s in &series.samples {
+        let wins = s.gpu.as_secs_f64() <= s.cpu.as_secs_f64() * 0.9;
+        if min != NEVER && s.pixels >= min {
+            assert!(wins, "a size at or above the crossover where the GPU lost: {}", series.summary());
+        }
+    }
+    if let Some(largest) = series.samples.iter().max_by_key(|s| s.pixels) {
+        let wins = largest.gpu.as_secs_f64() <= largest.cpu.as_secs_f64() * 0.9;
+        assert_eq!(min == NEVER, !wins || series.failed, "{}", series.summary());
     }
 
     // The backend as the server builds it: every job on the CPU while it
@@ -627,16 +634,13 @@ fn a_measured_crossover_sends_a_job_to_the_gpu_only_where_it_was_faster() {
     let mut text = String::new();
     crate::metrics::render_gpu(&mut text, &backend);
     assert!(text.contains("tessera_gpu_crossover_measuring 0"), "{text}");
-    let ran = apply(p.clone(), &spec, &backend).1;
-    if software {
-        assert_eq!(c.min_pixels(JobKind::Resize), NEVER);
-        assert_eq!(c.min_pixels(JobKind::Copy), NEVER);
-        assert!(text.contains("tessera_gpu_crossover_pixels{kind=\"resize\"} +Inf"), "{text}");
-        assert_eq!(ran, Ran::Cpu);
-    } else {
-        let expect = if c.takes(JobKind::Resize, 1024 * 768) { Ran::Gpu } else { Ran::Cpu };
-        assert_eq!(ran, expect);
+    let shown = |n: u64| if n == NEVER { "+Inf".to_string() } else { n.to_string() };
+    for kind in [JobKind::Resize, JobKind::Copy] {
+        let line = format!("tessera_gpu_crossover_pixels{{kind=\"{}\"}} {}", kind.label(), shown(c.min_pixels(kind)));
+        assert!(text.contains(&line), "{line} in {text}");
     }
+    let expect = if c.takes(JobKind::Resize, 1024 * 768) { Ran::Gpu } else { Ran::Cpu };
+    assert_eq!(apply(p, &spec, &backend).1, expect);
 }
 
 /// `got` against `want` with [`check`]'s bounds.
@@ -791,4 +795,22 @@ fn the_backend_transforms_rectangles_of_a_unit_as_the_cpu_cuts_them() {
     let outside = [((250, 150, 51, 10), spec(10, 10, 0.0, None))];
     assert_eq!(apply_in(&unit, &outside, &gpu).err(), Some(OutsideUnit));
     assert_eq!(apply_in(&unit, &outside, &Backend::Cpu).err(), Some(OutsideUnit));
+}
+
+#[test]
+fn a_lone_small_region_does_not_upload_its_unit_but_reads_it_once_resident() {
+    let Some(mut g) = own_gpu() else { return };
+    g.resident_max = 64 << 20;
+    let unit = Arc::new(structured(333, 217, Layout::Rgb, 8));
+    let small = rect_jobs(333, 217)[..1].to_vec();
+    check_in(&g, &unit, &small);
+    let s = g.resident_stats();
+    assert_eq!((s.uploads, s.units), (0, 0), "a tenth of the unit: its part uploaded, not the unit");
+    // A batch reading most of it uploads it; then the lone region is a hit.
+    check_in(&g, &unit, &rect_jobs(333, 217));
+    assert_eq!(g.resident_stats().uploads, 1);
+    let hits = g.resident_stats().hits;
+    check_in(&g, &unit, &small);
+    let s = g.resident_stats();
+    assert_eq!((s.uploads, s.hits), (1, hits + 1), "{s:?}");
 }
