@@ -1,6 +1,7 @@
 //! CPU vs GPU transform: RGB 1024²→256², 4096²→512², 8192²→1024² (resize
-//! only), 4096²→512² with a quarter turn and gray quality, and a sub-pixel
-//! crop of a reduced decode to 1024²; and a batch of 64 tiles from one
+//! only), 4096²→512² with a quarter turn and gray quality, 1024² turned by
+//! 30°, and a sub-pixel crop of a reduced decode to 1024²; and a batch of
+//! 64 tiles from one
 //! decoded area (CPU, GPU one job each, GPU in one batch, GPU in one batch
 //! reading the area kept resident on the device).
 //!
@@ -55,13 +56,29 @@ fn bench(c: &mut Criterion) {
             None
         }
     };
-    let plain =
-        |o: u32| GpuJob { out_w: o, out_h: o, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep, crop: None };
+    let plain = |o: u32| GpuJob {
+        out_w: o,
+        out_h: o,
+        mirror: false,
+        quarter_turns: 0,
+        quality: GpuQuality::Keep,
+        crop: None,
+        arbitrary: None,
+    };
     let cases = [
         ("1024²→256²", 1024u32, plain(256)),
         ("4096²→512²", 4096, plain(512)),
         ("8192²→1024²", 8192, plain(1024)),
         ("4096²→512² rot90 gray", 4096, GpuJob { quarter_turns: 1, quality: GpuQuality::Gray, ..plain(512) }),
+        // IIIF `…/!1024,1024/30/`: a turn by an angle that is not a quarter.
+        (
+            "1024² rotate 30°",
+            1024,
+            GpuJob {
+                arbitrary: Some(tessera::transform::gpu::Arbitrary { degrees: 30.0, transparent: false }),
+                ..plain(1024)
+            },
+        ),
         // A reduced decode: the region snapped outward, cropped back by fractions.
         ("2050²→1024² sub-pixel crop", 2050, GpuJob { crop: Some((0.75, 1.5, 2048.0, 2047.25)), ..plain(1024) }),
     ];
@@ -104,6 +121,7 @@ fn bench_batch(c: &mut Criterion) {
         quarter_turns: 0,
         quality: GpuQuality::Keep,
         crop: Some((x as f64, y as f64, 512.0, 512.0)),
+        arbitrary: None,
     };
     let mut g = c.benchmark_group("transform rgb 64 tiles 512²→256² of one 4096² area");
     g.sample_size(10);

@@ -273,7 +273,7 @@ pub fn render_gpu(out: &mut String, backend: &crate::transform::Backend) {
         out,
         "# HELP tessera_gpu_crossover_pixels Smallest transform job (input pixels) sent to the GPU, by kind of job; +Inf: none\n# TYPE tessera_gpu_crossover_pixels gauge"
     );
-    for kind in [JobKind::Resize, JobKind::Copy] {
+    for kind in JobKind::ALL {
         let min = c.min_pixels(kind);
         let shown = if min == crossover::NEVER { "+Inf".to_string() } else { min.to_string() };
         let _ = writeln!(out, "tessera_gpu_crossover_pixels{{kind=\"{}\"}} {shown}", kind.label());

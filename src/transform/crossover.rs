@@ -3,13 +3,16 @@
 //! start rather than guessed (`transform.gpu_min_pixels = "measure"`), or
 //! fixed by the operator (a number).
 //!
-//! Two kinds of job cost differently and get a crossover each:
+//! Three kinds of job cost differently and get a crossover each:
 //! - **resize** jobs (a resize pass runs: a reduced decode's sub-pixel crop,
 //!   a size that is not the decoded one), where the GPU's arithmetic can
 //!   outrun the CPU's convolution once the image is large enough;
 //! - **copy** jobs (only mirror, quarter turns and quality), where the CPU
 //!   does one pass over memory and the GPU pays the transfers for no
-//!   arithmetic: it seldom wins.
+//!   arithmetic: it seldom wins;
+//! - **rotate** jobs (a turn by an angle that is not a quarter: bilinear
+//!   sampling of every output pixel, which the CPU path does in scalar f64
+//!   on one core).
 //!
 //! [`measure`] times both paths on synthetic RGB images of growing sides
 //! (128² … 4096², the same job on each path, the median of three runs after
@@ -33,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use crate::pixels::{Layout, Pixels};
 
-use super::gpu::{Gpu, GpuError, GpuJob, GpuQuality};
+use super::gpu::{Arbitrary, Gpu, GpuError, GpuJob, GpuQuality};
 
 /// No job of this kind goes to the GPU.
 pub const NEVER: u64 = u64::MAX;
@@ -55,13 +58,18 @@ pub enum JobKind {
     Resize,
     /// Only mirror, quarter turns and quality.
     Copy,
+    /// A turn by an arbitrary angle (bilinear into the bounding box).
+    Rotate,
 }
 
 impl JobKind {
+    pub const ALL: [JobKind; 3] = [JobKind::Resize, JobKind::Copy, JobKind::Rotate];
+
     pub fn label(self) -> &'static str {
         match self {
             JobKind::Resize => "resize",
             JobKind::Copy => "copy",
+            JobKind::Rotate => "rotate",
         }
     }
 }
@@ -83,6 +91,7 @@ pub enum Origin {
 pub struct Crossover {
     resize: AtomicU64,
     copy: AtomicU64,
+    rotate: AtomicU64,
     origin: AtomicU8,
 }
 
@@ -92,6 +101,7 @@ impl Crossover {
         Crossover {
             resize: AtomicU64::new(min_pixels),
             copy: AtomicU64::new(min_pixels),
+            rotate: AtomicU64::new(min_pixels),
             origin: AtomicU8::new(Origin::Fixed as u8),
         }
     }
@@ -101,13 +111,22 @@ impl Crossover {
         Crossover {
             resize: AtomicU64::new(NEVER),
             copy: AtomicU64::new(NEVER),
+            rotate: AtomicU64::new(NEVER),
             origin: AtomicU8::new(Origin::Measuring as u8),
         }
     }
 
+    /// Publishes measured crossovers for resize and copy jobs; rotations
+    /// stay on the CPU (tests).
     pub fn set_measured(&self, resize: u64, copy: u64) {
+        self.set_measured_all(resize, copy, NEVER);
+    }
+
+    /// Publishes the measured crossover of every kind.
+    pub fn set_measured_all(&self, resize: u64, copy: u64, rotate: u64) {
         self.resize.store(resize, Ordering::Relaxed);
         self.copy.store(copy, Ordering::Relaxed);
+        self.rotate.store(rotate, Ordering::Relaxed);
         self.origin.store(Origin::Measured as u8, Ordering::Release);
     }
 
@@ -117,6 +136,7 @@ impl Crossover {
         match kind {
             JobKind::Resize => self.resize.load(Ordering::Relaxed),
             JobKind::Copy => self.copy.load(Ordering::Relaxed),
+            JobKind::Rotate => self.rotate.load(Ordering::Relaxed),
         }
     }
 
@@ -316,13 +336,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// The job measured for `kind` on a `side²` input: a downscale by two (one
-/// resolution level), or a quarter turn at the same size.
+/// resolution level), a quarter turn, or a turn by 30° over white, each at
+/// the same size otherwise.
 fn job_for(kind: JobKind, side: u32) -> GpuJob {
-    let (out, quarter_turns) = match kind {
-        JobKind::Resize => ((side / 2).max(1), 0),
-        JobKind::Copy => (side, 1),
+    let (out, quarter_turns, arbitrary) = match kind {
+        JobKind::Resize => ((side / 2).max(1), 0, None),
+        JobKind::Copy => (side, 1, None),
+        JobKind::Rotate => (side, 0, Some(Arbitrary { degrees: 30.0, transparent: false })),
     };
-    GpuJob { out_w: out, out_h: out, crop: None, mirror: false, quarter_turns, quality: GpuQuality::Keep }
+    GpuJob { out_w: out, out_h: out, crop: None, mirror: false, quarter_turns, quality: GpuQuality::Keep, arbitrary }
 }
 
 /// A `side²` RGB image with gradients and noise. The resize costs the same

@@ -135,7 +135,7 @@ fn spawn_measure(gpu: Arc<gpu::Gpu>, crossover: Arc<Crossover>) {
     impl Drop for Never {
         fn drop(&mut self) {
             if self.0.origin() == crossover::Origin::Measuring {
-                self.0.set_measured(crossover::NEVER, crossover::NEVER);
+                self.0.set_measured_all(crossover::NEVER, crossover::NEVER, crossover::NEVER);
             }
         }
     }
@@ -144,13 +144,14 @@ fn spawn_measure(gpu: Arc<gpu::Gpu>, crossover: Arc<Crossover>) {
         let _guard = guard;
         let resize = crossover::measure(&gpu, JobKind::Resize, crossover::SERIES_BUDGET);
         let copy = crossover::measure(&gpu, JobKind::Copy, crossover::SERIES_BUDGET);
-        let (r, c) = (resize.crossover(), copy.crossover());
-        crossover.set_measured(r, c);
+        let rotate = crossover::measure(&gpu, JobKind::Rotate, crossover::SERIES_BUDGET);
+        let (r, c, t) = (resize.crossover(), copy.crossover(), rotate.crossover());
+        crossover.set_measured_all(r, c, t);
         let shown = |n: u64| if n == crossover::NEVER { "never".to_string() } else { format!("{n} px") };
-        if r == crossover::NEVER && c == crossover::NEVER {
-            tracing::info!(resize = %resize.summary(), copy = %copy.summary(), "GPU crossover measured: the GPU is not faster than the CPU at any size measured; every transform stays on the CPU");
+        if [r, c, t].iter().all(|n| *n == crossover::NEVER) {
+            tracing::info!(resize = %resize.summary(), copy = %copy.summary(), rotate = %rotate.summary(), "GPU crossover measured: the GPU is not faster than the CPU at any size measured; every transform stays on the CPU");
         } else {
-            tracing::info!(resize_from = %shown(r), copy_from = %shown(c), resize = %resize.summary(), copy = %copy.summary(), "GPU crossover measured: jobs from these input sizes go to the GPU");
+            tracing::info!(resize_from = %shown(r), copy_from = %shown(c), rotate_from = %shown(t), resize = %resize.summary(), copy = %copy.summary(), rotate = %rotate.summary(), "GPU crossover measured: jobs from these input sizes go to the GPU");
         }
     };
     // On failure the closure, and the guard in it, is dropped: "never".
@@ -159,9 +160,12 @@ fn spawn_measure(gpu: Arc<gpu::Gpu>, crossover: Arc<Crossover>) {
     }
 }
 
-/// Whether `spec` on a `width × height` input needs a resize pass (else it
-/// is a copy: mirror, quarter turns, quality).
+/// The kind of `spec` on a `width × height` input: a turn by an arbitrary
+/// angle; a resize pass; or a copy (mirror, quarter turns, quality).
 fn job_kind(width: u32, height: u32, spec: &TransformSpec) -> JobKind {
+    if spec.rotation.quarter_turns().is_none() {
+        return JobKind::Rotate;
+    }
     let cropped = resize::effective_crop(spec.src_crop, width, height).is_some();
     if cropped || (spec.width, spec.height) != (width, height) {
         JobKind::Resize
@@ -172,7 +176,7 @@ fn job_kind(width: u32, height: u32, spec: &TransformSpec) -> JobKind {
 
 /// [`apply`] for many rectangles `(x, y, w, h)` of one decoded unit at
 /// once, as a unit the decoded cache holds is cut into tiles or regions.
-/// On a GPU the quarter-turn jobs go in one batch (one submission, one
+/// On a GPU the jobs go in one batch (one submission, one
 /// wait) reading the unit where it stays on the device while hot
 /// ([`gpu::Gpu::apply_in`]: the next jobs on it upload nothing), when
 /// their pixels together reach the crossover of their kind, which a batch
@@ -212,12 +216,12 @@ pub fn apply_in(
 #[error("rectangle outside its decoded unit")]
 pub struct OutsideUnit;
 
-/// Which items go to the GPU: the quarter-turn jobs of each kind, when the
+/// Which items go to the GPU: the jobs of each kind, when the
 /// pixels of that kind's jobs together reach its crossover.
 fn route(items: &[(u32, u32, &TransformSpec)], crossover: &Crossover) -> Vec<Option<gpu::GpuJob>> {
     let kinds: Vec<JobKind> = items.iter().map(|(w, h, spec)| job_kind(*w, *h, spec)).collect();
     let mut jobs: Vec<Option<gpu::GpuJob>> = items.iter().map(|(_, _, spec)| gpu_job(spec)).collect();
-    for kind in [JobKind::Resize, JobKind::Copy] {
+    for kind in JobKind::ALL {
         let pixels: u64 = items
             .iter()
             .zip(&jobs)
@@ -265,20 +269,25 @@ fn merge(
     out
 }
 
-/// The GPU job for `spec`, when the GPU does that kind (quarter turns).
+/// The GPU job for `spec`: every job (quarter turns, or any angle with
+/// the background its format asks for).
 fn gpu_job(spec: &TransformSpec) -> Option<gpu::GpuJob> {
-    let q = spec.rotation.quarter_turns()?;
+    let (quarter_turns, arbitrary) = match spec.rotation.quarter_turns() {
+        Some(q) => (q, None),
+        None => (0, Some(gpu::Arbitrary { degrees: spec.rotation.degrees, transparent: spec.format.has_alpha() })),
+    };
     Some(gpu::GpuJob {
         out_w: spec.width,
         out_h: spec.height,
         crop: spec.src_crop,
         mirror: spec.rotation.mirror,
-        quarter_turns: q,
+        quarter_turns,
         quality: match spec.quality {
             Quality::Gray => gpu::GpuQuality::Gray,
             Quality::Bitonal => gpu::GpuQuality::Bitonal,
             Quality::Default | Quality::Color => gpu::GpuQuality::Keep,
         },
+        arbitrary,
     })
 }
 
@@ -292,9 +301,9 @@ pub enum Ran {
 }
 
 /// Applies the transform on the chosen backend: on the GPU when there is
-/// one, the rotation is a quarter turn (any reduce level and sub-pixel
-/// source crop), and the input reaches the crossover of its kind
-/// ([`crossover`]); else on the CPU.
+/// one and the input reaches the crossover of its kind ([`crossover`]:
+/// resize, copy or rotation by any angle; any reduce level and sub-pixel
+/// source crop); else on the CPU.
 /// A GPU job that fails (device lost, out of memory, over the adapter's
 /// limits) is redone on the CPU; it never fails the request.
 pub fn apply(p: Pixels, spec: &TransformSpec, backend: &Backend) -> (Pixels, Ran) {

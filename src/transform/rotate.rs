@@ -41,13 +41,23 @@ pub fn quarter(p: &Pixels, q: u8) -> Pixels {
     Pixels::new(ow as u32, oh as u32, p.layout(), out).unwrap_or_else(|_| p.clone())
 }
 
+/// The bounding box of a `width × height` image turned by `degrees`, as
+/// [`arbitrary`] sizes its output.
+pub fn arbitrary_size(width: u32, height: u32, degrees: f64) -> (u32, u32) {
+    let (w, h) = (f64::from(width), f64::from(height));
+    let t = degrees.to_radians();
+    let (s, co) = (t.sin(), t.cos());
+    let ow = (w * co.abs() + h * s.abs()).round().max(1.0) as u32;
+    let oh = (w * s.abs() + h * co.abs()).round().max(1.0) as u32;
+    (ow, oh)
+}
+
 /// Rotates clockwise by `degrees`, into the bounding box of the rotated image.
 pub fn arbitrary(p: &Pixels, degrees: f64, transparent: bool) -> Pixels {
     let (w, h) = (p.width() as f64, p.height() as f64);
     let t = degrees.to_radians();
     let (s, co) = (t.sin(), t.cos());
-    let ow = (w * co.abs() + h * s.abs()).round().max(1.0) as u32;
-    let oh = (w * s.abs() + h * co.abs()).round().max(1.0) as u32;
+    let (ow, oh) = arbitrary_size(p.width(), p.height(), degrees);
     let out_layout = if transparent { p.layout().with_alpha() } else { p.layout() };
     let sc = p.layout().channels();
     let oc = out_layout.channels();

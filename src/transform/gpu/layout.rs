@@ -53,6 +53,19 @@ pub(super) struct JobLayout {
     pub(super) out_len4: u64,
     pub(super) groups_h: Option<(u32, u32)>,
     pub(super) groups_p: (u32, u32),
+    /// The rotation pass, when the job turns by an arbitrary angle: its
+    /// parameters, output bytes (packed words) and workgroups.
+    pub(super) rotate: Option<RotatePass>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RotatePass {
+    pub(super) cos: f32,
+    pub(super) sin: f32,
+    pub(super) transparent: bool,
+    pub(super) params: Section,
+    pub(super) len: u64,
+    pub(super) groups: (u32, u32),
 }
 
 impl JobLayout {
@@ -186,10 +199,16 @@ impl Gpu {
         }
         let layout = src.layout;
         let in_c = layout.channels() as u32;
+        let arbitrary = job.arbitrary;
+        // A transparent background gives the rotated image alpha.
+        let turned = match arbitrary {
+            Some(a) if a.transparent => layout.with_alpha(),
+            _ => layout,
+        };
         let out_layout = match job.quality {
-            GpuQuality::Keep => layout,
+            GpuQuality::Keep => turned,
             GpuQuality::Gray | GpuQuality::Bitonal => {
-                if layout.has_alpha() {
+                if turned.has_alpha() {
                     Layout::GrayAlpha
                 } else {
                     Layout::Gray
@@ -198,7 +217,11 @@ impl Gpu {
         };
         let out_c = out_layout.channels() as u32;
         let q = u32::from(job.quarter_turns % 4);
-        let (final_w, final_h) = if q % 2 == 1 { (out_h, out_w) } else { (out_w, out_h) };
+        let (final_w, final_h) = match arbitrary {
+            Some(a) => crate::transform::rotate::arbitrary_size(out_w, out_h, a.degrees),
+            None if q % 2 == 1 => (out_h, out_w),
+            None => (out_w, out_h),
+        };
 
         // The passes and tables come from `resize_plan`, over the part of
         // the source they read: `src` is that part (cut out and uploaded,
@@ -255,6 +278,10 @@ impl Gpu {
         }
         let params_h = take(PARAMS_BYTES)?;
         let params_p = take(PARAMS_BYTES)?;
+        let params_r = match arbitrary {
+            Some(_) => Some(take(PARAMS_BYTES)?),
+            None => None,
+        };
         let mut tables = |c: &Option<Coeffs>| -> Result<Option<(Section, Section)>, GpuError> {
             match c {
                 None => Ok(None),
@@ -284,7 +311,11 @@ impl Gpu {
         if h.is_some() {
             stage_sizes.push(h_len);
         }
-        let out_bytes = u64::from(out_w) * u64::from(out_h) * u64::from(out_c);
+        let rot_len = u64::from(final_w) * u64::from(final_h) * 4;
+        if arbitrary.is_some() {
+            stage_sizes.push(rot_len);
+        }
+        let out_bytes = u64::from(final_w) * u64::from(final_h) * u64::from(out_c);
         let out_len4 = round_up(out_bytes, 4).ok_or_else(too_big)?;
         stage_sizes.push(out_len4);
         let mut work = [0u64; 2];
@@ -323,7 +354,21 @@ impl Gpu {
         }
         let groups_h = if h.is_some() { Some(groups_2d(out_w, out_h)?) } else { None };
         // One invocation per four output pixels.
-        let invocations = (u64::from(out_w) * u64::from(out_h)).div_ceil(4);
+        let rotate = match (arbitrary, params_r) {
+            (Some(a), Some(params)) => {
+                let t = a.degrees.to_radians();
+                Some(RotatePass {
+                    cos: t.cos() as f32,
+                    sin: t.sin() as f32,
+                    transparent: a.transparent,
+                    params,
+                    len: rot_len,
+                    groups: groups_2d(final_w, final_h)?,
+                })
+            }
+            _ => None,
+        };
+        let invocations = (u64::from(final_w) * u64::from(final_h)).div_ceil(4);
         let total = invocations.div_ceil(u64::from(PACK_WG));
         let gx = total.min(u64::from(max_groups)).max(1);
         let gy = total.div_ceil(gx).max(1);
@@ -367,6 +412,7 @@ impl Gpu {
             out_len4,
             groups_h,
             groups_p,
+            rotate,
         })
     }
 
@@ -420,8 +466,32 @@ impl Gpu {
             }
             put_params(plan.params_h.0, words);
         }
+        const TRANSPARENT: u32 = 16;
+        // The resized image: packed words from resize_h, raw rows from
+        // resize_v, or the raw input (then from its origin).
+        let (src_c, src_stride, src_base) = match (&plan.v, &plan.h) {
+            (_, Some(_)) => (0, 0, 0),
+            (Some(_), None) => (plan.in_c, plan.v_stride, 0),
+            (None, None) => (plan.in_c, plan.in_stride, plan.src_base(plan.raw.0)),
+        };
+        // Rotation by any angle: reads the resized image, mirrored on the
+        // way; writes packed words for the pass below.
+        if let Some(r) = &plan.rotate {
+            let mut words = [0u32; 16];
+            words[0] = plan.out_w;
+            words[1] = plan.out_h;
+            words[2] = plan.final_w;
+            words[3] = plan.final_h;
+            words[4] = src_c;
+            words[5] = if plan.mirror { MIRROR } else { 0 } | if r.transparent { TRANSPARENT } else { 0 };
+            words[6] = r.cos.to_bits();
+            words[7] = r.sin.to_bits();
+            words[12] = src_stride;
+            words[14] = src_base;
+            put_params(r.params.0, words);
+        }
         let mut flags = 0;
-        if plan.mirror {
+        if plan.mirror && plan.rotate.is_none() {
             flags |= MIRROR;
         }
         if plan.out_c <= 2 {
@@ -433,25 +503,19 @@ impl Gpu {
             GpuQuality::Gray => 1,
             GpuQuality::Bitonal => 2,
         };
-        // The resized image: packed words from resize_h, raw rows from
-        // resize_v, or the raw input.
-        let (src_c, src_stride) = match (&plan.v, &plan.h) {
-            (_, Some(_)) => (0, 0),
-            (Some(_), None) => (plan.in_c, plan.v_stride),
-            (None, None) => (plan.in_c, plan.in_stride),
-        };
+        // orient_quality reads the rotated image (packed words), or the
+        // resized one.
         let mut words = [0u32; 16];
-        words[0] = plan.out_w;
-        words[1] = plan.out_h;
-        words[2] = plan.out_w;
-        words[3] = plan.out_h;
-        words[4] = src_c;
-        words[12] = src_stride;
-        if plan.v.is_none() && plan.h.is_none() {
-            words[14] = plan.src_base(plan.raw.0);
+        if plan.rotate.is_some() {
+            words[..4].copy_from_slice(&[plan.final_w, plan.final_h, plan.final_w, plan.final_h]);
+        } else {
+            words[..4].copy_from_slice(&[plan.out_w, plan.out_h, plan.out_w, plan.out_h]);
+            words[4] = src_c;
+            words[12] = src_stride;
+            words[14] = src_base;
         }
         words[5] = flags;
-        words[8] = plan.quarter;
+        words[8] = if plan.rotate.is_some() { 0 } else { plan.quarter };
         words[9] = quality;
         words[10] = plan.out_c;
         words[11] = plan.out_bytes as u32;

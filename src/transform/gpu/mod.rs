@@ -31,7 +31,9 @@
 //! reduced scale snapped outward): the tables are fast_image_resize's for
 //! that crop, and only the rows and columns they read are uploaded.
 //!
-//! Arbitrary (non-quarter) rotation is not done here: leave it to the CPU.
+//! A rotation by any angle runs as its own pass (`shaders/rotate.wgsl`,
+//! bilinear in f32 where `rotate::arbitrary` works in f64: within one
+//! level, but for the odd pixel at the image's very edge, see there).
 //!
 //! This file holds the public face ([`Gpu`], [`GpuJob`], [`GpuError`]) and
 //! the device set-up (adapter choice, pipelines, error scopes). The rest is
@@ -71,6 +73,7 @@ const COMMON_WGSL: &str = include_str!("../../../shaders/common.wgsl");
 const RESIZE_V_WGSL: &str = include_str!("../../../shaders/resize_v.wgsl");
 const RESIZE_H_WGSL: &str = include_str!("../../../shaders/resize_h.wgsl");
 const ORIENT_QUALITY_WGSL: &str = include_str!("../../../shaders/orient_quality.wgsl");
+const ROTATE_WGSL: &str = include_str!("../../../shaders/rotate.wgsl");
 
 /// Workgroup edge of the resize passes (`@workgroup_size(16, 16)`).
 const RESIZE_WG: u32 = 16;
@@ -100,9 +103,21 @@ pub struct GpuJob {
     pub crop: Option<crate::transform::resize::SrcCrop>,
     /// Flip left-right after resizing (before turning), as IIIF `!`.
     pub mirror: bool,
-    /// Clockwise quarter turns, 0..=3 (taken modulo 4).
+    /// Clockwise quarter turns, 0..=3 (taken modulo 4); ignored when
+    /// `arbitrary` is set.
     pub quarter_turns: u8,
     pub quality: GpuQuality,
+    /// A rotation by any angle instead of quarter turns, as
+    /// `rotate::arbitrary` does it (after the mirror, before quality).
+    pub arbitrary: Option<Arbitrary>,
+}
+
+/// A clockwise rotation by any angle, into the bounding box.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Arbitrary {
+    pub degrees: f64,
+    /// Background: transparent (output gains alpha) or white.
+    pub transparent: bool,
 }
 
 /// Quality conversion done on the GPU.
@@ -117,16 +132,17 @@ pub enum GpuQuality {
 }
 
 impl GpuJob {
-    /// The same job on the CPU path, step for step (resize, mirror, quarter
-    /// turns, quality): the output the GPU must match, for tests and benches.
+    /// The same job on the CPU path, step for step (resize, mirror, turn,
+    /// quality): the output the GPU must match, for tests and benches.
     pub fn run_on_cpu(&self, p: Pixels) -> Pixels {
         use crate::model::Quality;
         use crate::transform::{quality, resize, rotate};
         let r = resize::resize_from(p, self.crop, self.out_w, self.out_h);
         let r = if self.mirror { rotate::mirror(&r) } else { r };
-        let r = match self.quarter_turns % 4 {
-            0 => r,
-            q => rotate::quarter(&r, q),
+        let r = match (self.arbitrary, self.quarter_turns % 4) {
+            (Some(a), _) => rotate::arbitrary(&r, a.degrees, a.transparent),
+            (None, 0) => r,
+            (None, q) => rotate::quarter(&r, q),
         };
         let q = match self.quality {
             GpuQuality::Keep => Quality::Default,
@@ -177,6 +193,7 @@ pub struct Gpu {
     resize_v: wgpu::ComputePipeline,
     resize_h: wgpu::ComputePipeline,
     pack: wgpu::ComputePipeline,
+    rotate: wgpu::ComputePipeline,
     pool: Mutex<BufferPool>,
     created: AtomicU64,
     resident: Mutex<resident::ResidentSet>,
@@ -352,6 +369,7 @@ impl Gpu {
         let resize_v = pipeline("resize_v", RESIZE_V_WGSL, &resize_layout);
         let resize_h = pipeline("resize_h", RESIZE_H_WGSL, &resize_layout);
         let pack = pipeline("orient_quality", ORIENT_QUALITY_WGSL, &pack_layout);
+        let rotate = pipeline("rotate", ROTATE_WGSL, &pack_layout);
         scopes.pop()?;
 
         let limits = device.limits();
@@ -369,6 +387,7 @@ impl Gpu {
             resize_v,
             resize_h,
             pack,
+            rotate,
             pool: Mutex::new(BufferPool::default()),
             created: AtomicU64::new(0),
             resident: Mutex::new(resident::ResidentSet::default()),

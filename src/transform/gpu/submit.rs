@@ -189,11 +189,28 @@ impl Gpu {
             resize(&self.resize_h, plan.params_h, src, tables, binding(target, (0, plan.h_len)), groups);
             current = Some((target, plan.h_len));
         }
-        let target = next_target()?;
-        let src = match current {
-            None => raw,
+        let current_binding = |current: Option<(&'a wgpu::Buffer, u64)>| match current {
+            None => raw.clone(),
             Some((b, len)) => binding(b, (0, len)),
         };
+        if let Some(r) = &plan.rotate {
+            let target = next_target()?;
+            let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &self.pack_layout,
+                entries: &[
+                    wgpu::BindGroupEntry { binding: 0, resource: binding(input, r.params) },
+                    wgpu::BindGroupEntry { binding: 1, resource: current_binding(current) },
+                    wgpu::BindGroupEntry { binding: 2, resource: binding(target, (0, r.len)) },
+                ],
+            });
+            pass.set_pipeline(&self.rotate);
+            pass.set_bind_group(0, &bg, &[]);
+            pass.dispatch_workgroups(r.groups.0, r.groups.1, 1);
+            current = Some((target, r.len));
+        }
+        let target = next_target()?;
+        let src = current_binding(current);
         let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &self.pack_layout,
