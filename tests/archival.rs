@@ -82,6 +82,12 @@ async fn on_a_gpu_a_units_tiles_are_transformed_in_one_batch_and_match_the_cpu()
     assert!(wait_for(&app, "tessera_eager_tiles_total", 3).await >= 3);
     assert_eq!(app.metrics.gpu_jobs.get(), 3, "the unit's three other tiles, as one batch");
     assert_eq!(app.metrics.gpu_fallbacks.get(), 0);
+    // A fixed crossover, shown for every kind of job.
+    let m = String::from_utf8(get(&app, "/metrics").await.into_body().to_vec()).unwrap();
+    for kind in ["resize", "copy", "rotate"] {
+        assert!(m.contains(&format!("tessera_gpu_crossover_pixels{{kind=\"{kind}\"}} 100000")), "{kind}: {m}");
+    }
+    assert!(m.contains("tessera_gpu_crossover_measuring 0"), "{m}");
     let cpu = common::app(d.path(), "[cache]\ndecoded_max_bytes = 0\neager_tiles = false\n");
     for (x, y) in [(256, 0), (0, 256), (256, 256)] {
         let r = get(&app, &tile(x, y, 256, 256)).await;
