@@ -146,6 +146,9 @@ fn spawn_measure(gpu: Arc<gpu::Gpu>, crossover: Arc<Crossover>) {
         let copy = crossover::measure(&gpu, JobKind::Copy, crossover::SERIES_BUDGET);
         let rotate = crossover::measure(&gpu, JobKind::Rotate, crossover::SERIES_BUDGET);
         let (r, c, t) = (resize.crossover(), copy.crossover(), rotate.crossover());
+        // The measurement's large buffers would stay idle in the pool (on
+        // lavapipe that is host memory: 200 MiB of RSS): give them back.
+        gpu.trim_pool();
         crossover.set_measured_all(r, c, t);
         let shown = |n: u64| if n == crossover::NEVER { "never".to_string() } else { format!("{n} px") };
         if [r, c, t].iter().all(|n| *n == crossover::NEVER) {

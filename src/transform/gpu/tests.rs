@@ -729,6 +729,9 @@ fn a_measured_crossover_sends_a_job_to_the_gpu_only_where_it_was_faster() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(c.origin(), Origin::Measured);
+    if let Backend::Gpu { gpu, .. } = &backend {
+        assert_eq!(gpu.pool_stats().idle_bytes, 0, "the measurement's buffers were given back");
+    }
     let expect = if c.takes(JobKind::Resize, 1024 * 768) { Ran::Gpu } else { Ran::Cpu };
     assert_eq!(apply(p, &spec, &backend).1, expect);
 }
