@@ -56,15 +56,7 @@ fn bench(c: &mut Criterion) {
             None
         }
     };
-    let plain = |o: u32| GpuJob {
-        out_w: o,
-        out_h: o,
-        mirror: false,
-        quarter_turns: 0,
-        quality: GpuQuality::Keep,
-        crop: None,
-        arbitrary: None,
-    };
+    let plain = |o: u32| GpuJob::resize_to(o, o);
     let cases = [
         ("1024²→256²", 1024u32, plain(256)),
         ("4096²→512²", 4096, plain(512)),
@@ -114,15 +106,8 @@ fn bench_batch(c: &mut Criterion) {
     let gpu = Gpu::new(&GpuOptions { allow_software: true, resident_bytes: 1 << 30 }).ok();
     let unit = std::sync::Arc::new(photo(4096, 4096));
     let tiles: Vec<(u32, u32)> = (0..64).map(|i| ((i % 8) * 512, (i / 8) * 512)).collect();
-    let job = |(x, y): (u32, u32)| GpuJob {
-        out_w: 256,
-        out_h: 256,
-        mirror: false,
-        quarter_turns: 0,
-        quality: GpuQuality::Keep,
-        crop: Some((x as f64, y as f64, 512.0, 512.0)),
-        arbitrary: None,
-    };
+    let job =
+        |(x, y): (u32, u32)| GpuJob { crop: Some((x as f64, y as f64, 512.0, 512.0)), ..GpuJob::resize_to(256, 256) };
     let mut g = c.benchmark_group("transform rgb 64 tiles 512²→256² of one 4096² area");
     g.sample_size(10);
     g.warm_up_time(Duration::from_millis(500));

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use crate::pixels::{Layout, Pixels};
 
-use super::gpu::{Arbitrary, Gpu, GpuError, GpuJob, GpuQuality};
+use super::gpu::{Arbitrary, Gpu, GpuError, GpuJob};
 
 /// No job of this kind goes to the GPU.
 pub const NEVER: u64 = u64::MAX;
@@ -344,7 +344,7 @@ fn job_for(kind: JobKind, side: u32) -> GpuJob {
         JobKind::Copy => (side, 1, None),
         JobKind::Rotate => (side, 0, Some(Arbitrary { degrees: 30.0, transparent: false })),
     };
-    GpuJob { out_w: out, out_h: out, crop: None, mirror: false, quarter_turns, quality: GpuQuality::Keep, arbitrary }
+    GpuJob { quarter_turns, arbitrary, ..GpuJob::resize_to(out, out) }
 }
 
 /// A `side²` RGB image with gradients and noise. The resize costs the same

@@ -74,6 +74,12 @@ impl JobLayout {
     pub(super) fn device_bytes(&self) -> u64 {
         2 * self.upload_len + self.work[0] + self.work[1] + self.out_len4
     }
+
+    /// The job's output from its read-back bytes.
+    pub(super) fn output(&self, data: Vec<u8>) -> Result<Pixels, GpuError> {
+        Pixels::new(self.final_w, self.final_h, self.out_layout, data)
+            .map_err(|e| GpuError::Device(format!("readback: {e}")))
+    }
 }
 
 /// The resize of one job, decided as fast_image_resize 6.1 decides it for

@@ -132,6 +132,12 @@ pub enum GpuQuality {
 }
 
 impl GpuJob {
+    /// A resize to `out_w × out_h` of the whole input and nothing else; the
+    /// other steps are set with struct update syntax.
+    pub fn resize_to(out_w: u32, out_h: u32) -> GpuJob {
+        GpuJob { out_w, out_h, crop: None, mirror: false, quarter_turns: 0, quality: GpuQuality::Keep, arbitrary: None }
+    }
+
     /// The same job on the CPU path, step for step (resize, mirror, turn,
     /// quality): the output the GPU must match, for tests and benches.
     pub fn run_on_cpu(&self, p: Pixels) -> Pixels {
@@ -451,7 +457,7 @@ impl Gpu {
         }
         let prepared = self.prepare(p, job)?;
         let out = self.run(Src::Upload(prepared.src(p)), &prepared.plan);
-        self.checked(out).and_then(|data| prepared.output(data))
+        self.checked(out).and_then(|data| prepared.plan.output(data))
     }
 
     /// Many jobs at once, as one decoded area cut into many tiles asks:
@@ -503,15 +509,24 @@ impl Gpu {
     ) {
         let inputs: Vec<(Src<'_>, &JobLayout)> =
             group.iter().map(|(i, prepared)| (Src::Upload(prepared.src(jobs[*i].0)), &prepared.plan)).collect();
-        let outs = self.run_many(&inputs);
-        // A lost device during the submission fails all of it.
-        let device = self.checked(Ok(())).err();
-        for ((i, prepared), out) in group.iter().zip(outs) {
-            results[*i] = Some(match &device {
-                Some(e) => Err(e.clone()),
-                None => out.and_then(|data| prepared.output(data)),
-            });
+        for ((i, _), out) in group.iter().zip(self.run_outputs(&inputs)) {
+            results[*i] = Some(out);
         }
+    }
+
+    /// Runs jobs as one submission ([`Gpu::run_many`]) and builds their
+    /// outputs; a device lost during the submission fails all of them.
+    fn run_outputs(&self, inputs: &[(Src<'_>, &JobLayout)]) -> Vec<Result<Pixels, GpuError>> {
+        let outs = self.run_many(inputs);
+        let device = self.checked(Ok(())).err();
+        inputs
+            .iter()
+            .zip(outs)
+            .map(|((_, plan), out)| match &device {
+                Some(e) => Err(e.clone()),
+                None => out.and_then(|data| plan.output(data)),
+            })
+            .collect()
     }
 
     /// Checks a job before anything runs: its resize plan, the part of the
@@ -559,10 +574,5 @@ struct Prepared {
 impl Prepared {
     fn src<'a>(&'a self, whole: &'a Pixels) -> &'a Pixels {
         self.part.as_ref().unwrap_or(whole)
-    }
-
-    fn output(&self, data: Vec<u8>) -> Result<Pixels, GpuError> {
-        Pixels::new(self.plan.final_w, self.plan.final_h, self.plan.out_layout, data)
-            .map_err(|e| GpuError::Device(format!("readback: {e}")))
     }
 }

@@ -291,16 +291,8 @@ impl Gpu {
         results: &mut [Option<Result<Pixels, GpuError>>],
     ) {
         let inputs: Vec<(Src<'_>, &JobLayout)> = group.iter().map(|(_, plan)| (Src::Resident(buffer), plan)).collect();
-        let outs = self.run_many(&inputs);
-        let device = self.checked(Ok(())).err();
-        for ((i, plan), out) in group.iter().zip(outs) {
-            results[*i] = Some(match &device {
-                Some(e) => Err(e.clone()),
-                None => out.and_then(|data| {
-                    Pixels::new(plan.final_w, plan.final_h, plan.out_layout, data)
-                        .map_err(|e| GpuError::Device(format!("readback: {e}")))
-                }),
-            });
+        for ((i, _), out) in group.iter().zip(self.run_outputs(&inputs)) {
+            results[*i] = Some(out);
         }
     }
 }

@@ -162,15 +162,7 @@ fn resize_matches_the_cpu_for_every_layout_and_scale() {
     for (i, ((sw, sh), (ow, oh))) in cases.into_iter().enumerate() {
         for layout in LAYOUTS {
             let p = structured(sw, sh, layout, i as u32 + 1);
-            let job = GpuJob {
-                out_w: ow,
-                out_h: oh,
-                mirror: false,
-                quarter_turns: 0,
-                quality: GpuQuality::Keep,
-                crop: None,
-                arbitrary: None,
-            };
+            let job = GpuJob::resize_to(ow, oh);
             check(g, &p, &job);
         }
     }
@@ -249,15 +241,7 @@ fn the_full_table_matches_the_cpu_on_an_odd_sized_image() {
 fn output_is_bit_exact_on_a_photo_sized_downscale() {
     let Some(g) = gpu() else { return };
     let p = structured(1024, 768, Layout::Rgb, 5);
-    let job = GpuJob {
-        out_w: 256,
-        out_h: 192,
-        mirror: false,
-        quarter_turns: 0,
-        quality: GpuQuality::Keep,
-        crop: None,
-        arbitrary: None,
-    };
+    let job = GpuJob::resize_to(256, 192);
     let got = g.apply(&p, &job).unwrap();
     let (max, n) = diff(&got, &cpu(&p, &job));
     assert_eq!((max, n), (0, 0), "max diff {max}, {n} samples differ");
@@ -288,13 +272,10 @@ fn sub_pixel_source_crops_match_the_cpu_bit_for_bit_in_every_layout() {
         for layout in LAYOUTS {
             let p = structured(sw, sh, layout, 40 + i as u32);
             let job = GpuJob {
-                out_w: ow,
-                out_h: oh,
                 crop: Some(crop),
                 mirror: i % 2 == 1,
                 quarter_turns: (i % 4) as u8,
-                quality: GpuQuality::Keep,
-                arbitrary: None,
+                ..GpuJob::resize_to(ow, oh)
             };
             let got = g.apply(&p, &job).unwrap_or_else(|e| panic!("{job:?} on {p:?}: {e}"));
             let want = cpu(&p, &job);
@@ -327,15 +308,7 @@ fn a_crop_outside_the_image_is_refused_for_the_cpu_to_handle() {
     let Some(g) = gpu() else { return };
     let p = structured(100, 80, Layout::Rgb, 3);
     for crop in [(90.0, 0.0, 20.0, 10.0), (-1.0, 0.0, 20.0, 10.0), (0.0, 75.5, 10.0, 5.0)] {
-        let job = GpuJob {
-            out_w: 10,
-            out_h: 5,
-            crop: Some(crop),
-            mirror: false,
-            quarter_turns: 0,
-            quality: GpuQuality::Keep,
-            arbitrary: None,
-        };
+        let job = GpuJob { crop: Some(crop), ..GpuJob::resize_to(10, 5) };
         assert!(matches!(g.apply(&p, &job), Err(GpuError::Unsupported(_))), "{crop:?}");
     }
 }
@@ -366,24 +339,8 @@ fn a_hundred_sequential_jobs_create_no_new_buffers_and_keep_the_pool_bounded() {
     let Some(g) = own_gpu() else { return };
     let a = structured(200, 150, Layout::Rgb, 1);
     let b = structured(90, 60, Layout::Rgba, 2);
-    let ja = GpuJob {
-        out_w: 100,
-        out_h: 75,
-        mirror: false,
-        quarter_turns: 1,
-        quality: GpuQuality::Keep,
-        crop: None,
-        arbitrary: None,
-    };
-    let jb = GpuJob {
-        out_w: 45,
-        out_h: 30,
-        mirror: true,
-        quarter_turns: 0,
-        quality: GpuQuality::Gray,
-        crop: None,
-        arbitrary: None,
-    };
+    let ja = GpuJob { quarter_turns: 1, ..GpuJob::resize_to(100, 75) };
+    let jb = GpuJob { mirror: true, quality: GpuQuality::Gray, ..GpuJob::resize_to(45, 30) };
     // Warm up both shapes; then 100 more calls must create nothing.
     g.apply(&a, &ja).unwrap();
     g.apply(&b, &jb).unwrap();
@@ -509,28 +466,12 @@ fn an_input_beyond_the_binding_limit_is_resized_in_bands_and_still_matches() {
     for layout in [Layout::Rgb, Layout::GrayAlpha, Layout::Rgba] {
         let p = structured(301, 211, layout, 9);
         for (ow, oh) in [(75, 52), (100, 50)] {
-            let job = GpuJob {
-                out_w: ow,
-                out_h: oh,
-                mirror: true,
-                quarter_turns: 1,
-                quality: GpuQuality::Keep,
-                crop: None,
-                arbitrary: None,
-            };
+            let job = GpuJob { mirror: true, quarter_turns: 1, ..GpuJob::resize_to(ow, oh) };
             check(&g, &p, &job);
         }
         // Without a vertical pass the input must be bound whole: refused.
         if p.byte_len() > 64 * 1024 {
-            let job = GpuJob {
-                out_w: 150,
-                out_h: 211,
-                mirror: false,
-                quarter_turns: 0,
-                quality: GpuQuality::Keep,
-                crop: None,
-                arbitrary: None,
-            };
+            let job = GpuJob::resize_to(150, 211);
             assert!(matches!(g.apply(&p, &job), Err(GpuError::Unsupported(_))));
         }
     }
@@ -540,15 +481,7 @@ fn an_input_beyond_the_binding_limit_is_resized_in_bands_and_still_matches() {
 fn a_destroyed_device_makes_apply_fail_without_panicking() {
     let Some(g) = own_gpu() else { return };
     let p = structured(64, 48, Layout::Rgb, 4);
-    let job = GpuJob {
-        out_w: 32,
-        out_h: 24,
-        mirror: false,
-        quarter_turns: 0,
-        quality: GpuQuality::Keep,
-        crop: None,
-        arbitrary: None,
-    };
+    let job = GpuJob::resize_to(32, 24);
     assert!(g.apply(&p, &job).is_ok());
     g.device.destroy();
     assert!(g.apply(&p, &job).is_err());
@@ -559,15 +492,7 @@ fn a_destroyed_device_makes_apply_fail_without_panicking() {
 fn trim_pool_releases_idle_buffers() {
     let Some(g) = own_gpu() else { return };
     let p = structured(64, 48, Layout::Rgba, 4);
-    let job = GpuJob {
-        out_w: 32,
-        out_h: 24,
-        mirror: false,
-        quarter_turns: 0,
-        quality: GpuQuality::Keep,
-        crop: None,
-        arbitrary: None,
-    };
+    let job = GpuJob::resize_to(32, 24);
     g.apply(&p, &job).unwrap();
     assert!(g.pool_stats().idle_buffers > 0);
     g.trim_pool();
@@ -580,25 +505,9 @@ fn jobs_beyond_the_adapter_limits_are_refused_not_attempted() {
     let Some(g) = gpu() else { return };
     let p = Pixels::filled(4, 4, Layout::Rgb, &[1, 2, 3]);
     let wide = g.limits.max_compute_workgroups_per_dimension.saturating_mul(RESIZE_WG).saturating_add(RESIZE_WG);
-    let job = GpuJob {
-        out_w: wide,
-        out_h: 1,
-        mirror: false,
-        quarter_turns: 0,
-        quality: GpuQuality::Keep,
-        crop: None,
-        arbitrary: None,
-    };
+    let job = GpuJob::resize_to(wide, 1);
     assert!(matches!(g.apply(&p, &job), Err(GpuError::Unsupported(_))));
-    let job = GpuJob {
-        out_w: 0,
-        out_h: 4,
-        mirror: false,
-        quarter_turns: 0,
-        quality: GpuQuality::Keep,
-        crop: None,
-        arbitrary: None,
-    };
+    let job = GpuJob::resize_to(0, 4);
     assert!(matches!(g.apply(&p, &job), Err(GpuError::Unsupported(_))));
 }
 
@@ -611,15 +520,7 @@ fn concurrent_jobs_from_several_threads_all_match_the_cpu() {
                 let layout = LAYOUTS[t as usize];
                 let p = structured(120 + t, 80 + t, layout, t);
                 for q in 0..4u8 {
-                    let job = GpuJob {
-                        out_w: 50 + t,
-                        out_h: 33,
-                        mirror: q % 2 == 1,
-                        quarter_turns: q,
-                        quality: GpuQuality::Keep,
-                        crop: None,
-                        arbitrary: None,
-                    };
+                    let job = GpuJob { mirror: q % 2 == 1, quarter_turns: q, ..GpuJob::resize_to(50 + t, 33) };
                     check(g, &p, &job);
                 }
             });
@@ -632,15 +533,7 @@ fn a_device_error_outside_a_job_fails_no_job_running_meanwhile() {
     // A device of its own: the errors below must not reach other tests.
     let Some(g) = own_gpu() else { return };
     let p = structured(300, 200, Layout::Rgb, 5);
-    let job = GpuJob {
-        out_w: 150,
-        out_h: 100,
-        mirror: false,
-        quarter_turns: 1,
-        quality: GpuQuality::Keep,
-        crop: None,
-        arbitrary: None,
-    };
+    let job = GpuJob { quarter_turns: 1, ..GpuJob::resize_to(150, 100) };
     let stop = std::sync::atomic::AtomicBool::new(false);
     /// Stops the error thread however the checks end (a failed assertion
     /// must not leave the scope waiting on it).
@@ -847,15 +740,7 @@ fn a_resident_unit_beyond_the_binding_limit_is_read_in_bands_from_any_corner() {
     g.limits.max_storage_buffer_binding_size = 64 * 1024;
     for layout in [Layout::Rgb, Layout::Rgba] {
         let unit = Arc::new(structured(301, 211, layout, 9));
-        let job = GpuJob {
-            out_w: 70,
-            out_h: 52,
-            mirror: true,
-            quarter_turns: 1,
-            quality: GpuQuality::Keep,
-            crop: None,
-            arbitrary: None,
-        };
+        let job = GpuJob { mirror: true, quarter_turns: 1, ..GpuJob::resize_to(70, 52) };
         check_in(&g, &unit, &[((13, 7, 281, 199), job), ((1, 3, 299, 207), job)]);
     }
 }
