@@ -98,6 +98,11 @@ pub struct HttpSourceCfg {
     pub allow_insecure_tls: bool,
     pub max_concurrent_fetches: usize,
     pub follow_redirects_to_other_hosts: bool,
+    /// Read public JPEG 2000 and TIFF images by range (see source::ranged).
+    pub range_reads: bool,
+    pub range_block_bytes: u64,
+    pub range_read_ahead_bytes: u64,
+    pub range_tiff_tail_bytes: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

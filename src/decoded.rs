@@ -613,7 +613,7 @@ impl DecodedTiles {
         // A refused job drops its claim: its waiters claim again.
         pool.submit(move || {
             input.decodes.inc();
-            let mut r = decode_tile(input.data.as_ref().as_ref(), &input.info, whole, full, scale, input.max_pixels);
+            let mut r = decode_tile(&*input.data, &input.info, whole, full, scale, input.max_pixels);
             if r.is_ok() && !input.data.intact() {
                 // The file changed under the decode: its pixels are not kept.
                 r = Err(CodecError::SourceChanged);
@@ -699,7 +699,7 @@ fn tile(
 
 /// Decodes one codestream tile (or a whole JPEG) at 1/`scale`.
 fn decode_tile(
-    data: &[u8],
+    data: &dyn crate::source::SourceBytes,
     info: &ImageInfo,
     whole: bool,
     full: Rect,
@@ -707,10 +707,11 @@ fn decode_tile(
     max_pixels: u64,
 ) -> Result<Pixels, CodecError> {
     if whole {
-        codec::decode(data, info, full, scale, max_pixels)
+        codec::decode_with(data.as_ref(), data, info, full, scale, max_pixels)
     } else {
         let area = jp2::DecodeArea { x: full.x, y: full.y, w: full.w, h: full.h };
-        let px = jp2::decode(data, area, scale.trailing_zeros(), max_pixels).map_err(codec::jp2_error)?;
+        let px = jp2::decode_with(data.as_ref(), data, area, scale.trailing_zeros(), max_pixels)
+            .map_err(codec::jp2_error)?;
         Ok(match &info.icc {
             Some(icc) => codec::colour::to_srgb(px, icc),
             None => px,
@@ -993,6 +994,11 @@ mod tests {
         }
     }
     impl crate::source::SourceBytes for Panics {}
+    impl crate::codec::Need for Panics {
+        fn need(&self, _: &[(u64, u64)]) -> Result<(), crate::codec::CodecError> {
+            Ok(())
+        }
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_decode_that_panics_every_time_ends_in_an_error_not_a_loop() {

@@ -250,6 +250,25 @@ pub fn render_http_source(out: &mut String, h: &crate::source::http::HttpSource)
         ("tessera_source_not_modified_total", "Revalidations answered 304 by the origin", &s.not_modified),
         ("tessera_source_refusals_total", "401/403 answers from the origin", &s.refusals),
         ("tessera_source_errors_total", "Failed exchanges with the origin", &s.errors),
+        ("tessera_source_ranged_opens_total", "Images opened for reading by range", &s.ranged_opens),
+        ("tessera_source_range_requests_total", "Range requests sent to the origin", &s.range.requests),
+        ("tessera_source_range_bytes_total", "Bytes received in range answers", &s.range.bytes),
+        ("tessera_source_block_hits_total", "Blocks of remote images found present when read", &s.range.block_hits),
+        (
+            "tessera_source_block_misses_total",
+            "Blocks of remote images fetched (or waited for) when read",
+            &s.range.block_misses,
+        ),
+        (
+            "tessera_source_range_changed_total",
+            "Remote images found changed at the origin while read by range",
+            &s.range.changed,
+        ),
+        (
+            "tessera_source_range_errors_total",
+            "Failed range requests (timeouts, resets, short bodies, 5xx)",
+            &s.range.errors,
+        ),
     ];
     for (name, help, v) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));

@@ -41,14 +41,31 @@ pub fn codec_error(e: CodecError) -> Error {
         CodecError::Corrupt(d) => Error::undecodable(d),
         CodecError::Encode(d) => Error::internal(format!("encode: {d}")),
         CodecError::SourceChanged => Error::source_changed(),
+        // The origin of a remote master failed a range read: its fault, not
+        // the image's (504 when it was too slow, 502 otherwise).
+        CodecError::Unavailable { timeout: true, detail } => {
+            Error::with_status(http::StatusCode::GATEWAY_TIMEOUT, "The image's origin did not answer in time")
+                .with_detail(detail)
+        }
+        CodecError::Unavailable { timeout: false, detail } => {
+            Error::with_status(http::StatusCode::BAD_GATEWAY, "The image's origin failed to send the image")
+                .with_detail(detail)
+        }
     }
 }
 
 /// Decodes the plan's region directly from the source bytes.
-pub fn decode(data: &[u8], info: &ImageInfo, plan: &Plan, s: &RenderSettings, m: &Metrics) -> Result<Pixels, Error> {
+pub fn decode(
+    data: &dyn SourceBytes,
+    info: &ImageInfo,
+    plan: &Plan,
+    s: &RenderSettings,
+    m: &Metrics,
+) -> Result<Pixels, Error> {
     let t = Instant::now();
     m.decodes.inc();
-    let p = codec::decode(data, info, plan.region, plan.scale, s.max_decode_pixels).map_err(codec_error)?;
+    let p = codec::decode_with(data.as_ref(), data, info, plan.region, plan.scale, s.max_decode_pixels)
+        .map_err(codec_error)?;
     m.observe(Stage::Decode, t.elapsed());
     Ok(p)
 }
@@ -174,7 +191,7 @@ fn count(m: &Metrics, ran: transform::Ran) {
 /// a TIFF page, unchanged (its size, no rotation or mirror, default or
 /// colour quality, as JPEG), that tile's bytes. A source whose ICC profile
 /// needs converting to sRGB is never passed through.
-pub fn stored_tile(data: &[u8], info: &ImageInfo, plan: &Plan) -> Option<Encoded> {
+pub fn stored_tile(data: &dyn SourceBytes, info: &ImageInfo, plan: &Plan) -> Option<Encoded> {
     let pyramid = info.tiff.as_deref()?;
     let unchanged = plan.format == Format::Jpg
         && matches!(plan.quality, Quality::Default | Quality::Color)
@@ -186,7 +203,7 @@ pub fn stored_tile(data: &[u8], info: &ImageInfo, plan: &Plan) -> Option<Encoded
     if !unchanged {
         return None;
     }
-    let body = codec::tiff::stored_jpeg(data, pyramid, plan.decoded, plan.scale)?;
+    let body = codec::tiff::stored_jpeg_with(data.as_ref(), data, pyramid, plan.decoded, plan.scale)?;
     Some(Encoded { body: Bytes::from(body), media_type: Format::Jpg.media_type() })
 }
 
@@ -216,14 +233,14 @@ pub fn render(
             cut.pixels(m)?
         }
         Input::Decode { data, info } => {
-            if let Some(tile) = stored_tile(data.as_ref(), info, plan) {
+            if let Some(tile) = stored_tile(data, info, plan) {
                 if !data.intact() {
                     return Err(Error::source_changed());
                 }
                 m.passthrough.inc();
                 return Ok(tile);
             }
-            let p = decode(data.as_ref(), info, plan, s, m)?;
+            let p = decode(data, info, plan, s, m)?;
             if !data.intact() {
                 return Err(Error::source_changed());
             }

@@ -86,7 +86,13 @@ impl App {
         let rx = self
             .pool
             .submit(move || {
-                codec::probe(&src.bytes).and_then(|i| if src.intact() { Ok(i) } else { Err(CodecError::SourceChanged) })
+                codec::probe_with(&src.bytes, &*src).and_then(|i| {
+                    if src.intact() {
+                        Ok(i)
+                    } else {
+                        Err(CodecError::SourceChanged)
+                    }
+                })
             })
             .map_err(|_| Error::overloaded(self.cfg.server.retry_after))?;
         let info = match rx.await.map_err(|_| Error::internal("header probe panicked"))? {
@@ -127,7 +133,7 @@ impl App {
             return Some((i.width, i.height));
         }
         let src = located.open(self.cfg.source.mmap).ok()?;
-        let info = Arc::new(codec::probe(&src.bytes).ok()?);
+        let info = Arc::new(codec::probe_with(&src.bytes, &*src).ok()?);
         self.infos.insert(&key, located.version, info.clone());
         Some((info.width, info.height))
     }

@@ -3,6 +3,12 @@
 //!
 //! Codecs know nothing of HTTP or IIIF: they take bytes and rectangles and
 //! return [`Pixels`] or a [`CodecError`]. The pipeline maps errors to statuses.
+//!
+//! The bytes are one slice of the whole file. Some of it may not be there
+//! yet (a remote master read by range, `source::ranged`): the codecs that
+//! read at random (TIFF, JPEG 2000) say which byte ranges they are about to
+//! read through [`Need`] first, and read nothing else. JPEG and PNG need the
+//! whole file.
 
 pub mod colour;
 pub mod encode;
@@ -36,6 +42,32 @@ impl SourceFormat {
     }
 }
 
+/// Makes byte ranges of a codec's input readable before the codec reads
+/// them. A file on disk has every byte ([`Present`]); a remote master read
+/// by range fetches the ranges it lacks, all of one call together (so a
+/// decode that names its chunks first waits for one round trip, not one per
+/// chunk). Ranges are `(start, end)` byte offsets, end exclusive, and may
+/// reach past the end of the input (they are clipped).
+pub trait Need: Sync {
+    fn need(&self, ranges: &[(u64, u64)]) -> Result<(), CodecError>;
+
+    /// Whether reads may have to be fetched (then codecs read in small
+    /// pieces: OpenJPEG's stream buffer, for one, would otherwise pull 64 KiB
+    /// to read a 12-byte tile-part header).
+    fn is_remote(&self) -> bool {
+        false
+    }
+}
+
+/// Input that is all there (a file, a buffer).
+pub struct Present;
+
+impl Need for Present {
+    fn need(&self, _ranges: &[(u64, u64)]) -> Result<(), CodecError> {
+        Ok(())
+    }
+}
+
 /// Why a decode failed, in terms the pipeline can map to a status.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum CodecError {
@@ -58,6 +90,10 @@ pub enum CodecError {
     /// read: the result is thrown away and the request may be retried.
     #[error("source changed while it was read")]
     SourceChanged,
+    /// Bytes of the source could not be had (a remote origin failed, timed
+    /// out or answered wrongly): nothing is wrong with the image itself.
+    #[error("source bytes unavailable: {detail}")]
+    Unavailable { timeout: bool, detail: String },
 }
 
 /// Header facts about a source image, read without decoding pixels.
@@ -105,28 +141,56 @@ pub fn sniff(data: &[u8]) -> Option<SourceFormat> {
     }
 }
 
+/// Bytes read first to recognise a format (the longest signature).
+pub const SNIFF_LEN: u64 = 12;
+
 /// Reads the header of a source.
 pub fn probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
+    probe_with(data, &Present)
+}
+
+/// Reads the header of a source whose bytes come through `need`: only the
+/// headers are read (a TIFF's directory chain, a JPEG 2000 main header).
+pub fn probe_with(data: &[u8], need: &dyn Need) -> Result<ImageInfo, CodecError> {
+    need.need(&[(0, SNIFF_LEN)])?;
     match sniff(data).ok_or(CodecError::UnknownFormat)? {
-        SourceFormat::Jpeg => jpeg::probe(data),
-        SourceFormat::Png => png::probe(data),
-        SourceFormat::Jp2 => jp2_probe(data),
-        SourceFormat::Tiff => tiff::probe(data),
+        SourceFormat::Jpeg => whole(data, need).and_then(jpeg::probe),
+        SourceFormat::Png => whole(data, need).and_then(png::probe),
+        SourceFormat::Jp2 => jp2_probe(data, need),
+        SourceFormat::Tiff => tiff::probe_with(data, need),
     }
+}
+
+/// All of `data`, once `need` has it.
+fn whole<'a>(data: &'a [u8], need: &dyn Need) -> Result<&'a [u8], CodecError> {
+    need.need(&[(0, data.len() as u64)])?;
+    Ok(data)
 }
 
 /// Decodes `region` (full-resolution pixels) at 1/`scale`, returning exactly
 /// `region.at_scale(scale, ..)` pixels.
 pub fn decode(data: &[u8], info: &ImageInfo, region: Rect, scale: u32, max_pixels: u64) -> Result<Pixels, CodecError> {
+    decode_with(data, &Present, info, region, scale, max_pixels)
+}
+
+/// [`decode`] from bytes that come through `need`.
+pub fn decode_with(
+    data: &[u8],
+    need: &dyn Need,
+    info: &ImageInfo,
+    region: Rect,
+    scale: u32,
+    max_pixels: u64,
+) -> Result<Pixels, CodecError> {
     let want = region.at_scale(scale, info.width, info.height);
     let px = want.w as u64 * want.h as u64;
     if px > max_pixels {
         return Err(CodecError::TooLarge { pixels: px, limit: max_pixels });
     }
     let out = match info.format {
-        SourceFormat::Jpeg => jpeg::decode(data, info, region, scale, max_pixels)?,
+        SourceFormat::Jpeg => jpeg::decode(whole(data, need)?, info, region, scale, max_pixels)?,
         SourceFormat::Png => {
-            let full = png::decode(data, max_pixels)?;
+            let full = png::decode(whole(data, need)?, max_pixels)?;
             crop_to(full, want)?
         }
         SourceFormat::Jp2 => {
@@ -137,11 +201,11 @@ pub fn decode(data: &[u8], info: &ImageInfo, region: Rect, scale: u32, max_pixel
             let (x, y) = (region.x / s * s, region.y / s * s);
             let area = jp2::DecodeArea { x, y, w: region.x + region.w - x, h: region.y + region.h - y };
             let reduce = s.trailing_zeros();
-            jp2::decode(data, area, reduce, max_pixels).map_err(jp2_error)?
+            jp2::decode_with(data, need, area, reduce, max_pixels).map_err(jp2_error)?
         }
         SourceFormat::Tiff => {
             let pyramid = info.tiff.as_deref().ok_or(CodecError::UnknownFormat)?;
-            tiff::decode(data, pyramid, want, scale, max_pixels)?
+            tiff::decode_with(data, need, pyramid, want, scale, max_pixels)?
         }
     };
     let out = match &info.icc {
@@ -155,8 +219,8 @@ pub fn decode(data: &[u8], info: &ImageInfo, region: Rect, scale: u32, max_pixel
     Ok(out)
 }
 
-fn jp2_probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
-    let h = jp2::probe(data).map_err(jp2_error)?;
+fn jp2_probe(data: &[u8], need: &dyn Need) -> Result<ImageInfo, CodecError> {
+    let h = jp2::probe_with(data, need).map_err(jp2_error)?;
     let layout = match (h.components, h.has_alpha) {
         (1, _) => Layout::Gray,
         (2, _) => Layout::GrayAlpha,
@@ -183,6 +247,7 @@ fn jp2_probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
 pub(crate) fn jp2_error(e: jp2::Jp2Error) -> CodecError {
     let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.to_string());
     match e {
+        jp2::Jp2Error::Input(e) => e,
         jp2::Jp2Error::Unsupported(m) => CodecError::Unsupported(m),
         jp2::Jp2Error::TooLarge { pixels, limit } => CodecError::TooLarge { pixels, limit },
         // A header whose decode would need more codec memory than allowed.

@@ -32,13 +32,14 @@
 //! up. CMYK in JPEG chunks, planar JPEG, predictors on palette pages and
 //! floating point are refused as unsupported.
 
-use std::io::Cursor;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Mutex;
 
 use tiff::decoder::{Decoder, DecodingResult, IfdDecoder, Limits};
 use tiff::tags::{PhotometricInterpretation, PlanarConfiguration, Tag};
 use tiff::ColorType;
 
-use super::{CodecError, ImageInfo, SourceFormat};
+use super::{CodecError, ImageInfo, Need, Present, SourceFormat};
 use crate::model::Rect;
 use crate::pixels::{Layout, Pixels};
 
@@ -160,8 +161,52 @@ fn limits() -> Limits {
     l
 }
 
-fn decoder(data: &[u8]) -> Result<Decoder<Cursor<&[u8]>>, CodecError> {
-    Ok(Decoder::new(Cursor::new(data)).map_err(corrupt)?.with_limits(limits()))
+fn decoder<'a>(input: Input<'a>) -> Result<Decoder<Input<'a>>, CodecError> {
+    Ok(Decoder::new(input).map_err(corrupt)?.with_limits(limits()))
+}
+
+/// What the `tiff` crate reads from: the file's bytes, each read first made
+/// readable through [`Need`] (the directory chain of a remote master is
+/// fetched as it is walked). A `need` that fails is kept in `failed`, so
+/// the caller reports it rather than the crate's I/O error.
+struct Input<'a> {
+    data: &'a [u8],
+    pos: u64,
+    need: &'a dyn Need,
+    failed: &'a Mutex<Option<CodecError>>,
+}
+
+impl Read for Input<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = self.pos.min(self.data.len() as u64) as usize;
+        let n = buf.len().min(self.data.len() - start);
+        if let Err(e) = self.need.need(&[(start as u64, (start + n) as u64)]) {
+            let text = e.to_string();
+            *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            return Err(std::io::Error::other(text));
+        }
+        buf[..n].copy_from_slice(&self.data[start..start + n]);
+        self.pos = (start + n) as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Input<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let len = self.data.len() as i128;
+        let at = match to {
+            SeekFrom::Start(p) => i128::from(p),
+            SeekFrom::End(d) => len + i128::from(d),
+            SeekFrom::Current(d) => i128::from(self.pos) + i128::from(d),
+        };
+        self.pos = u64::try_from(at).map_err(|_| std::io::Error::other("seek before the start"))?;
+        Ok(self.pos)
+    }
+}
+
+/// The error of a read through [`Input`]: the failed `need`'s if there was one.
+fn settle<T>(r: Result<T, CodecError>, failed: &Mutex<Option<CodecError>>) -> Result<T, CodecError> {
+    r.map_err(|e| failed.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or(e))
 }
 
 /// Whether `data` starts like a TIFF or BigTIFF.
@@ -171,7 +216,14 @@ pub fn sniff(data: &[u8]) -> bool {
 
 /// Reads the directory chain: size, layout, native scales.
 pub fn probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
-    let pyramid = read_pyramid(data)?;
+    probe_with(data, &Present)
+}
+
+/// [`probe`] of bytes that come through `need`: only the directories and
+/// the tag arrays they point to are read.
+pub fn probe_with(data: &[u8], need: &dyn Need) -> Result<ImageInfo, CodecError> {
+    let failed = Mutex::new(None);
+    let pyramid = settle(read_pyramid(Input { data, pos: 0, need, failed: &failed }), &failed)?;
     let Some(full) = pyramid.pages.first() else {
         return Err(CodecError::Corrupt("TIFF has no pages".into()));
     };
@@ -187,8 +239,8 @@ pub fn probe(data: &[u8]) -> Result<ImageInfo, CodecError> {
     })
 }
 
-fn read_pyramid(data: &[u8]) -> Result<Pyramid, CodecError> {
-    let mut d = decoder(data)?;
+fn read_pyramid(input: Input<'_>) -> Result<Pyramid, CodecError> {
+    let mut d = decoder(input)?;
     let full = read_page(&mut d, 0, 1)?;
     let icc = d.get_tag_u8_vec(Tag::IccProfile).ok();
     let sub_ifds = d.find_tag(Tag::SubIfd).ok().flatten().and_then(|v| v.into_ifd_vec().ok()).unwrap_or_default();
@@ -309,7 +361,7 @@ fn chunk_table(t: &mut IfdDecoder<'_>, width: u32, height: u32) -> Result<ChunkT
     Ok(table)
 }
 
-fn read_page(d: &mut Decoder<Cursor<&[u8]>>, ifd: usize, factor: u32) -> Result<Page, CodecError> {
+fn read_page(d: &mut Decoder<Input<'_>>, ifd: usize, factor: u32) -> Result<Page, CodecError> {
     let (width, height) = d.dimensions().map_err(corrupt)?;
     if width == 0 || height == 0 {
         return Err(CodecError::Corrupt("TIFF page has no size".into()));
@@ -359,7 +411,7 @@ fn read_page(d: &mut Decoder<Cursor<&[u8]>>, ifd: usize, factor: u32) -> Result<
     Ok(page)
 }
 
-fn samples(d: &mut Decoder<Cursor<&[u8]>>, compression: u16, photometric: Option<u16>) -> Result<Samples, CodecError> {
+fn samples(d: &mut Decoder<Input<'_>>, compression: u16, photometric: Option<u16>) -> Result<Samples, CodecError> {
     let ct = d.colortype().map_err(|e| CodecError::Unsupported(format!("TIFF colour type: {e}")))?;
     // MinIsWhite is inverted by the `tiff` crate as it decodes; a JPEG
     // chunk of a MinIsWhite page is refused (JPEG stores what it shows).
@@ -404,6 +456,48 @@ fn samples(d: &mut Decoder<Cursor<&[u8]>>, compression: u16, photometric: Option
 /// scale. Pixels beyond the page's edge (a reduced page a pixel smaller
 /// than the planner's grid) are left for the caller to fill.
 pub fn decode(data: &[u8], pyramid: &Pyramid, want: Rect, scale: u32, max_pixels: u64) -> Result<Pixels, CodecError> {
+    decode_with(data, &Present, pyramid, want, scale, max_pixels)
+}
+
+/// [`decode`] of bytes that come through `need`: the chunks the region
+/// touches are asked for together before any is read.
+pub fn decode_with(
+    data: &[u8],
+    need: &dyn Need,
+    pyramid: &Pyramid,
+    want: Rect,
+    scale: u32,
+    max_pixels: u64,
+) -> Result<Pixels, CodecError> {
+    let failed = Mutex::new(None);
+    settle(decode_chunks(data, need, &failed, pyramid, want, scale, max_pixels), &failed)
+}
+
+/// The byte ranges of the chunks of `page` that `area` (on the page's
+/// grid, not empty) touches.
+fn chunk_ranges(page: &Page, area: Rect) -> Vec<(u64, u64)> {
+    let (x1, y1) = (area.x + area.w, area.y + area.h);
+    let mut ranges = Vec::new();
+    for row in area.y / page.chunk_h..=(y1 - 1) / page.chunk_h {
+        for col in area.x / page.chunk_w..=(x1 - 1) / page.chunk_w {
+            let index = (row * page.columns() + col) as usize;
+            if let (Some(&off), Some(&len)) = (page.offsets.get(index), page.byte_counts.get(index)) {
+                ranges.push((off, off.saturating_add(len)));
+            }
+        }
+    }
+    ranges
+}
+
+fn decode_chunks(
+    data: &[u8],
+    need: &dyn Need,
+    failed: &Mutex<Option<CodecError>>,
+    pyramid: &Pyramid,
+    want: Rect,
+    scale: u32,
+    max_pixels: u64,
+) -> Result<Pixels, CodecError> {
     let page = pyramid.page(scale).ok_or_else(|| CodecError::Unsupported(format!("TIFF has no page at 1/{scale}")))?;
     let chunk_px = page.chunk_w as u64 * page.chunk_h as u64;
     if chunk_px > max_pixels {
@@ -415,6 +509,7 @@ pub fn decode(data: &[u8], pyramid: &Pyramid, want: Rect, scale: u32, max_pixels
         return Err(CodecError::Corrupt("region outside the TIFF page".into()));
     }
     let area = Rect { x: want.x, y: want.y, w: x1 - want.x, h: y1 - want.y };
+    need.need(&chunk_ranges(page, area))?;
     let layout = page.samples.layout;
     let c = layout.channels();
     let mut out = vec![0u8; area.w as usize * area.h as usize * c];
@@ -431,7 +526,7 @@ pub fn decode(data: &[u8], pyramid: &Pyramid, want: Rect, scale: u32, max_pixels
                     Some(d) => d,
                     None => {
                         let ifd = page.ifd.ok_or_else(|| CodecError::Unsupported("TIFF SubIFD page".into()))?;
-                        let mut d = decoder(data)?;
+                        let mut d = decoder(Input { data, pos: 0, need, failed })?;
                         d.seek_to_image(ifd).map_err(corrupt)?;
                         reader.insert(d)
                     }
@@ -501,12 +596,7 @@ fn jpeg_chunk(data: &[u8], page: &Page, index: usize, max_pixels: u64) -> Result
 /// Chunk `index` of `page` (deflate, LZW, PackBits, CCITT or none) as
 /// pixels of the page's layout: a planar page's planes interleaved, CMYK
 /// turned into sRGB (through `icc` when it is a CMYK profile).
-fn other_chunk(
-    d: &mut Decoder<Cursor<&[u8]>>,
-    page: &Page,
-    index: u32,
-    icc: Option<&[u8]>,
-) -> Result<Pixels, CodecError> {
+fn other_chunk(d: &mut Decoder<Input<'_>>, page: &Page, index: u32, icc: Option<&[u8]>) -> Result<Pixels, CodecError> {
     let s = page.samples;
     // The `tiff` crate returns a chunk's data without the padding of the
     // last column and row of tiles or the last strip.
@@ -569,7 +659,7 @@ const PACKBITS: u16 = 32773;
 /// A palette page's samples (RGB out) and its colour map as 8-bit RGB
 /// triples: 1, 2, 4 or 8-bit indices, one sample a pixel, uncompressed,
 /// PackBits, LZW or deflate, no predictor.
-fn palette(d: &mut Decoder<Cursor<&[u8]>>, compression: u16) -> Result<(Samples, Vec<u8>), CodecError> {
+fn palette(d: &mut Decoder<Input<'_>>, compression: u16) -> Result<(Samples, Vec<u8>), CodecError> {
     let unsupported = |what: &str| Err(CodecError::Unsupported(format!("palette TIFF {what}")));
     let bits = d.find_tag_unsigned::<u16>(Tag::BitsPerSample).map_err(|e| tag_error("BitsPerSample", e))?.unwrap_or(1);
     let spp = d.find_tag_unsigned::<u16>(Tag::SamplesPerPixel).map_err(|e| tag_error("SamplesPerPixel", e))?;
@@ -707,6 +797,12 @@ fn unpack_bits(packed: &[u8], w: u32, h: u32) -> Vec<u8> {
 /// not (another size, an edge tile with padding, not JPEG, more than three
 /// samples), and the caller decodes.
 pub fn stored_jpeg(data: &[u8], pyramid: &Pyramid, want: Rect, scale: u32) -> Option<Vec<u8>> {
+    stored_jpeg_with(data, &Present, pyramid, want, scale)
+}
+
+/// [`stored_jpeg`] of bytes that come through `need` (`None` too when the
+/// chunk cannot be had: the decode that follows reports why).
+pub fn stored_jpeg_with(data: &[u8], need: &dyn Need, pyramid: &Pyramid, want: Rect, scale: u32) -> Option<Vec<u8>> {
     let page = pyramid.page(scale)?;
     let (tw, th) = (page.chunk_w, page.chunk_h);
     let whole_tile = want.w == tw && want.h == th && want.x.is_multiple_of(tw) && want.y.is_multiple_of(th);
@@ -718,6 +814,7 @@ pub fn stored_jpeg(data: &[u8], pyramid: &Pyramid, want: Rect, scale: u32) -> Op
         return None;
     }
     let index = (want.y / th) * page.columns() + want.x / tw;
+    need.need(&chunk_ranges(page, Rect { x: want.x, y: want.y, w: tw, h: th })).ok()?;
     let jpeg = merged_jpeg(data, page, index as usize).ok()?;
     // The stream must say what the page says: a tile of exactly this size.
     (jpeg_size(&jpeg)? == (tw, th)).then_some(jpeg)

@@ -71,6 +71,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
+use super::ranged::{self, Counted, Fetcher, RangeStats, Remote};
 use super::{fnv1a, is_safe_identifier, Located, Origin, SourceVersion};
 use crate::config::HttpSourceCfg;
 use crate::error::{Error, Result};
@@ -178,6 +179,10 @@ pub struct Stats {
     /// Failed exchanges (timeouts, 5xx, connection errors, oversized images,
     /// files that are not images, refused redirects).
     pub errors: AtomicU64,
+    /// Images opened for reading by range (instead of downloaded whole).
+    pub ranged_opens: AtomicU64,
+    /// The range reads of those images.
+    pub range: Arc<RangeStats>,
 }
 
 /// One image kept in the folder.
@@ -196,6 +201,9 @@ struct Entry {
     anonymous_refusal: Option<StatusCode>,
     /// LRU clock; shared by the refreshed copies of one file.
     last_used: Arc<AtomicU64>,
+    /// Read by range: `path` is its sparse file, and `len` is 0 (its blocks
+    /// count in [`HttpSource::counted`] as they arrive).
+    remote: Option<Arc<Remote>>,
 }
 
 /// (URL, exact credentials).
@@ -299,6 +307,8 @@ pub struct HttpSource {
     clock: AtomicU64,
     seq: AtomicU64,
     pub stats: Stats,
+    /// Bytes of the blocks of images read by range (part of the bound).
+    counted: Arc<Counted>,
 }
 
 impl HttpSource {
@@ -344,12 +354,14 @@ impl HttpSource {
             clock: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             stats: Stats::default(),
+            counted: Arc::new(Counted::default()),
         })
     }
 
-    /// Bytes kept in the folder now (finished images).
+    /// Bytes kept in the folder now (finished images and the blocks of
+    /// images read by range).
     pub fn stored_bytes(&self) -> u64 {
-        self.lock().bytes
+        self.lock().bytes + self.counted.bytes.load(Ordering::Relaxed)
     }
 
     /// Bytes received by downloads under way.
@@ -392,6 +404,7 @@ impl HttpSource {
     pub async fn locate(self: &Arc<Self>, id: &str, headers: &HeaderMap) -> Result<Located> {
         let url = self.url_for(id)?;
         let creds = Credentials::of(headers, &self.cfg);
+        self.trim();
         let now = Instant::now();
         let current = self.entry(&url);
         if let Some(e) = &current {
@@ -449,8 +462,11 @@ impl HttpSource {
         self.clock.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Fresh: confirmed by the origin within `revalidate_after`, and (read by
+    /// range) not found changed since.
     fn is_fresh(&self, e: &Entry, now: Instant) -> bool {
         now.saturating_duration_since(e.validated) < Duration::from_secs(self.cfg.revalidate_after)
+            && !e.remote.as_ref().is_some_and(|r| r.changed())
     }
 
     fn is_admitted(&self, url: &str, creds: &Credentials, now: Instant) -> bool {
@@ -479,6 +495,7 @@ impl HttpSource {
             version: e.version,
             modified: e.modified,
             origin: Origin::Http { url: url.into(), restricted: e.anonymous_refusal.is_some() },
+            remote: e.remote.clone(),
         }
     }
 
@@ -502,7 +519,11 @@ impl HttpSource {
                 return Err(Error::overloaded(BUSY_RETRY_AFTER).with_detail("no free download slot"));
             }
         };
-        let resp = match self.send(url, creds, prev.as_deref()).await {
+        // A public image (asked anonymously) is opened by range when the
+        // configuration allows; one already read by range is revalidated so.
+        let by_range = self.cfg.range_reads && creds.is_empty() && prev.as_ref().is_none_or(|p| p.remote.is_some());
+        let range = by_range.then(|| format!("bytes=0-{}", self.cfg.range_block_bytes.max(4096) - 1));
+        let resp = match self.send(url, creds, prev.as_deref(), range.as_deref()).await {
             Ok(r) => r,
             Err(e) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -540,9 +561,30 @@ impl HttpSource {
                 self.admit(url, creds);
                 Ok(e)
             }
+            (StatusCode::PARTIAL_CONTENT, _) if range.is_some() => {
+                let opened = match self.open_ranged(url, resp).await {
+                    Ok(Some(e)) => Ok(e),
+                    // Not worth reading by range (a JPEG, no validator, an
+                    // odd answer): downloaded whole, as before.
+                    Ok(None) => match self.send(url, creds, None, None).await {
+                        Ok(r) if r.status() == StatusCode::OK => self.download(url, r, None).await,
+                        Ok(r) => Err(bad_gateway(format!("origin answered {} after a range", r.status()))),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                if opened.is_err() {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                opened
+            }
             (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, prev) => {
                 self.stats.refusals.fetch_add(1, Ordering::Relaxed);
-                if creds.is_empty() {
+                if creds.is_empty() && prev.as_ref().is_some_and(|p| p.remote.is_some()) {
+                    // Range reads are anonymous: an image that became
+                    // restricted is fetched whole with credentials instead.
+                    self.forget(url);
+                } else if creds.is_empty() {
                     if let Some(p) = prev {
                         let mut e = (*p).clone();
                         e.validated = now;
@@ -576,10 +618,19 @@ impl HttpSource {
     /// exponential back-off. A timeout is not retried (the client has waited
     /// long enough), nor a refused redirect. After the last retry a 5xx
     /// answer is returned as is.
-    async fn send(&self, url: &str, creds: &Credentials, prev: Option<&Entry>) -> Result<reqwest::Response> {
+    async fn send(
+        &self,
+        url: &str,
+        creds: &Credentials,
+        prev: Option<&Entry>,
+        range: Option<&str>,
+    ) -> Result<reqwest::Response> {
         let mut attempt = 0u32;
         loop {
             let mut rb = self.client.get(url);
+            if let Some(r) = range {
+                rb = rb.header(header::RANGE, r);
+            }
             if let Some(p) = prev {
                 if let Some(t) = &p.etag {
                     rb = rb.header(header::IF_NONE_MATCH, t.as_str());
@@ -687,8 +738,110 @@ impl HttpSource {
             validated: Instant::now(),
             anonymous_refusal,
             last_used: Arc::new(AtomicU64::new(self.tick())),
+            remote: None,
         };
         Ok(self.put(url, e, Some(&mut held)))
+    }
+
+    /// Opens a public image by range from the origin's 206 answer to its
+    /// first block: a sparse file of its length holding that block, read
+    /// further as the codecs ask ([`ranged`]). `None` when it is better
+    /// downloaded whole: a JPEG or PNG (no random access), an origin that
+    /// gave no strong validator for `If-Range`, or an answer that does not
+    /// start at byte 0 or gives no length.
+    async fn open_ranged(&self, url: &str, resp: reqwest::Response) -> Result<Option<Arc<Entry>>> {
+        let text = |h: header::HeaderName| resp.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let etag = text(header::ETAG);
+        let last_modified = text(header::LAST_MODIFIED);
+        let Some((0, last, total)) = text(header::CONTENT_RANGE).as_deref().and_then(ranged::parse_content_range)
+        else {
+            return Ok(None);
+        };
+        if total > self.cfg.max_source_bytes {
+            return Err(too_large());
+        }
+        let Some(validator) = ranged::usable_validator(etag.as_deref(), last_modified.as_deref()) else {
+            return Ok(None);
+        };
+        if last >= self.cfg.range_block_bytes.max(4096).saturating_mul(4) {
+            // Far more than asked: not an origin to read by range.
+            return Ok(None);
+        }
+        let head = resp.bytes().await.map_err(transfer_error)?;
+        if head.len() as u64 != last + 1 {
+            return Err(bad_gateway(format!("short first range: {} of {} bytes", head.len(), last + 1)));
+        }
+        check_image(&head[..head.len().min(SNIFF_LEN)])?;
+        let format = crate::codec::sniff(&head);
+        let complete = head.len() as u64 == total;
+        let random_access = matches!(format, Some(crate::codec::SourceFormat::Tiff | crate::codec::SourceFormat::Jp2));
+        if !complete && !random_access {
+            return Ok(None);
+        }
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("{:016x}-{n}.rng", fnv1a(&[url.as_bytes()])));
+        let fetcher = Fetcher {
+            client: self.client.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            timeout: Duration::from_secs(self.cfg.timeout),
+            retries: self.cfg.retries,
+            retry_backoff_ms: self.cfg.retry_backoff_ms,
+            stats: self.stats.range.clone(),
+        };
+        let remote = Remote::create(
+            url.to_string(),
+            total,
+            validator.clone(),
+            self.cfg.range_block_bytes,
+            self.cfg.range_read_ahead_bytes,
+            path.clone(),
+            &head,
+            fetcher,
+            self.counted.clone(),
+        )
+        .map_err(folder_error)?;
+        let remote = Arc::new(remote);
+        if !complete && format == Some(crate::codec::SourceFormat::Tiff) && self.cfg.range_tiff_tail_bytes > 0 {
+            // A pyramidal TIFF written level by level keeps the directories
+            // of its small levels at the end: fetch the tail now, beside
+            // the first directory read.
+            remote.prefetch((total.saturating_sub(self.cfg.range_tiff_tail_bytes), total));
+        }
+        self.stats.ranged_opens.fetch_add(1, Ordering::Relaxed);
+        self.stats.range.bytes.fetch_add(head.len() as u64, Ordering::Relaxed);
+        self.stats.range.requests.fetch_add(1, Ordering::Relaxed);
+        let version = SourceVersion { len: total, mtime_ns: fnv1a(&[validator.as_bytes()]) as u128 };
+        let modified =
+            last_modified.as_deref().and_then(|lm| httpdate::parse_http_date(lm).ok()).unwrap_or_else(SystemTime::now);
+        let e = Entry {
+            path,
+            len: 0,
+            version,
+            modified,
+            etag,
+            last_modified,
+            validated: Instant::now(),
+            anonymous_refusal: None,
+            last_used: Arc::new(AtomicU64::new(self.tick())),
+            remote: Some(remote),
+        };
+        Ok(Some(self.put(url, e, None)))
+    }
+
+    /// Evicts least recently used images while the blocks read by range
+    /// have grown the folder past its bound.
+    fn trim(&self) {
+        if self.counted.bytes.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut doomed = Vec::new();
+        {
+            let mut s = self.lock();
+            self.evict_over_bound(&mut s, None, &mut doomed);
+        }
+        for p in doomed {
+            let _ = std::fs::remove_file(p);
+        }
     }
 
     /// Counts `n` more bytes of a download under way against the folder's
@@ -701,7 +854,7 @@ impl HttpSource {
             s.inflight += n;
             held.bytes += n;
             self.evict_over_bound(&mut s, None, &mut doomed);
-            s.bytes + s.inflight <= self.cfg.cache_max_bytes
+            s.bytes + s.inflight + self.counted.bytes.load(Ordering::Relaxed) <= self.cfg.cache_max_bytes
         };
         for p in doomed {
             let _ = std::fs::remove_file(p);
@@ -716,7 +869,7 @@ impl HttpSource {
     /// Evicts least recently used entries (never `keep`) while the folder's
     /// files and the downloads under way pass the bound.
     fn evict_over_bound(&self, s: &mut State, keep: Option<&str>, doomed: &mut Vec<PathBuf>) {
-        while s.bytes + s.inflight > self.cfg.cache_max_bytes {
+        while s.bytes + s.inflight + self.counted.bytes.load(Ordering::Relaxed) > self.cfg.cache_max_bytes {
             let victim = s
                 .entries
                 .iter()
@@ -726,6 +879,7 @@ impl HttpSource {
             let Some(v) = victim else { break };
             if let Some(old) = s.entries.remove(&v) {
                 s.bytes = s.bytes.saturating_sub(old.len);
+                uncount(&old);
                 doomed.push(old.path.clone());
             }
         }
@@ -749,6 +903,7 @@ impl HttpSource {
                 Some(old) if old.path == e.path => {}
                 Some(old) => {
                     s.bytes = s.bytes.saturating_sub(old.len) + e.len;
+                    uncount(&old);
                     doomed.push(old.path.clone());
                 }
                 None => s.bytes += e.len,
@@ -768,6 +923,7 @@ impl HttpSource {
             let old = s.entries.remove(url);
             if let Some(o) = &old {
                 s.bytes = s.bytes.saturating_sub(o.len);
+                uncount(o);
             }
             old
         };
@@ -785,6 +941,7 @@ impl HttpSource {
             s.entries.drain().collect()
         };
         for (_, e) in entries {
+            uncount(&e);
             let _ = std::fs::remove_file(&e.path);
         }
     }
@@ -800,6 +957,13 @@ impl HttpSource {
 impl Drop for HttpSource {
     fn drop(&mut self) {
         clear_run(&self.dir);
+    }
+}
+
+/// An entry leaving the folder: the blocks of its remote stop counting.
+fn uncount(e: &Entry) {
+    if let Some(r) = &e.remote {
+        r.uncount();
     }
 }
 
@@ -1121,6 +1285,7 @@ mod tests {
             validated: Instant::now(),
             anonymous_refusal: None,
             last_used: Arc::new(AtomicU64::new(0)),
+            remote: None,
         }
     }
 

@@ -16,6 +16,7 @@
 pub mod http;
 #[allow(unsafe_code)] // The map and its SIGBUS handler.
 pub mod mmap;
+pub mod ranged;
 
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
@@ -64,6 +65,8 @@ pub struct Source {
     file: Option<File>,
     /// Link count and change time at open (see [`Source::unchanged`]).
     links_ctime: (u64, i64, i64),
+    /// For a remote master read by range: where missing bytes come from.
+    remote: Option<Arc<ranged::Remote>>,
 }
 
 /// The image's bytes (for decode jobs that hold the source).
@@ -90,12 +93,39 @@ impl Source {
     /// one opened (one `fstat`). Checked after every decode and header read;
     /// see [`mmap`] for why.
     pub fn intact(&self) -> bool {
-        !self.bytes.faulted() && self.unchanged() != Some(false)
+        !self.bytes.faulted() && self.unchanged() != Some(false) && !self.remote.as_ref().is_some_and(|r| r.changed())
+    }
+
+    /// Whether its bytes are read by range from an origin.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+}
+
+/// A file has every byte; a remote master fetches the ranges it lacks.
+impl crate::codec::Need for Source {
+    fn need(&self, ranges: &[(u64, u64)]) -> std::result::Result<(), crate::codec::CodecError> {
+        match &self.remote {
+            Some(r) => r.need(ranges),
+            None => Ok(()),
+        }
+    }
+
+    fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+}
+
+/// Bytes in memory are all there.
+impl crate::codec::Need for Vec<u8> {
+    fn need(&self, _ranges: &[(u64, u64)]) -> std::result::Result<(), crate::codec::CodecError> {
+        Ok(())
     }
 }
 
 /// The bytes a decoder reads, and whether they still held once it was done.
-pub trait SourceBytes: AsRef<[u8]> + Send + Sync {
+/// Decoders make each range readable first ([`crate::codec::Need`]).
+pub trait SourceBytes: AsRef<[u8]> + crate::codec::Need + Send + Sync {
     /// False when the reads may have seen a file changing under them: the
     /// result must then be thrown away (see [`Source::intact`]).
     fn intact(&self) -> bool {
@@ -131,6 +161,8 @@ pub struct Located {
     pub version: SourceVersion,
     pub modified: SystemTime,
     pub origin: Origin,
+    /// For an HTTP image read by range: its remote (`path` is its sparse file).
+    pub remote: Option<Arc<ranged::Remote>>,
 }
 
 /// A modification time, unless it is the epoch that stands for "unknown"
@@ -176,6 +208,23 @@ impl Located {
     pub fn open(&self, use_mmap: bool) -> Result<Arc<Source>> {
         let mut f = File::open(&self.path).map_err(|_| Error::not_found())?;
         let meta = f.metadata().map_err(|_| Error::not_found())?;
+        if let Some(remote) = &self.remote {
+            // A sparse file must be mapped: a copy read now would freeze its
+            // holes as zeros.
+            let bytes = mmap::load(&mut f, remote.len(), true)
+                .map_err(|e| Error::internal(format!("mapping a remote source: {e}")))?;
+            if !bytes.is_mapped() || meta.len() != remote.len() {
+                return Err(Error::internal("remote source could not be mapped"));
+            }
+            return Ok(Arc::new(Source {
+                bytes,
+                version: self.version,
+                modified: self.modified,
+                file: None,
+                links_ctime: (0, 0, 0),
+                remote: Some(remote.clone()),
+            }));
+        }
         let bytes =
             mmap::load(&mut f, meta.len(), use_mmap).map_err(|e| Error::internal(format!("reading source: {e}")))?;
         let links = links_ctime(&meta);
@@ -187,7 +236,7 @@ impl Located {
             Origin::Http { .. } => return Err(Error::internal("fetched source changed on disk")),
         };
         let file = matches!(self.origin, Origin::File).then_some(f);
-        Ok(Arc::new(Source { bytes, version, modified: self.modified, file, links_ctime: links }))
+        Ok(Arc::new(Source { bytes, version, modified: self.modified, file, links_ctime: links, remote: None }))
     }
 }
 
@@ -237,7 +286,13 @@ impl Resolver {
             if let Ok(meta) = std::fs::symlink_metadata(&path) {
                 if meta.is_file() {
                     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-                    return Ok(Located { path, version: version_of(&meta), modified, origin: Origin::File });
+                    return Ok(Located {
+                        path,
+                        version: version_of(&meta),
+                        modified,
+                        origin: Origin::File,
+                        remote: None,
+                    });
                 }
             }
             if let Ok(mut m) = self.memo.lock() {
@@ -294,7 +349,13 @@ impl Resolver {
                 continue;
             }
             let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-            return Ok(Located { path: canon, version: version_of(&meta), modified, origin: Origin::File });
+            return Ok(Located {
+                path: canon,
+                version: version_of(&meta),
+                modified,
+                origin: Origin::File,
+                remote: None,
+            });
         }
         Err(Error::not_found())
     }
@@ -395,6 +456,7 @@ mod tests {
             version: SourceVersion { len: 1, mtime_ns: 2 },
             modified: SystemTime::UNIX_EPOCH,
             origin: Origin::Http { url: "https://repo.example/bits/7/content".into(), restricted: false },
+            remote: None,
         };
         let (a, b) = (at("/tmp/tessera-run-aaaa/1.img"), at("/tmp/tessera-run-bbbb/9.img"));
         assert_eq!(a.cache_key(), b.cache_key(), "the disk tier must find it after a restart");

@@ -7,12 +7,13 @@ use super::*;
 
 pub(super) fn decode_with_limit(
     data: &[u8],
+    need: &dyn Need,
     area: DecodeArea,
     reduce: u32,
     max_pixels: u64,
     codec_limit: u64,
 ) -> Result<Pixels, Jp2Error> {
-    let header = Header::parse(data)?;
+    let header = parse_header(data, need)?;
     header.check_supported()?;
 
     // The area, in reference-grid coordinates.
@@ -63,7 +64,14 @@ pub(super) fn decode_with_limit(
     let (dx0, dx1) = widen(ax0, ax1, step_x, header.x0, header.x1);
     let (dy0, dy1) = widen(ay0, ay1, step_y, header.y0, header.y1);
 
-    let mut session = DecodeSession::open(data, header.container)?;
+    if need.is_remote() {
+        // Every tile-part the area needs, asked together (one round trip for
+        // a master read by range) before OpenJPEG reads them one by one.
+        if let Some(ranges) = header.tile_part_ranges(dx0, dy0, dx1, dy1) {
+            need.need(&ranges).map_err(Jp2Error::Input)?;
+        }
+    }
+    let mut session = DecodeSession::open(data, need, header.container)?;
     session.set_reduce(reduce)?;
     session.set_area(dx0, dy0, dx1, dy1)?;
     session.decode()?;

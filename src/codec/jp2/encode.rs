@@ -328,6 +328,20 @@ pub(super) fn encode_planes(
     if ok == 0 {
         return Err(Jp2Error::codec(std::mem::take(&mut messages.get_mut().text)));
     }
+    if params.tile_size.is_some() {
+        // A tile-part length index (TLM) in the main header, as archival
+        // encoders write it (Kakadu's ORGgen_tlm): a decoder finds any tile
+        // without walking the tile-parts before it, which for a master read
+        // by range is one round trip instead of one per tile-part.
+        let tlm = c"TLM=YES";
+        let options = [tlm.as_ptr(), ptr::null()];
+        // SAFETY: valid codec after setup; a NULL-terminated array of C
+        // strings that outlive the call (OpenJPEG parses them at once).
+        let ok = unsafe { opj::opj_encoder_set_extra_options(codec.ptr(), options.as_ptr()) };
+        if ok == 0 {
+            return Err(Jp2Error::codec(std::mem::take(&mut messages.get_mut().text)));
+        }
+    }
     codec.set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()) as i32);
     let stream = StreamGuard::output(&sink)?;
     // SAFETY: valid codec, image and stream; the sink behind the stream is

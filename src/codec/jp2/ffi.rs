@@ -75,6 +75,11 @@ pub(super) struct MemSource<'a> {
     pub(super) pos: usize,
     /// A read or skip was attempted at the end of the data.
     pub(super) hit_end: bool,
+    /// Makes each range readable before it is copied (a remote master read
+    /// by range fetches it here).
+    pub(super) need: &'a dyn crate::codec::Need,
+    /// Why `need` failed, if it did: the decode's error then.
+    pub(super) failed: Option<crate::codec::CodecError>,
 }
 
 /// `opj_stream_read_fn`: copies up to `n` bytes, returns the count, or
@@ -90,6 +95,10 @@ pub(super) unsafe extern "C" fn source_read(buf: *mut c_void, n: usize, user: *m
         return usize::MAX;
     }
     let k = n.min(remaining.len());
+    if let Err(e) = src.need.need(&[(src.pos as u64, (src.pos + k) as u64)]) {
+        src.failed = Some(e);
+        return usize::MAX;
+    }
     if k > 0 {
         // SAFETY: OpenJPEG's `buf` has room for `n >= k` bytes; the source
         // slice holds at least `k` bytes; OpenJPEG's buffer never aliases the
@@ -272,9 +281,9 @@ pub(super) fn codec_format(container: Container) -> opj::CODEC_FORMAT {
 pub(super) struct StreamGuard(pub(super) NonNull<opj::opj_stream_t>);
 
 impl StreamGuard {
-    pub(super) fn input(source: &CallbackData<MemSource>, len: usize) -> Result<Self, Jp2Error> {
+    pub(super) fn input(source: &CallbackData<MemSource>, len: usize, buffer: usize) -> Result<Self, Jp2Error> {
         // SAFETY: plain constructor; a null result is handled.
-        let raw = unsafe { opj::opj_stream_create(STREAM_BUFFER, 1) };
+        let raw = unsafe { opj::opj_stream_create(buffer, 1) };
         let stream = StreamGuard(NonNull::new(raw).ok_or_else(|| Jp2Error::codec("cannot create stream"))?);
         // SAFETY: valid stream; the callbacks match OpenJPEG's prototypes; the
         // user data outlives the stream and is not freed by OpenJPEG (no free
@@ -374,9 +383,13 @@ pub(super) struct DecodeSession<'a> {
 }
 
 impl<'a> DecodeSession<'a> {
-    pub(super) fn open(data: &'a [u8], container: Container) -> Result<Self, Jp2Error> {
+    pub(super) fn open(
+        data: &'a [u8],
+        need: &'a dyn crate::codec::Need,
+        container: Container,
+    ) -> Result<Self, Jp2Error> {
         let messages = CallbackData::new(Messages::default());
-        let source = CallbackData::new(MemSource { data, pos: 0, hit_end: false });
+        let source = CallbackData::new(MemSource { data, pos: 0, hit_end: false, need, failed: None });
         let codec = CodecGuard::decoder(container, &messages)?;
         // SAFETY: `opj_dparameters_t` is a plain C struct for which all-zero is
         // a valid value; OpenJPEG then fills in its defaults.
@@ -390,7 +403,9 @@ impl<'a> DecodeSession<'a> {
             return Err(Jp2Error::codec("decoder setup failed"));
         }
         codec.set_threads(0);
-        let stream = StreamGuard::input(&source, data.len())?;
+        // A remote input is read in small pieces: each read may be a fetch.
+        let buffer = if need.is_remote() { REMOTE_STREAM_BUFFER } else { STREAM_BUFFER };
+        let stream = StreamGuard::input(&source, data.len(), buffer)?;
         let mut raw: *mut opj::opj_image_t = ptr::null_mut();
         // SAFETY: valid stream and codec; OpenJPEG stores a new image (or null)
         // in `raw`, which the guard owns from here on.
@@ -436,6 +451,9 @@ impl<'a> DecodeSession<'a> {
     /// Turns OpenJPEG's failure into an error, keeping its message as detail.
     pub(super) fn failure(&mut self) -> Jp2Error {
         let detail = std::mem::take(&mut self.messages.get_mut().text);
+        if let Some(e) = self.source.get_mut().failed.take() {
+            return Jp2Error::Input(e);
+        }
         let hit_end = self.source.get_mut().hit_end;
         let lower = detail.to_ascii_lowercase();
         const TRUNCATION: [&str; 5] = ["too short", "stream length", "truncat", "end of", "stream error"];

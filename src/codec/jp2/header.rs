@@ -63,6 +63,9 @@ pub(super) struct Header {
     /// Channels marked opacity/premultiplied opacity by a JP2 `cdef` box.
     pub(super) cdef_alpha: Option<usize>,
     pub(super) palette: bool,
+    /// The tile-parts a TLM index in the main header lists: (tile, byte
+    /// range in the data), in codestream order; empty without a (usable) TLM.
+    pub(super) tile_parts: Vec<(u32, u64, u64)>,
 }
 
 pub(super) struct Reader<'a> {
@@ -239,6 +242,10 @@ impl Header {
         let mut pos = at + 4 + lsiz;
         let mut cod: Option<(Coding, u32)> = None;
         let mut coc: Vec<(usize, Coding)> = Vec::new();
+        // TLM entries (tile or None when implicit, tile-part length), and
+        // whether every TLM segment could be read.
+        let mut tlm: Vec<(Option<u32>, u64)> = Vec::new();
+        let mut tlm_ok = true;
         loop {
             let marker = r.u16(pos)?;
             if marker == 0xFF90 || marker == 0xFFD9 {
@@ -278,9 +285,44 @@ impl Header {
                     let scoc = r.u8(next)?;
                     coc.push((comp, parse_spcod(r, next + 1, seg_end, scoc & 1 != 0)?));
                 }
+                0xFF55 => {
+                    // TLM: Ztlm, Stlm, then (Ttlm, Ptlm) pairs.
+                    let stlm = r.u8(seg + 1)?;
+                    let st = usize::from((stlm >> 4) & 3);
+                    let sp = if stlm & 0x40 != 0 { 4 } else { 2 };
+                    let entry = st + sp;
+                    let body = seg_end.saturating_sub(seg + 2);
+                    if st == 3 || body % entry != 0 {
+                        tlm_ok = false;
+                    } else {
+                        for i in 0..body / entry {
+                            let at = seg + 2 + i * entry;
+                            let tile = match st {
+                                0 => None,
+                                1 => Some(u32::from(r.u8(at)?)),
+                                _ => Some(u32::from(r.u16(at)?)),
+                            };
+                            let len = if sp == 2 { u64::from(r.u16(at + st)?) } else { u64::from(r.u32(at + st)?) };
+                            tlm.push((tile, len));
+                        }
+                    }
+                }
                 _ => {}
             }
             pos = seg_end;
+        }
+        // Tile-parts from the first SOT on, each where the one before ends.
+        let mut tile_parts = Vec::new();
+        if tlm_ok {
+            let mut at = pos as u64;
+            for (i, &(tile, len)) in tlm.iter().enumerate() {
+                if len < 14 {
+                    tile_parts.clear();
+                    break;
+                }
+                tile_parts.push((tile.unwrap_or(i as u32), at, at + len));
+                at += len;
+            }
         }
         let (default, layers) = cod.ok_or_else(|| Jp2Error::corrupt("no COD marker"))?;
         for c in comps.iter_mut() {
@@ -306,7 +348,27 @@ impl Header {
             colour: ColourSpec::None,
             cdef_alpha: None,
             palette: false,
+            tile_parts,
         })
+    }
+
+    /// The byte ranges of the tile-parts of the tiles that the reference-grid
+    /// rectangle `[x0, x1) × [y0, y1)` touches, from the TLM index; `None`
+    /// without one.
+    pub(super) fn tile_part_ranges(&self, x0: u32, y0: u32, x1: u32, y1: u32) -> Option<Vec<(u64, u64)>> {
+        if self.tile_parts.is_empty() || x1 <= x0 || y1 <= y0 {
+            return None;
+        }
+        let (cols, _) = self.tiles();
+        let c0 = (x0.max(self.tx0) - self.tx0) / self.tdx;
+        let c1 = (x1 - 1).saturating_sub(self.tx0) / self.tdx;
+        let r0 = (y0.max(self.ty0) - self.ty0) / self.tdy;
+        let r1 = (y1 - 1).saturating_sub(self.ty0) / self.tdy;
+        let wanted = |t: u32| {
+            let (c, r) = (t % cols, t / cols);
+            (c0..=c1).contains(&c) && (r0..=r1).contains(&r)
+        };
+        Some(self.tile_parts.iter().filter(|(t, _, _)| wanted(*t)).map(|&(_, a, b)| (a, b)).collect())
     }
 
     /// The bytes of the embedded ICC profile, if the colour specification is one.

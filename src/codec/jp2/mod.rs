@@ -53,6 +53,7 @@ use std::sync::OnceLock;
 
 use openjpeg_sys as opj;
 
+use crate::codec::{CodecError, Need, Present};
 use crate::pixels::{Layout, Pixels};
 
 mod decode;
@@ -87,6 +88,11 @@ pub const MAX_CODEC_MEMORY: u64 = 256 << 20;
 /// OpenJPEG's internal read buffer. Reads at least this large go straight into
 /// their destination; smaller ones are served from this buffer.
 const STREAM_BUFFER: usize = 64 << 10;
+
+/// OpenJPEG's stream buffer over a remote input: a tile-part header read
+/// then costs the block holding it, not 64 KiB (reads larger than the buffer
+/// go straight to the caller's buffer, so tile data is not read twice).
+const REMOTE_STREAM_BUFFER: usize = 1 << 10;
 /// OpenJPEG's internal write buffer for encoding.
 const OUTPUT_BUFFER: usize = 1 << 20;
 
@@ -136,6 +142,9 @@ pub enum Jp2Error {
     /// OpenJPEG failed for a reason unrelated to the data (allocation, setup, encoding).
     #[error("JPEG 2000 codec failure")]
     Codec { detail: String },
+    /// The input's bytes could not be had (see [`Need`]).
+    #[error("JPEG 2000 input unavailable: {0}")]
+    Input(CodecError),
 }
 
 impl Jp2Error {
@@ -269,12 +278,44 @@ pub fn sniff(data: &[u8]) -> Option<Container> {
 /// [`MAX_CODEC_MEMORY`] ([`Jp2Error::CodecLimit`]). Markers in tile-part
 /// headers (which may override the coding style per tile) are not read.
 pub fn probe(data: &[u8]) -> Result<Jp2Info, Jp2Error> {
-    let header = Header::parse(data)?;
+    probe_with(data, &Present)
+}
+
+/// [`probe`] of bytes that come through `need`: only a prefix holding the
+/// boxes before the codestream and its main header is read (see
+/// [`HEADER_PREFIX`]).
+pub fn probe_with(data: &[u8], need: &dyn Need) -> Result<Jp2Info, Jp2Error> {
+    let (header, prefix) = parse_header_prefix(data, need)?;
     header.check_supported()?;
     header.check_codec_memory(MAX_CODEC_MEMORY)?;
     let mut info = header.info();
-    info.icc = header.icc(data).map(<[u8]>::to_vec);
+    info.icc = header.icc(&data[..prefix]).map(<[u8]>::to_vec);
     Ok(info)
+}
+
+/// The first prefix read for a header; it grows fourfold while the header
+/// runs past it. 64 KiB holds the main header (with a TLM index of a few
+/// thousand tile-parts) of nearly every file.
+pub const HEADER_PREFIX: usize = 64 << 10;
+
+/// The header, parsed from the shortest prefix (64 KiB, then ×4) that holds
+/// it, and that prefix's length. A header is the same whatever follows it.
+fn parse_header_prefix(data: &[u8], need: &dyn Need) -> Result<(Header, usize), Jp2Error> {
+    // A remote input starts from its first block (every block is at least
+    // 4 KiB): most headers fit, and no more is fetched for nothing.
+    let first = if need.is_remote() { 4096 } else { HEADER_PREFIX };
+    let mut n = first.min(data.len());
+    loop {
+        need.need(&[(0, n as u64)]).map_err(Jp2Error::Input)?;
+        match Header::parse(&data[..n]) {
+            Err(Jp2Error::Truncated { .. }) if n < data.len() => n = n.saturating_mul(4).min(data.len()),
+            r => return r.map(|h| (h, n)),
+        }
+    }
+}
+
+fn parse_header(data: &[u8], need: &dyn Need) -> Result<Header, Jp2Error> {
+    parse_header_prefix(data, need).map(|(h, _)| h)
 }
 
 /// Decodes `area` (full-resolution image coordinates) at resolution `reduce`
@@ -305,5 +346,17 @@ pub fn probe(data: &[u8]) -> Result<Jp2Info, Jp2Error> {
 /// Output: 1 component gives `Gray`, 2 `GrayAlpha`, 3 `Rgb`, 4 `Rgba` (a JP2
 /// channel definition may say which component is alpha; it is put last).
 pub fn decode(data: &[u8], area: DecodeArea, reduce: u32, max_pixels: u64) -> Result<Pixels, Jp2Error> {
-    decode_with_limit(data, area, reduce, max_pixels, MAX_CODEC_MEMORY)
+    decode_with_limit(data, &Present, area, reduce, max_pixels, MAX_CODEC_MEMORY)
+}
+
+/// [`decode`] of bytes that come through `need`: OpenJPEG's reads ask for
+/// their ranges as they go.
+pub fn decode_with(
+    data: &[u8],
+    need: &dyn Need,
+    area: DecodeArea,
+    reduce: u32,
+    max_pixels: u64,
+) -> Result<Pixels, Jp2Error> {
+    decode_with_limit(data, need, area, reduce, max_pixels, MAX_CODEC_MEMORY)
 }

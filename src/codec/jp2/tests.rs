@@ -688,6 +688,7 @@ fn header_with_unit_precincts(side: u32, decompositions: u32) -> Header {
         colour: ColourSpec::None,
         cdef_alpha: None,
         palette: false,
+        tile_parts: Vec::new(),
     }
 }
 
@@ -765,7 +766,7 @@ fn hostile_memory_child() {
     let limit = if mode == "nolimit" { u64::MAX } else { MAX_CODEC_MEMORY };
     let before = peak_rss_kib().unwrap_or(0);
     for data in [patched_siz(100_000, 100_000), patched_siz(100_000, 1024)] {
-        let r = decode_with_limit(&data, area(0, 0, 64, 64), 0, 1 << 20, limit);
+        let r = decode_with_limit(&data, &Present, area(0, 0, 64, 64), 0, 1 << 20, limit);
         println!("RESULT={:?}", r.map(|p| (p.width(), p.height())));
     }
     println!("PEAK_BEFORE_KIB={before}");
@@ -798,7 +799,7 @@ fn hostile_header_decode_stays_within_a_small_memory_peak() {
 #[test]
 fn memory_stream_callbacks_follow_openjpeg_semantics() {
     let bytes: Vec<u8> = (0..10).collect();
-    let mut src = MemSource { data: &bytes, pos: 0, hit_end: false };
+    let mut src = MemSource { data: &bytes, pos: 0, hit_end: false, need: &crate::codec::Present, failed: None };
     let user = (&mut src as *mut MemSource).cast::<c_void>();
     let mut buf = [0u8; 8];
     // SAFETY (test): `user` points at `src` for the duration of these

@@ -1,0 +1,551 @@
+//! Remote masters read by range: the bytes of an image at an HTTP origin
+//! fetched block by block, as the codecs ask for them, instead of whole.
+//!
+//! A [`Remote`] is one version of one origin file (its URL and validator).
+//! Its blocks (`range_block_bytes` each) are kept in a *sparse file* of the
+//! file's full length in the HTTP source's folder: a fetched block is written
+//! at its offset, a missing one is a hole that costs no disk. The file is
+//! memory-mapped like any source, so the codecs read one slice of the whole
+//! image; before they read a range they call [`Remote::need`]
+//! ([`crate::codec::Need`]), which fetches the blocks missing from it. The
+//! operating system's page cache is the memory tier of these blocks; the
+//! folder's byte bound (`cache_max_bytes`, shared with whole downloads)
+//! bounds the disk, counting the blocks present.
+//!
+//! Fetching: the missing blocks of one `need` go out together, adjacent ones
+//! merged into one `Range` request, all runs at once. A block being fetched
+//! is fetched once: other readers wait for it. Reads that follow each other
+//! (OpenJPEG streaming an untiled codestream) grow a read-ahead, doubling up
+//! to `range_read_ahead_bytes`. Each request carries `If-Range` with the
+//! validator the version was opened with (the origin's strong ETag, else its
+//! Last-Modified), so blocks of two versions are never mixed: a 200 (the
+//! file changed, or the origin stopped answering ranges), a 416, or a
+//! `Content-Range` other than the one asked marks this version changed; its
+//! reads then fail with [`CodecError::SourceChanged`] (503, nothing cached)
+//! and the HTTP source asks the origin afresh. A body shorter than its range,
+//! a stall, a reset or a 5xx fail the read with
+//! [`CodecError::Unavailable`] (502/504) and leave the blocks missing.
+//!
+//! `need` blocks its thread (a pool worker, like a page fault on a local
+//! file): the exchange runs on the tokio runtime the source was opened on and
+//! the worker waits for its answer.
+//!
+//! Architecture invariant: a byte of a remote master reaches a codec only
+//! after the block holding it was fetched under this version's validator and
+//! written whole. Checked by
+//! `range_source::a_file_changed_at_the_origin_between_two_ranges_is_never_mixed`.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header;
+use http::StatusCode;
+
+use crate::codec::CodecError;
+
+/// Counters for /metrics, shared by every remote of a source.
+#[derive(Default)]
+pub struct RangeStats {
+    /// Range requests sent to the origin.
+    pub requests: AtomicU64,
+    /// Bytes received in range answers.
+    pub bytes: AtomicU64,
+    /// Blocks a read found present.
+    pub block_hits: AtomicU64,
+    /// Blocks a read had to fetch (or wait for).
+    pub block_misses: AtomicU64,
+    /// Versions found changed at the origin while read.
+    pub changed: AtomicU64,
+    /// Range requests that failed (timeouts, resets, short bodies, 5xx).
+    pub errors: AtomicU64,
+}
+
+/// How a remote talks to its origin.
+#[derive(Clone)]
+pub struct Fetcher {
+    pub client: reqwest::Client,
+    /// The runtime the exchanges run on (the server's).
+    pub runtime: tokio::runtime::Handle,
+    /// Longest wait for one read's blocks.
+    pub timeout: Duration,
+    pub retries: u32,
+    pub retry_backoff_ms: u64,
+    pub stats: Arc<RangeStats>,
+}
+
+/// Bytes of the folder's bound held by the blocks of remotes; a remote stops
+/// counting once its entry is evicted (its file is deleted then).
+#[derive(Default)]
+pub struct Counted {
+    pub bytes: AtomicU64,
+}
+
+/// One version of one origin file, read by range into a sparse file.
+pub struct Remote {
+    url: String,
+    len: u64,
+    /// What `If-Range` carries.
+    validator: String,
+    block: u64,
+    max_ahead: u64,
+    /// The sparse file (written here, mapped by the sources opened on it).
+    file: File,
+    pub path: PathBuf,
+    fetcher: Fetcher,
+    blocks: Mutex<Blocks>,
+    arrived: Condvar,
+    changed: AtomicBool,
+    folder: Arc<Counted>,
+}
+
+struct Blocks {
+    present: Vec<u64>,
+    inflight: Vec<u64>,
+    /// Bytes of blocks present, and whether they count in the folder's bound.
+    stored: u64,
+    counted: bool,
+    /// Where the last read ended (bytes), and the read-ahead (blocks) the
+    /// next read gets if it starts there.
+    last_end: u64,
+    ahead: u64,
+}
+
+fn bit(v: &[u64], i: u64) -> bool {
+    v[(i / 64) as usize] & (1 << (i % 64)) != 0
+}
+
+fn set(v: &mut [u64], i: u64, on: bool) {
+    let w = &mut v[(i / 64) as usize];
+    if on {
+        *w |= 1 << (i % 64);
+    } else {
+        *w &= !(1 << (i % 64));
+    }
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote").field("url", &self.url).field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+/// Whether a validator may go in `If-Range` (a strong ETag or a date).
+pub fn usable_validator(etag: Option<&str>, last_modified: Option<&str>) -> Option<String> {
+    match etag {
+        Some(t) if !t.starts_with("W/") => Some(t.to_string()),
+        _ => last_modified.map(str::to_string),
+    }
+}
+
+/// `Content-Range: bytes a-b/len` → (a, b, len); `None` for anything else
+/// (an unknown length `*` included).
+pub fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (span, len) = rest.split_once('/')?;
+    let (a, b) = span.split_once('-')?;
+    let (a, b, len) = (a.trim().parse().ok()?, b.trim().parse().ok()?, len.trim().parse().ok()?);
+    (a <= b && b < len).then_some((a, b, len))
+}
+
+impl Remote {
+    /// A remote of `len` bytes over a new sparse file at `path`, holding
+    /// `head` (the bytes from offset 0 already received).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        url: String,
+        len: u64,
+        validator: String,
+        block: u64,
+        max_ahead: u64,
+        path: PathBuf,
+        head: &[u8],
+        fetcher: Fetcher,
+        folder: Arc<Counted>,
+    ) -> std::io::Result<Remote> {
+        let block = block.max(4096);
+        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let made = (|| {
+            file.set_len(len)?;
+            // Only whole blocks (or the file's last, short one) count as present.
+            let whole = if head.len() as u64 >= len { len } else { head.len() as u64 / block * block };
+            file.write_all_at(&head[..whole as usize], 0)?;
+            Ok::<u64, std::io::Error>(whole)
+        })();
+        let whole = match made {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        let n = len.div_ceil(block);
+        let words = n.div_ceil(64) as usize;
+        let mut present = vec![0u64; words];
+        let full = if whole >= len { n } else { whole / block };
+        for i in 0..full {
+            set(&mut present, i, true);
+        }
+        folder.bytes.fetch_add(whole, Ordering::Relaxed);
+        let blocks =
+            Blocks { present, inflight: vec![0u64; words], stored: whole, counted: true, last_end: 0, ahead: 0 };
+        Ok(Remote {
+            url,
+            len,
+            validator,
+            block,
+            max_ahead: (max_ahead / block).max(1),
+            file,
+            path,
+            fetcher,
+            blocks: Mutex::new(blocks),
+            arrived: Condvar::new(),
+            changed: AtomicBool::new(false),
+            folder,
+        })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the origin's file was found changed while this version was read.
+    pub fn changed(&self) -> bool {
+        self.changed.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of blocks present.
+    pub fn stored(&self) -> u64 {
+        self.lock().stored
+    }
+
+    /// Its blocks stop counting in the folder's bound (its entry is gone).
+    pub fn uncount(&self) {
+        let mut b = self.lock();
+        if b.counted {
+            b.counted = false;
+            let _ = self
+                .folder
+                .bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(b.stored)));
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Blocks> {
+        self.blocks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn blocks_of(&self, (start, end): (u64, u64)) -> Option<(u64, u64)> {
+        let end = end.min(self.len);
+        (start < end).then(|| (start / self.block, (end - 1) / self.block))
+    }
+
+    /// Makes `ranges` readable in the mapped file: fetches the blocks missing
+    /// from them (waiting for those others are fetching), blocking this
+    /// thread. Never call it on the async reactor.
+    pub fn need(self: &Arc<Self>, ranges: &[(u64, u64)]) -> Result<(), CodecError> {
+        let wanted: Vec<(u64, u64)> = ranges.iter().filter_map(|&r| self.blocks_of(r)).collect();
+        if wanted.is_empty() {
+            return self.check();
+        }
+        let stats = &self.fetcher.stats;
+        let mut first = true;
+        // A read that starts where the last one ended is sequential: it
+        // fetches ahead, more each time (reads after a skip do not).
+        let sequential = {
+            let mut b = self.lock();
+            // Only small reads (a parser walking a header) grow it: a large
+            // read already names all it wants.
+            let small = ranges.len() == 1 && ranges[0].1.saturating_sub(ranges[0].0) < self.block;
+            let seq = small && ranges[0].0 == b.last_end && b.last_end > 0;
+            b.ahead = if seq { (b.ahead * 2).clamp(1, self.max_ahead) } else { 0 };
+            b.last_end = ranges.last().map_or(0, |r| r.1);
+            seq
+        };
+        loop {
+            self.check()?;
+            let mut b = self.lock();
+            let mut missing: Vec<u64> = Vec::new();
+            let mut waiting = false;
+            let mut hits = 0u64;
+            for &(lo, hi) in &wanted {
+                for i in lo..=hi {
+                    if bit(&b.present, i) {
+                        hits += 1;
+                    } else if bit(&b.inflight, i) {
+                        waiting = true;
+                    } else if missing.last() != Some(&i) {
+                        missing.push(i);
+                    }
+                }
+            }
+            if first {
+                let total: u64 = wanted.iter().map(|(lo, hi)| hi - lo + 1).sum();
+                stats.block_hits.fetch_add(hits, Ordering::Relaxed);
+                stats.block_misses.fetch_add(total - hits, Ordering::Relaxed);
+                first = false;
+            }
+            if missing.is_empty() && !waiting {
+                return Ok(());
+            }
+            if missing.is_empty() {
+                let (g, t) = self.arrived.wait_timeout(b, self.fetcher.timeout).unwrap_or_else(|p| p.into_inner());
+                drop(g);
+                if t.timed_out() {
+                    return Err(CodecError::Unavailable {
+                        timeout: true,
+                        detail: "waited too long for a block".into(),
+                    });
+                }
+                continue;
+            }
+            missing.sort_unstable();
+            missing.dedup();
+            if sequential {
+                let last = *missing.last().unwrap_or(&0);
+                let n = self.len.div_ceil(self.block);
+                let mut i = last + 1;
+                while i < n && i <= last + b.ahead && !bit(&b.present, i) && !bit(&b.inflight, i) {
+                    missing.push(i);
+                    i += 1;
+                }
+            }
+            for &i in &missing {
+                set(&mut b.inflight, i, true);
+            }
+            drop(b);
+            let runs = runs_of(&missing);
+            let got = self.fetch_blocking(runs.clone());
+            let result = match got {
+                Ok(bodies) => self.store(&runs, bodies),
+                Err(e) => Err(e),
+            };
+            {
+                let mut b = self.lock();
+                for &i in &missing {
+                    set(&mut b.inflight, i, false);
+                }
+            }
+            self.arrived.notify_all();
+            result?;
+        }
+    }
+
+    fn check(&self) -> Result<(), CodecError> {
+        if self.changed() {
+            Err(CodecError::SourceChanged)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes fetched runs into the sparse file and marks their blocks.
+    fn store(&self, runs: &[(u64, u64)], bodies: Vec<Bytes>) -> Result<(), CodecError> {
+        for (&(lo, _), body) in runs.iter().zip(&bodies) {
+            if let Err(e) = self.file.write_all_at(body, lo * self.block) {
+                tracing::warn!(error = %e, "cannot store fetched blocks in the source folder");
+                return Err(CodecError::Unavailable { timeout: false, detail: format!("storing blocks: {e}") });
+            }
+        }
+        let mut b = self.lock();
+        for (&(lo, hi), body) in runs.iter().zip(&bodies) {
+            for i in lo..=hi {
+                set(&mut b.present, i, true);
+            }
+            b.stored += body.len() as u64;
+            if b.counted {
+                self.folder.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches runs of blocks on the runtime, waiting here for all of them.
+    fn fetch_blocking(self: &Arc<Self>, runs: Vec<(u64, u64)>) -> Result<Vec<Bytes>, CodecError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let me = self.clone();
+        self.fetcher.runtime.spawn(async move {
+            let _ = tx.send(me.fetch_runs(&runs).await);
+        });
+        match rx.recv_timeout(self.fetcher.timeout + Duration::from_secs(1)) {
+            Ok(r) => r,
+            Err(_) => {
+                Err(CodecError::Unavailable { timeout: true, detail: "origin did not answer a range in time".into() })
+            }
+        }
+    }
+
+    /// Starts fetching `range` in the background (a guess at what the first
+    /// reads will want, e.g. a TIFF's last directories): its blocks count as
+    /// being fetched, so readers wait for this fetch instead of repeating it.
+    pub fn prefetch(self: &Arc<Self>, range: (u64, u64)) {
+        let Some((lo, hi)) = self.blocks_of(range) else { return };
+        let missing: Vec<u64> = {
+            let mut b = self.lock();
+            let m: Vec<u64> = (lo..=hi).filter(|&i| !bit(&b.present, i) && !bit(&b.inflight, i)).collect();
+            for &i in &m {
+                set(&mut b.inflight, i, true);
+            }
+            m
+        };
+        if missing.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        self.fetcher.runtime.spawn(async move {
+            let runs = runs_of(&missing);
+            let r = me.fetch_runs(&runs).await;
+            // The sparse file is written from a blocking thread, as `need` does.
+            let me2 = me.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Ok(bodies) = r {
+                    let _ = me2.store(&runs, bodies);
+                }
+                let mut b = me2.lock();
+                for &i in &missing {
+                    set(&mut b.inflight, i, false);
+                }
+                drop(b);
+                me2.arrived.notify_all();
+            })
+            .await;
+        });
+    }
+
+    /// All runs at once; the first failure is the result.
+    async fn fetch_runs(&self, runs: &[(u64, u64)]) -> Result<Vec<Bytes>, CodecError> {
+        let all = futures_util::future::join_all(runs.iter().map(|&r| self.fetch_run(r))).await;
+        all.into_iter().collect()
+    }
+
+    /// One `Range` request for blocks `lo..=hi`, with retries on 5xx and
+    /// failed connections.
+    async fn fetch_run(&self, (lo, hi): (u64, u64)) -> Result<Bytes, CodecError> {
+        let start = lo * self.block;
+        let end = ((hi + 1) * self.block).min(self.len) - 1;
+        let stats = &self.fetcher.stats;
+        let mut attempt = 0u32;
+        loop {
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            let r = self
+                .fetcher
+                .client
+                .get(&self.url)
+                .header(header::RANGE, format!("bytes={start}-{end}"))
+                .header(header::IF_RANGE, self.validator.as_str())
+                .send()
+                .await;
+            let failure = match r {
+                Ok(resp) if resp.status() == StatusCode::PARTIAL_CONTENT => {
+                    let cr = resp.headers().get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok());
+                    if cr.and_then(parse_content_range) != Some((start, end, self.len)) {
+                        return Err(self.mark_changed("origin answered another range or length"));
+                    }
+                    match resp.bytes().await {
+                        Ok(body) if body.len() as u64 == end - start + 1 => {
+                            stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                            return Ok(body);
+                        }
+                        Ok(body) => format!("short range: {} of {} bytes", body.len(), end - start + 1),
+                        Err(e) if e.is_timeout() => {
+                            stats.errors.fetch_add(1, Ordering::Relaxed);
+                            return Err(CodecError::Unavailable { timeout: true, detail: e.to_string() });
+                        }
+                        Err(e) => format!("range body: {e}"),
+                    }
+                }
+                Ok(resp) if resp.status() == StatusCode::OK || resp.status() == StatusCode::RANGE_NOT_SATISFIABLE => {
+                    return Err(self.mark_changed("origin answered a range with the whole file"));
+                }
+                Ok(resp) if resp.status().is_server_error() => format!("origin answered {}", resp.status()),
+                Ok(resp) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(CodecError::Unavailable {
+                        timeout: false,
+                        detail: format!("origin answered {} to a range", resp.status()),
+                    });
+                }
+                Err(e) if e.is_timeout() => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(CodecError::Unavailable { timeout: true, detail: e.to_string() });
+                }
+                Err(e) => e.to_string(),
+            };
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            if attempt >= self.fetcher.retries {
+                return Err(CodecError::Unavailable { timeout: false, detail: failure });
+            }
+            let backoff = self.fetcher.retry_backoff_ms.saturating_mul(1 << attempt.min(10));
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            attempt += 1;
+        }
+    }
+
+    fn mark_changed(&self, why: &str) -> CodecError {
+        if !self.changed.swap(true, Ordering::Relaxed) {
+            self.fetcher.stats.changed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(url = %self.url, why, "remote image changed while read by range");
+        }
+        CodecError::SourceChanged
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        self.uncount();
+    }
+}
+
+/// Sorted block indices → runs of adjacent blocks `(first, last)`.
+fn runs_of(blocks: &[u64]) -> Vec<(u64, u64)> {
+    let mut v: Vec<u64> = blocks.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for i in v {
+        match runs.last_mut() {
+            Some((_, hi)) if *hi + 1 == i => *hi = i,
+            _ => runs.push((i, i)),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adjacent_blocks_merge_into_one_run() {
+        assert_eq!(runs_of(&[5, 1, 2, 3, 7, 8, 2]), vec![(1, 3), (5, 5), (7, 8)]);
+        assert!(runs_of(&[]).is_empty());
+    }
+
+    #[test]
+    fn content_range_must_name_a_span_and_a_known_length() {
+        assert_eq!(parse_content_range("bytes 0-65535/1000000"), Some((0, 65535, 1000000)));
+        assert_eq!(parse_content_range("bytes 0-9/*"), None);
+        assert_eq!(parse_content_range("bytes 9-0/100"), None);
+        assert_eq!(parse_content_range("bytes 0-100/100"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+    }
+
+    #[test]
+    fn weak_etags_never_go_in_if_range() {
+        assert_eq!(usable_validator(Some("\"a\""), None).as_deref(), Some("\"a\""));
+        assert_eq!(
+            usable_validator(Some("W/\"a\""), Some("Mon, 07 Dec 2026 00:00:00 GMT")).as_deref(),
+            Some("Mon, 07 Dec 2026 00:00:00 GMT")
+        );
+        assert_eq!(usable_validator(Some("W/\"a\""), None), None);
+        assert_eq!(usable_validator(None, None), None);
+    }
+}
