@@ -367,3 +367,34 @@ async fn concurrent_requests_for_one_remote_tile_fetch_its_blocks_once() {
         assert!(seen.insert(l.range.clone()), "range asked twice: {log:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untiled_resolution_first_jp2_home_view_reads_a_prefix_of_the_file() {
+    use tessera::codec::jp2::{self, Container, EncodeInput, EncodeParams, Progression};
+    let s = Setup::new("range_block_bytes = 16384").await;
+    let px = picture(3000, 2000);
+    let p = EncodeParams {
+        tile_size: None,
+        levels: 6,
+        lossless: false,
+        rate: Some(8.0),
+        layers: 4,
+        progression: Progression::Rpcl,
+        precincts: Some(vec![(256, 256), (128, 128)]),
+        container: Container::Jp2,
+    };
+    let jp2 = jp2::encode(&EncodeInput::from_pixels(&px), &p).unwrap();
+    let len = jp2.len() as u64;
+    s.put("u.jp2", jp2);
+    same_as_local(&s, "/iiif/2/u.jp2/info.json").await;
+    same_as_local(&s, "/iiif/2/u.jp2/full/375,/0/default.png").await;
+    let sent = s.origin.sent("u.jp2");
+    let depth = s.origin.depth("u.jp2");
+    eprintln!("untiled home view: {sent} of {len} bytes, {depth} round trips");
+    assert!(sent * 10 < len, "a home view at 1/8 fetched {sent} of {len} bytes: {:?}", s.origin.log());
+    // Then finer levels: each a longer prefix, the same pixels as the file's.
+    same_as_local(&s, "/iiif/2/u.jp2/full/750,/0/default.png").await;
+    same_as_local(&s, "/iiif/2/u.jp2/1024,1024,512,512/256,/0/default.png").await;
+    same_as_local(&s, "/iiif/2/u.jp2/1024,1024,256,256/256,/0/default.png").await;
+    assert!(s.origin.sent("u.jp2") <= len, "no block fetched twice");
+}

@@ -3,6 +3,7 @@
 //! widens the area for sub-sampled components, decodes through the `ffi`
 //! session, and hands the component planes to `planes`.
 
+use super::prefix;
 use super::*;
 
 pub(super) fn decode_with_limit(
@@ -64,14 +65,24 @@ pub(super) fn decode_with_limit(
     let (dx0, dx1) = widen(ax0, ax1, step_x, header.x0, header.x1);
     let (dy0, dy1) = widen(ay0, ay1, step_y, header.y0, header.y1);
 
+    let mut view = data;
+    let mut partial = false;
     if need.is_remote() {
         // Every tile-part the area needs, asked together (one round trip for
         // a master read by range) before OpenJPEG reads them one by one.
         if let Some(ranges) = header.tile_part_ranges(dx0, dy0, dx1, dy1) {
             need.need(&ranges).map_err(Jp2Error::Input)?;
+        } else if reduce > 0 {
+            // An untiled resolution-first master: only the prefix holding
+            // the resolutions decoded, asked in one piece.
+            if let Some(end) = prefix::resolution_prefix(&header, data, need, reduce)? {
+                need.need(&[(0, end)]).map_err(Jp2Error::Input)?;
+                view = &data[..end as usize];
+                partial = true;
+            }
         }
     }
-    let mut session = DecodeSession::open(data, need, header.container)?;
+    let mut session = DecodeSession::open(view, need, header.container, partial)?;
     session.set_reduce(reduce)?;
     session.set_area(dx0, dy0, dx1, dy1)?;
     session.decode()?;

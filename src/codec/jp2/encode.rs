@@ -328,13 +328,19 @@ pub(super) fn encode_planes(
     if ok == 0 {
         return Err(Jp2Error::codec(std::mem::take(&mut messages.get_mut().text)));
     }
-    if params.tile_size.is_some() {
-        // A tile-part length index (TLM) in the main header, as archival
-        // encoders write it (Kakadu's ORGgen_tlm): a decoder finds any tile
-        // without walking the tile-parts before it, which for a master read
-        // by range is one round trip instead of one per tile-part.
-        let tlm = c"TLM=YES";
-        let options = [tlm.as_ptr(), ptr::null()];
+    {
+        // Packet lengths (PLT) in each tile-part header, and for tiled files
+        // a tile-part length index (TLM) in the main header, as archival
+        // encoders write them (Kakadu's ORGgen_plt, ORGgen_tlm): a decoder
+        // finds any tile without walking the tile-parts before it, and the
+        // end of a resolution in an untiled file (see `prefix`), which for a
+        // master read by range is one round trip instead of many.
+        let (plt, tlm) = (c"PLT=YES", c"TLM=YES");
+        let options = if params.tile_size.is_some() {
+            [plt.as_ptr(), tlm.as_ptr(), ptr::null()]
+        } else {
+            [plt.as_ptr(), ptr::null(), ptr::null()]
+        };
         // SAFETY: valid codec after setup; a NULL-terminated array of C
         // strings that outlive the call (OpenJPEG parses them at once).
         let ok = unsafe { opj::opj_encoder_set_extra_options(codec.ptr(), options.as_ptr()) };

@@ -383,10 +383,14 @@ pub(super) struct DecodeSession<'a> {
 }
 
 impl<'a> DecodeSession<'a> {
+    /// `partial`: `data` is a prefix of the codestream holding every packet
+    /// the decode needs (see `prefix`): OpenJPEG is told to decode what it
+    /// has instead of failing at the cut.
     pub(super) fn open(
         data: &'a [u8],
         need: &'a dyn crate::codec::Need,
         container: Container,
+        partial: bool,
     ) -> Result<Self, Jp2Error> {
         let messages = CallbackData::new(Messages::default());
         let source = CallbackData::new(MemSource { data, pos: 0, hit_end: false, need, failed: None });
@@ -403,6 +407,10 @@ impl<'a> DecodeSession<'a> {
             return Err(Jp2Error::codec("decoder setup failed"));
         }
         codec.set_threads(0);
+        if partial {
+            // SAFETY: valid decoder codec, set up, before its header is read.
+            unsafe { opj::opj_decoder_set_strict_mode(codec.ptr(), 0) };
+        }
         // A remote input is read in small pieces: each read may be a fetch.
         let buffer = if need.is_remote() { REMOTE_STREAM_BUFFER } else { STREAM_BUFFER };
         let stream = StreamGuard::input(&source, data.len(), buffer)?;

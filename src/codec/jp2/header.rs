@@ -66,6 +66,11 @@ pub(super) struct Header {
     /// The tile-parts a TLM index in the main header lists: (tile, byte
     /// range in the data), in codestream order; empty without a (usable) TLM.
     pub(super) tile_parts: Vec<(u32, u64, u64)>,
+    /// Progression order (COD's SGcod), and whether a POC marker changes it.
+    pub(super) progression: u8,
+    pub(super) poc: bool,
+    /// Where the first tile-part (SOT) starts, if the main header ends in one.
+    pub(super) first_sot: Option<u64>,
 }
 
 pub(super) struct Reader<'a> {
@@ -246,9 +251,13 @@ impl Header {
         // whether every TLM segment could be read.
         let mut tlm: Vec<(Option<u32>, u64)> = Vec::new();
         let mut tlm_ok = true;
+        let mut progression = 0u8;
+        let mut poc = false;
+        let first_sot;
         loop {
             let marker = r.u16(pos)?;
             if marker == 0xFF90 || marker == 0xFFD9 {
+                first_sot = (marker == 0xFF90).then_some(pos as u64);
                 break;
             }
             if marker < 0xFF30 {
@@ -265,6 +274,7 @@ impl Header {
                 0xFF52 => {
                     // COD: Scod, SGcod (progression, layers, MCT), SPcod.
                     let scod = r.u8(seg)?;
+                    progression = r.u8(seg + 1)?;
                     let layers = u32::from(r.u16(seg + 2)?);
                     if layers == 0 {
                         return Err(Jp2Error::corrupt("zero layers"));
@@ -285,6 +295,7 @@ impl Header {
                     let scoc = r.u8(next)?;
                     coc.push((comp, parse_spcod(r, next + 1, seg_end, scoc & 1 != 0)?));
                 }
+                0xFF5F => poc = true,
                 0xFF55 => {
                     // TLM: Ztlm, Stlm, then (Ttlm, Ptlm) pairs.
                     let stlm = r.u8(seg + 1)?;
@@ -349,6 +360,9 @@ impl Header {
             cdef_alpha: None,
             palette: false,
             tile_parts,
+            progression,
+            poc,
+            first_sot,
         })
     }
 

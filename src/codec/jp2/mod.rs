@@ -63,6 +63,7 @@ mod encode;
 mod ffi;
 mod header;
 mod planes;
+mod prefix;
 #[cfg(test)]
 #[allow(unsafe_code)] // Calls the stream callbacks directly.
 mod tests;

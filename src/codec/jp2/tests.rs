@@ -689,6 +689,9 @@ fn header_with_unit_precincts(side: u32, decompositions: u32) -> Header {
         cdef_alpha: None,
         palette: false,
         tile_parts: Vec::new(),
+        progression: 0,
+        poc: false,
+        first_sot: None,
     }
 }
 
@@ -907,4 +910,75 @@ fn errors_never_mention_paths_or_openjpeg_text() {
     if let Err(e) = decode(&flipped, area(0, 0, 8, 8), 0, u64::MAX) {
         assert!(!e.to_string().contains('/'));
     }
+}
+
+/// Input that is all there but asks to be treated as remote, so that the
+/// decoder takes the paths a master read by range takes.
+struct AsIfRemote;
+
+impl Need for AsIfRemote {
+    fn need(&self, _ranges: &[(u64, u64)]) -> Result<(), CodecError> {
+        Ok(())
+    }
+    fn is_remote(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_reduced_decode_from_the_resolution_prefix_equals_the_whole_file_decode() {
+    let (w, h) = (1100, 900);
+    for (progression, precincts, layout) in [
+        (Progression::Rpcl, Some(vec![(256, 256), (128, 128), (64, 64)]), 3),
+        (Progression::Rlcp, None, 3),
+        (Progression::Rpcl, Some(vec![(128, 128)]), 1),
+    ] {
+        let p = EncodeParams {
+            levels: 6,
+            lossless: false,
+            rate: Some(12.0),
+            layers: 4,
+            progression,
+            precincts,
+            ..EncodeParams::default()
+        };
+        let pixels = image8(w, h, layout);
+        let data = encode(
+            &EncodeInput { width: w, height: h, samples: Samples::U8(&pixels), components: layout, precision: 8 },
+            &p,
+        )
+        .unwrap();
+        let header = Header::parse(&data).unwrap();
+        for reduce in 1..6 {
+            let end = prefix::resolution_prefix(&header, &data, &Present, reduce).unwrap();
+            let end = end.expect("PLT and a resolution-first order give a prefix");
+            assert!(end < data.len() as u64, "{progression:?} reduce {reduce}: the prefix is shorter than the file");
+            let whole = decode(&data, area(0, 0, w, h), reduce, u64::MAX).unwrap();
+            let cut = decode_with(&data, &AsIfRemote, area(0, 0, w, h), reduce, u64::MAX).unwrap();
+            assert_eq!(whole.data(), cut.data(), "{progression:?} reduce {reduce}: same pixels from the prefix");
+            let part = decode_with(&data, &AsIfRemote, area(300, 200, 400, 300), reduce, u64::MAX).unwrap();
+            let whole_part = decode(&data, area(300, 200, 400, 300), reduce, u64::MAX).unwrap();
+            assert_eq!(whole_part.data(), part.data(), "{progression:?} reduce {reduce}: a region too");
+        }
+        // The lowest resolutions take a small part of the file.
+        let end = prefix::resolution_prefix(&header, &data, &Present, 4).unwrap().unwrap();
+        assert!(end * 5 < data.len() as u64, "{progression:?}: resolutions 0-1 take {end} of {} bytes", data.len());
+    }
+}
+
+#[test]
+fn layer_first_codestreams_and_files_without_plt_give_no_prefix() {
+    let pixels = image8(512, 512, 3);
+    let input = EncodeInput { width: 512, height: 512, samples: Samples::U8(&pixels), components: 3, precision: 8 };
+    let lrcp = encode(&input, &EncodeParams { layers: 3, ..EncodeParams::default() }).unwrap();
+    let header = Header::parse(&lrcp).unwrap();
+    assert_eq!(prefix::resolution_prefix(&header, &lrcp, &Present, 2).unwrap(), None);
+    let tiled = encode(
+        &input,
+        &EncodeParams { tile_size: Some((256, 256)), progression: Progression::Rpcl, ..EncodeParams::default() },
+    )
+    .unwrap();
+    let header = Header::parse(&tiled).unwrap();
+    assert_eq!(prefix::resolution_prefix(&header, &tiled, &Present, 2).unwrap(), None);
+    assert!(!header.tile_parts.is_empty(), "tiled files are written with a TLM index");
 }

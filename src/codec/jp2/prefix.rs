@@ -1,0 +1,142 @@
+//! The prefix of an untiled, resolution-first codestream that holds every
+//! packet a reduced decode needs.
+//!
+//! OpenJPEG reads a whole tile-part before decoding any of it, so a decode
+//! of an untiled master at 1/8 reads all of it, though in a resolution-first
+//! progression (RPCL, RLCP) the packets of the low resolutions come first.
+//! When the tile-part header lists its packet lengths (PLT markers, which
+//! archival encoders write), the end of resolution `R` is known: the tile
+//! data's start plus the lengths of the packets of resolutions `0..=R`, whose
+//! count follows from the header (layers × precincts of each component at
+//! each resolution). OpenJPEG, told to accept a partial codestream (strict
+//! mode off), then decodes from that prefix exactly what it decodes from the
+//! whole file at that reduction. For a master read by range, the home view
+//! of a 12000×9000 image then costs a few percent of its bytes.
+//!
+//! Only the safe case is taken: one tile in one tile-part, resolution-first
+//! order with no POC, PLT present and no tile-part header marker that could
+//! change the packet count, and the PLT's packet count equal to the count
+//! computed from the header. Anything else returns `None` (the whole
+//! tile-part is read, as before).
+
+use super::*;
+
+/// Tile-part header bytes read first; grows fourfold up to [`MAX_TILE_HEADER`].
+const FIRST_READ: u64 = 16 << 10;
+/// Largest tile-part header read (a PLT of a few million packets).
+const MAX_TILE_HEADER: u64 = 16 << 20;
+
+/// The byte length of the prefix of `data` holding every packet a decode at
+/// `reduce` needs, if the codestream allows (see the module doc). The bytes
+/// read to learn it come through `need`.
+pub(super) fn resolution_prefix(
+    header: &Header,
+    data: &[u8],
+    need: &dyn Need,
+    reduce: u32,
+) -> Result<Option<u64>, Jp2Error> {
+    let resolution_first = header.progression == 1 || header.progression == 2;
+    let Some(sot) = header.first_sot else { return Ok(None) };
+    if header.tiles() != (1, 1) || !resolution_first || header.poc {
+        return Ok(None);
+    }
+    let len = data.len() as u64;
+    let mut want = FIRST_READ;
+    let parsed = loop {
+        let end = sot.saturating_add(want).min(len);
+        need.need(&[(sot, end)]).map_err(Jp2Error::Input)?;
+        match parse_tile_part_header(&data[..end as usize], sot as usize) {
+            Err(Jp2Error::Truncated { .. }) if end < len && want < MAX_TILE_HEADER => want *= 4,
+            Err(Jp2Error::Truncated { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+            Ok(p) => break p,
+        }
+    };
+    let Some((data_start, lengths)) = parsed else { return Ok(None) };
+    let Some((needed, total)) = packet_counts(header, reduce) else { return Ok(None) };
+    if lengths.len() as u64 != total {
+        // The header's model of the packets is not this file's: read it all.
+        return Ok(None);
+    }
+    let body: u64 = lengths.iter().take(needed as usize).sum();
+    Ok(Some(data_start.saturating_add(body).min(len)))
+}
+
+/// The tile-part header at `sot`: where its data starts and its packet
+/// lengths (PLT, in order), or `None` when it is not the one tile-part of
+/// tile 0 with PLT and nothing that changes the packets.
+fn parse_tile_part_header(data: &[u8], sot: usize) -> Result<Option<(u64, Vec<u64>)>, Jp2Error> {
+    let r = Reader { data };
+    if r.u16(sot)? != 0xFF90 || r.u16(sot + 2)? != 10 {
+        return Ok(None);
+    }
+    let (tile, tnsot) = (r.u16(sot + 4)?, r.u8(sot + 11)?);
+    if tile != 0 || tnsot != 1 {
+        return Ok(None);
+    }
+    let mut pos = sot + 12;
+    let mut lengths = Vec::new();
+    let mut saw_plt = false;
+    loop {
+        let marker = r.u16(pos)?;
+        if marker == 0xFF93 {
+            return Ok(saw_plt.then_some(((pos + 2) as u64, lengths)));
+        }
+        let seg_len = usize::from(r.u16(pos + 2)?);
+        if marker < 0xFF30 || seg_len < 2 {
+            return Err(Jp2Error::corrupt("bad marker in tile-part header"));
+        }
+        let body = r.bytes(pos + 4, seg_len - 2)?;
+        match marker {
+            0xFF58 => {
+                // PLT: Zplt, then lengths of 7 bits a byte, high bit = more.
+                saw_plt = true;
+                let mut v = 0u64;
+                for &b in &body[1..] {
+                    v = (v << 7) | u64::from(b & 0x7F);
+                    if b & 0x80 == 0 {
+                        lengths.push(v);
+                        v = 0;
+                    } else if v > u64::from(u32::MAX) {
+                        return Err(Jp2Error::corrupt("PLT length overflows"));
+                    }
+                }
+            }
+            // COD, COC, POC, PPT: the packets are not the main header's.
+            0xFF52 | 0xFF53 | 0xFF5F | 0xFF61 => return Ok(None),
+            _ => {}
+        }
+        pos += 2 + seg_len;
+    }
+}
+
+/// Packets of the resolutions a decode at `reduce` reads, and of all
+/// resolutions, for the one tile of the image: layers × precincts, summed
+/// over components and resolutions. `None` if it cannot be counted.
+fn packet_counts(h: &Header, reduce: u32) -> Option<(u64, u64)> {
+    let max_res = h.comps.iter().map(|c| c.coding.decompositions + 1).max()?;
+    let top = max_res.checked_sub(1 + reduce)?;
+    let layers = u64::from(h.layers);
+    let (mut needed, mut total) = (0u64, 0u64);
+    for c in &h.comps {
+        let nres = c.coding.decompositions + 1;
+        let cx0 = u64::from(h.x0).div_ceil(u64::from(c.dx));
+        let cx1 = u64::from(h.x1).div_ceil(u64::from(c.dx));
+        let cy0 = u64::from(h.y0).div_ceil(u64::from(c.dy));
+        let cy1 = u64::from(h.y1).div_ceil(u64::from(c.dy));
+        for res in 0..nres {
+            let shift = nres - 1 - res;
+            let (rx0, rx1) = (ceil_pow2(cx0, shift), ceil_pow2(cx1, shift));
+            let (ry0, ry1) = (ceil_pow2(cy0, shift), ceil_pow2(cy1, shift));
+            let (ppx, ppy) = c.coding.precinct_exp(res as usize);
+            let across = if rx1 > rx0 { ceil_pow2(rx1, ppx) - (rx0 >> ppx) } else { 0 };
+            let down = if ry1 > ry0 { ceil_pow2(ry1, ppy) - (ry0 >> ppy) } else { 0 };
+            let packets = across.checked_mul(down)?.checked_mul(layers)?;
+            total = total.checked_add(packets)?;
+            if res <= top {
+                needed = needed.checked_add(packets)?;
+            }
+        }
+    }
+    Some((needed, total))
+}
