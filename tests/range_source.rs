@@ -44,6 +44,8 @@ struct Origin {
     answered: AtomicU64,
     ignore_ranges: AtomicBool,
     short_ranges: AtomicBool,
+    /// Range answers wait this long before their headers (ms).
+    stall_ranges_ms: AtomicU64,
 }
 
 impl Origin {
@@ -87,6 +89,18 @@ async fn serve(origin: Arc<Origin>, req: Request<Incoming>) -> Result<Response<F
     let name = req.uri().path().trim_start_matches("/bits/").to_string();
     let text = |h: &str| req.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
     let range = text("range");
+    let stall = origin.stall_ranges_ms.load(Ordering::SeqCst);
+    if stall > 0 && range.as_deref().is_some_and(|r| !r.starts_with("bytes=0-")) {
+        tokio::time::sleep(std::time::Duration::from_millis(stall)).await;
+    }
+    // "closed-*" images answer only a bearer token (an origin's login).
+    if name.starts_with("closed-") && text("authorization").as_deref() != Some("Bearer good") {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"login first")));
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        origin.log.lock().unwrap().push(Logged { name, range, status: 401, sent: 0, depth });
+        origin.answered.fetch_max(depth, Ordering::SeqCst);
+        return Ok(r);
+    }
     let file = origin.files.lock().unwrap().get(&name).cloned();
     let mut resp = Response::new(Full::new(Bytes::new()));
     let mut sent = 0u64;
@@ -397,4 +411,41 @@ async fn an_untiled_resolution_first_jp2_home_view_reads_a_prefix_of_the_file() 
     same_as_local(&s, "/iiif/2/u.jp2/1024,1024,512,512/256,/0/default.png").await;
     same_as_local(&s, "/iiif/2/u.jp2/1024,1024,256,256/256,/0/default.png").await;
     assert!(s.origin.sent("u.jp2") <= len, "no block fetched twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_stalls_on_a_range_gives_504_and_the_image_serves_once_it_answers() {
+    let s = Setup::new("").await;
+    s.put("t.jp2", tiled());
+    same_as_local(&s, "/iiif/2/t.jp2/info.json").await;
+    s.origin.stall_ranges_ms.store(4000, Ordering::SeqCst);
+    let path = "/iiif/2/t.jp2/1536,1024,256,256/256,/0/default.png";
+    let (st, b) = body(&s.app, path).await;
+    assert_eq!(st, StatusCode::GATEWAY_TIMEOUT, "{}", String::from_utf8_lossy(&b));
+    s.origin.stall_ranges_ms.store(0, Ordering::SeqCst);
+    same_as_local(&s, path).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_images_are_never_read_by_range_and_only_admitted_clients_get_them() {
+    let s = Setup::new("").await;
+    s.put("closed-t.jp2", tiled());
+    let path = "/iiif/2/closed-t.jp2/512,512,256,256/256,/0/default.png";
+    assert_eq!(get(&s.app, path).await.status(), StatusCode::UNAUTHORIZED);
+    let r = call(&s.app, http::Method::GET, path, &[("authorization", "Bearer good")]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = call(&s.app, http::Method::GET, path, &[("authorization", "Bearer bad")]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(get(&s.app, path).await.status(), StatusCode::UNAUTHORIZED);
+    let m = s.metrics().await;
+    assert_eq!(
+        metric(&m, "tessera_source_ranged_opens_total"),
+        0.0,
+        "range reads are anonymous: never for restricted images"
+    );
+    assert!(
+        s.origin.log().iter().filter(|l| l.status == 206).count() == 0,
+        "no block of a restricted image was fetched by range: {:?}",
+        s.origin.log()
+    );
 }

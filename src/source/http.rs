@@ -71,7 +71,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
-use super::ranged::{self, Counted, Fetcher, RangeStats, Remote};
+use super::ranged::{self, Counted, Fetcher, HttpRange, RangeStats, Remote};
 use super::{fnv1a, is_safe_identifier, Located, Origin, SourceVersion};
 use crate::config::HttpSourceCfg;
 use crate::error::{Error, Result};
@@ -788,10 +788,11 @@ impl HttpSource {
             retry_backoff_ms: self.cfg.retry_backoff_ms,
             stats: self.stats.range.clone(),
         };
+        let origin =
+            HttpRange { client: self.client.clone(), url: url.to_string(), validator: validator.clone(), len: total };
         let remote = Remote::create(
-            url.to_string(),
+            Box::new(origin),
             total,
-            validator.clone(),
             self.cfg.range_block_bytes,
             self.cfg.range_read_ahead_bytes,
             path.clone(),
@@ -807,9 +808,15 @@ impl HttpSource {
             // the first directory read.
             remote.prefetch((total.saturating_sub(self.cfg.range_tiff_tail_bytes), total));
         }
-        self.stats.ranged_opens.fetch_add(1, Ordering::Relaxed);
-        self.stats.range.bytes.fetch_add(head.len() as u64, Ordering::Relaxed);
-        self.stats.range.requests.fetch_add(1, Ordering::Relaxed);
+        if complete {
+            // The whole image came in its first range: a download.
+            self.stats.downloads.fetch_add(1, Ordering::Relaxed);
+            self.stats.bytes.fetch_add(total, Ordering::Relaxed);
+        } else {
+            self.stats.ranged_opens.fetch_add(1, Ordering::Relaxed);
+            self.stats.range.bytes.fetch_add(head.len() as u64, Ordering::Relaxed);
+            self.stats.range.requests.fetch_add(1, Ordering::Relaxed);
+        }
         let version = SourceVersion { len: total, mtime_ns: fnv1a(&[validator.as_bytes()]) as u128 };
         let modified =
             last_modified.as_deref().and_then(|lm| httpdate::parse_http_date(lm).ok()).unwrap_or_else(SystemTime::now);

@@ -36,8 +36,10 @@
 //! `range_source::a_file_changed_at_the_origin_between_two_ranges_is_never_mixed`.
 
 use std::fs::File;
+use std::future::Future;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -87,10 +89,9 @@ pub struct Counted {
 
 /// One version of one origin file, read by range into a sparse file.
 pub struct Remote {
-    url: String,
+    /// Where the blocks come from (an HTTP URL, an S3 object).
+    origin: Box<dyn RangeOrigin>,
     len: u64,
-    /// What `If-Range` carries.
-    validator: String,
     block: u64,
     max_ahead: u64,
     /// The sparse file (written here, mapped by the sources opened on it).
@@ -130,7 +131,7 @@ fn set(v: &mut [u64], i: u64, on: bool) {
 
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Remote").field("url", &self.url).field("len", &self.len).finish_non_exhaustive()
+        f.debug_struct("Remote").field("origin", &self.origin.name()).field("len", &self.len).finish_non_exhaustive()
     }
 }
 
@@ -152,14 +153,88 @@ pub fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
     (a <= b && b < len).then_some((a, b, len))
 }
 
+/// How one range request failed.
+#[derive(Debug)]
+pub enum Fault {
+    /// The object is no longer the version read so far (a 200 or 412 to a
+    /// conditional range, another length): never retried.
+    Changed(String),
+    /// Worth another try (a 5xx, a reset connection).
+    Transient(String),
+    /// Not worth another try (a timeout, a refusal).
+    Failed { timeout: bool, detail: String },
+}
+
+/// The future of one range request.
+pub type RangeFuture<'a> = Pin<Box<dyn Future<Output = Result<Bytes, Fault>> + Send + 'a>>;
+
+/// Where a remote's blocks come from: bytes `start..=end` of the one version
+/// the remote was opened on, or a [`Fault`] (an origin that cannot promise
+/// the version answers [`Fault::Changed`] rather than other bytes).
+pub trait RangeOrigin: Send + Sync + 'static {
+    fn get(&self, start: u64, end: u64) -> RangeFuture<'_>;
+    /// For logs (a URL or `s3://bucket/key`; never shown to clients).
+    fn name(&self) -> &str;
+}
+
+/// An HTTP origin: `Range` with `If-Range` on the version's validator.
+pub struct HttpRange {
+    pub client: reqwest::Client,
+    pub url: String,
+    /// The strong ETag or Last-Modified the version was opened with.
+    pub validator: String,
+    pub len: u64,
+}
+
+impl RangeOrigin for HttpRange {
+    fn name(&self) -> &str {
+        &self.url
+    }
+
+    fn get(&self, start: u64, end: u64) -> RangeFuture<'_> {
+        Box::pin(async move {
+            let r = self
+                .client
+                .get(&self.url)
+                .header(header::RANGE, format!("bytes={start}-{end}"))
+                .header(header::IF_RANGE, self.validator.as_str())
+                .send()
+                .await;
+            let resp = match r {
+                Ok(resp) => resp,
+                Err(e) if e.is_timeout() => return Err(Fault::Failed { timeout: true, detail: e.to_string() }),
+                Err(e) => return Err(Fault::Transient(e.to_string())),
+            };
+            let status = resp.status();
+            if status == StatusCode::PARTIAL_CONTENT {
+                let cr = resp.headers().get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok());
+                if cr.and_then(parse_content_range) != Some((start, end, self.len)) {
+                    return Err(Fault::Changed("origin answered another range or length".into()));
+                }
+                return match resp.bytes().await {
+                    Ok(body) => Ok(body),
+                    Err(e) if e.is_timeout() => Err(Fault::Failed { timeout: true, detail: e.to_string() }),
+                    Err(e) => Err(Fault::Transient(format!("range body: {e}"))),
+                };
+            }
+            if status == StatusCode::OK || status == StatusCode::RANGE_NOT_SATISFIABLE {
+                return Err(Fault::Changed("origin answered a range with the whole file".into()));
+            }
+            if status.is_server_error() {
+                return Err(Fault::Transient(format!("origin answered {status}")));
+            }
+            Err(Fault::Failed { timeout: false, detail: format!("origin answered {status} to a range") })
+        })
+    }
+}
+
 impl Remote {
     /// A remote of `len` bytes over a new sparse file at `path`, holding
     /// `head` (the bytes from offset 0 already received).
     #[allow(clippy::too_many_arguments)]
     pub fn create(
-        url: String,
+        origin: Box<dyn RangeOrigin>,
         len: u64,
-        validator: String,
         block: u64,
         max_ahead: u64,
         path: PathBuf,
@@ -194,9 +269,8 @@ impl Remote {
         let blocks =
             Blocks { present, inflight: vec![0u64; words], stored: whole, counted: true, last_end: 0, ahead: 0 };
         Ok(Remote {
-            url,
+            origin,
             len,
-            validator,
             block,
             max_ahead: (max_ahead / block).max(1),
             file,
@@ -426,8 +500,8 @@ impl Remote {
         all.into_iter().collect()
     }
 
-    /// One `Range` request for blocks `lo..=hi`, with retries on 5xx and
-    /// failed connections.
+    /// One request for blocks `lo..=hi`, retried after transient faults
+    /// (5xx, resets, short bodies) with exponential back-off.
     async fn fetch_run(&self, (lo, hi): (u64, u64)) -> Result<Bytes, CodecError> {
         let start = lo * self.block;
         let end = ((hi + 1) * self.block).min(self.len) - 1;
@@ -435,53 +509,22 @@ impl Remote {
         let mut attempt = 0u32;
         loop {
             stats.requests.fetch_add(1, Ordering::Relaxed);
-            let r = self
-                .fetcher
-                .client
-                .get(&self.url)
-                .header(header::RANGE, format!("bytes={start}-{end}"))
-                .header(header::IF_RANGE, self.validator.as_str())
-                .send()
-                .await;
-            let failure = match r {
-                Ok(resp) if resp.status() == StatusCode::PARTIAL_CONTENT => {
-                    let cr = resp.headers().get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok());
-                    if cr.and_then(parse_content_range) != Some((start, end, self.len)) {
-                        return Err(self.mark_changed("origin answered another range or length"));
-                    }
-                    match resp.bytes().await {
-                        Ok(body) if body.len() as u64 == end - start + 1 => {
-                            stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-                            return Ok(body);
-                        }
-                        Ok(body) => format!("short range: {} of {} bytes", body.len(), end - start + 1),
-                        Err(e) if e.is_timeout() => {
-                            stats.errors.fetch_add(1, Ordering::Relaxed);
-                            return Err(CodecError::Unavailable { timeout: true, detail: e.to_string() });
-                        }
-                        Err(e) => format!("range body: {e}"),
-                    }
+            let detail = match self.origin.get(start, end).await {
+                Ok(body) if body.len() as u64 == end - start + 1 => {
+                    stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                    return Ok(body);
                 }
-                Ok(resp) if resp.status() == StatusCode::OK || resp.status() == StatusCode::RANGE_NOT_SATISFIABLE => {
-                    return Err(self.mark_changed("origin answered a range with the whole file"));
-                }
-                Ok(resp) if resp.status().is_server_error() => format!("origin answered {}", resp.status()),
-                Ok(resp) => {
+                Ok(body) => format!("short range: {} of {} bytes", body.len(), end - start + 1),
+                Err(Fault::Changed(why)) => return Err(self.mark_changed(&why)),
+                Err(Fault::Failed { timeout, detail }) => {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
-                    return Err(CodecError::Unavailable {
-                        timeout: false,
-                        detail: format!("origin answered {} to a range", resp.status()),
-                    });
+                    return Err(CodecError::Unavailable { timeout, detail });
                 }
-                Err(e) if e.is_timeout() => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    return Err(CodecError::Unavailable { timeout: true, detail: e.to_string() });
-                }
-                Err(e) => e.to_string(),
+                Err(Fault::Transient(detail)) => detail,
             };
             stats.errors.fetch_add(1, Ordering::Relaxed);
             if attempt >= self.fetcher.retries {
-                return Err(CodecError::Unavailable { timeout: false, detail: failure });
+                return Err(CodecError::Unavailable { timeout: false, detail });
             }
             let backoff = self.fetcher.retry_backoff_ms.saturating_mul(1 << attempt.min(10));
             tokio::time::sleep(Duration::from_millis(backoff)).await;
@@ -492,7 +535,7 @@ impl Remote {
     fn mark_changed(&self, why: &str) -> CodecError {
         if !self.changed.swap(true, Ordering::Relaxed) {
             self.fetcher.stats.changed.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(url = %self.url, why, "remote image changed while read by range");
+            tracing::info!(origin = %self.origin.name(), why, "remote image changed while read by range");
         }
         CodecError::SourceChanged
     }

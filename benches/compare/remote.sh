@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Remote masters (issue #29): Tessera serving the real-photo corpus
+# (benches/corpus/make.sh) from local files, and from an nginx origin on
+# loopback through the HTTP source, read by range (the default) and
+# downloaded whole (`range_reads = false`, the behaviour before), with the
+# origin's connections limited to 100 Mbit/s and to 1 Gbit/s (nginx
+# `limit_rate`), all in one run. Every workload starts a cold server (no
+# disk tier, an empty source folder).
+#   first view  info.json + every tile of the level a 1920×1080 viewer shows
+#               at home, in the advertised tile size, 6 connections
+#               (tools/sweep.py --first-view), with the bytes the origin sent
+#               (nginx's $body_bytes_sent);
+#   pass 256    every 256² tile of every level once, seeded shuffled order,
+#               4 clients, at 1 Gbit/s against local files (PASS_FILES).
+# Loopback only; everything started here is stopped on exit.
+#
+#   benches/corpus/make.sh && benches/compare/remote.sh
+#
+# Environment: CORPUS (target/corpus), TESSERA_BIN (target/release/tessera),
+# FILES (the four masters), PASS_FILES ("photo-tiled1024.jp2
+# photo-pyramid.tif photo-untiled.jp2"), MAX_TILES (all), OUT
+# (docs/bench/remote.md), TESSERA_PORT (18196).
+set -euo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$REPO"
+CORPUS=$(cd "${CORPUS:-target/corpus}" && pwd)
+BIN=${TESSERA_BIN:-target/release/tessera}
+FILES=${FILES:-photo-untiled.jp2 photo-tiled1024.jp2 photo-lossless.jp2 photo-pyramid.tif}
+PASS_FILES=${PASS_FILES:-photo-tiled1024.jp2 photo-pyramid.tif photo-untiled.jp2}
+MAX_TILES=${MAX_TILES:-1000000}
+OUT=${OUT:-docs/bench/remote.md}
+TPORT=${TESSERA_PORT:-18196}
+ensure_packages -q nginx curl
+ensure_tessera -q "$BIN"
+
+TMP=$(mktemp -d /tmp/tessera-remote.XXXXXX)
+cp "$BIN" "$TMP/tessera"
+TPID=
+NPID=
+cleanup() {
+    stop_pid TPID
+    stop_pid NPID
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P100=$(free_port)
+P1G=$(free_port)
+mkdir -p "$TMP/nginx" "$TMP/empty"
+cat > "$TMP/nginx/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log;
+events { worker_connections 512; }
+http {
+  log_format bytes '\$uri \$status \$body_bytes_sent';
+  access_log $TMP/nginx/access.log bytes;
+  client_body_temp_path $TMP/nginx/b; proxy_temp_path $TMP/nginx/p; fastcgi_temp_path $TMP/nginx/f;
+  uwsgi_temp_path $TMP/nginx/u; scgi_temp_path $TMP/nginx/s;
+  default_type application/octet-stream;
+  sendfile on;
+  keepalive_requests 100000;
+  server { listen 127.0.0.1:$P100; root $CORPUS; limit_rate 12500k; location / { } }
+  server { listen 127.0.0.1:$P1G; root $CORPUS; limit_rate 125m; location / { } }
+}
+EOF
+/usr/sbin/nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
+NPID=$!
+poll_http "http://127.0.0.1:$P1G/photo-untiled.jp2" 100 0.1 -I -r 0-0
+
+# start MODE: a cold Tessera. local = files; r100/r1g = HTTP source read by
+# range at 100 Mbit/s / 1 Gbit/s; w100/w1g = downloaded whole (before #29).
+start() {
+    local mode=$1 port ranges=true
+    rm -rf "$TMP/src" "$TMP/tiles"
+    mkdir -p "$TMP/src" "$TMP/tiles"
+    if [ "$mode" = local ]; then
+        TESSERA_CACHE__DISK_MAX_BYTES=0 "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$CORPUS" >>"$TMP/tessera.log" 2>&1 &
+    else
+        case $mode in *100) port=$P100 ;; *) port=$P1G ;; esac
+        case $mode in w*) ranges=false ;; esac
+        TESSERA_CACHE__DISK_MAX_BYTES=0 TESSERA_SOURCE__KIND=http \
+            TESSERA_SOURCE__HTTP__URL_PREFIX="http://127.0.0.1:$port/" \
+            TESSERA_SOURCE__HTTP__CACHE_DIR="$TMP/src" \
+            TESSERA_SOURCE__HTTP__RANGE_READS=$ranges \
+            "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$TMP/empty" >>"$TMP/tessera.log" 2>&1 &
+    fi
+    TPID=$!
+    poll_http "http://127.0.0.1:$TPORT/health" 240 0.25 --max-time 5
+}
+# Bytes the origin sent for FILE since access-log line FROM.
+fetched() { # FILE FROM
+    tail -n +"$(($2 + 1))" "$TMP/nginx/access.log" | awk -v f="/$1" '$1==f {s+=$3} END {printf "%d", s}'
+}
+loglines() { wc -l < "$TMP/nginx/access.log" 2>/dev/null || echo 0; }
+metric() { curl -s "http://127.0.0.1:$TPORT/metrics" | awk -v m="$1" '$1==m {printf "%d", $2}'; }
+
+RES=$TMP/results.txt
+: > "$RES"
+for f in $FILES; do
+    size=$(stat -c %s "$CORPUS/$f")
+    for mode in local r100 w100 r1g w1g; do
+        start "$mode"
+        from=$(loglines)
+        r=$(python3 tools/sweep.py "http://127.0.0.1:$TPORT/iiif/2/$f" --timeout 600 --first-view 1920x1080 --clients 6)
+        sleep 0.2
+        got=0
+        [ "$mode" = local ] || got=$(fetched "$f" "$from")
+        reqs=$(metric tessera_source_range_requests_total)
+        echo "first $f $size $mode $got ${reqs:-0} $r" | tee -a "$RES" >&2
+        stop_pid TPID
+    done
+done
+for f in $PASS_FILES; do
+    size=$(stat -c %s "$CORPUS/$f")
+    for mode in local r1g; do
+        start "$mode"
+        from=$(loglines)
+        r=$(python3 tools/sweep.py "http://127.0.0.1:$TPORT/iiif/2/$f" --timeout 1200 --tile 256 --all-levels \
+            --shuffle 1 --clients 4 --max-tiles "$MAX_TILES")
+        sleep 0.2
+        got=0
+        [ "$mode" = local ] || got=$(fetched "$f" "$from")
+        reqs=$(metric tessera_source_range_requests_total)
+        echo "pass $f $size $mode $got ${reqs:-0} $r" | tee -a "$RES" >&2
+        stop_pid TPID
+    done
+done
+
+TABLE=$TMP/table.md
+python3 - "$RES" > "$TABLE" <<'PY'
+import json, sys
+rows = []
+for line in open(sys.argv[1]):
+    kind, f, size, mode, got, reqs, js = line.split(" ", 6)
+    rows.append((kind, f, int(size), mode, int(got), int(reqs), json.loads(js)))
+names = {"local": "local file", "r100": "HTTP, by range, 100 Mbit/s", "w100": "HTTP, whole (before), 100 Mbit/s",
+         "r1g": "HTTP, by range, 1 Gbit/s", "w1g": "HTTP, whole (before), 1 Gbit/s"}
+print("### First view (1920×1080, home level, 6 connections, cold server)\n")
+print("| master | size | source | first view ms | × local | bytes from origin | % of file | range requests | statuses |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---|")
+local = {r[1]: r[6]["first_view_ms"] for r in rows if r[0] == "first" and r[3] == "local"}
+for kind, f, size, mode, got, reqs, r in rows:
+    if kind != "first":
+        continue
+    fv = r["first_view_ms"]
+    x = f"{fv / local[f]:.2f}×" if f in local and local[f] else ""
+    pct = "" if mode == "local" else f"{100 * got / size:.2f} %"
+    b = "" if mode == "local" else f"{got:,}"
+    print(f"| {f} | {size / 1e6:.1f} MB | {names[mode]} | {fv:.0f} | {x} | {b} | {pct} | {reqs if mode[0] == 'r' else ''} | {r['status']} |")
+print("\n### Shuffled pass over every 256² tile of every level (4 clients, cold server)\n")
+print("| master | source | tiles | tiles/s | × local | p50 ms | p99 ms | bytes from origin | × file | statuses |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+lp = {r[1]: r[6]["tiles_per_s"] for r in rows if r[0] == "pass" and r[3] == "local"}
+for kind, f, size, mode, got, reqs, r in rows:
+    if kind != "pass":
+        continue
+    x = f"{r['tiles_per_s'] / lp[f]:.2f}×" if f in lp and lp[f] else ""
+    b = "" if mode == "local" else f"{got:,}"
+    xf = "" if mode == "local" else f"{got / size:.2f}"
+    print(f"| {f} | {names[mode]} | {r['tiles']} | {r['tiles_per_s']} | {x} | {r['p50_ms']} | {r['p99_ms']} | {b} | {xf} | {r['status']} |")
+PY
+replace_section "$OUT" benches/compare/remote.sh "$TABLE" $'# Remote masters read by range\n\n' \
+    " on $(nproc) CPUs, $(describe_build "$BIN")"
+cat "$TABLE"
