@@ -30,3 +30,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+if [ "${1:-build}" = test ]; then
+  # Garage (crates.io `garage`, AGPL-3.0): a real S3-compatible store for the
+  # S3 source's tests (tests/s3_source.rs), run as an external program and
+  # never linked. No Debian or PyPI package has one; building it takes about
+  # ten minutes on two cores, so only when missing.
+  if ! command -v garage >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/garage" ]; then
+    echo "Installing garage (cargo install garage --locked; about ten minutes, once)"
+    cargo install garage --locked --quiet
+  fi
+fi

@@ -66,6 +66,33 @@ pub struct SourceCfg {
     pub lookup_suffix: String,
     pub mmap: bool,
     pub http: HttpSourceCfg,
+    pub s3: S3SourceCfg,
+}
+
+/// `[source.s3]`: images in an S3 bucket (or an S3-compatible store), read
+/// by range (see source::s3).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3SourceCfg {
+    pub bucket: String,
+    pub key_prefix: String,
+    pub key_suffix: String,
+    pub endpoint: String,
+    pub region: String,
+    pub path_style: bool,
+    pub allow_http: bool,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub cache_dir: PathBuf,
+    pub cache_max_bytes: u64,
+    pub max_source_bytes: u64,
+    pub revalidate_after: u64,
+    pub connect_timeout: u64,
+    pub timeout: u64,
+    pub retries: u32,
+    pub range_block_bytes: u64,
+    pub range_read_ahead_bytes: u64,
+    pub range_tiff_tail_bytes: u64,
 }
 
 /// Where images come from.
@@ -74,6 +101,7 @@ pub struct SourceCfg {
 pub enum SourceKind {
     Filesystem,
     Http,
+    S3,
 }
 
 /// `[source.http]`: images fetched from a web store (a DSpace bitstream

@@ -501,6 +501,23 @@ impl DecodedTiles {
         input: &DecodeInput,
         plan: &TilePlan,
     ) -> Result<Vec<Arc<Pixels>>, GetOrDecodeError> {
+        if input.data.is_remote() {
+            // A master read by range: what the units that are not decoded
+            // yet will read, fetched together (one or two waits, on a
+            // blocking thread) before their decodes queue one by one.
+            let missing: Vec<Rect> =
+                plan.tiles.iter().filter(|(id, _)| self.shared.cache.peek(id).is_none()).map(|(_, r)| *r).collect();
+            if !missing.is_empty() {
+                let (data, info, scale) = (input.data.clone(), input.info.clone(), plan.scale);
+                let fetched = tokio::task::spawn_blocking(move || {
+                    codec::prefetch(data.as_ref().as_ref(), &*data, &info, &missing, scale)
+                })
+                .await;
+                if let Ok(Err(e)) = fetched {
+                    return Err(GetOrDecodeError::Codec(e));
+                }
+            }
+        }
         let mut started = Vec::with_capacity(plan.tiles.len());
         for (id, full) in &plan.tiles {
             started.push(self.start(pool, input, plan, id, *full).await?);

@@ -280,6 +280,35 @@ pub fn render_http_source(out: &mut String, h: &crate::source::http::HttpSource)
     );
 }
 
+/// Appends the S3 source's counters (Prometheus text format).
+pub fn render_s3_source(out: &mut String, s3: &crate::source::s3::S3Source) {
+    use std::fmt::Write;
+    let s = &s3.stats;
+    let counters = [
+        ("tessera_s3_opens_total", "Images opened from the S3 store", &s.opens),
+        ("tessera_s3_not_modified_total", "Revalidations the S3 store answered not modified", &s.not_modified),
+        ("tessera_s3_errors_total", "Failed opens and revalidations", &s.errors),
+        ("tessera_s3_range_requests_total", "Ranged GETs sent to the S3 store", &s.range.requests),
+        ("tessera_s3_range_bytes_total", "Bytes received in ranged GETs", &s.range.bytes),
+        ("tessera_s3_block_hits_total", "Blocks of S3 images found present when read", &s.range.block_hits),
+        (
+            "tessera_s3_block_misses_total",
+            "Blocks of S3 images fetched (or waited for) when read",
+            &s.range.block_misses,
+        ),
+        ("tessera_s3_changed_total", "S3 images found changed while read", &s.range.changed),
+        ("tessera_s3_range_errors_total", "Failed ranged GETs", &s.range.errors),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tessera_s3_stored_bytes Bytes of S3 image blocks kept on disk\n# TYPE tessera_s3_stored_bytes gauge\ntessera_s3_stored_bytes {}",
+        s3.stored_bytes()
+    );
+}
+
 /// Appends the GPU backend's figures (Prometheus text format): the
 /// crossover of each kind of job (`+Inf`: none goes to the GPU), whether it
 /// is still being measured, the decoded units kept on the device, and

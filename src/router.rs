@@ -169,6 +169,9 @@ impl App {
         if let Some(h) = self.sources.http() {
             crate::metrics::render_http_source(&mut body, h);
         }
+        if let Some(s) = self.sources.s3() {
+            crate::metrics::render_s3_source(&mut body, s);
+        }
         if let Some(t) = &self.tier {
             t.render_metrics(&mut body);
         }

@@ -192,6 +192,9 @@ impl App {
         if let Some(h) = self.sources.http() {
             h.purge_all();
         }
+        if let Some(s) = self.sources.s3() {
+            s.purge_all();
+        }
         if let Some(d) = &self.decoded {
             d.purge_all();
         }
@@ -221,6 +224,9 @@ impl App {
         self.hot.clear();
         if let Some(h) = self.sources.http() {
             h.purge(id);
+        }
+        if let Some(s) = self.sources.s3() {
+            s.purge(id);
         }
         if let Some(d) = &self.decoded {
             d.purge(&key);

@@ -86,6 +86,9 @@ fn parse_range(v: &str, len: u64) -> Option<(u64, u64)> {
 
 async fn serve(origin: Arc<Origin>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let depth = origin.answered.load(Ordering::SeqCst) + 1;
+    // Every answer takes a little while, as over a network: requests sent
+    // together all arrive before any is answered, so they share a depth.
+    tokio::time::sleep(std::time::Duration::from_millis(15)).await;
     let name = req.uri().path().trim_start_matches("/bits/").to_string();
     let text = |h: &str| req.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
     let range = text("range");
@@ -448,4 +451,23 @@ async fn restricted_images_are_never_read_by_range_and_only_admitted_clients_get
         "no block of a restricted image was fetched by range: {:?}",
         s.origin.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiled_jp2_home_view_reads_only_the_coarse_resolutions_of_each_tile() {
+    let s = Setup::new("range_block_bytes = 4096").await;
+    let jp2 = tiled_jp2(&picture(4096, 3072), 512);
+    let len = jp2.len() as u64;
+    s.put("t.jp2", jp2);
+    same_as_local(&s, "/iiif/2/t.jp2/info.json").await;
+    same_as_local(&s, "/iiif/2/t.jp2/full/512,/0/default.png").await;
+    let sent = s.origin.sent("t.jp2");
+    let depth = s.origin.depth("t.jp2");
+    eprintln!("tiled home view: {sent} of {len} bytes, {depth} round trips");
+    assert!(sent * 4 < len, "a home view at 1/8 fetched {sent} of {len} bytes: {:?}", s.origin.log());
+    assert!(depth <= 4, "a home view took {depth} sequential round trips: {:?}", s.origin.log());
+    // Deeper: the same pixels as the file's at every level.
+    same_as_local(&s, "/iiif/2/t.jp2/full/1024,/0/default.png").await;
+    same_as_local(&s, "/iiif/2/t.jp2/1024,1024,1024,1024/512,/0/default.png").await;
+    same_as_local(&s, "/iiif/2/t.jp2/1536,1024,512,512/512,/0/default.png").await;
 }

@@ -219,6 +219,35 @@ pub fn decode_with(
     Ok(out)
 }
 
+/// Makes readable together what decodes of `regions` (full-resolution
+/// pixels) at 1/`scale` will read, so that a remote master costs one or two
+/// waits for a request's decodes rather than one per decode. Does nothing
+/// for input that is all there.
+pub fn prefetch(
+    data: &[u8],
+    need: &dyn Need,
+    info: &ImageInfo,
+    regions: &[Rect],
+    scale: u32,
+) -> Result<(), CodecError> {
+    if !need.is_remote() || regions.is_empty() {
+        return Ok(());
+    }
+    match info.format {
+        SourceFormat::Jp2 => {
+            let areas: Vec<jp2::DecodeArea> =
+                regions.iter().map(|r| jp2::DecodeArea { x: r.x, y: r.y, w: r.w, h: r.h }).collect();
+            jp2::prefetch(data, need, &areas, scale.max(1).trailing_zeros()).map_err(jp2_error)
+        }
+        SourceFormat::Tiff => {
+            let Some(pyramid) = info.tiff.as_deref() else { return Ok(()) };
+            let areas: Vec<Rect> = regions.iter().map(|r| r.at_scale(scale, info.width, info.height)).collect();
+            tiff::prefetch(need, pyramid, &areas, scale)
+        }
+        SourceFormat::Jpeg | SourceFormat::Png => whole(data, need).map(|_| ()),
+    }
+}
+
 fn jp2_probe(data: &[u8], need: &dyn Need) -> Result<ImageInfo, CodecError> {
     let h = jp2::probe_with(data, need).map_err(jp2_error)?;
     let layout = match (h.components, h.has_alpha) {

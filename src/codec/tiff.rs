@@ -473,6 +473,21 @@ pub fn decode_with(
     settle(decode_chunks(data, need, &failed, pyramid, want, scale, max_pixels), &failed)
 }
 
+/// Makes readable together the chunks that decodes of `areas` (on the
+/// 1/`scale` grid) will read.
+pub fn prefetch(need: &dyn Need, pyramid: &Pyramid, areas: &[Rect], scale: u32) -> Result<(), CodecError> {
+    let Some(page) = pyramid.page(scale) else { return Ok(()) };
+    let mut ranges = Vec::new();
+    for a in areas {
+        let x1 = (a.x + a.w).min(page.width);
+        let y1 = (a.y + a.h).min(page.height);
+        if a.x < x1 && a.y < y1 {
+            ranges.extend(chunk_ranges(page, Rect { x: a.x, y: a.y, w: x1 - a.x, h: y1 - a.y }));
+        }
+    }
+    need.need(&ranges)
+}
+
 /// The byte ranges of the chunks of `page` that `area` (on the page's
 /// grid, not empty) touches.
 fn chunk_ranges(page: &Page, area: Rect) -> Vec<(u64, u64)> {

@@ -316,7 +316,7 @@ impl HttpSource {
     pub fn new(cfg: &HttpSourceCfg) -> std::result::Result<HttpSource, String> {
         let prefix =
             reqwest::Url::parse(&cfg.url_prefix).map_err(|e| format!("source.http.url_prefix: not a URL ({e})"))?;
-        let (dir, run_lock) = prepare_folder(&cfg.cache_dir)?;
+        let (dir, run_lock) = prepare_folder(&cfg.cache_dir, "source.http.cache_dir")?;
         // rustls needs a process-wide crypto provider; another component may
         // have installed one already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -781,7 +781,6 @@ impl HttpSource {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{:016x}-{n}.rng", fnv1a(&[url.as_bytes()])));
         let fetcher = Fetcher {
-            client: self.client.clone(),
             runtime: tokio::runtime::Handle::current(),
             timeout: Duration::from_secs(self.cfg.timeout),
             retries: self.cfg.retries,
@@ -1041,28 +1040,26 @@ fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
 
 /// Opens `cache_dir` (or the default folder), removes the run subfolders of
 /// servers that are no longer running, and makes and locks this run's.
-fn prepare_folder(configured: &Path) -> std::result::Result<(PathBuf, File), String> {
+/// Makes (or checks) the folder `configured` (the default one when empty)
+/// and this run's locked subfolder of it; `what` names the setting in errors.
+pub(super) fn prepare_folder(configured: &Path, what: &str) -> std::result::Result<(PathBuf, File), String> {
     let default = configured.as_os_str().is_empty();
     let root = if default { std::env::temp_dir().join(DEFAULT_FOLDER) } else { configured.to_path_buf() };
-    let fail = |e: std::io::Error| format!("source.http.cache_dir {}: {e}", root.display());
+    let fail = |e: std::io::Error| format!("{what} {}: {e}", root.display());
     std::fs::create_dir_all(&root).map_err(fail)?;
     if default {
         // The system temp directory is shared: the default folder must be
         // a real folder of this user's, and private.
         let meta = std::fs::symlink_metadata(&root).map_err(fail)?;
         if !meta.is_dir() {
-            return Err(format!("source.http.cache_dir {}: not a folder; set source.http.cache_dir", root.display()));
+            return Err(format!("{what} {}: not a folder; set {what}", root.display()));
         }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             // Only a folder's owner may change its mode.
-            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
-                format!(
-                    "source.http.cache_dir {}: {e} (another user's folder?); set source.http.cache_dir",
-                    root.display()
-                )
-            })?;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("{what} {}: {e} (another user's folder?); set {what}", root.display()))?;
         }
     }
     // One server at a time prepares its subfolder: the scan below must not
@@ -1077,7 +1074,7 @@ fn prepare_folder(configured: &Path) -> std::result::Result<(PathBuf, File), Str
         match std::fs::create_dir(&dir) {
             Ok(()) => {
                 let lock = OpenOptions::new().create_new(true).write(true).open(dir.join(RUN_LOCK)).map_err(fail)?;
-                lock_wait(&lock).map_err(|e| format!("source.http.cache_dir {}: {e}", dir.display()))?;
+                lock_wait(&lock).map_err(|e| format!("{what} {}: {e}", dir.display()))?;
                 return Ok((dir, lock));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
@@ -1150,11 +1147,12 @@ fn try_lock(_f: &File) -> std::io::Result<bool> {
 
 /// Removes the files this module writes in a run subfolder (`*.src`,
 /// `*.part`, its lock), then the subfolder if nothing else is left in it.
-fn clear_run(dir: &Path) {
+/// Removes this module's files from a run subfolder, then the subfolder.
+pub(super) fn clear_run(dir: &Path) {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let p = e.path();
-            if matches!(p.extension().and_then(|x| x.to_str()), Some("src" | "part")) {
+            if matches!(p.extension().and_then(|x| x.to_str()), Some("src" | "part" | "rng")) {
                 let _ = std::fs::remove_file(p);
             }
         }
@@ -1422,6 +1420,7 @@ mod tests {
         std::fs::write(stale.join(RUN_LOCK), b"").unwrap();
         std::fs::write(stale.join("0123-1.src"), b"old").unwrap();
         std::fs::write(stale.join("0123-2.part"), b"old").unwrap();
+        std::fs::write(stale.join("0123-3.rng"), b"sparse").unwrap();
         std::fs::write(d.path().join("keep.src"), b"mine").unwrap();
         let unlocked = d.path().join("tessera-run-notes");
         std::fs::create_dir(&unlocked).unwrap();

@@ -17,6 +17,7 @@ pub mod http;
 #[allow(unsafe_code)] // The map and its SIGBUS handler.
 pub mod mmap;
 pub mod ranged;
+pub mod s3;
 
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
@@ -176,8 +177,9 @@ pub fn known_time(t: SystemTime) -> Option<SystemTime> {
 pub enum Origin {
     /// A file under the image root.
     File,
-    /// A copy of `url`; `restricted` when the origin refuses anonymous
-    /// requests for it (responses must then be private).
+    /// A copy of `url` (an HTTP URL, or `s3://bucket/key` for the S3
+    /// source); `restricted` when the origin refuses anonymous requests for
+    /// it (responses must then be private).
     Http { url: Arc<str>, restricted: bool },
 }
 
@@ -365,6 +367,7 @@ impl Resolver {
 pub enum Sources {
     Files(Resolver),
     Http(Arc<http::HttpSource>),
+    S3(Arc<s3::S3Source>),
 }
 
 impl Sources {
@@ -375,6 +378,7 @@ impl Sources {
                 .map(Sources::Files)
                 .map_err(|e| format!("image root {}: {e}", cfg.root.display())),
             crate::config::SourceKind::Http => Ok(Sources::Http(Arc::new(http::HttpSource::new(&cfg.http)?))),
+            crate::config::SourceKind::S3 => Ok(Sources::S3(Arc::new(s3::S3Source::new(&cfg.s3)?))),
         }
     }
 
@@ -384,6 +388,7 @@ impl Sources {
         match self {
             Sources::Files(r) => r.locate(id),
             Sources::Http(h) => h.locate(id, headers).await,
+            Sources::S3(s) => s.locate(id).await,
         }
     }
 
@@ -393,6 +398,7 @@ impl Sources {
         match self {
             Sources::Files(r) => r.locate(id).ok(),
             Sources::Http(h) => h.peek(id),
+            Sources::S3(s) => s.peek(id),
         }
     }
 
@@ -407,6 +413,7 @@ impl Sources {
             }
             Origin::Http { url, restricted } => match self {
                 Sources::Http(h) if !restricted && h.is_current(url, l.version) => Some(l.modified),
+                Sources::S3(s) if s.is_current(url, l.version) => Some(l.modified),
                 _ => None,
             },
         }
@@ -416,7 +423,7 @@ impl Sources {
     pub fn root(&self) -> Option<&Path> {
         match self {
             Sources::Files(r) => Some(r.root()),
-            Sources::Http(_) => None,
+            Sources::Http(_) | Sources::S3(_) => None,
         }
     }
 
@@ -424,7 +431,15 @@ impl Sources {
     pub fn http(&self) -> Option<&http::HttpSource> {
         match self {
             Sources::Http(h) => Some(h),
-            Sources::Files(_) => None,
+            Sources::Files(_) | Sources::S3(_) => None,
+        }
+    }
+
+    /// The S3 source, if that is the kind.
+    pub fn s3(&self) -> Option<&s3::S3Source> {
+        match self {
+            Sources::S3(s) => Some(s),
+            Sources::Files(_) | Sources::Http(_) => None,
         }
     }
 }

@@ -70,7 +70,6 @@ pub struct RangeStats {
 /// How a remote talks to its origin.
 #[derive(Clone)]
 pub struct Fetcher {
-    pub client: reqwest::Client,
     /// The runtime the exchanges run on (the server's).
     pub runtime: tokio::runtime::Handle,
     /// Longest wait for one read's blocks.

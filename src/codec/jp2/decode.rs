@@ -67,22 +67,30 @@ pub(super) fn decode_with_limit(
 
     let mut view = data;
     let mut partial = false;
+    let mut spare = Vec::new();
     if need.is_remote() {
-        // Every tile-part the area needs, asked together (one round trip for
-        // a master read by range) before OpenJPEG reads them one by one.
-        if let Some(ranges) = header.tile_part_ranges(dx0, dy0, dx1, dy1) {
-            need.need(&ranges).map_err(Jp2Error::Input)?;
-        } else if reduce > 0 {
+        let untiled = header.tiles() == (1, 1);
+        let cut = if untiled && reduce > 0 {
             // An untiled resolution-first master: only the prefix holding
             // the resolutions decoded, asked in one piece.
-            if let Some(end) = prefix::resolution_prefix(&header, data, need, reduce)? {
-                need.need(&[(0, end)]).map_err(Jp2Error::Input)?;
-                view = &data[..end as usize];
-                partial = true;
-            }
+            prefix::resolution_prefix(&header, data, need, reduce)?
+        } else {
+            None
+        };
+        if let Some(end) = cut {
+            need.need(&[(0, end)]).map_err(Jp2Error::Input)?;
+            view = &data[..end as usize];
+            partial = true;
+        } else if let Some(parts) = header.tile_parts_in(dx0, dy0, dx1, dy1) {
+            // Every tile-part the area needs (of each, in a resolution-first
+            // file, only the resolutions decoded), asked together: one round
+            // trip for a master read by range, before OpenJPEG reads them.
+            let (needed, unused) = prefix::tile_prefixes(&header, data, need, &parts, reduce)?;
+            need.need(&needed).map_err(Jp2Error::Input)?;
+            spare = unused;
         }
     }
-    let mut session = DecodeSession::open(view, need, header.container, partial)?;
+    let mut session = DecodeSession::open(view, need, header.container, partial, spare)?;
     session.set_reduce(reduce)?;
     session.set_area(dx0, dy0, dx1, dy1)?;
     session.decode()?;

@@ -80,6 +80,49 @@ pub(super) struct MemSource<'a> {
     pub(super) need: &'a dyn crate::codec::Need,
     /// Why `need` failed, if it did: the decode's error then.
     pub(super) failed: Option<crate::codec::CodecError>,
+    /// Sorted, disjoint byte ranges read as zeros instead of fetched: the
+    /// packets of resolutions finer than the decode's, which OpenJPEG skips
+    /// (a zero packet header is an empty packet); see `prefix::tile_prefixes`.
+    pub(super) spare: Vec<(u64, u64)>,
+}
+
+impl MemSource<'_> {
+    /// Makes `[start, end)` readable: fetched, except where spare.
+    fn need_unless_spare(&self, start: u64, end: u64) -> Result<(), crate::codec::CodecError> {
+        if self.spare.is_empty() {
+            return self.need.need(&[(start, end)]);
+        }
+        let mut wanted = Vec::new();
+        let mut at = start;
+        for &(a, b) in &self.spare {
+            if b <= at || a >= end {
+                continue;
+            }
+            if a > at {
+                wanted.push((at, a));
+            }
+            at = at.max(b);
+        }
+        if at < end {
+            wanted.push((at, end));
+        }
+        if wanted.is_empty() {
+            Ok(())
+        } else {
+            self.need.need(&wanted)
+        }
+    }
+
+    /// Zeroes the spare parts of `buf`, which holds bytes `[start, start + len)`.
+    fn zero_spare(&self, buf: &mut [u8], start: u64) {
+        let end = start + buf.len() as u64;
+        for &(a, b) in &self.spare {
+            let (lo, hi) = (a.max(start), b.min(end));
+            if lo < hi {
+                buf[(lo - start) as usize..(hi - start) as usize].fill(0);
+            }
+        }
+    }
 }
 
 /// `opj_stream_read_fn`: copies up to `n` bytes, returns the count, or
@@ -95,7 +138,7 @@ pub(super) unsafe extern "C" fn source_read(buf: *mut c_void, n: usize, user: *m
         return usize::MAX;
     }
     let k = n.min(remaining.len());
-    if let Err(e) = src.need.need(&[(src.pos as u64, (src.pos + k) as u64)]) {
+    if let Err(e) = src.need_unless_spare(src.pos as u64, (src.pos + k) as u64) {
         src.failed = Some(e);
         return usize::MAX;
     }
@@ -108,6 +151,12 @@ pub(super) unsafe extern "C" fn source_read(buf: *mut c_void, n: usize, user: *m
         // then thrown away by the caller); if the file is rewritten, OpenJPEG
         // sees corrupt input in its own buffers, which it validates.
         unsafe { ptr::copy_nonoverlapping(remaining.as_ptr(), buf.cast::<u8>(), k) };
+        if !src.spare.is_empty() {
+            // SAFETY: the `k` bytes just written at `buf`, which OpenJPEG
+            // owns and does not touch during this callback.
+            let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), k) };
+            src.zero_spare(out, src.pos as u64);
+        }
     }
     src.pos += k;
     k
@@ -391,9 +440,10 @@ impl<'a> DecodeSession<'a> {
         need: &'a dyn crate::codec::Need,
         container: Container,
         partial: bool,
+        spare: Vec<(u64, u64)>,
     ) -> Result<Self, Jp2Error> {
         let messages = CallbackData::new(Messages::default());
-        let source = CallbackData::new(MemSource { data, pos: 0, hit_end: false, need, failed: None });
+        let source = CallbackData::new(MemSource { data, pos: 0, hit_end: false, need, failed: None, spare });
         let codec = CodecGuard::decoder(container, &messages)?;
         // SAFETY: `opj_dparameters_t` is a plain C struct for which all-zero is
         // a valid value; OpenJPEG then fills in its defaults.

@@ -366,10 +366,10 @@ impl Header {
         })
     }
 
-    /// The byte ranges of the tile-parts of the tiles that the reference-grid
-    /// rectangle `[x0, x1) × [y0, y1)` touches, from the TLM index; `None`
-    /// without one.
-    pub(super) fn tile_part_ranges(&self, x0: u32, y0: u32, x1: u32, y1: u32) -> Option<Vec<(u64, u64)>> {
+    /// The tile-parts `(tile, start, end)` of the tiles that the
+    /// reference-grid rectangle `[x0, x1) × [y0, y1)` touches, from the TLM
+    /// index; `None` without one.
+    pub(super) fn tile_parts_in(&self, x0: u32, y0: u32, x1: u32, y1: u32) -> Option<Vec<(u32, u64, u64)>> {
         if self.tile_parts.is_empty() || x1 <= x0 || y1 <= y0 {
             return None;
         }
@@ -382,7 +382,7 @@ impl Header {
             let (c, r) = (t % cols, t / cols);
             (c0..=c1).contains(&c) && (r0..=r1).contains(&r)
         };
-        Some(self.tile_parts.iter().filter(|(t, _, _)| wanted(*t)).map(|&(_, a, b)| (a, b)).collect())
+        Some(self.tile_parts.iter().filter(|(t, _, _)| wanted(*t)).copied().collect())
     }
 
     /// The bytes of the embedded ICC profile, if the colour specification is one.

@@ -350,6 +350,36 @@ pub fn decode(data: &[u8], area: DecodeArea, reduce: u32, max_pixels: u64) -> Re
     decode_with_limit(data, &Present, area, reduce, max_pixels, MAX_CODEC_MEMORY)
 }
 
+/// Makes readable, in as few waits as possible, what decodes of `areas` at
+/// `reduce` will read from a remote input: the resolution prefix of an
+/// untiled file, or the tile-parts (their resolution prefixes) of a tiled
+/// one with a TLM index; nothing otherwise (the decodes then fetch as they
+/// read). Two batched waits at most: the tile-part headers, then the data.
+pub fn prefetch(data: &[u8], need: &dyn Need, areas: &[DecodeArea], reduce: u32) -> Result<(), Jp2Error> {
+    let header = parse_header(data, need)?;
+    if header.tiles() == (1, 1) {
+        if reduce > 0 {
+            if let Some(end) = prefix::resolution_prefix(&header, data, need, reduce)? {
+                need.need(&[(0, end)]).map_err(Jp2Error::Input)?;
+            }
+        }
+        return Ok(());
+    }
+    let mut parts: Vec<(u32, u64, u64)> = Vec::new();
+    for a in areas {
+        let (x0, y0) = (header.x0.saturating_add(a.x), header.y0.saturating_add(a.y));
+        let (x1, y1) = (x0.saturating_add(a.w), y0.saturating_add(a.h));
+        parts.extend(header.tile_parts_in(x0, y0, x1, y1).unwrap_or_default());
+    }
+    parts.sort_unstable_by_key(|p| p.1);
+    parts.dedup();
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let (needed, _) = prefix::tile_prefixes(&header, data, need, &parts, reduce)?;
+    need.need(&needed).map_err(Jp2Error::Input)
+}
+
 /// [`decode`] of bytes that come through `need`: OpenJPEG's reads ask for
 /// their ranges as they go.
 pub fn decode_with(

@@ -23,6 +23,8 @@ use super::*;
 
 /// Tile-part header bytes read first; grows fourfold up to [`MAX_TILE_HEADER`].
 const FIRST_READ: u64 = 16 << 10;
+/// A tile-part header's first read (a remote master rounds it up to a block).
+const HEAD_READ: u64 = 2048;
 /// Largest tile-part header read (a PLT of a few million packets).
 const MAX_TILE_HEADER: u64 = 16 << 20;
 
@@ -45,7 +47,7 @@ pub(super) fn resolution_prefix(
     let parsed = loop {
         let end = sot.saturating_add(want).min(len);
         need.need(&[(sot, end)]).map_err(Jp2Error::Input)?;
-        match parse_tile_part_header(&data[..end as usize], sot as usize) {
+        match parse_tile_part_header(&data[..end as usize], sot as usize, 0) {
             Err(Jp2Error::Truncated { .. }) if end < len && want < MAX_TILE_HEADER => want *= 4,
             Err(Jp2Error::Truncated { .. }) => return Ok(None),
             Err(e) => return Err(e),
@@ -53,7 +55,8 @@ pub(super) fn resolution_prefix(
         }
     };
     let Some((data_start, lengths)) = parsed else { return Ok(None) };
-    let Some((needed, total)) = packet_counts(header, reduce) else { return Ok(None) };
+    let bounds = (header.x0, header.y0, header.x1, header.y1);
+    let Some((needed, total)) = packet_counts(header, bounds, reduce) else { return Ok(None) };
     if lengths.len() as u64 != total {
         // The header's model of the packets is not this file's: read it all.
         return Ok(None);
@@ -65,13 +68,13 @@ pub(super) fn resolution_prefix(
 /// The tile-part header at `sot`: where its data starts and its packet
 /// lengths (PLT, in order), or `None` when it is not the one tile-part of
 /// tile 0 with PLT and nothing that changes the packets.
-fn parse_tile_part_header(data: &[u8], sot: usize) -> Result<Option<(u64, Vec<u64>)>, Jp2Error> {
+fn parse_tile_part_header(data: &[u8], sot: usize, want_tile: u32) -> Result<Option<(u64, Vec<u64>)>, Jp2Error> {
     let r = Reader { data };
     if r.u16(sot)? != 0xFF90 || r.u16(sot + 2)? != 10 {
         return Ok(None);
     }
     let (tile, tnsot) = (r.u16(sot + 4)?, r.u8(sot + 11)?);
-    if tile != 0 || tnsot != 1 {
+    if u32::from(tile) != want_tile || tnsot != 1 {
         return Ok(None);
     }
     let mut pos = sot + 12;
@@ -113,17 +116,17 @@ fn parse_tile_part_header(data: &[u8], sot: usize) -> Result<Option<(u64, Vec<u6
 /// Packets of the resolutions a decode at `reduce` reads, and of all
 /// resolutions, for the one tile of the image: layers × precincts, summed
 /// over components and resolutions. `None` if it cannot be counted.
-fn packet_counts(h: &Header, reduce: u32) -> Option<(u64, u64)> {
+fn packet_counts(h: &Header, (x0, y0, x1, y1): (u32, u32, u32, u32), reduce: u32) -> Option<(u64, u64)> {
     let max_res = h.comps.iter().map(|c| c.coding.decompositions + 1).max()?;
     let top = max_res.checked_sub(1 + reduce)?;
     let layers = u64::from(h.layers);
     let (mut needed, mut total) = (0u64, 0u64);
     for c in &h.comps {
         let nres = c.coding.decompositions + 1;
-        let cx0 = u64::from(h.x0).div_ceil(u64::from(c.dx));
-        let cx1 = u64::from(h.x1).div_ceil(u64::from(c.dx));
-        let cy0 = u64::from(h.y0).div_ceil(u64::from(c.dy));
-        let cy1 = u64::from(h.y1).div_ceil(u64::from(c.dy));
+        let cx0 = u64::from(x0).div_ceil(u64::from(c.dx));
+        let cx1 = u64::from(x1).div_ceil(u64::from(c.dx));
+        let cy0 = u64::from(y0).div_ceil(u64::from(c.dy));
+        let cy1 = u64::from(y1).div_ceil(u64::from(c.dy));
         for res in 0..nres {
             let shift = nres - 1 - res;
             let (rx0, rx1) = (ceil_pow2(cx0, shift), ceil_pow2(cx1, shift));
@@ -139,4 +142,83 @@ fn packet_counts(h: &Header, reduce: u32) -> Option<(u64, u64)> {
         }
     }
     Some((needed, total))
+}
+
+/// For a tiled resolution-first codestream with a TLM index: of each
+/// tile-part `(tile, start, end)` a decode at `reduce` reads, the bytes it
+/// needs (`start..prefix`) and those it can do without (`prefix..end`, the
+/// packets of finer resolutions, which OpenJPEG only skips over). Their
+/// tile-part headers are read first, all together. A tile-part that is not
+/// the one tile-part of its tile with PLT and a matching packet count is
+/// needed whole.
+pub(super) fn tile_prefixes(
+    header: &Header,
+    data: &[u8],
+    need: &dyn Need,
+    parts: &[(u32, u64, u64)],
+    reduce: u32,
+) -> Result<(Vec<(u64, u64)>, Vec<(u64, u64)>), Jp2Error> {
+    let resolution_first = header.progression == 1 || header.progression == 2;
+    let whole = || (parts.iter().map(|&(_, a, b)| (a, b)).collect(), Vec::new());
+    if !resolution_first || header.poc || reduce == 0 {
+        return Ok(whole());
+    }
+    let len = data.len() as u64;
+    let (cols, _) = header.tiles();
+    // Each tile-part's header: its first bytes, then four times more for
+    // those whose header runs past them, each round asked together.
+    let mut reads: Vec<u64> = vec![HEAD_READ; parts.len()];
+    let mut parsed: Vec<Option<Option<(u64, Vec<u64>)>>> = vec![None; parts.len()];
+    loop {
+        let pending: Vec<usize> = (0..parts.len()).filter(|&i| parsed[i].is_none()).collect();
+        if pending.is_empty() {
+            break;
+        }
+        let ranges: Vec<(u64, u64)> = pending
+            .iter()
+            .map(|&i| (parts[i].1, parts[i].1.saturating_add(reads[i]).min(parts[i].2).min(len)))
+            .collect();
+        need.need(&ranges).map_err(Jp2Error::Input)?;
+        for (&i, &(start, end)) in pending.iter().zip(&ranges) {
+            parsed[i] = match parse_tile_part_header(&data[..end as usize], start as usize, parts[i].0) {
+                Err(Jp2Error::Truncated { .. }) if end < parts[i].2.min(len) && reads[i] < MAX_TILE_HEADER => {
+                    reads[i] *= 4;
+                    None
+                }
+                Ok(p) => Some(p),
+                // Not the simple case, or damaged: read whole.
+                Err(_) => Some(None),
+            };
+        }
+    }
+    let (mut needed, mut spare) = (Vec::new(), Vec::new());
+    for (&(tile, start, end), head) in parts.iter().zip(parsed) {
+        let end = end.min(len);
+        let prefix = match head.flatten() {
+            Some((data_start, lengths)) => {
+                let (p, q) = (tile % cols, tile / cols);
+                let tx0 = header.tx0.saturating_add(p.saturating_mul(header.tdx)).max(header.x0);
+                let ty0 = header.ty0.saturating_add(q.saturating_mul(header.tdy)).max(header.y0);
+                let tx1 = header.tx0.saturating_add((p + 1).saturating_mul(header.tdx)).min(header.x1);
+                let ty1 = header.ty0.saturating_add((q + 1).saturating_mul(header.tdy)).min(header.y1);
+                match packet_counts(header, (tx0, ty0, tx1, ty1), reduce) {
+                    Some((n, total)) if lengths.len() as u64 == total => {
+                        Some(data_start.saturating_add(lengths.iter().take(n as usize).sum::<u64>()).min(end))
+                    }
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        match prefix {
+            Some(p) => {
+                needed.push((start, p));
+                if p < end {
+                    spare.push((p, end));
+                }
+            }
+            None => needed.push((start, end)),
+        }
+    }
+    Ok((needed, spare))
 }

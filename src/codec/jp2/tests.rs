@@ -802,7 +802,14 @@ fn hostile_header_decode_stays_within_a_small_memory_peak() {
 #[test]
 fn memory_stream_callbacks_follow_openjpeg_semantics() {
     let bytes: Vec<u8> = (0..10).collect();
-    let mut src = MemSource { data: &bytes, pos: 0, hit_end: false, need: &crate::codec::Present, failed: None };
+    let mut src = MemSource {
+        data: &bytes,
+        pos: 0,
+        hit_end: false,
+        need: &crate::codec::Present,
+        failed: None,
+        spare: Vec::new(),
+    };
     let user = (&mut src as *mut MemSource).cast::<c_void>();
     let mut buf = [0u8; 8];
     // SAFETY (test): `user` points at `src` for the duration of these
@@ -981,4 +988,40 @@ fn layer_first_codestreams_and_files_without_plt_give_no_prefix() {
     let header = Header::parse(&tiled).unwrap();
     assert_eq!(prefix::resolution_prefix(&header, &tiled, &Present, 2).unwrap(), None);
     assert!(!header.tile_parts.is_empty(), "tiled files are written with a TLM index");
+}
+
+#[test]
+fn a_reduced_tiled_decode_reading_only_each_tiles_resolution_prefix_equals_the_whole_file_decode() {
+    let (w, h) = (1500, 1100);
+    for (precincts, layers) in [(None, 2), (Some(vec![(128, 128), (64, 64)]), 4)] {
+        let p = EncodeParams {
+            tile_size: Some((512, 512)),
+            levels: 5,
+            lossless: false,
+            rate: Some(10.0),
+            layers,
+            progression: Progression::Rpcl,
+            precincts,
+            ..EncodeParams::default()
+        };
+        let pixels = image8(w, h, 3);
+        let input = EncodeInput { width: w, height: h, samples: Samples::U8(&pixels), components: 3, precision: 8 };
+        let data = encode(&input, &p).unwrap();
+        let header = Header::parse(&data).unwrap();
+        let parts = header.tile_parts_in(0, 0, w, h).unwrap();
+        assert_eq!(parts.len(), 9, "a TLM entry for each of the 3×3 tiles");
+        for reduce in 0..5 {
+            let (needed, spare) = prefix::tile_prefixes(&header, &data, &Present, &parts, reduce).unwrap();
+            let kept: u64 = needed.iter().map(|(a, b)| b - a).sum();
+            if reduce >= 2 {
+                assert!(kept * 3 < data.len() as u64, "reduce {reduce}: {kept} of {} bytes needed", data.len());
+                assert!(!spare.is_empty());
+            }
+            for a in [area(0, 0, w, h), area(600, 300, 700, 500), area(1024, 1024, 476, 76)] {
+                let whole = decode(&data, a, reduce, u64::MAX).unwrap();
+                let cut = decode_with(&data, &AsIfRemote, a, reduce, u64::MAX).unwrap();
+                assert_eq!(whole.data(), cut.data(), "{a:?} at reduce {reduce}: the same pixels from the prefixes");
+            }
+        }
+    }
 }
