@@ -85,17 +85,19 @@ impl S3Source {
             return Err("source.s3.bucket is empty".into());
         }
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // The client options carry allow_http too: setting them after
+        // with_allow_http would turn it off again.
         let mut b = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(&cfg.bucket)
             .with_virtual_hosted_style_request(!cfg.path_style)
-            .with_allow_http(cfg.allow_http)
             .with_retry(object_store::RetryConfig {
                 max_retries: cfg.retries as usize,
                 retry_timeout: Duration::from_secs(cfg.timeout),
                 ..Default::default()
             })
             .with_client_options(
-                object_store::ClientOptions::new()
+                object_store::ClientOptions::default()
+                    .with_allow_http(cfg.allow_http)
                     .with_connect_timeout(Duration::from_secs(cfg.connect_timeout))
                     .with_timeout(Duration::from_secs(cfg.timeout)),
             );
