@@ -65,8 +65,6 @@ pub(super) fn decode_with_limit(
     let (dx0, dx1) = widen(ax0, ax1, step_x, header.x0, header.x1);
     let (dy0, dy1) = widen(ay0, ay1, step_y, header.y0, header.y1);
 
-    let mut view = data;
-    let mut partial = false;
     let mut spare = Vec::new();
     if need.is_remote() {
         let untiled = header.tiles() == (1, 1);
@@ -77,10 +75,11 @@ pub(super) fn decode_with_limit(
         } else {
             None
         };
-        if let Some(end) = cut {
+        if let Some((end, tile_part_end)) = cut {
             need.need(&[(0, end)]).map_err(Jp2Error::Input)?;
-            view = &data[..end as usize];
-            partial = true;
+            if end < tile_part_end {
+                spare.push((end, tile_part_end));
+            }
         } else if let Some(parts) = header.tile_parts_in(dx0, dy0, dx1, dy1) {
             // Every tile-part the area needs (of each, in a resolution-first
             // file, only the resolutions decoded), asked together: one round
@@ -90,7 +89,8 @@ pub(super) fn decode_with_limit(
             spare = unused;
         }
     }
-    let mut session = DecodeSession::open(view, need, header.container, partial, spare)?;
+    let filler = if spare.is_empty() { Vec::new() } else { header.empty_packet() };
+    let mut session = DecodeSession::open(data, need, header.container, spare, filler)?;
     session.set_reduce(reduce)?;
     session.set_area(dx0, dy0, dx1, dy1)?;
     session.decode()?;

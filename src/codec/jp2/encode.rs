@@ -98,6 +98,13 @@ pub enum Samples<'a> {
 /// thread unless `openjpeg-sys` is built with its `threads` feature, in which
 /// case OpenJPEG's pool uses all available cores (decoding always uses one).
 pub fn encode(input: &EncodeInput, params: &EncodeParams) -> Result<Vec<u8>, Jp2Error> {
+    encode_marked(input, params, 0)
+}
+
+/// [`encode`] with start-of-packet (`0x02`) and end-of-packet-header
+/// (`0x04`) markers as `markers` asks (COD's Scod bits), as archival
+/// encoders often write them.
+pub(super) fn encode_marked(input: &EncodeInput, params: &EncodeParams, markers: u8) -> Result<Vec<u8>, Jp2Error> {
     let n = input.components;
     if !(1..=4).contains(&n) {
         return Err(Jp2Error::InvalidInput(format!("{n} components (1 to 4 supported)")));
@@ -145,7 +152,7 @@ pub fn encode(input: &EncodeInput, params: &EncodeParams) -> Result<Vec<u8>, Jp2
         Samples::U16(s) => deinterleave(s, &mut planes),
     }
     let colour = if n <= 2 { opj::COLOR_SPACE::OPJ_CLRSPC_GRAY } else { opj::COLOR_SPACE::OPJ_CLRSPC_SRGB };
-    encode_planes(input.width, input.height, &planes, colour, n >= 3, params)
+    encode_planes_marked(input.width, input.height, &planes, colour, n >= 3, params, markers)
 }
 
 fn deinterleave<T: Copy + Into<i32>>(samples: &[T], planes: &mut [EncodePlane]) {
@@ -167,6 +174,7 @@ pub(super) struct EncodePlane {
     pub(super) data: Vec<i32>,
 }
 
+#[cfg(test)]
 pub(super) fn encode_planes(
     width: u32,
     height: u32,
@@ -174,6 +182,18 @@ pub(super) fn encode_planes(
     colour: opj::COLOR_SPACE,
     mct: bool,
     params: &EncodeParams,
+) -> Result<Vec<u8>, Jp2Error> {
+    encode_planes_marked(width, height, planes, colour, mct, params, 0)
+}
+
+fn encode_planes_marked(
+    width: u32,
+    height: u32,
+    planes: &[EncodePlane],
+    colour: opj::COLOR_SPACE,
+    mct: bool,
+    params: &EncodeParams,
+    markers: u8,
 ) -> Result<Vec<u8>, Jp2Error> {
     if planes.is_empty() || planes.len() > 4 {
         return Err(Jp2Error::InvalidInput("1 to 4 components".into()));
@@ -311,6 +331,7 @@ pub(super) fn encode_planes(
             }
         };
     }
+    cp.csty |= i32::from(markers & 0x06);
     if let Some(p) = precincts {
         cp.csty |= 0x01;
         cp.res_spec = p.len() as i32;

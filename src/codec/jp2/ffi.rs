@@ -80,10 +80,12 @@ pub(super) struct MemSource<'a> {
     pub(super) need: &'a dyn crate::codec::Need,
     /// Why `need` failed, if it did: the decode's error then.
     pub(super) failed: Option<crate::codec::CodecError>,
-    /// Sorted, disjoint byte ranges read as zeros instead of fetched: the
-    /// packets of resolutions finer than the decode's, which OpenJPEG skips
-    /// (a zero packet header is an empty packet); see `prefix::tile_prefixes`.
+    /// Sorted, disjoint byte ranges read as `filler` repeated from each
+    /// range's start instead of fetched: the packets of resolutions finer
+    /// than the decode's, which OpenJPEG parses and skips, read as empty
+    /// packets (see `prefix`).
     pub(super) spare: Vec<(u64, u64)>,
+    pub(super) filler: Vec<u8>,
 }
 
 impl MemSource<'_> {
@@ -113,13 +115,23 @@ impl MemSource<'_> {
         }
     }
 
-    /// Zeroes the spare parts of `buf`, which holds bytes `[start, start + len)`.
-    fn zero_spare(&self, buf: &mut [u8], start: u64) {
+    /// Writes the filler over the spare parts of `buf`, which holds bytes
+    /// `[start, start + len)` (zeros if there is no filler).
+    fn fill_spare(&self, buf: &mut [u8], start: u64) {
         let end = start + buf.len() as u64;
         for &(a, b) in &self.spare {
             let (lo, hi) = (a.max(start), b.min(end));
-            if lo < hi {
-                buf[(lo - start) as usize..(hi - start) as usize].fill(0);
+            if lo >= hi {
+                continue;
+            }
+            let out = &mut buf[(lo - start) as usize..(hi - start) as usize];
+            if self.filler.is_empty() {
+                out.fill(0);
+                continue;
+            }
+            let n = self.filler.len() as u64;
+            for (i, byte) in out.iter_mut().enumerate() {
+                *byte = self.filler[((lo - a + i as u64) % n) as usize];
             }
         }
     }
@@ -155,7 +167,7 @@ pub(super) unsafe extern "C" fn source_read(buf: *mut c_void, n: usize, user: *m
             // SAFETY: the `k` bytes just written at `buf`, which OpenJPEG
             // owns and does not touch during this callback.
             let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), k) };
-            src.zero_spare(out, src.pos as u64);
+            src.fill_spare(out, src.pos as u64);
         }
     }
     src.pos += k;
@@ -432,18 +444,16 @@ pub(super) struct DecodeSession<'a> {
 }
 
 impl<'a> DecodeSession<'a> {
-    /// `partial`: `data` is a prefix of the codestream holding every packet
-    /// the decode needs (see `prefix`): OpenJPEG is told to decode what it
-    /// has instead of failing at the cut.
+    /// `spare` and `filler`: see [`MemSource`].
     pub(super) fn open(
         data: &'a [u8],
         need: &'a dyn crate::codec::Need,
         container: Container,
-        partial: bool,
         spare: Vec<(u64, u64)>,
+        filler: Vec<u8>,
     ) -> Result<Self, Jp2Error> {
         let messages = CallbackData::new(Messages::default());
-        let source = CallbackData::new(MemSource { data, pos: 0, hit_end: false, need, failed: None, spare });
+        let source = CallbackData::new(MemSource { data, pos: 0, hit_end: false, need, failed: None, spare, filler });
         let codec = CodecGuard::decoder(container, &messages)?;
         // SAFETY: `opj_dparameters_t` is a plain C struct for which all-zero is
         // a valid value; OpenJPEG then fills in its defaults.
@@ -457,10 +467,6 @@ impl<'a> DecodeSession<'a> {
             return Err(Jp2Error::codec("decoder setup failed"));
         }
         codec.set_threads(0);
-        if partial {
-            // SAFETY: valid decoder codec, set up, before its header is read.
-            unsafe { opj::opj_decoder_set_strict_mode(codec.ptr(), 0) };
-        }
         // A remote input is read in small pieces: each read may be a fetch.
         let buffer = if need.is_remote() { REMOTE_STREAM_BUFFER } else { STREAM_BUFFER };
         let stream = StreamGuard::input(&source, data.len(), buffer)?;

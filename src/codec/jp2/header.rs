@@ -68,7 +68,13 @@ pub(super) struct Header {
     pub(super) tile_parts: Vec<(u32, u64, u64)>,
     /// Progression order (COD's SGcod), and whether a POC marker changes it.
     pub(super) progression: u8,
+    /// A POC marker changes the progression, or a PPM marker moves the
+    /// packet headers into the main header: packet-level reading is off.
     pub(super) poc: bool,
+    /// COD's Scod: packets start with SOP markers, packet headers end with
+    /// EPH markers.
+    pub(super) sop: bool,
+    pub(super) eph: bool,
     /// Where the first tile-part (SOT) starts, if the main header ends in one.
     pub(super) first_sot: Option<u64>,
 }
@@ -253,6 +259,7 @@ impl Header {
         let mut tlm_ok = true;
         let mut progression = 0u8;
         let mut poc = false;
+        let (mut sop, mut eph) = (false, false);
         let first_sot;
         loop {
             let marker = r.u16(pos)?;
@@ -274,6 +281,7 @@ impl Header {
                 0xFF52 => {
                     // COD: Scod, SGcod (progression, layers, MCT), SPcod.
                     let scod = r.u8(seg)?;
+                    (sop, eph) = (scod & 0x02 != 0, scod & 0x04 != 0);
                     progression = r.u8(seg + 1)?;
                     let layers = u32::from(r.u16(seg + 2)?);
                     if layers == 0 {
@@ -295,7 +303,7 @@ impl Header {
                     let scoc = r.u8(next)?;
                     coc.push((comp, parse_spcod(r, next + 1, seg_end, scoc & 1 != 0)?));
                 }
-                0xFF5F => poc = true,
+                0xFF5F | 0xFF60 => poc = true,
                 0xFF55 => {
                     // TLM: Ztlm, Stlm, then (Ttlm, Ptlm) pairs.
                     let stlm = r.u8(seg + 1)?;
@@ -362,6 +370,8 @@ impl Header {
             tile_parts,
             progression,
             poc,
+            sop,
+            eph,
             first_sot,
         })
     }
@@ -383,6 +393,20 @@ impl Header {
             (c0..=c1).contains(&c) && (r0..=r1).contains(&r)
         };
         Some(self.tile_parts.iter().filter(|(t, _, _)| wanted(*t)).copied().collect())
+    }
+
+    /// One empty packet as this codestream writes packets (SOP segment, a
+    /// zero header byte, EPH): what stands in for packets a decode skips.
+    pub(super) fn empty_packet(&self) -> Vec<u8> {
+        let mut p = Vec::with_capacity(9);
+        if self.sop {
+            p.extend_from_slice(&[0xFF, 0x91, 0x00, 0x04, 0x00, 0x00]);
+        }
+        p.push(0);
+        if self.eph {
+            p.extend_from_slice(&[0xFF, 0x92]);
+        }
+        p
     }
 
     /// The bytes of the embedded ICC profile, if the colour specification is one.

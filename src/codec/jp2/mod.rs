@@ -75,7 +75,7 @@ use planes::*;
 
 pub use encode::{encode, EncodeInput, EncodeParams, Progression, Samples};
 #[cfg(test)]
-use encode::{encode_planes, EncodePlane};
+use encode::{encode_marked, encode_planes, EncodePlane};
 
 /// Upper bound on the codec memory that the header implies: OpenJPEG's per-tile
 /// header tables plus the code-block/precinct bookkeeping of one full tile.
@@ -359,7 +359,7 @@ pub fn prefetch(data: &[u8], need: &dyn Need, areas: &[DecodeArea], reduce: u32)
     let header = parse_header(data, need)?;
     if header.tiles() == (1, 1) {
         if reduce > 0 {
-            if let Some(end) = prefix::resolution_prefix(&header, data, need, reduce)? {
+            if let Some((end, _)) = prefix::resolution_prefix(&header, data, need, reduce)? {
                 need.need(&[(0, end)]).map_err(Jp2Error::Input)?;
             }
         }

@@ -8,10 +8,13 @@
 //! archival encoders write), the end of resolution `R` is known: the tile
 //! data's start plus the lengths of the packets of resolutions `0..=R`, whose
 //! count follows from the header (layers × precincts of each component at
-//! each resolution). OpenJPEG, told to accept a partial codestream (strict
-//! mode off), then decodes from that prefix exactly what it decodes from the
-//! whole file at that reduction. For a master read by range, the home view
-//! of a 12000×9000 image then costs a few percent of its bytes.
+//! each resolution). OpenJPEG parses every packet header of a tile-part,
+//! even of the packets it skips, so the bytes after the prefix are read as
+//! empty packets (a zero header byte, with the SOP and EPH markers the
+//! codestream uses; each real packet is at least that long): it then
+//! decodes exactly what it decodes from the whole file at that reduction.
+//! For a master read by range, the home view of a 12000×9000 image then
+//! costs a few percent of its bytes.
 //!
 //! Only the safe case is taken: one tile in one tile-part, resolution-first
 //! order with no POC, PLT present and no tile-part header marker that could
@@ -28,15 +31,16 @@ const HEAD_READ: u64 = 2048;
 /// Largest tile-part header read (a PLT of a few million packets).
 const MAX_TILE_HEADER: u64 = 16 << 20;
 
-/// The byte length of the prefix of `data` holding every packet a decode at
-/// `reduce` needs, if the codestream allows (see the module doc). The bytes
-/// read to learn it come through `need`.
+/// Where the packets a decode at `reduce` needs end in the one tile-part
+/// of an untiled codestream, and where that tile-part ends, if the
+/// codestream allows (see the module doc). The bytes read to learn it come
+/// through `need`.
 pub(super) fn resolution_prefix(
     header: &Header,
     data: &[u8],
     need: &dyn Need,
     reduce: u32,
-) -> Result<Option<u64>, Jp2Error> {
+) -> Result<Option<(u64, u64)>, Jp2Error> {
     let resolution_first = header.progression == 1 || header.progression == 2;
     let Some(sot) = header.first_sot else { return Ok(None) };
     if header.tiles() != (1, 1) || !resolution_first || header.poc {
@@ -55,6 +59,13 @@ pub(super) fn resolution_prefix(
         }
     };
     let Some((data_start, lengths)) = parsed else { return Ok(None) };
+    let r = Reader { data };
+    let psot = u64::from(r.u32(sot as usize + 6)?);
+    if psot == 0 {
+        // "To the end of the codestream": no end to stop the filler at.
+        return Ok(None);
+    }
+    let tile_part_end = sot.saturating_add(psot).min(len);
     let bounds = (header.x0, header.y0, header.x1, header.y1);
     let Some((needed, total)) = packet_counts(header, bounds, reduce) else { return Ok(None) };
     if lengths.len() as u64 != total {
@@ -62,7 +73,7 @@ pub(super) fn resolution_prefix(
         return Ok(None);
     }
     let body: u64 = lengths.iter().take(needed as usize).sum();
-    Ok(Some(data_start.saturating_add(body).min(len)))
+    Ok(Some((data_start.saturating_add(body).min(tile_part_end), tile_part_end)))
 }
 
 /// The tile-part header at `sot`: where its data starts and its packet

@@ -691,6 +691,8 @@ fn header_with_unit_precincts(side: u32, decompositions: u32) -> Header {
         tile_parts: Vec::new(),
         progression: 0,
         poc: false,
+        sop: false,
+        eph: false,
         first_sot: None,
     }
 }
@@ -809,6 +811,7 @@ fn memory_stream_callbacks_follow_openjpeg_semantics() {
         need: &crate::codec::Present,
         failed: None,
         spare: Vec::new(),
+        filler: Vec::new(),
     };
     let user = (&mut src as *mut MemSource).cast::<c_void>();
     let mut buf = [0u8; 8];
@@ -950,26 +953,36 @@ fn a_reduced_decode_from_the_resolution_prefix_equals_the_whole_file_decode() {
             ..EncodeParams::default()
         };
         let pixels = image8(w, h, layout);
-        let data = encode(
-            &EncodeInput { width: w, height: h, samples: Samples::U8(&pixels), components: layout, precision: 8 },
-            &p,
-        )
-        .unwrap();
-        let header = Header::parse(&data).unwrap();
-        for reduce in 1..6 {
-            let end = prefix::resolution_prefix(&header, &data, &Present, reduce).unwrap();
-            let end = end.expect("PLT and a resolution-first order give a prefix");
-            assert!(end < data.len() as u64, "{progression:?} reduce {reduce}: the prefix is shorter than the file");
-            let whole = decode(&data, area(0, 0, w, h), reduce, u64::MAX).unwrap();
-            let cut = decode_with(&data, &AsIfRemote, area(0, 0, w, h), reduce, u64::MAX).unwrap();
-            assert_eq!(whole.data(), cut.data(), "{progression:?} reduce {reduce}: same pixels from the prefix");
-            let part = decode_with(&data, &AsIfRemote, area(300, 200, 400, 300), reduce, u64::MAX).unwrap();
-            let whole_part = decode(&data, area(300, 200, 400, 300), reduce, u64::MAX).unwrap();
-            assert_eq!(whole_part.data(), part.data(), "{progression:?} reduce {reduce}: a region too");
+        let input =
+            EncodeInput { width: w, height: h, samples: Samples::U8(&pixels), components: layout, precision: 8 };
+        // Without markers, and with SOP and EPH (which OpenJPEG checks on
+        // every packet it skips).
+        for markers in [0u8, 0x06] {
+            let data = encode_marked(&input, &p, markers).unwrap();
+            let header = Header::parse(&data).unwrap();
+            assert_eq!((header.sop, header.eph), (markers != 0, markers != 0));
+            for reduce in 1..6 {
+                let end = prefix::resolution_prefix(&header, &data, &Present, reduce).unwrap();
+                let (end, _) = end.expect("PLT and a resolution-first order give a prefix");
+                assert!(
+                    end < data.len() as u64,
+                    "{progression:?} reduce {reduce}: the prefix is shorter than the file"
+                );
+                let whole = decode(&data, area(0, 0, w, h), reduce, u64::MAX).unwrap();
+                let cut = decode_with(&data, &AsIfRemote, area(0, 0, w, h), reduce, u64::MAX).unwrap();
+                assert_eq!(whole.data(), cut.data(), "{progression:?} reduce {reduce} markers {markers}: same pixels");
+                let part = decode_with(&data, &AsIfRemote, area(300, 200, 400, 300), reduce, u64::MAX).unwrap();
+                let whole_part = decode(&data, area(300, 200, 400, 300), reduce, u64::MAX).unwrap();
+                assert_eq!(
+                    whole_part.data(),
+                    part.data(),
+                    "{progression:?} reduce {reduce} markers {markers}: a region"
+                );
+            }
+            // The lowest resolutions take a small part of the file.
+            let (end, _) = prefix::resolution_prefix(&header, &data, &Present, 4).unwrap().unwrap();
+            assert!(end * 5 < data.len() as u64, "{progression:?}: resolutions 0-1 take {end} of {} bytes", data.len());
         }
-        // The lowest resolutions take a small part of the file.
-        let end = prefix::resolution_prefix(&header, &data, &Present, 4).unwrap().unwrap();
-        assert!(end * 5 < data.len() as u64, "{progression:?}: resolutions 0-1 take {end} of {} bytes", data.len());
     }
 }
 
@@ -1006,21 +1019,27 @@ fn a_reduced_tiled_decode_reading_only_each_tiles_resolution_prefix_equals_the_w
         };
         let pixels = image8(w, h, 3);
         let input = EncodeInput { width: w, height: h, samples: Samples::U8(&pixels), components: 3, precision: 8 };
-        let data = encode(&input, &p).unwrap();
-        let header = Header::parse(&data).unwrap();
-        let parts = header.tile_parts_in(0, 0, w, h).unwrap();
-        assert_eq!(parts.len(), 9, "a TLM entry for each of the 3×3 tiles");
-        for reduce in 0..5 {
-            let (needed, spare) = prefix::tile_prefixes(&header, &data, &Present, &parts, reduce).unwrap();
-            let kept: u64 = needed.iter().map(|(a, b)| b - a).sum();
-            if reduce >= 2 {
-                assert!(kept * 3 < data.len() as u64, "reduce {reduce}: {kept} of {} bytes needed", data.len());
-                assert!(!spare.is_empty());
-            }
-            for a in [area(0, 0, w, h), area(600, 300, 700, 500), area(1024, 1024, 476, 76)] {
-                let whole = decode(&data, a, reduce, u64::MAX).unwrap();
-                let cut = decode_with(&data, &AsIfRemote, a, reduce, u64::MAX).unwrap();
-                assert_eq!(whole.data(), cut.data(), "{a:?} at reduce {reduce}: the same pixels from the prefixes");
+        for markers in [0u8, 0x02, 0x04, 0x06] {
+            let data = encode_marked(&input, &p, markers).unwrap();
+            let header = Header::parse(&data).unwrap();
+            let parts = header.tile_parts_in(0, 0, w, h).unwrap();
+            assert_eq!(parts.len(), 9, "a TLM entry for each of the 3×3 tiles");
+            for reduce in 0..5 {
+                let (needed, spare) = prefix::tile_prefixes(&header, &data, &Present, &parts, reduce).unwrap();
+                let kept: u64 = needed.iter().map(|(a, b)| b - a).sum();
+                if reduce >= 2 {
+                    assert!(kept * 3 < data.len() as u64, "reduce {reduce}: {kept} of {} bytes needed", data.len());
+                    assert!(!spare.is_empty());
+                }
+                for a in [area(0, 0, w, h), area(600, 300, 700, 500), area(1024, 1024, 476, 76)] {
+                    let whole = decode(&data, a, reduce, u64::MAX).unwrap();
+                    let cut = decode_with(&data, &AsIfRemote, a, reduce, u64::MAX).unwrap();
+                    assert_eq!(
+                        whole.data(),
+                        cut.data(),
+                        "{a:?} at reduce {reduce}, markers {markers:#x}: the same pixels from the prefixes"
+                    );
+                }
             }
         }
     }
