@@ -19,7 +19,8 @@
 # Environment: CORPUS (target/corpus), TESSERA_BIN (target/release/tessera),
 # FILES (the four masters), PASS_FILES ("photo-tiled1024.jp2
 # photo-pyramid.tif photo-untiled.jp2"), MAX_TILES (all), OUT
-# (docs/bench/remote.md), TESSERA_PORT (18196).
+# (docs/bench/remote.md), TESSERA_PORT (18196), BLOCK (range_block_bytes
+# of the remote runs; the default configuration's when empty).
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
@@ -32,6 +33,8 @@ PASS_FILES=${PASS_FILES:-photo-tiled1024.jp2 photo-pyramid.tif photo-untiled.jp2
 MAX_TILES=${MAX_TILES:-1000000}
 OUT=${OUT:-docs/bench/remote.md}
 TPORT=${TESSERA_PORT:-18196}
+BLOCK=${BLOCK:-}
+[ -z "$BLOCK" ] || export TESSERA_SOURCE__HTTP__RANGE_BLOCK_BYTES=$BLOCK
 ensure_packages -q nginx curl
 ensure_tessera -q "$BIN"
 
@@ -167,5 +170,5 @@ for kind, f, size, mode, got, reqs, r in rows:
     print(f"| {f} | {names[mode]} | {r['tiles']} | {r['tiles_per_s']} | {x} | {r['p50_ms']} | {r['p99_ms']} | {b} | {xf} | {r['status']} |")
 PY
 replace_section "$OUT" benches/compare/remote.sh "$TABLE" $'# Remote masters read by range\n\n' \
-    " on $(nproc) CPUs, $(describe_build "$BIN")"
+    " on $(nproc) CPUs, $(describe_build "$BIN")${BLOCK:+, range_block_bytes = $BLOCK}"
 cat "$TABLE"
