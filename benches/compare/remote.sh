@@ -12,6 +12,9 @@
 #               (nginx's $body_bytes_sent);
 #   pass 256    every 256² tile of every level once, seeded shuffled order,
 #               4 clients, at 1 Gbit/s against local files (PASS_FILES).
+# With Garage installed (scripts/deps.sh test), the same masters also come
+# from a one-node Garage S3 store on loopback (source.kind = "s3"; no rate
+# limit: loopback speed), uploaded with curl's SigV4.
 # Loopback only; everything started here is stopped on exit.
 #
 #   benches/corpus/make.sh && benches/compare/remote.sh
@@ -42,9 +45,11 @@ TMP=$(mktemp -d /tmp/tessera-remote.XXXXXX)
 cp "$BIN" "$TMP/tessera"
 TPID=
 NPID=
+GPID=
 cleanup() {
     stop_pid TPID
     stop_pid NPID
+    stop_pid GPID
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -77,6 +82,50 @@ EOF
 NPID=$!
 poll_http "http://127.0.0.1:$P1G/photo-untiled.jp2" 100 0.1 -I -r 0-0
 
+# Garage, if installed: one node, bucket "corpus", the masters uploaded.
+GARAGE=$(command -v garage || true)
+if [ -z "$GARAGE" ] && [ -x "$HOME/.cargo/bin/garage" ]; then GARAGE=$HOME/.cargo/bin/garage; fi
+S3_MODES=
+if [ -n "$GARAGE" ]; then
+    GRPC=$(free_port)
+    GS3=$(free_port)
+    mkdir -p "$TMP/garage"
+    {
+        echo "metadata_dir = \"$TMP/garage/meta\""
+        echo "data_dir = \"$TMP/garage/data\""
+        echo 'db_engine = "sqlite"'
+        echo 'replication_factor = 1'
+        echo "rpc_bind_addr = \"127.0.0.1:$GRPC\""
+        echo "rpc_public_addr = \"127.0.0.1:$GRPC\""
+        echo "rpc_secret = \"$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')\""
+        echo '[s3_api]'
+        echo 's3_region = "garage"'
+        echo "api_bind_addr = \"127.0.0.1:$GS3\""
+        echo 'root_domain = ".s3.garage.localhost"'
+    } > "$TMP/garage/garage.toml"
+    g() { "$GARAGE" -c "$TMP/garage/garage.toml" "$@"; }
+    RUST_LOG=warn "$GARAGE" -c "$TMP/garage/garage.toml" server >"$TMP/garage/log" 2>&1 &
+    GPID=$!
+    node=
+    for _ in $(seq 1 100); do
+        node=$(g status 2>/dev/null | awk '$1 ~ /^[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]/ {print $1; exit}')
+        [ -n "$node" ] && break
+        sleep 0.2
+    done
+    g layout assign -z dc1 -c 10G "$node" >/dev/null
+    g layout apply --version 1 >/dev/null
+    g bucket create corpus >/dev/null
+    keyinfo=$(g key create bench)
+    GKEY=$(echo "$keyinfo" | awk -F': *' 'tolower($1) ~ /key id/ {print $2; exit}')
+    GSECRET=$(echo "$keyinfo" | awk -F': *' 'tolower($1) ~ /secret key/ {print $2; exit}')
+    g bucket allow --read --write corpus --key bench >/dev/null
+    for f in $FILES; do
+        curl -sf --aws-sigv4 "aws:amz:garage:s3" --user "$GKEY:$GSECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+            -T "$CORPUS/$f" "http://127.0.0.1:$GS3/corpus/$f" >/dev/null
+    done
+    S3_MODES=s3
+fi
+
 # start MODE: a cold Tessera. local = files; r100/r1g = HTTP source read by
 # range at 100 Mbit/s / 1 Gbit/s; w100/w1g = downloaded whole (before #29).
 start() {
@@ -85,6 +134,13 @@ start() {
     mkdir -p "$TMP/src" "$TMP/tiles"
     if [ "$mode" = local ]; then
         TESSERA_CACHE__DISK_MAX_BYTES=0 "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$CORPUS" >>"$TMP/tessera.log" 2>&1 &
+    elif [ "$mode" = s3 ]; then
+        env TESSERA_CACHE__DISK_MAX_BYTES=0 TESSERA_SOURCE__KIND=s3 TESSERA_SOURCE__S3__BUCKET=corpus \
+            TESSERA_SOURCE__S3__ENDPOINT="http://127.0.0.1:$GS3" TESSERA_SOURCE__S3__REGION=garage \
+            TESSERA_SOURCE__S3__ALLOW_HTTP=true TESSERA_SOURCE__S3__ACCESS_KEY_ID="$GKEY" \
+            TESSERA_SOURCE__S3__SECRET_ACCESS_KEY="$GSECRET" TESSERA_SOURCE__S3__CACHE_DIR="$TMP/src" \
+            ${BLOCK:+TESSERA_SOURCE__S3__RANGE_BLOCK_BYTES=$BLOCK} \
+            "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$TMP/empty" >>"$TMP/tessera.log" 2>&1 &
     else
         case $mode in *100) port=$P100 ;; *) port=$P1G ;; esac
         case $mode in w*) ranges=false ;; esac
@@ -103,34 +159,49 @@ fetched() { # FILE FROM
 }
 loglines() { wc -l < "$TMP/nginx/access.log" 2>/dev/null || echo 0; }
 metric() { curl -s "http://127.0.0.1:$TPORT/metrics" | awk -v m="$1" '$1==m {printf "%d", $2}'; }
+# For an S3 row: the bytes of the ranged GETs plus the first block of each open.
+s3_fetched() {
+    local r o b=${BLOCK:-16384}
+    r=$(metric tessera_s3_range_bytes_total)
+    o=$(metric tessera_s3_opens_total)
+    echo $((${r:-0} + ${o:-0} * b))
+}
 
 RES=$TMP/results.txt
 : > "$RES"
 for f in $FILES; do
     size=$(stat -c %s "$CORPUS/$f")
-    for mode in local r100 w100 r1g w1g; do
+    for mode in local r100 w100 r1g w1g $S3_MODES; do
         start "$mode"
         from=$(loglines)
         r=$(python3 tools/sweep.py "http://127.0.0.1:$TPORT/iiif/2/$f" --timeout 600 --first-view 1920x1080 --clients 6)
         sleep 0.2
         got=0
-        [ "$mode" = local ] || got=$(fetched "$f" "$from")
         reqs=$(metric tessera_source_range_requests_total)
+        case $mode in
+            local) ;;
+            s3) got=$(s3_fetched); reqs=$(metric tessera_s3_range_requests_total) ;;
+            *) got=$(fetched "$f" "$from") ;;
+        esac
         echo "first $f $size $mode $got ${reqs:-0} $r" | tee -a "$RES" >&2
         stop_pid TPID
     done
 done
 for f in $PASS_FILES; do
     size=$(stat -c %s "$CORPUS/$f")
-    for mode in local r1g; do
+    for mode in local r1g $S3_MODES; do
         start "$mode"
         from=$(loglines)
         r=$(python3 tools/sweep.py "http://127.0.0.1:$TPORT/iiif/2/$f" --timeout 1200 --tile 256 --all-levels \
             --shuffle 1 --clients 4 --max-tiles "$MAX_TILES")
         sleep 0.2
         got=0
-        [ "$mode" = local ] || got=$(fetched "$f" "$from")
         reqs=$(metric tessera_source_range_requests_total)
+        case $mode in
+            local) ;;
+            s3) got=$(s3_fetched); reqs=$(metric tessera_s3_range_requests_total) ;;
+            *) got=$(fetched "$f" "$from") ;;
+        esac
         echo "pass $f $size $mode $got ${reqs:-0} $r" | tee -a "$RES" >&2
         stop_pid TPID
     done
@@ -144,7 +215,8 @@ for line in open(sys.argv[1]):
     kind, f, size, mode, got, reqs, js = line.split(" ", 6)
     rows.append((kind, f, int(size), mode, int(got), int(reqs), json.loads(js)))
 names = {"local": "local file", "r100": "HTTP, by range, 100 Mbit/s", "w100": "HTTP, whole (before), 100 Mbit/s",
-         "r1g": "HTTP, by range, 1 Gbit/s", "w1g": "HTTP, whole (before), 1 Gbit/s"}
+         "r1g": "HTTP, by range, 1 Gbit/s", "w1g": "HTTP, whole (before), 1 Gbit/s",
+         "s3": "S3 (Garage, loopback), by range"}
 print("### First view (1920×1080, home level, 6 connections, cold server)\n")
 print("| master | size | source | first view ms | × local | bytes from origin | % of file | range requests | statuses |")
 print("|---|---:|---|---:|---:|---:|---:|---:|---|")
@@ -156,7 +228,7 @@ for kind, f, size, mode, got, reqs, r in rows:
     x = f"{fv / local[f]:.2f}×" if f in local and local[f] else ""
     pct = "" if mode == "local" else f"{100 * got / size:.2f} %"
     b = "" if mode == "local" else f"{got:,}"
-    print(f"| {f} | {size / 1e6:.1f} MB | {names[mode]} | {fv:.0f} | {x} | {b} | {pct} | {reqs if mode[0] == 'r' else ''} | {r['status']} |")
+    print(f"| {f} | {size / 1e6:.1f} MB | {names[mode]} | {fv:.0f} | {x} | {b} | {pct} | {reqs if mode[0] in 'rs' else ''} | {r['status']} |")
 print("\n### Shuffled pass over every 256² tile of every level (4 clients, cold server)\n")
 print("| master | source | tiles | tiles/s | × local | p50 ms | p99 ms | bytes from origin | × file | statuses |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
