@@ -108,7 +108,7 @@ if [ -n "$GARAGE" ]; then
     GPID=$!
     node=
     for _ in $(seq 1 100); do
-        node=$(g status 2>/dev/null | awk '$1 ~ /^[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]/ {print $1; exit}')
+        node=$({ g status 2>/dev/null || true; } | awk '$1 ~ /^[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]/ {print $1; exit}')
         [ -n "$node" ] && break
         sleep 0.2
     done
