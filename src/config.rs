@@ -93,6 +93,7 @@ pub struct S3SourceCfg {
     pub range_block_bytes: u64,
     pub range_read_ahead_bytes: u64,
     pub range_tiff_tail_bytes: u64,
+    pub keep_alive: bool,
 }
 
 /// Where images come from.

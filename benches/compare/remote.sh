@@ -14,7 +14,9 @@
 #               4 clients, at 1 Gbit/s against local files (PASS_FILES).
 # With Garage installed (scripts/deps.sh test), the same masters also come
 # from a one-node Garage S3 store on loopback (source.kind = "s3"; no rate
-# limit: loopback speed), uploaded with curl's SigV4.
+# limit: loopback speed), uploaded with curl's SigV4; Tessera opens a
+# connection per request to it (`keep_alive = false`: Garage's answers on a
+# kept-alive connection wait 40 ms for TCP's delayed acknowledgement).
 # Loopback only; everything started here is stopped on exit.
 #
 #   benches/corpus/make.sh && benches/compare/remote.sh
@@ -139,6 +141,7 @@ start() {
             TESSERA_SOURCE__S3__ENDPOINT="http://127.0.0.1:$GS3" TESSERA_SOURCE__S3__REGION=garage \
             TESSERA_SOURCE__S3__ALLOW_HTTP=true TESSERA_SOURCE__S3__ACCESS_KEY_ID="$GKEY" \
             TESSERA_SOURCE__S3__SECRET_ACCESS_KEY="$GSECRET" TESSERA_SOURCE__S3__CACHE_DIR="$TMP/src" \
+            TESSERA_SOURCE__S3__KEEP_ALIVE=false \
             ${BLOCK:+TESSERA_SOURCE__S3__RANGE_BLOCK_BYTES=$BLOCK} \
             "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$TMP/empty" >>"$TMP/tessera.log" 2>&1 &
     else
@@ -216,7 +219,7 @@ for line in open(sys.argv[1]):
     rows.append((kind, f, int(size), mode, int(got), int(reqs), json.loads(js)))
 names = {"local": "local file", "r100": "HTTP, by range, 100 Mbit/s", "w100": "HTTP, whole (before), 100 Mbit/s",
          "r1g": "HTTP, by range, 1 Gbit/s", "w1g": "HTTP, whole (before), 1 Gbit/s",
-         "s3": "S3 (Garage, loopback), by range"}
+         "s3": "S3 (Garage, loopback, keep_alive = false), by range"}
 print("### First view (1920×1080, home level, 6 connections, cold server)\n")
 print("| master | size | source | first view ms | × local | bytes from origin | % of file | range requests | statuses |")
 print("|---|---:|---|---:|---:|---:|---:|---:|---|")

@@ -98,6 +98,9 @@ impl S3Source {
             .with_client_options(
                 object_store::ClientOptions::default()
                     .with_allow_http(cfg.allow_http)
+                    // Without keep-alive, a connection per request (see the
+                    // `keep_alive` key in config/default.toml).
+                    .with_pool_max_idle_per_host(if cfg.keep_alive { usize::MAX } else { 0 })
                     .with_connect_timeout(Duration::from_secs(cfg.connect_timeout))
                     .with_timeout(Duration::from_secs(cfg.timeout)),
             );
