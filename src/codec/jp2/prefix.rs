@@ -106,7 +106,7 @@ fn parse_tile_part_header(data: &[u8], sot: usize, want_tile: u32) -> Result<Opt
                 // PLT: Zplt, then lengths of 7 bits a byte, high bit = more.
                 saw_plt = true;
                 let mut v = 0u64;
-                for &b in &body[1..] {
+                for &b in body.get(1..).unwrap_or(&[]) {
                     v = (v << 7) | u64::from(b & 0x7F);
                     if b & 0x80 == 0 {
                         lengths.push(v);
@@ -232,4 +232,45 @@ pub(super) fn tile_prefixes(
         }
     }
     Ok((needed, spare))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SOT for tile 0 (one tile-part of `psot` bytes), then `markers`, then SOD.
+    fn tile_part(markers: &[u8]) -> Vec<u8> {
+        let mut v = vec![0xFF, 0x90, 0x00, 0x0A, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x01];
+        v.extend_from_slice(markers);
+        v.extend_from_slice(&[0xFF, 0x93]);
+        v
+    }
+
+    #[test]
+    fn plt_lengths_are_read_seven_bits_a_byte_and_the_data_starts_after_sod() {
+        // Zplt 0, then 5, 200 (0x81 0x48), 3.
+        let v = tile_part(&[0xFF, 0x58, 0x00, 0x07, 0x00, 0x05, 0x81, 0x48, 0x03]);
+        let (start, lengths) = parse_tile_part_header(&v, 0, 0).unwrap().unwrap();
+        assert_eq!(lengths, vec![5, 200, 3]);
+        assert_eq!(start, v.len() as u64);
+    }
+
+    #[test]
+    fn hostile_tile_part_headers_give_no_packet_lengths_and_never_panic() {
+        let lengths = |markers: &[u8]| match parse_tile_part_header(&tile_part(markers), 0, 0) {
+            Ok(Some((_, l))) => Ok(Some(l)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        // A PLT without its Zplt byte, and one whose only length never ends.
+        assert_eq!(lengths(&[0xFF, 0x58, 0x00, 0x02]).unwrap(), Some(vec![]));
+        assert_eq!(lengths(&[0xFF, 0x58, 0x00, 0x04, 0x00, 0x81]).unwrap(), Some(vec![]));
+        // A COD in the tile-part header: its packets are not the main header's.
+        assert_eq!(lengths(&[0xFF, 0x52, 0x00, 0x02]).unwrap(), None);
+        assert!(matches!(lengths(&[0x12, 0x34, 0x00, 0x02]), Err(Jp2Error::Corrupt { .. })));
+        assert!(matches!(lengths(&[0xFF, 0x58, 0xFF, 0xFF, 0x00]), Err(Jp2Error::Truncated { .. })));
+        let v = tile_part(&[]);
+        assert!(matches!(parse_tile_part_header(&v, 0, 1), Ok(None)), "another tile's tile-part");
+        assert!(matches!(parse_tile_part_header(&v[..5], 0, 0), Err(Jp2Error::Truncated { .. })));
+    }
 }
