@@ -406,7 +406,13 @@ impl HttpSource {
         let creds = Credentials::of(headers, &self.cfg);
         self.trim();
         let now = Instant::now();
-        let current = self.entry(&url);
+        let mut current = self.entry(&url);
+        if current.as_ref().is_some_and(|e| e.remote.as_ref().is_some_and(|r| r.changed())) {
+            // That version was found changed: never revalidate it (a 304
+            // would keep it); open the image afresh.
+            self.forget(&url);
+            current = None;
+        }
         if let Some(e) = &current {
             let fresh = self.is_fresh(e, now);
             match e.anonymous_refusal {

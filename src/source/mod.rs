@@ -208,7 +208,10 @@ impl Located {
 
     /// Opens (maps) the file.
     pub fn open(&self, use_mmap: bool) -> Result<Arc<Source>> {
-        let mut f = File::open(&self.path).map_err(|_| Error::not_found())?;
+        // A fetched copy or sparse file evicted between locate and open is
+        // a retry, not a missing image.
+        let gone = || if self.remote.is_some() { Error::source_changed() } else { Error::not_found() };
+        let mut f = File::open(&self.path).map_err(|_| gone())?;
         let meta = f.metadata().map_err(|_| Error::not_found())?;
         if let Some(remote) = &self.remote {
             // A sparse file must be mapped: a copy read now would freeze its

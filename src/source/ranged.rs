@@ -50,6 +50,12 @@ use http::StatusCode;
 
 use crate::codec::CodecError;
 
+/// Range requests one read sends at once: a tiled master's home view wants
+/// a prefix of each of its tile-parts (108 for a 12000×9000 master tiled
+/// 1024, in two waves), and a hostile index of thousands of tile-parts must
+/// not open thousands of connections to the origin.
+const MAX_PARALLEL_RUNS: usize = 64;
+
 /// Counters for /metrics, shared by every remote of a source.
 #[derive(Default)]
 pub struct RangeStats {
@@ -196,9 +202,13 @@ impl RangeOrigin for HttpRange {
                 .client
                 .get(&self.url)
                 .header(header::RANGE, format!("bytes={start}-{end}"))
-                .header(header::IF_RANGE, self.validator.as_str())
-                .send()
-                .await;
+                .header(header::IF_RANGE, self.validator.as_str());
+            // A strong ETag also goes in If-Match: an origin (or a cache in
+            // front of it) that ignores If-Range still cannot send another
+            // version's bytes (412).
+            let r =
+                if self.validator.starts_with('"') { r.header(header::IF_MATCH, self.validator.as_str()) } else { r };
+            let r = r.send().await;
             let resp = match r {
                 Ok(resp) => resp,
                 Err(e) if e.is_timeout() => return Err(Fault::Failed { timeout: true, detail: e.to_string() }),
@@ -216,7 +226,10 @@ impl RangeOrigin for HttpRange {
                     Err(e) => Err(Fault::Transient(format!("range body: {e}"))),
                 };
             }
-            if status == StatusCode::OK || status == StatusCode::RANGE_NOT_SATISFIABLE {
+            if status == StatusCode::OK
+                || status == StatusCode::RANGE_NOT_SATISFIABLE
+                || status == StatusCode::PRECONDITION_FAILED
+            {
                 return Err(Fault::Changed("origin answered a range with the whole file".into()));
             }
             if status.is_server_error() {
@@ -331,6 +344,8 @@ impl Remote {
         }
         let stats = &self.fetcher.stats;
         let mut first = true;
+        // Waiting for blocks others fetch: at most as long as a fetch may take.
+        let deadline = std::time::Instant::now() + self.fetcher.timeout + Duration::from_secs(1);
         // A read that starts where the last one ended is sequential: it
         // fetches ahead, more each time (reads after a skip do not).
         let sequential = {
@@ -370,9 +385,10 @@ impl Remote {
                 return Ok(());
             }
             if missing.is_empty() {
-                let (g, t) = self.arrived.wait_timeout(b, self.fetcher.timeout).unwrap_or_else(|p| p.into_inner());
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let (g, _) = self.arrived.wait_timeout(b, left).unwrap_or_else(|p| p.into_inner());
                 drop(g);
-                if t.timed_out() {
+                if std::time::Instant::now() >= deadline {
                     return Err(CodecError::Unavailable {
                         timeout: true,
                         detail: "waited too long for a block".into(),
@@ -396,19 +412,14 @@ impl Remote {
             }
             drop(b);
             let runs = runs_of(&missing);
+            // Whatever happens below (an error, a panic), the blocks stop
+            // being "in flight" and their waiters wake.
+            let _inflight = Inflight { remote: self, blocks: missing };
             let got = self.fetch_blocking(runs.clone());
-            let result = match got {
-                Ok(bodies) => self.store(&runs, bodies),
-                Err(e) => Err(e),
-            };
-            {
-                let mut b = self.lock();
-                for &i in &missing {
-                    set(&mut b.inflight, i, false);
-                }
+            match got {
+                Ok(bodies) => self.store(&runs, bodies)?,
+                Err(e) => return Err(e),
             }
-            self.arrived.notify_all();
-            result?;
         }
     }
 
@@ -445,14 +456,22 @@ impl Remote {
     fn fetch_blocking(self: &Arc<Self>, runs: Vec<(u64, u64)>) -> Result<Vec<Bytes>, CodecError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let me = self.clone();
-        self.fetcher.runtime.spawn(async move {
-            let _ = tx.send(me.fetch_runs(&runs).await);
+        let timeout = self.fetcher.timeout;
+        let late = || CodecError::Unavailable { timeout: true, detail: "origin did not answer a range in time".into() };
+        let task = self.fetcher.runtime.spawn(async move {
+            let r = tokio::time::timeout(timeout, me.fetch_runs(&runs)).await.unwrap_or_else(|_| Err(late()));
+            let _ = tx.send(r);
         });
-        match rx.recv_timeout(self.fetcher.timeout + Duration::from_secs(1)) {
+        match rx.recv_timeout(timeout + Duration::from_secs(1)) {
             Ok(r) => r,
-            Err(_) => {
-                Err(CodecError::Unavailable { timeout: true, detail: "origin did not answer a range in time".into() })
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                task.abort();
+                Err(late())
             }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(CodecError::Unavailable {
+                timeout: false,
+                detail: "the range fetch ended without an answer".into(),
+            }),
         }
     }
 
@@ -476,18 +495,13 @@ impl Remote {
         self.fetcher.runtime.spawn(async move {
             let runs = runs_of(&missing);
             let r = me.fetch_runs(&runs).await;
-            // The sparse file is written from a blocking thread, as `need` does.
-            let me2 = me.clone();
+            // The sparse file is written from a blocking thread, as `need`
+            // does; the guard clears the in-flight marks however it ends.
             let _ = tokio::task::spawn_blocking(move || {
+                let inflight = Inflight { remote: &*me, blocks: missing };
                 if let Ok(bodies) = r {
-                    let _ = me2.store(&runs, bodies);
+                    let _ = inflight.remote.store(&runs, bodies);
                 }
-                let mut b = me2.lock();
-                for &i in &missing {
-                    set(&mut b.inflight, i, false);
-                }
-                drop(b);
-                me2.arrived.notify_all();
             })
             .await;
         });
@@ -495,7 +509,11 @@ impl Remote {
 
     /// All runs at once; the first failure is the result.
     async fn fetch_runs(&self, runs: &[(u64, u64)]) -> Result<Vec<Bytes>, CodecError> {
-        let all = futures_util::future::join_all(runs.iter().map(|&r| self.fetch_run(r))).await;
+        use futures_util::StreamExt;
+        // Made first, so that the stream holds futures, not a closure (a
+        // closure there trips the `Send` check of the task that awaits it).
+        let fetches: Vec<_> = runs.iter().map(|&r| Box::pin(self.fetch_run(r))).collect();
+        let all: Vec<_> = futures_util::stream::iter(fetches).buffered(MAX_PARALLEL_RUNS).collect().await;
         all.into_iter().collect()
     }
 
@@ -543,6 +561,24 @@ impl Remote {
 impl Drop for Remote {
     fn drop(&mut self) {
         self.uncount();
+    }
+}
+
+/// Blocks marked in flight by one fetch: unmarked, and their waiters woken,
+/// when it is dropped (after the fetch, on its errors and on a panic).
+struct Inflight<'a> {
+    remote: &'a Remote,
+    blocks: Vec<u64>,
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        let mut b = self.remote.lock();
+        for &i in &self.blocks {
+            set(&mut b.inflight, i, false);
+        }
+        drop(b);
+        self.remote.arrived.notify_all();
     }
 }
 

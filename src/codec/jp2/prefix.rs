@@ -91,6 +91,7 @@ fn parse_tile_part_header(data: &[u8], sot: usize, want_tile: u32) -> Result<Opt
     let mut pos = sot + 12;
     let mut lengths = Vec::new();
     let mut saw_plt = false;
+    let mut plt_segments = 0u8;
     loop {
         let marker = r.u16(pos)?;
         if marker == 0xFF93 {
@@ -104,6 +105,11 @@ fn parse_tile_part_header(data: &[u8], sot: usize, want_tile: u32) -> Result<Opt
         match marker {
             0xFF58 => {
                 // PLT: Zplt, then lengths of 7 bits a byte, high bit = more.
+                // Segments out of order would join lengths wrongly: give up.
+                if body.first().copied() != Some(plt_segments) {
+                    return Ok(None);
+                }
+                plt_segments = plt_segments.wrapping_add(1);
                 saw_plt = true;
                 let mut v = 0u64;
                 for &b in body.get(1..).unwrap_or(&[]) {
@@ -263,7 +269,9 @@ mod tests {
             Err(e) => Err(e),
         };
         // A PLT without its Zplt byte, and one whose only length never ends.
-        assert_eq!(lengths(&[0xFF, 0x58, 0x00, 0x02]).unwrap(), Some(vec![]));
+        assert_eq!(lengths(&[0xFF, 0x58, 0x00, 0x02]).unwrap(), None);
+        // PLT segments out of order (Zplt 1 first).
+        assert_eq!(lengths(&[0xFF, 0x58, 0x00, 0x04, 0x01, 0x05]).unwrap(), None);
         assert_eq!(lengths(&[0xFF, 0x58, 0x00, 0x04, 0x00, 0x81]).unwrap(), Some(vec![]));
         // A COD in the tile-part header: its packets are not the main header's.
         assert_eq!(lengths(&[0xFF, 0x52, 0x00, 0x02]).unwrap(), None);
