@@ -240,6 +240,14 @@ impl Metrics {
     }
 }
 
+/// Appends `(name, help, value)` counters in Prometheus text format.
+fn write_counters(out: &mut String, counters: &[(&str, &str, &std::sync::atomic::AtomicU64)]) {
+    use std::fmt::Write;
+    for (name, help, v) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+    }
+}
+
 /// Appends the HTTP source's counters (Prometheus text format).
 pub fn render_http_source(out: &mut String, h: &crate::source::http::HttpSource) {
     use std::fmt::Write;
@@ -270,9 +278,7 @@ pub fn render_http_source(out: &mut String, h: &crate::source::http::HttpSource)
             &s.range.errors,
         ),
     ];
-    for (name, help, v) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
-    }
+    write_counters(out, &counters);
     let _ = writeln!(
         out,
         "# HELP tessera_source_stored_bytes Bytes of fetched images kept on disk\n# TYPE tessera_source_stored_bytes gauge\ntessera_source_stored_bytes {}",
@@ -299,9 +305,7 @@ pub fn render_s3_source(out: &mut String, s3: &crate::source::s3::S3Source) {
         ("tessera_s3_changed_total", "S3 images found changed while read", &s.range.changed),
         ("tessera_s3_range_errors_total", "Failed ranged GETs", &s.range.errors),
     ];
-    for (name, help, v) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
-    }
+    write_counters(out, &counters);
     let _ = writeln!(
         out,
         "# HELP tessera_s3_stored_bytes Bytes of S3 image blocks kept on disk\n# TYPE tessera_s3_stored_bytes gauge\ntessera_s3_stored_bytes {}",

@@ -172,41 +172,34 @@ s3_fetched() {
 
 RES=$TMP/results.txt
 : > "$RES"
-for f in $FILES; do
+# measure KIND FILE MODE SWEEP_ARG...: a cold server in MODE, one sweep of
+# FILE, and a result line with the bytes and range requests it cost.
+measure() {
+    local kind=$1 f=$2 mode=$3 size from r got reqs
+    shift 3
     size=$(stat -c %s "$CORPUS/$f")
+    start "$mode"
+    from=$(loglines)
+    r=$(python3 tools/sweep.py "http://127.0.0.1:$TPORT/iiif/2/$f" "$@")
+    sleep 0.2
+    got=0
+    reqs=$(metric tessera_source_range_requests_total)
+    case $mode in
+        local) ;;
+        s3) got=$(s3_fetched); reqs=$(metric tessera_s3_range_requests_total) ;;
+        *) got=$(fetched "$f" "$from") ;;
+    esac
+    echo "$kind $f $size $mode $got ${reqs:-0} $r" | tee -a "$RES" >&2
+    stop_pid TPID
+}
+for f in $FILES; do
     for mode in local r100 w100 r1g w1g $S3_MODES; do
-        start "$mode"
-        from=$(loglines)
-        r=$(python3 tools/sweep.py "http://127.0.0.1:$TPORT/iiif/2/$f" --timeout 600 --first-view 1920x1080 --clients 6)
-        sleep 0.2
-        got=0
-        reqs=$(metric tessera_source_range_requests_total)
-        case $mode in
-            local) ;;
-            s3) got=$(s3_fetched); reqs=$(metric tessera_s3_range_requests_total) ;;
-            *) got=$(fetched "$f" "$from") ;;
-        esac
-        echo "first $f $size $mode $got ${reqs:-0} $r" | tee -a "$RES" >&2
-        stop_pid TPID
+        measure first "$f" "$mode" --timeout 600 --first-view 1920x1080 --clients 6
     done
 done
 for f in $PASS_FILES; do
-    size=$(stat -c %s "$CORPUS/$f")
     for mode in local r1g $S3_MODES; do
-        start "$mode"
-        from=$(loglines)
-        r=$(python3 tools/sweep.py "http://127.0.0.1:$TPORT/iiif/2/$f" --timeout 1200 --tile 256 --all-levels \
-            --shuffle 1 --clients 4 --max-tiles "$MAX_TILES")
-        sleep 0.2
-        got=0
-        reqs=$(metric tessera_source_range_requests_total)
-        case $mode in
-            local) ;;
-            s3) got=$(s3_fetched); reqs=$(metric tessera_s3_range_requests_total) ;;
-            *) got=$(fetched "$f" "$from") ;;
-        esac
-        echo "pass $f $size $mode $got ${reqs:-0} $r" | tee -a "$RES" >&2
-        stop_pid TPID
+        measure pass "$f" "$mode" --timeout 1200 --tile 256 --all-levels --shuffle 1 --clients 4 --max-tiles "$MAX_TILES"
     done
 done
 

@@ -96,11 +96,6 @@ impl Source {
     pub fn intact(&self) -> bool {
         !self.bytes.faulted() && self.unchanged() != Some(false) && !self.remote.as_ref().is_some_and(|r| r.changed())
     }
-
-    /// Whether its bytes are read by range from an origin.
-    pub fn is_remote(&self) -> bool {
-        self.remote.is_some()
-    }
 }
 
 /// A file has every byte; a remote master fetches the ranges it lacks.

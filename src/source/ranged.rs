@@ -308,11 +308,6 @@ impl Remote {
         self.changed.load(Ordering::Relaxed)
     }
 
-    /// Bytes of blocks present.
-    pub fn stored(&self) -> u64 {
-        self.lock().stored
-    }
-
     /// Its blocks stop counting in the folder's bound (its entry is gone).
     pub fn uncount(&self) {
         let mut b = self.lock();

@@ -152,7 +152,7 @@ pub(super) fn encode_marked(input: &EncodeInput, params: &EncodeParams, markers:
         Samples::U16(s) => deinterleave(s, &mut planes),
     }
     let colour = if n <= 2 { opj::COLOR_SPACE::OPJ_CLRSPC_GRAY } else { opj::COLOR_SPACE::OPJ_CLRSPC_SRGB };
-    encode_planes_marked(input.width, input.height, &planes, colour, n >= 3, params, markers)
+    encode_planes(input.width, input.height, &planes, colour, n >= 3, params, markers)
 }
 
 fn deinterleave<T: Copy + Into<i32>>(samples: &[T], planes: &mut [EncodePlane]) {
@@ -174,19 +174,8 @@ pub(super) struct EncodePlane {
     pub(super) data: Vec<i32>,
 }
 
-#[cfg(test)]
+/// Encodes planes; `markers` as in [`encode_marked`].
 pub(super) fn encode_planes(
-    width: u32,
-    height: u32,
-    planes: &[EncodePlane],
-    colour: opj::COLOR_SPACE,
-    mct: bool,
-    params: &EncodeParams,
-) -> Result<Vec<u8>, Jp2Error> {
-    encode_planes_marked(width, height, planes, colour, mct, params, 0)
-}
-
-fn encode_planes_marked(
     width: u32,
     height: u32,
     planes: &[EncodePlane],

@@ -497,7 +497,7 @@ fn sycc_420(w: u32, h: u32, container: Container, declare: bool) -> (Vec<u8>, Pi
     let planes = [plane(1, &y), plane(2, &cb), plane(2, &cr)];
     let colour = if declare { opj::COLOR_SPACE::OPJ_CLRSPC_SYCC } else { opj::COLOR_SPACE::OPJ_CLRSPC_UNSPECIFIED };
     let params = EncodeParams { levels: 3, tile_size: Some((32, 32)), container, ..params() };
-    let data = encode_planes(w, h, &planes, colour, false, &params).unwrap();
+    let data = encode_planes(w, h, &planes, colour, false, &params, 0).unwrap();
     let mut rgb = Vec::new();
     for yy in 0..h as usize {
         for xx in 0..w as usize {
@@ -546,7 +546,7 @@ fn signed_components_are_offset_into_the_unsigned_range() {
     // And through the codec.
     let enc = [EncodePlane { dx: 1, dy: 1, precision: 8, signed: true, alpha: false, data: data.clone() }];
     let file =
-        encode_planes(4, 1, &enc, opj::COLOR_SPACE::OPJ_CLRSPC_GRAY, false, &EncodeParams { levels: 1, ..params() })
+        encode_planes(4, 1, &enc, opj::COLOR_SPACE::OPJ_CLRSPC_GRAY, false, &EncodeParams { levels: 1, ..params() }, 0)
             .unwrap();
     let info = probe(&file).unwrap();
     assert!(info.signed);
