@@ -524,7 +524,10 @@ fn decode_chunks(
         return Err(CodecError::Corrupt("region outside the TIFF page".into()));
     }
     let area = Rect { x: want.x, y: want.y, w: x1 - want.x, h: y1 - want.y };
-    need.need(&chunk_ranges(page, area))?;
+    if need.is_remote() {
+        // Only a remote input has anything to fetch: no list for a file.
+        need.need(&chunk_ranges(page, area))?;
+    }
     let layout = page.samples.layout;
     let c = layout.channels();
     let mut out = vec![0u8; area.w as usize * area.h as usize * c];
@@ -829,7 +832,9 @@ pub fn stored_jpeg_with(data: &[u8], need: &dyn Need, pyramid: &Pyramid, want: R
         return None;
     }
     let index = (want.y / th) * page.columns() + want.x / tw;
-    need.need(&chunk_ranges(page, Rect { x: want.x, y: want.y, w: tw, h: th })).ok()?;
+    if need.is_remote() {
+        need.need(&chunk_ranges(page, Rect { x: want.x, y: want.y, w: tw, h: th })).ok()?;
+    }
     let jpeg = merged_jpeg(data, page, index as usize).ok()?;
     // The stream must say what the page says: a tile of exactly this size.
     (jpeg_size(&jpeg)? == (tw, th)).then_some(jpeg)
