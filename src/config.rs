@@ -92,6 +92,8 @@ pub struct S3SourceCfg {
     pub retries: u32,
     pub range_block_bytes: u64,
     pub range_read_ahead_bytes: u64,
+    /// Bytes of blocks kept in memory when the folder refuses them.
+    pub range_memory_max_bytes: u64,
     pub range_tiff_tail_bytes: u64,
     pub keep_alive: bool,
 }
@@ -131,6 +133,8 @@ pub struct HttpSourceCfg {
     pub range_reads: bool,
     pub range_block_bytes: u64,
     pub range_read_ahead_bytes: u64,
+    /// Bytes of blocks kept in memory when the folder refuses them.
+    pub range_memory_max_bytes: u64,
     pub range_tiff_tail_bytes: u64,
 }
 

@@ -17,13 +17,16 @@ pub struct Error {
     public: Cow<'static, str>,
     detail: Option<String>,
     retry_after: Option<u32>,
+    /// The source changed (or was given up) while it was read: reading it
+    /// afresh may succeed.
+    changed: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     fn new(status: StatusCode, public: impl Into<Cow<'static, str>>) -> Self {
-        Error { status, public: public.into(), detail: None, retry_after: None }
+        Error { status, public: public.into(), detail: None, retry_after: None, changed: false }
     }
 
     /// 400: the request is malformed (bad region, size, rotation, quality...).
@@ -73,6 +76,7 @@ impl Error {
     pub fn source_changed() -> Self {
         let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "The source image changed while it was read, retry");
         e.retry_after = Some(1);
+        e.changed = true;
         e
     }
     /// 499-like: every client waiting for this work has gone, so it was not
@@ -102,6 +106,11 @@ impl Error {
     }
     pub fn retry_after(&self) -> Option<u32> {
         self.retry_after
+    }
+    /// Whether this is [`Error::source_changed`]: the server retries such a
+    /// request once itself before answering it.
+    pub fn is_source_changed(&self) -> bool {
+        self.changed
     }
 }
 

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub gpu_fallbacks: IntCounter,
     /// Reads thrown away because the source file changed under them.
     pub sources_changed: IntCounter,
+    /// Image requests read afresh once because their source changed (or a
+    /// remote master was given up) while read.
+    pub changed_retries: IntCounter,
     /// Tiles encoded into the caches by eager tiling.
     pub eager_tiles: IntCounter,
     /// Queued renders not started because every client waiting had gone.
@@ -112,6 +115,10 @@ impl Metrics {
         let gpu_fallbacks = IntCounter::new("gpu_fallbacks_total", "GPU transforms that fell back to the CPU")?;
         let sources_changed =
             IntCounter::new("sources_changed_total", "Reads thrown away because the source file changed under them")?;
+        let changed_retries = IntCounter::new(
+            "source_changed_retries_total",
+            "Image requests read afresh once because their source changed while read",
+        )?;
         let eager_tiles =
             IntCounter::new("eager_tiles_total", "Tiles encoded ahead of demand from a decoded area (eager tiling)")?;
         let jobs_abandoned = IntCounter::new(
@@ -160,6 +167,7 @@ impl Metrics {
             gpu_jobs,
             gpu_fallbacks,
             sources_changed,
+            changed_retries,
             jobs_abandoned,
             eager_tiles,
             connections_open,
@@ -175,6 +183,7 @@ impl Metrics {
         m.registry.register(Box::new(m.gpu_jobs.clone()))?;
         m.registry.register(Box::new(m.gpu_fallbacks.clone()))?;
         m.registry.register(Box::new(m.sources_changed.clone()))?;
+        m.registry.register(Box::new(m.changed_retries.clone()))?;
         m.registry.register(Box::new(m.jobs_abandoned.clone()))?;
         m.registry.register(Box::new(m.eager_tiles.clone()))?;
         m.registry.register(Box::new(m.connections_open.clone()))?;
@@ -284,6 +293,11 @@ pub fn render_http_source(out: &mut String, h: &crate::source::http::HttpSource)
         "# HELP tessera_source_stored_bytes Bytes of fetched images kept on disk\n# TYPE tessera_source_stored_bytes gauge\ntessera_source_stored_bytes {}",
         h.stored_bytes()
     );
+    let _ = writeln!(
+        out,
+        "# HELP tessera_source_memory_bytes Bytes of blocks kept in memory (the source folder refused them)\n# TYPE tessera_source_memory_bytes gauge\ntessera_source_memory_bytes {}",
+        h.memory_bytes()
+    );
 }
 
 /// Appends the S3 source's counters (Prometheus text format).
@@ -310,6 +324,11 @@ pub fn render_s3_source(out: &mut String, s3: &crate::source::s3::S3Source) {
         out,
         "# HELP tessera_s3_stored_bytes Bytes of S3 image blocks kept on disk\n# TYPE tessera_s3_stored_bytes gauge\ntessera_s3_stored_bytes {}",
         s3.stored_bytes()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tessera_s3_memory_bytes Bytes of S3 image blocks kept in memory (the folder refused them)\n# TYPE tessera_s3_memory_bytes gauge\ntessera_s3_memory_bytes {}",
+        s3.memory_bytes()
     );
 }
 

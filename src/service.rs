@@ -198,8 +198,29 @@ impl App {
             ApiVersion::V3 => iiif::v3::parse(params[0], params[1], params[2], params[3])?,
         };
         let id = decode_identifier(raw_id)?;
+        // A source that changed (or was given up: a remote master whose
+        // folder filled) while read is read afresh once before a 503.
+        match self.image_once(v, &id, &req, headers, hot_key.as_deref()).await {
+            Err(e) if e.is_source_changed() => {
+                self.metrics.changed_retries.inc();
+                self.image_once(v, &id, &req, headers, hot_key.as_deref()).await
+            }
+            r => r,
+        }
+    }
+
+    /// Steps 2–6 of [`Self::image`] for a parsed request.
+    async fn image_once(
+        self: &Arc<Self>,
+        v: ApiVersion,
+        id: &str,
+        req: &iiif::ImageRequest,
+        headers: &HeaderMap,
+        hot_key: Option<&str>,
+    ) -> Result<Response<Bytes>> {
+        let id = id.to_string();
         // 2–3. Resolve the source and its header; plan.
-        let prepared = self.prepare(v, &id, &req, headers).await?;
+        let prepared = self.prepare(v, &id, req, headers).await?;
         // 4. Validators: answer 304 without rendering.
         let etag = format!(
             "\"{:016x}-{:016x}\"",
@@ -248,7 +269,7 @@ impl App {
                 headers,
             };
             if let Some(k) = hot_key.filter(|k| k.len() <= HOT_KEY_MAX) {
-                self.hot.insert(k, Arc::new(entry));
+                self.hot.insert(k.to_string(), Arc::new(entry));
             }
         }
         Ok(r)

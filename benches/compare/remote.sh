@@ -25,7 +25,9 @@
 # FILES (the four masters), PASS_FILES ("photo-tiled1024.jp2
 # photo-pyramid.tif photo-untiled.jp2"), MAX_TILES (all), OUT
 # (docs/bench/remote.md), TESSERA_PORT (18196), BLOCK (range_block_bytes
-# of the remote runs; the default configuration's when empty).
+# of the remote runs; the default configuration's when empty), MODES (the
+# first-view sources: "local r100 w100 r1g w1g", then s3 when Garage is
+# installed; NO_S3=1 leaves Garage out).
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
@@ -88,7 +90,7 @@ poll_http "http://127.0.0.1:$P1G/photo-untiled.jp2" 100 0.1 -I -r 0-0
 GARAGE=$(command -v garage || true)
 if [ -z "$GARAGE" ] && [ -x "$HOME/.cargo/bin/garage" ]; then GARAGE=$HOME/.cargo/bin/garage; fi
 S3_MODES=
-if [ -n "$GARAGE" ]; then
+if [ -n "$GARAGE" ] && [ -z "${NO_S3:-}" ]; then
     GRPC=$(free_port)
     GS3=$(free_port)
     mkdir -p "$TMP/garage"
@@ -165,6 +167,7 @@ metric() { curl -s "http://127.0.0.1:$TPORT/metrics" | awk -v m="$1" '$1==m {pri
 # For an S3 row: the bytes of the ranged GETs plus the first block of each open.
 s3_fetched() {
     local r o b=${BLOCK:-16384}
+    [ "$b" -ge 16384 ] || b=16384 # the open read: ranged::open_read_bytes
     r=$(metric tessera_s3_range_bytes_total)
     o=$(metric tessera_s3_opens_total)
     echo $((${r:-0} + ${o:-0} * b))
@@ -193,7 +196,7 @@ measure() {
     stop_pid TPID
 }
 for f in $FILES; do
-    for mode in local r100 w100 r1g w1g $S3_MODES; do
+    for mode in ${MODES:-local r100 w100 r1g w1g} $S3_MODES; do
         measure first "$f" "$mode" --timeout 600 --first-view 1920x1080 --clients 6
     done
 done

@@ -364,6 +364,11 @@ impl HttpSource {
         self.lock().bytes + self.counted.bytes.load(Ordering::Relaxed)
     }
 
+    /// Bytes of blocks kept in memory now (the folder refused them).
+    pub fn memory_bytes(&self) -> u64 {
+        self.counted.memory.load(Ordering::Relaxed)
+    }
+
     /// Bytes received by downloads under way.
     pub fn inflight_bytes(&self) -> u64 {
         self.lock().inflight
@@ -528,7 +533,7 @@ impl HttpSource {
         // A public image (asked anonymously) is opened by range when the
         // configuration allows; one already read by range is revalidated so.
         let by_range = self.cfg.range_reads && creds.is_empty() && prev.as_ref().is_none_or(|p| p.remote.is_some());
-        let range = by_range.then(|| format!("bytes=0-{}", self.cfg.range_block_bytes.max(4096) - 1));
+        let range = by_range.then(|| format!("bytes=0-{}", ranged::open_read_bytes(self.cfg.range_block_bytes) - 1));
         let resp = match self.send(url, creds, prev.as_deref(), range.as_deref()).await {
             Ok(r) => r,
             Err(e) => {
@@ -769,7 +774,7 @@ impl HttpSource {
         let Some(validator) = ranged::usable_validator(etag.as_deref(), last_modified.as_deref()) else {
             return Ok(None);
         };
-        if last >= self.cfg.range_block_bytes.max(4096).saturating_mul(4) {
+        if last >= ranged::open_read_bytes(self.cfg.range_block_bytes).saturating_mul(4) {
             // Far more than asked: not an origin to read by range.
             return Ok(None);
         }
@@ -843,7 +848,7 @@ impl HttpSource {
     /// Evicts least recently used images while the blocks read by range
     /// have grown the folder past its bound.
     fn trim(&self) {
-        if self.counted.bytes.load(Ordering::Relaxed) == 0 {
+        if self.counted.bytes.load(Ordering::Relaxed) == 0 && self.counted.memory.load(Ordering::Relaxed) == 0 {
             return;
         }
         let mut doomed = Vec::new();
@@ -879,7 +884,8 @@ impl HttpSource {
     }
 
     /// Evicts least recently used entries (never `keep`) while the folder's
-    /// files and the downloads under way pass the bound.
+    /// files and the downloads under way pass the bound, and while the
+    /// blocks kept in memory pass theirs.
     fn evict_over_bound(&self, s: &mut State, keep: Option<&str>, doomed: &mut Vec<PathBuf>) {
         while s.bytes + s.inflight + self.counted.bytes.load(Ordering::Relaxed) > self.cfg.cache_max_bytes {
             let victim = s
@@ -893,6 +899,19 @@ impl HttpSource {
                 s.bytes = s.bytes.saturating_sub(old.len);
                 uncount(&old);
                 doomed.push(old.path.clone());
+            }
+        }
+        // Blocks kept in memory (the folder refused them): their own bound.
+        while self.counted.memory.load(Ordering::Relaxed) > self.cfg.range_memory_max_bytes {
+            let victim = s
+                .entries
+                .iter()
+                .filter(|(u, v)| Some(u.as_str()) != keep && v.remote.as_ref().is_some_and(|r| r.in_memory()))
+                .min_by_key(|(_, v)| v.last_used.load(Ordering::Relaxed))
+                .map(|(u, _)| u.clone());
+            let Some(v) = victim else { break };
+            if let Some(old) = s.entries.remove(&v) {
+                uncount(&old);
             }
         }
     }

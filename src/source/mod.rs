@@ -203,12 +203,10 @@ impl Located {
 
     /// Opens (maps) the file.
     pub fn open(&self, use_mmap: bool) -> Result<Arc<Source>> {
-        // A fetched copy or sparse file evicted between locate and open is
-        // a retry, not a missing image.
-        let gone = || if self.remote.is_some() { Error::source_changed() } else { Error::not_found() };
-        let mut f = File::open(&self.path).map_err(|_| gone())?;
-        let meta = f.metadata().map_err(|_| Error::not_found())?;
         if let Some(remote) = &self.remote {
+            // Its own file (sparse, or in memory), wherever its entry went.
+            let mut f = remote.reopen().map_err(|_| Error::source_changed())?;
+            let meta = f.metadata().map_err(|_| Error::source_changed())?;
             // A sparse file must be mapped: a copy read now would freeze its
             // holes as zeros.
             let bytes = mmap::load(&mut f, remote.len(), true)
@@ -225,6 +223,14 @@ impl Located {
                 remote: Some(remote.clone()),
             }));
         }
+        // A fetched copy evicted between locate and open is a retry (503),
+        // not a missing image.
+        let gone = || match self.origin {
+            Origin::File => Error::not_found(),
+            Origin::Http { .. } => Error::source_changed(),
+        };
+        let mut f = File::open(&self.path).map_err(|_| gone())?;
+        let meta = f.metadata().map_err(|_| gone())?;
         let bytes =
             mmap::load(&mut f, meta.len(), use_mmap).map_err(|e| Error::internal(format!("reading source: {e}")))?;
         let links = links_ctime(&meta);

@@ -26,6 +26,14 @@
 //! a stall, a reset or a 5xx fail the read with
 //! [`CodecError::Unavailable`] (502/504) and leave the blocks missing.
 //!
+//! When the folder refuses a block (a full disk, a quota, an unwritable
+//! folder), the blocks go to memory instead: a remote created then keeps
+//! them in an anonymous memory file (`memfd`), mapped the same way and
+//! bounded apart (`range_memory_max_bytes`, [`Counted::memory`]), and the
+//! folder is tried again after [`DISK_RETRY`]. A remote whose folder
+//! refuses a block while it is read is given up like a changed one (503
+//! once, nothing cached); the next request opens it afresh, in memory.
+//!
 //! `need` blocks its thread (a pool worker, like a page fault on a local
 //! file): the exchange runs on the tokio runtime the source was opened on and
 //! the worker waits for its answer.
@@ -56,6 +64,16 @@ use crate::codec::CodecError;
 /// not open thousands of connections to the origin.
 const MAX_PARALLEL_RUNS: usize = 64;
 
+/// Smallest block (a smaller `range_block_bytes` is raised to it).
+pub const MIN_BLOCK: u64 = 1024;
+
+/// Bytes asked when an image is opened, whatever the block size: a JPEG
+/// 2000 main header with its TLM index, a TIFF's first directory (GDAL's
+/// `/vsicurl/` ingests 16 KB at open for the same reason).
+pub fn open_read_bytes(block: u64) -> u64 {
+    block.max(MIN_BLOCK).max(16 << 10)
+}
+
 /// Counters for /metrics, shared by every remote of a source.
 #[derive(Default)]
 pub struct RangeStats {
@@ -85,11 +103,38 @@ pub struct Fetcher {
     pub stats: Arc<RangeStats>,
 }
 
-/// Bytes of the folder's bound held by the blocks of remotes; a remote stops
+/// How long new remotes keep their blocks in memory after the folder
+/// refused one.
+pub const DISK_RETRY: Duration = Duration::from_secs(60);
+
+/// Bytes held by the blocks of a source's remotes: in the folder (its
+/// bound) and in memory (when the folder refused them); a remote stops
 /// counting once its entry is evicted (its file is deleted then).
 #[derive(Default)]
 pub struct Counted {
     pub bytes: AtomicU64,
+    pub memory: AtomicU64,
+    /// Until when new remotes skip the folder (it refused a block).
+    refused_until: Mutex<Option<std::time::Instant>>,
+}
+
+impl Counted {
+    /// The folder refused a write: new remotes go to memory for a while.
+    fn refuse_disk(&self) {
+        let mut r = self.refused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_none_or(|t| t <= std::time::Instant::now()) {
+            tracing::warn!(
+                retry_s = DISK_RETRY.as_secs(),
+                "the source folder refuses blocks (full?): images read by range keep them in memory"
+            );
+        }
+        *r = Some(std::time::Instant::now() + DISK_RETRY);
+    }
+
+    fn disk_refused(&self) -> bool {
+        let r = self.refused_until.lock().unwrap_or_else(|p| p.into_inner());
+        r.is_some_and(|t| t > std::time::Instant::now())
+    }
 }
 
 /// One version of one origin file, read by range into a sparse file.
@@ -99,9 +144,14 @@ pub struct Remote {
     len: u64,
     block: u64,
     max_ahead: u64,
-    /// The sparse file (written here, mapped by the sources opened on it).
+    /// The sparse file (written here, mapped by the sources opened on it),
+    /// or the memory file standing in for it.
     file: File,
+    /// Where the sparse file is (for a remote in memory, where it would
+    /// have been: unique, and never created).
     pub path: PathBuf,
+    /// Its blocks are in memory ([`Counted::memory`]), not in the folder.
+    in_memory: bool,
     fetcher: Fetcher,
     blocks: Mutex<Blocks>,
     arrived: Condvar,
@@ -241,8 +291,9 @@ impl RangeOrigin for HttpRange {
 }
 
 impl Remote {
-    /// A remote of `len` bytes over a new sparse file at `path`, holding
-    /// `head` (the bytes from offset 0 already received).
+    /// A remote of `len` bytes over a new sparse file at `path` (in memory
+    /// if the folder refuses it), holding `head` (the bytes from offset 0
+    /// already received).
     #[allow(clippy::too_many_arguments)]
     pub fn create(
         origin: Box<dyn RangeOrigin>,
@@ -254,21 +305,25 @@ impl Remote {
         fetcher: Fetcher,
         folder: Arc<Counted>,
     ) -> std::io::Result<Remote> {
-        let block = block.max(4096);
-        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        let made = (|| {
-            file.set_len(len)?;
-            // Only whole blocks (or the file's last, short one) count as present.
-            let whole = if head.len() as u64 >= len { len } else { head.len() as u64 / block * block };
-            file.write_all_at(&head[..whole as usize], 0)?;
-            Ok::<u64, std::io::Error>(whole)
-        })();
-        let whole = match made {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                return Err(e);
+        let block = block.max(MIN_BLOCK);
+        // Only whole blocks (or the file's last, short one) count as present.
+        let whole = if head.len() as u64 >= len { len } else { head.len() as u64 / block * block };
+        let head = &head[..whole as usize];
+        let on_disk = if folder.disk_refused() {
+            None
+        } else {
+            match sparse_file(&path, len, head) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create a sparse file in the source folder");
+                    folder.refuse_disk();
+                    None
+                }
             }
+        };
+        let (file, in_memory) = match on_disk {
+            Some(f) => (f, false),
+            None => (memory_file(len, head)?, true),
         };
         let n = len.div_ceil(block);
         let words = n.div_ceil(64) as usize;
@@ -277,7 +332,7 @@ impl Remote {
         for i in 0..full {
             set(&mut present, i, true);
         }
-        folder.bytes.fetch_add(whole, Ordering::Relaxed);
+        if in_memory { &folder.memory } else { &folder.bytes }.fetch_add(whole, Ordering::Relaxed);
         let blocks =
             Blocks { present, inflight: vec![0u64; words], stored: whole, counted: true, last_end: 0, ahead: 0 };
         Ok(Remote {
@@ -287,6 +342,7 @@ impl Remote {
             max_ahead: (max_ahead / block).max(1),
             file,
             path,
+            in_memory,
             fetcher,
             blocks: Mutex::new(blocks),
             arrived: Condvar::new(),
@@ -308,15 +364,33 @@ impl Remote {
         self.changed.load(Ordering::Relaxed)
     }
 
-    /// Its blocks stop counting in the folder's bound (its entry is gone).
+    /// Whether its blocks are kept in memory (the folder refused them).
+    pub fn in_memory(&self) -> bool {
+        self.in_memory
+    }
+
+    /// A new handle on its file (the sparse file, or the memory file), to
+    /// map: the file itself, wherever its entry has gone since.
+    pub fn reopen(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
+
+    /// Where its blocks count: the folder's bytes or the memory's.
+    fn counter(&self) -> &AtomicU64 {
+        if self.in_memory {
+            &self.folder.memory
+        } else {
+            &self.folder.bytes
+        }
+    }
+
+    /// Its blocks stop counting in the source's bounds (its entry is gone).
     pub fn uncount(&self) {
         let mut b = self.lock();
         if b.counted {
             b.counted = false;
-            let _ = self
-                .folder
-                .bytes
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(b.stored)));
+            let _ =
+                self.counter().fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(b.stored)));
         }
     }
 
@@ -427,11 +501,19 @@ impl Remote {
     }
 
     /// Writes fetched runs into the sparse file and marks their blocks.
+    /// A write refused (a full folder) gives this version up: its readers
+    /// get a 503 once, and the image is opened afresh (in memory, since the
+    /// folder now counts as refusing).
     fn store(&self, runs: &[(u64, u64)], bodies: Vec<Bytes>) -> Result<(), CodecError> {
         for (&(lo, _), body) in runs.iter().zip(&bodies) {
             if let Err(e) = self.file.write_all_at(body, lo * self.block) {
-                tracing::warn!(error = %e, "cannot store fetched blocks in the source folder");
-                return Err(CodecError::Unavailable { timeout: false, detail: format!("storing blocks: {e}") });
+                tracing::warn!(error = %e, in_memory = self.in_memory, "cannot store fetched blocks");
+                if !self.in_memory {
+                    self.folder.refuse_disk();
+                }
+                self.fetcher.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.changed.store(true, Ordering::Relaxed);
+                return Err(CodecError::SourceChanged);
             }
         }
         let mut b = self.lock();
@@ -441,7 +523,7 @@ impl Remote {
             }
             b.stored += body.len() as u64;
             if b.counted {
-                self.folder.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                self.counter().fetch_add(body.len() as u64, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -577,6 +659,43 @@ impl Drop for Inflight<'_> {
     }
 }
 
+/// A new sparse file of `len` bytes at `path` holding `head` at offset 0
+/// (removed again if it cannot be made whole).
+fn sparse_file(path: &std::path::Path, len: u64, head: &[u8]) -> std::io::Result<File> {
+    let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+    match file.set_len(len).and_then(|()| file.write_all_at(head, 0)) {
+        Ok(()) => Ok(file),
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            Err(e)
+        }
+    }
+}
+
+/// An anonymous memory file of `len` bytes holding `head` at offset 0: the
+/// stand-in for a sparse file the folder refused. Its holes cost nothing;
+/// the memory goes when its last handle and mapping do.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // One system call, and taking ownership of its descriptor.
+fn memory_file(len: u64, head: &[u8]) -> std::io::Result<File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a valid NUL-terminated name and flags; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"tessera-remote".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    file.set_len(len)?;
+    file.write_all_at(head, 0)?;
+    Ok(file)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn memory_file(_len: u64, _head: &[u8]) -> std::io::Result<File> {
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no memory files on this system"))
+}
+
 /// Sorted block indices → runs of adjacent blocks `(first, last)`.
 fn runs_of(blocks: &[u64]) -> Vec<(u64, u64)> {
     let mut v: Vec<u64> = blocks.to_vec();
@@ -595,6 +714,86 @@ fn runs_of(blocks: &[u64]) -> Vec<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An origin serving `bytes` for any range.
+    struct Fake(Vec<u8>);
+
+    impl RangeOrigin for Fake {
+        fn get(&self, start: u64, end: u64) -> RangeFuture<'_> {
+            let body = Bytes::copy_from_slice(&self.0[start as usize..=end as usize]);
+            Box::pin(async move { Ok(body) })
+        }
+        fn name(&self) -> &str {
+            "fake"
+        }
+    }
+
+    fn fetcher(rt: &tokio::runtime::Runtime) -> Fetcher {
+        Fetcher {
+            runtime: rt.handle().clone(),
+            timeout: Duration::from_secs(5),
+            retries: 0,
+            retry_backoff_ms: 0,
+            stats: Arc::new(RangeStats::default()),
+        }
+    }
+
+    fn content() -> Vec<u8> {
+        (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn remote(rt: &tokio::runtime::Runtime, path: PathBuf, folder: &Arc<Counted>) -> Remote {
+        let bytes = content();
+        let head = bytes[..2048].to_vec();
+        Remote::create(Box::new(Fake(bytes)), 40_000, 1024, 4096, path, &head, fetcher(rt), folder.clone()).unwrap()
+    }
+
+    fn read(r: &Remote, at: u64, n: usize) -> Vec<u8> {
+        let mut v = vec![0; n];
+        r.reopen().unwrap().read_exact_at(&mut v, at).unwrap();
+        v
+    }
+
+    #[test]
+    fn a_folder_that_refuses_the_sparse_file_keeps_the_blocks_in_memory_and_they_read_back() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let folder = Arc::new(Counted::default());
+        // A folder that is not there refuses the sparse file.
+        let r = Arc::new(remote(&rt, dir.path().join("missing/x.rng"), &folder));
+        assert!(r.in_memory());
+        r.need(&[(30_000, 33_000)]).unwrap();
+        assert_eq!(read(&r, 30_000, 3000), content()[30_000..33_000].to_vec());
+        assert_eq!(folder.bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(folder.memory.load(Ordering::Relaxed), 2048 + 4 * 1024);
+        // For a while, new remotes go to memory even where the folder is.
+        let r2 = remote(&rt, dir.path().join("y.rng"), &folder);
+        assert!(r2.in_memory() && !dir.path().join("y.rng").exists());
+        r.uncount();
+        r2.uncount();
+        assert_eq!(folder.memory.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_block_the_folder_refuses_mid_read_gives_the_version_up_and_the_next_goes_to_memory() {
+        use std::os::unix::fs::FileExt as _;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let folder = Arc::new(Counted::default());
+        let path = dir.path().join("x.rng");
+        let mut r = remote(&rt, path.clone(), &folder);
+        assert!(!r.in_memory());
+        assert_eq!(folder.bytes.load(Ordering::Relaxed), 2048);
+        // The folder stops taking writes (a read-only handle stands in for a full disk).
+        r.file = File::open(&path).unwrap();
+        assert!(r.file.write_at(b"x", 0).is_err());
+        let r = Arc::new(r);
+        assert!(matches!(r.need(&[(10_000, 11_000)]), Err(CodecError::SourceChanged)));
+        assert!(r.changed());
+        assert!(matches!(r.need(&[(0, 100)]), Err(CodecError::SourceChanged)), "never read again");
+        let next = remote(&rt, dir.path().join("x2.rng"), &folder);
+        assert!(next.in_memory());
+    }
 
     #[test]
     fn adjacent_blocks_merge_into_one_run() {

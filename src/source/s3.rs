@@ -147,6 +147,11 @@ impl S3Source {
         self.counted.bytes.load(Ordering::Relaxed)
     }
 
+    /// Bytes of blocks kept in memory now (the folder refused them).
+    pub fn memory_bytes(&self) -> u64 {
+        self.counted.memory.load(Ordering::Relaxed)
+    }
+
     fn name(&self, key: &str) -> Arc<str> {
         format!("s3://{}/{key}", self.cfg.bucket).into()
     }
@@ -203,7 +208,7 @@ impl S3Source {
     /// Asks the store for the first block (conditionally if `prev`), and opens
     /// the version it names.
     async fn open(&self, key: &str, prev: Option<Arc<Entry>>) -> Result<Arc<Entry>> {
-        let block = self.cfg.range_block_bytes.max(4096);
+        let block = super::ranged::open_read_bytes(self.cfg.range_block_bytes);
         let options = GetOptions {
             range: Some(GetRange::Bounded(0..block)),
             if_none_match: prev.as_ref().filter(|p| !p.remote.changed()).map(|p| p.etag.clone()),
@@ -297,12 +302,22 @@ impl S3Source {
         Ok(e)
     }
 
-    /// Removes least recently used images while the blocks pass the bound.
+    /// Removes least recently used images while the blocks pass the
+    /// folder's bound, or those kept in memory pass theirs.
     fn trim(&self) {
-        while self.counted.bytes.load(Ordering::Relaxed) > self.cfg.cache_max_bytes {
+        loop {
+            let disk = self.counted.bytes.load(Ordering::Relaxed) > self.cfg.cache_max_bytes;
+            let memory = self.counted.memory.load(Ordering::Relaxed) > self.cfg.range_memory_max_bytes;
+            if !disk && !memory {
+                break;
+            }
             let victim = {
                 let mut m = self.lock();
-                let k = m.iter().min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed)).map(|(k, _)| k.clone());
+                let k = m
+                    .iter()
+                    .filter(|(_, e)| disk || e.remote.in_memory())
+                    .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
+                    .map(|(k, _)| k.clone());
                 k.and_then(|k| m.remove(&k))
             };
             match victim {
