@@ -575,7 +575,7 @@ impl Remote {
             // The sparse file is written from a blocking thread, as `need`
             // does; the guard clears the in-flight marks however it ends.
             let _ = tokio::task::spawn_blocking(move || {
-                let inflight = Inflight { remote: &*me, blocks: missing };
+                let inflight = Inflight { remote: &me, blocks: missing };
                 if let Ok(bodies) = r {
                     let _ = inflight.remote.store(&runs, bodies);
                 }

@@ -311,7 +311,7 @@ impl Header {
                     let sp = if stlm & 0x40 != 0 { 4 } else { 2 };
                     let entry = st + sp;
                     let body = seg_end.saturating_sub(seg + 2);
-                    if st == 3 || body % entry != 0 {
+                    if st == 3 || !body.is_multiple_of(entry) {
                         tlm_ok = false;
                     } else {
                         for i in 0..body / entry {

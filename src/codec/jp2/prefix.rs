@@ -24,6 +24,12 @@
 
 use super::*;
 
+/// Byte ranges `[start, end)`.
+type Ranges = Vec<(u64, u64)>;
+
+/// Where a tile-part's packet data starts, and its packets' lengths.
+type PacketIndex = (u64, Vec<u64>);
+
 /// Tile-part header bytes read first; grows fourfold up to [`MAX_TILE_HEADER`].
 const FIRST_READ: u64 = 16 << 10;
 /// A tile-part header's first read (a remote master rounds it up to a block).
@@ -79,7 +85,7 @@ pub(super) fn resolution_prefix(
 /// The tile-part header at `sot`: where its data starts and its packet
 /// lengths (PLT, in order), or `None` when it is not the one tile-part of
 /// tile 0 with PLT and nothing that changes the packets.
-fn parse_tile_part_header(data: &[u8], sot: usize, want_tile: u32) -> Result<Option<(u64, Vec<u64>)>, Jp2Error> {
+fn parse_tile_part_header(data: &[u8], sot: usize, want_tile: u32) -> Result<Option<PacketIndex>, Jp2Error> {
     let r = Reader { data };
     if r.u16(sot)? != 0xFF90 || r.u16(sot + 2)? != 10 {
         return Ok(None);
@@ -174,7 +180,7 @@ pub(super) fn tile_prefixes(
     need: &dyn Need,
     parts: &[(u32, u64, u64)],
     reduce: u32,
-) -> Result<(Vec<(u64, u64)>, Vec<(u64, u64)>), Jp2Error> {
+) -> Result<(Ranges, Ranges), Jp2Error> {
     let resolution_first = header.progression == 1 || header.progression == 2;
     let whole = || (parts.iter().map(|&(_, a, b)| (a, b)).collect(), Vec::new());
     if !resolution_first || header.poc || reduce == 0 {
@@ -185,7 +191,7 @@ pub(super) fn tile_prefixes(
     // Each tile-part's header: its first bytes, then four times more for
     // those whose header runs past them, each round asked together.
     let mut reads: Vec<u64> = vec![HEAD_READ; parts.len()];
-    let mut parsed: Vec<Option<Option<(u64, Vec<u64>)>>> = vec![None; parts.len()];
+    let mut parsed: Vec<Option<Option<PacketIndex>>> = vec![None; parts.len()];
     loop {
         let pending: Vec<usize> = (0..parts.len()).filter(|&i| parsed[i].is_none()).collect();
         if pending.is_empty() {
