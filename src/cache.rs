@@ -46,6 +46,9 @@ pub enum Tier {
     Shared,
     /// Rendered here (decoded, or passed through from a stored tile).
     Render,
+    /// Rendered here after waiting on the origin of a remote master for
+    /// some of its bytes (a cold read by range).
+    Origin,
     /// Another request's render under way here, awaited.
     Coalesced,
 }
@@ -58,6 +61,7 @@ impl Tier {
             Tier::Disk => "disk",
             Tier::Shared => "shared",
             Tier::Render => "render",
+            Tier::Origin => "origin",
             Tier::Coalesced => "coalesced",
         }
     }

@@ -254,6 +254,9 @@ pub struct DecodeInput {
     /// Told of every unit this request's jobs decode (on the worker, after
     /// waiters are woken): eager tiling encodes the tiles inside it.
     pub on_decoded: Option<Arc<dyn Fn(DecodedUnit) + Send + Sync>>,
+    /// Reads of this request's prefetch and decodes that waited on the
+    /// origin of a remote master.
+    pub waited_on_origin: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A unit just decoded: which one, its rectangle in full-resolution pixels,
@@ -509,8 +512,13 @@ impl DecodedTiles {
                 plan.tiles.iter().filter(|(id, _)| self.shared.cache.peek(id).is_none()).map(|(_, r)| *r).collect();
             if !missing.is_empty() {
                 let (data, info, scale) = (input.data.clone(), input.info.clone(), plan.scale);
+                let waited = input.waited_on_origin.clone();
                 let fetched = tokio::task::spawn_blocking(move || {
-                    codec::prefetch(data.as_ref().as_ref(), &*data, &info, &missing, scale)
+                    let before = crate::source::ranged::waits_on_this_thread();
+                    let r = codec::prefetch(data.as_ref().as_ref(), &*data, &info, &missing, scale);
+                    let n = crate::source::ranged::waits_on_this_thread() - before;
+                    waited.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    r
                 })
                 .await;
                 if let Ok(Err(e)) = fetched {
@@ -630,7 +638,10 @@ impl DecodedTiles {
         // A refused job drops its claim: its waiters claim again.
         pool.submit(move || {
             input.decodes.inc();
+            let before = crate::source::ranged::waits_on_this_thread();
             let mut r = decode_tile(&*input.data, &input.info, whole, full, scale, input.max_pixels);
+            let n = crate::source::ranged::waits_on_this_thread() - before;
+            input.waited_on_origin.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             if r.is_ok() && !input.data.intact() {
                 // The file changed under the decode: its pixels are not kept.
                 r = Err(CodecError::SourceChanged);
@@ -765,6 +776,7 @@ mod tests {
             decodes: prometheus::IntCounter::new("d", "d").expect("counter"),
             ahead: prometheus::IntCounter::new("a", "a").expect("counter"),
             on_decoded: None,
+            waited_on_origin: Default::default(),
         }
     }
 

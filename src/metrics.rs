@@ -62,6 +62,9 @@ pub struct Metrics {
     pub gpu_fallbacks: IntCounter,
     /// Reads thrown away because the source file changed under them.
     pub sources_changed: IntCounter,
+    /// Per image request that waited on a remote master's origin: how many
+    /// of its reads waited (each one round trip or more).
+    pub origin_waits: prometheus::Histogram,
     /// Image requests read afresh once because their source changed (or a
     /// remote master was given up) while read.
     pub changed_retries: IntCounter,
@@ -115,6 +118,13 @@ impl Metrics {
         let gpu_fallbacks = IntCounter::new("gpu_fallbacks_total", "GPU transforms that fell back to the CPU")?;
         let sources_changed =
             IntCounter::new("sources_changed_total", "Reads thrown away because the source file changed under them")?;
+        let origin_waits = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "origin_waits_per_request",
+                "Reads that waited on a remote master's origin, per image request that waited",
+            )
+            .buckets(vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0]),
+        )?;
         let changed_retries = IntCounter::new(
             "source_changed_retries_total",
             "Image requests read afresh once because their source changed while read",
@@ -168,6 +178,7 @@ impl Metrics {
             gpu_fallbacks,
             sources_changed,
             changed_retries,
+            origin_waits,
             jobs_abandoned,
             eager_tiles,
             connections_open,
@@ -184,6 +195,7 @@ impl Metrics {
         m.registry.register(Box::new(m.gpu_fallbacks.clone()))?;
         m.registry.register(Box::new(m.sources_changed.clone()))?;
         m.registry.register(Box::new(m.changed_retries.clone()))?;
+        m.registry.register(Box::new(m.origin_waits.clone()))?;
         m.registry.register(Box::new(m.jobs_abandoned.clone()))?;
         m.registry.register(Box::new(m.eager_tiles.clone()))?;
         m.registry.register(Box::new(m.connections_open.clone()))?;

@@ -81,6 +81,13 @@ pub async fn run(
         render_on_pool(app, p, cut, wanted).await
     }
     .await;
+    let (rendered, origin_waits) = match rendered {
+        Ok((tile, n)) => (Ok(tile), n),
+        Err(e) => (Err(e), 0),
+    };
+    if origin_waits > 0 {
+        app.metrics.origin_waits.observe(origin_waits as f64);
+    }
     drop(renewal);
     match (&app.shared, token, &rendered) {
         (Some(shared), Some(token), Ok(tile)) => {
@@ -91,7 +98,7 @@ pub async fn run(
         (_, _, Ok(tile)) => keep(app, key, tile.clone()),
         (_, _, Err(_)) => {}
     }
-    rendered.map(|tile| (tile, Tier::Render))
+    rendered.map(|tile| (tile, if origin_waits > 0 { Tier::Origin } else { Tier::Render }))
 }
 
 /// Step 1: the tile from the persistent tiers, if one holds it: the disk
@@ -138,7 +145,9 @@ async fn units(app: &Arc<App>, v: ApiVersion, key: &TileKey, p: &Prepared) -> Re
         return Ok(None);
     };
     let t = Instant::now();
+    let waited_on_origin = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let input = DecodeInput {
+        waited_on_origin: waited_on_origin.clone(),
         data: p.source.clone(),
         info: info.clone(),
         max_pixels,
@@ -169,11 +178,13 @@ async fn units(app: &Arc<App>, v: ApiVersion, key: &TileKey, p: &Prepared) -> Re
         GetOrDecodeError::Busy => Error::overloaded(app.cfg.server.retry_after),
         GetOrDecodeError::Codec(e) => render::codec_error(e),
     })?;
-    Ok(Some(Cut { plan: tile_plan, tiles, waited: t.elapsed() }))
+    let origin_waits = waited_on_origin.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(Some(Cut { plan: tile_plan, tiles, waited: t.elapsed(), origin_waits }))
 }
 
-/// Step 3: the render job on the pool, awaited here.
-async fn render_on_pool(app: &Arc<App>, p: Prepared, cut: Option<Cut>, wanted: Wanted) -> Result<Arc<Encoded>> {
+/// Step 3: the render job on the pool, awaited here; with the reads of
+/// its pixels that waited on a remote master's origin.
+async fn render_on_pool(app: &Arc<App>, p: Prepared, cut: Option<Cut>, wanted: Wanted) -> Result<(Arc<Encoded>, u64)> {
     let a = app.clone();
     let queued = Instant::now();
     let short = cut.is_some();
@@ -189,17 +200,20 @@ async fn render_on_pool(app: &Arc<App>, p: Prepared, cut: Option<Cut>, wanted: W
             Some(cut) => Input::Cut(cut),
             None => Input::Decode { data: p.source.as_ref(), info: &p.info },
         };
+        let before = crate::source::ranged::waits_on_this_thread();
         let r = render::render(input, &p.plan, &a.settings, &a.metrics, &a.backend);
         if r.is_err() {
             a.forget_if_changed(&p.located, &p.source);
         }
-        r
+        let waits = cut.as_ref().map_or(0, |c| c.origin_waits) + crate::source::ranged::waits_on_this_thread() - before;
+        r.map(|tile| (tile, waits))
     };
     // A cut from decoded pixels takes milliseconds: it goes ahead of queued
     // decodes rather than waiting out each of them.
     let rx = if short { app.pool.submit_short(job) } else { app.pool.submit(job) }
         .map_err(|_| Error::overloaded(app.cfg.server.retry_after))?;
-    Ok(Arc::new(rx.await.map_err(|_| Error::internal("render panicked"))??))
+    let (tile, origin) = rx.await.map_err(|_| Error::internal("render panicked"))??;
+    Ok((Arc::new(tile), origin))
 }
 
 /// Step 4: the rendered tile into the disk tier and the memory cache (the

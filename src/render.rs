@@ -77,6 +77,8 @@ pub struct Cut {
     pub tiles: Vec<Arc<Pixels>>,
     /// How long fetching the tiles took (counted as the decode stage).
     pub waited: Duration,
+    /// Reads that waited on a remote master's origin while fetching them.
+    pub origin_waits: u64,
 }
 
 impl Cut {

@@ -471,3 +471,25 @@ async fn a_tiled_jp2_home_view_reads_only_the_coarse_resolutions_of_each_tile() 
     same_as_local(&s, "/iiif/2/t.jp2/1024,1024,1024,1024/512,/0/default.png").await;
     same_as_local(&s, "/iiif/2/t.jp2/1536,1024,512,512/512,/0/default.png").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_that_waited_on_the_origin_is_logged_as_origin_and_one_that_did_not_as_render() {
+    let s = Setup::new("").await;
+    s.put("t.jp2", tiled());
+    let tier = |r: &http::Response<Bytes>| r.extensions().get::<tessera::cache::Tier>().copied();
+    assert_eq!(get(&s.app, "/iiif/2/t.jp2/info.json").await.status(), StatusCode::OK);
+    let cold = get(&s.app, "/iiif/2/t.jp2/512,512,256,256/256,/0/default.jpg").await;
+    assert_eq!(cold.status(), StatusCode::OK);
+    assert_eq!(tier(&cold), Some(tessera::cache::Tier::Origin), "its blocks came from the origin");
+    // The same pixels at another size: every byte is here now.
+    let sent = s.origin.sent("t.jp2");
+    let warm = get(&s.app, "/iiif/2/t.jp2/512,512,256,256/128,/0/default.jpg").await;
+    assert_eq!(warm.status(), StatusCode::OK);
+    assert_eq!(s.origin.sent("t.jp2"), sent, "nothing more fetched");
+    assert_eq!(tier(&warm), Some(tessera::cache::Tier::Render));
+    // One request waited, on a few reads (the tile-part headers, then the data).
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, "tessera_origin_waits_per_request_count"), 1.0);
+    let waits = metric(&m, "tessera_origin_waits_per_request_sum");
+    assert!((1.0..=4.0).contains(&waits), "{waits} reads waited");
+}

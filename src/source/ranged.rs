@@ -74,6 +74,23 @@ pub fn open_read_bytes(block: u64) -> u64 {
     block.max(MIN_BLOCK).max(16 << 10)
 }
 
+thread_local! {
+    /// Reads on this thread that waited on an origin (fetched blocks, or
+    /// waited for blocks another read was fetching).
+    static WAITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many reads on this thread have waited on an origin so far: the
+/// difference across a job tells whether the job did (for the access log's
+/// `origin` tier).
+pub fn waits_on_this_thread() -> u64 {
+    WAITS.with(|w| w.get())
+}
+
+fn count_wait() {
+    WAITS.with(|w| w.set(w.get() + 1));
+}
+
 /// Counters for /metrics, shared by every remote of a source.
 #[derive(Default)]
 pub struct RangeStats {
@@ -413,6 +430,7 @@ impl Remote {
         }
         let stats = &self.fetcher.stats;
         let mut first = true;
+        let mut first_wait = true;
         // Waiting for blocks others fetch: at most as long as a fetch may take.
         let deadline = std::time::Instant::now() + self.fetcher.timeout + Duration::from_secs(1);
         // A read that starts where the last one ended is sequential: it
@@ -452,6 +470,10 @@ impl Remote {
             }
             if missing.is_empty() && !waiting {
                 return Ok(());
+            }
+            if first_wait {
+                count_wait();
+                first_wait = false;
             }
             if missing.is_empty() {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
