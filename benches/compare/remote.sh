@@ -11,7 +11,15 @@
 #               (tools/sweep.py --first-view), with the bytes the origin sent
 #               (nginx's $body_bytes_sent);
 #   pass 256    every 256² tile of every level once, seeded shuffled order,
-#               4 clients, at 1 Gbit/s against local files (PASS_FILES).
+#               4 clients, at 1 Gbit/s against local files (PASS_FILES);
+#   walk        one viewer's session, view by view (tools/sweep.py --walk):
+#               home, zoom by 2 to full resolution, four pans, 6
+#               connections, at 100 Mbit/s against local files (WALK_FILES);
+#   many        MANY masters (200) opened one after the other, each a first
+#               view, through a source folder of MANY_CACHE bytes (1 GiB,
+#               and a quarter of it), at 100 Mbit/s: the four masters under
+#               MANY distinct URLs (nginx maps /mNNN-NAME to NAME), with the
+#               folder's disk use after the run.
 # With Garage installed (scripts/deps.sh test), the same masters also come
 # from a one-node Garage S3 store on loopback (source.kind = "s3"; no rate
 # limit: loopback speed), uploaded with curl's SigV4; Tessera opens a
@@ -27,7 +35,8 @@
 # (docs/bench/remote.md), TESSERA_PORT (18196), BLOCK (range_block_bytes
 # of the remote runs; the default configuration's when empty), MODES (the
 # first-view sources: "local r100 w100 r1g w1g", then s3 when Garage is
-# installed; NO_S3=1 leaves Garage out).
+# installed; NO_S3=1 leaves Garage out), WALK_FILES (FILES), MANY (200; 0
+# leaves the section out), MANY_CACHE (1073741824).
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
@@ -78,7 +87,8 @@ http {
   default_type application/octet-stream;
   sendfile on;
   keepalive_requests 100000;
-  server { listen 127.0.0.1:$P100; root $CORPUS; limit_rate 12500k; location / { } }
+  server { listen 127.0.0.1:$P100; root $CORPUS; limit_rate 12500k; location / { }
+           location ~ ^/m[0-9]+-(.+)\$ { alias $CORPUS/\$1; } }
   server { listen 127.0.0.1:$P1G; root $CORPUS; limit_rate 125m; location / { } }
 }
 EOF
@@ -147,12 +157,14 @@ start() {
             ${BLOCK:+TESSERA_SOURCE__S3__RANGE_BLOCK_BYTES=$BLOCK} \
             "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$TMP/empty" >>"$TMP/tessera.log" 2>&1 &
     else
-        case $mode in *100) port=$P100 ;; *) port=$P1G ;; esac
+        case $mode in *100 | many*) port=$P100 ;; *) port=$P1G ;; esac
         case $mode in w*) ranges=false ;; esac
-        TESSERA_CACHE__DISK_MAX_BYTES=0 TESSERA_SOURCE__KIND=http \
+        env TESSERA_CACHE__DISK_MAX_BYTES=0 TESSERA_SOURCE__KIND=http \
             TESSERA_SOURCE__HTTP__URL_PREFIX="http://127.0.0.1:$port/" \
             TESSERA_SOURCE__HTTP__CACHE_DIR="$TMP/src" \
             TESSERA_SOURCE__HTTP__RANGE_READS=$ranges \
+            ${CACHE_MAX:+TESSERA_SOURCE__HTTP__CACHE_MAX_BYTES=$CACHE_MAX} \
+            ${CACHE_MAX:+TESSERA_SOURCE__HTTP__MAX_SOURCE_BYTES=$CACHE_MAX} \
             "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$TMP/empty" >>"$TMP/tessera.log" 2>&1 &
     fi
     TPID=$!
@@ -200,17 +212,51 @@ for f in $FILES; do
         measure first "$f" "$mode" --timeout 600 --first-view 1920x1080 --clients 6
     done
 done
+for f in ${WALK_FILES:-$FILES}; do
+    for mode in local r100; do
+        measure walk "$f" "$mode" --timeout 600 --first-view 1920x1080 --walk 1 --clients 6
+    done
+done
 for f in $PASS_FILES; do
     for mode in local r1g $S3_MODES; do
         measure pass "$f" "$mode" --timeout 1200 --tile 256 --all-levels --shuffle 1 --clients 4 --max-tiles "$MAX_TILES"
     done
 done
 
+# many CACHE: MANY first views of distinct masters through one server
+# whose source folder holds CACHE bytes.
+many_run() {
+    local cache=$1 i=0 f r from size got disk
+    local files=($FILES)
+    CACHE_MAX=$cache start many
+    for i in $(seq 1 "$MANY"); do
+        f=${files[$(((i - 1) % ${#files[@]}))]}
+        size=$(stat -c %s "$CORPUS/$f")
+        from=$(loglines)
+        r=$(python3 tools/sweep.py "http://127.0.0.1:$TPORT/iiif/2/m$i-$f" --timeout 600 --first-view 1920x1080 --clients 6)
+        sleep 0.05
+        got=$(fetched "m$i-$f" "$from")
+        echo "many $f $size many$cache $got 0 $r" >> "$RES"
+    done
+    disk=$(du -s --block-size=1 "$TMP/src" | cut -f1)
+    echo "manydisk $cache $disk $(metric tessera_source_stored_bytes) $(metric tessera_source_memory_bytes)" | tee -a "$RES" >&2
+    stop_pid TPID
+}
+MANY=${MANY:-200}
+MANY_CACHE=${MANY_CACHE:-1073741824}
+if [ "$MANY" -gt 0 ]; then
+    many_run "$MANY_CACHE"
+    many_run $((MANY_CACHE / 4))
+fi
+
 TABLE=$TMP/table.md
 python3 - "$RES" > "$TABLE" <<'PY'
 import json, sys
-rows = []
+rows, disks = [], []
 for line in open(sys.argv[1]):
+    if line.startswith("manydisk "):
+        disks.append([int(v or 0) for v in line.split()[1:]])
+        continue
     kind, f, size, mode, got, reqs, js = line.split(" ", 6)
     rows.append((kind, f, int(size), mode, int(got), int(reqs), json.loads(js)))
 names = {"local": "local file", "r100": "HTTP, by range, 100 Mbit/s", "w100": "HTTP, whole (before), 100 Mbit/s",
@@ -239,6 +285,39 @@ for kind, f, size, mode, got, reqs, r in rows:
     b = "" if mode == "local" else f"{got:,}"
     xf = "" if mode == "local" else f"{got / size:.2f}"
     print(f"| {f} | {names[mode]} | {r['tiles']} | {r['tiles_per_s']} | {x} | {r['p50_ms']} | {r['p99_ms']} | {b} | {xf} | {r['status']} |")
+walks = [r for r in rows if r[0] == "walk"]
+if walks:
+    print("\n### A viewer's session, view by view (home, zoom by 2 to full resolution, 4 pans; 6 connections, cold server)\n")
+    print("| master | source | views | tiles | view p50 ms | p90 ms | max ms | session ms | × local (session) | bytes from origin | % of file | statuses |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    lw = {r[1]: r[6]["total_ms"] for r in walks if r[3] == "local"}
+    for kind, f, size, mode, got, reqs, r in walks:
+        x = f"{r['total_ms'] / lw[f]:.2f}×" if lw.get(f) else ""
+        b = "" if mode == "local" else f"{got:,}"
+        pct = "" if mode == "local" else f"{100 * got / size:.2f} %"
+        print(f"| {f} | {names[mode]} | {len(r['views_ms'])} | {r['tiles']} | {r['p50_ms']} | {r['p90_ms']} | {r['max_ms']} | {r['total_ms']} | {x} | {b} | {pct} | {r['status']} |")
+many = [r for r in rows if r[0] == "many"]
+if many:
+    print("\n### Many masters through a bounded source folder (first views one after the other, 100 Mbit/s origin)\n")
+    print("| folder bound | master | masters | first view p50 ms | p90 ms | max ms | × local (p90) | bytes per first view | % of file | statuses |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for mode in sorted({r[3] for r in many}, key=lambda m: -int(m[4:])):
+        for f in dict.fromkeys(r[1] for r in many):
+            rs = [r for r in many if r[3] == mode and r[1] == f]
+            if not rs:
+                continue
+            fv = sorted(r[6]["first_view_ms"] for r in rs)
+            q = lambda p: fv[min(len(fv) - 1, int(len(fv) * p))]
+            st = {}
+            for r in rs:
+                for k, v in r[6]["status"].items():
+                    st[k] = st.get(k, 0) + v
+            got = sum(r[4] for r in rs) / len(rs)
+            x = f"{q(0.9) / local[f]:.2f}×" if local.get(f) else ""
+            print(f"| {int(mode[4:]) / 2**20:.0f} MiB | {f} | {len(rs)} | {q(0.5):.0f} | {q(0.9):.0f} | {fv[-1]:.0f} | {x} | {got:,.0f} | {100 * got / rs[0][2]:.2f} % | {st} |")
+    for cache, disk, stored, memory in disks:
+        print(f"\nFolder bound {cache / 2**20:.0f} MiB: {disk / 2**20:.1f} MiB on disk after the run (du), "
+              f"{stored / 2**20:.1f} MiB counted, {memory / 2**20:.1f} MiB in memory.")
 PY
 replace_section "$OUT" benches/compare/remote.sh "$TABLE" $'# Remote masters read by range\n\n' \
     " on $(nproc) CPUs, $(describe_build "$BIN")${BLOCK:+, range_block_bytes = $BLOCK}"

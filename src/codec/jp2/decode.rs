@@ -65,8 +65,13 @@ pub(super) fn decode_with_limit(
     let (dx0, dx1) = widen(ax0, ax1, step_x, header.x0, header.x1);
     let (dy0, dy1) = widen(ay0, ay1, step_y, header.y0, header.y1);
 
+    // In a resolution-first file, only the packets of the resolutions
+    // decoded are read (the rest is read as empty packets): from a remote
+    // master, the others are never fetched; from a file, never copied nor
+    // paged in (a reduced decode of a lossless master otherwise reads all
+    // of each tile-part it touches).
     let mut spare = Vec::new();
-    if need.is_remote() {
+    if need.is_remote() || reduce > 0 {
         let untiled = header.tiles() == (1, 1);
         let cut = if untiled && reduce > 0 {
             // An untiled resolution-first master: only the prefix holding

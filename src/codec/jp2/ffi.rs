@@ -129,11 +129,32 @@ impl MemSource<'_> {
                 out.fill(0);
                 continue;
             }
-            let n = self.filler.len() as u64;
-            for (i, byte) in out.iter_mut().enumerate() {
-                *byte = self.filler[((lo - a + i as u64) % n) as usize];
-            }
+            fill_periodic(out, &self.filler, ((lo - a) % self.filler.len() as u64) as usize);
         }
+    }
+}
+
+/// Fills `out` with `pattern` repeated, starting at `pattern[phase]`: a
+/// few copies, doubling (a tile-part's spare megabytes are filled at memory
+/// speed, not byte by byte).
+pub(super) fn fill_periodic(out: &mut [u8], pattern: &[u8], phase: usize) {
+    let n = pattern.len();
+    if n == 0 || out.is_empty() {
+        return;
+    }
+    let phase = phase % n;
+    // Up to the first whole period.
+    let head = (n - phase).min(out.len());
+    out[..head].copy_from_slice(&pattern[phase..phase + head]);
+    let body = &mut out[head..];
+    let first = n.min(body.len());
+    body[..first].copy_from_slice(&pattern[..first]);
+    // Whole periods copy themselves, doubling.
+    let mut done = first;
+    while done < body.len() {
+        let k = done.min(body.len() - done);
+        body.copy_within(..k, done);
+        done += k;
     }
 }
 

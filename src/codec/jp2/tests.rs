@@ -1044,3 +1044,16 @@ fn a_reduced_tiled_decode_reading_only_each_tiles_resolution_prefix_equals_the_w
         }
     }
 }
+
+#[test]
+fn spare_bytes_are_the_filler_repeated_from_the_range_start_at_any_length_and_phase() {
+    let pattern = [0xFF, 0x91, 0x00, 0x04, 0x00, 0x07, 0x00, 0xFF, 0x92];
+    for len in [0usize, 1, 5, 9, 10, 17, 18, 100, 4096, 100_003] {
+        for phase in 0..pattern.len() {
+            let mut out = vec![0xAAu8; len];
+            super::ffi::fill_periodic(&mut out, &pattern, phase);
+            let want: Vec<u8> = (0..len).map(|i| pattern[(phase + i) % pattern.len()]).collect();
+            assert_eq!(out, want, "len {len}, phase {phase}");
+        }
+    }
+}
