@@ -17,9 +17,11 @@
 #               connections, at 100 Mbit/s against local files (WALK_FILES);
 #   many        MANY masters (200) opened one after the other, each a first
 #               view, through a source folder of MANY_CACHE bytes (1 GiB,
-#               and a quarter of it), at 100 Mbit/s: the four masters under
-#               MANY distinct URLs (nginx maps /mNNN-NAME to NAME), with the
-#               folder's disk use after the run.
+#               and a quarter of it), at 100 Mbit/s: the four masters in
+#               turn under MANY distinct URLs (nginx maps /mNNN-NAME to
+#               NAME), with the folder's disk use after the run; the anchor
+#               is the same sequence from local files (hard links to the
+#               corpus under the same names, in target/).
 # With Garage installed (scripts/deps.sh test), the same masters also come
 # from a one-node Garage S3 store on loopback (source.kind = "s3"; no rate
 # limit: loopback speed), uploaded with curl's SigV4; Tessera opens a
@@ -148,6 +150,8 @@ start() {
     mkdir -p "$TMP/src" "$TMP/tiles"
     if [ "$mode" = local ]; then
         TESSERA_CACHE__DISK_MAX_BYTES=0 "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$CORPUS" >>"$TMP/tessera.log" 2>&1 &
+    elif [ "$mode" = manylocal ]; then
+        TESSERA_CACHE__DISK_MAX_BYTES=0 "$TMP/tessera" serve --listen "127.0.0.1:$TPORT" --images "$LINKS" >>"$TMP/tessera.log" 2>&1 &
     elif [ "$mode" = s3 ]; then
         env TESSERA_CACHE__DISK_MAX_BYTES=0 TESSERA_SOURCE__KIND=s3 TESSERA_SOURCE__S3__BUCKET=corpus \
             TESSERA_SOURCE__S3__ENDPOINT="http://127.0.0.1:$GS3" TESSERA_SOURCE__S3__REGION=garage \
@@ -224,11 +228,17 @@ for f in $PASS_FILES; do
 done
 
 # many CACHE: MANY first views of distinct masters through one server
-# whose source folder holds CACHE bytes.
+# whose source folder holds CACHE bytes ("local": the same names as hard
+# links to the local files, the anchor).
 many_run() {
-    local cache=$1 i=0 f r from size got disk
+    local cache=$1 i=0 f r from size got disk mode=many$1
     local files=($FILES)
-    CACHE_MAX=$cache start many
+    if [ "$cache" = local ]; then
+        mode=manylocal
+        start manylocal
+    else
+        CACHE_MAX=$cache start many
+    fi
     for i in $(seq 1 "$MANY"); do
         f=${files[$(((i - 1) % ${#files[@]}))]}
         size=$(stat -c %s "$CORPUS/$f")
@@ -236,8 +246,12 @@ many_run() {
         r=$(python3 tools/sweep.py "http://127.0.0.1:$TPORT/iiif/2/m$i-$f" --timeout 600 --first-view 1920x1080 --clients 6)
         sleep 0.05
         got=$(fetched "m$i-$f" "$from")
-        echo "many $f $size many$cache $got 0 $r" >> "$RES"
+        echo "many $f $size $mode $got 0 $r" >> "$RES"
     done
+    if [ "$cache" = local ]; then
+        stop_pid TPID
+        return
+    fi
     disk=$(du -s --block-size=1 "$TMP/src" | cut -f1)
     echo "manydisk $cache $disk $(metric tessera_source_stored_bytes) $(metric tessera_source_memory_bytes)" | tee -a "$RES" >&2
     stop_pid TPID
@@ -245,6 +259,18 @@ many_run() {
 MANY=${MANY:-200}
 MANY_CACHE=${MANY_CACHE:-1073741824}
 if [ "$MANY" -gt 0 ]; then
+    # The anchor: the same sequence from local files, under the same names.
+    LINKS=$REPO/target/remote-many-links
+    rm -rf "$LINKS"
+    mkdir -p "$LINKS"
+    linked=1
+    files=($FILES)
+    for i in $(seq 1 "$MANY"); do
+        f=${files[$(((i - 1) % ${#files[@]}))]}
+        ln "$CORPUS/$f" "$LINKS/m$i-$f" 2>/dev/null || { linked=; break; }
+    done
+    [ -z "$linked" ] || many_run local
+    rm -rf "$LINKS"
     many_run "$MANY_CACHE"
     many_run $((MANY_CACHE / 4))
 fi
@@ -299,9 +325,13 @@ if walks:
 many = [r for r in rows if r[0] == "many"]
 if many:
     print("\n### Many masters through a bounded source folder (first views one after the other, 100 Mbit/s origin)\n")
-    print("| folder bound | master | masters | first view p50 ms | p90 ms | max ms | × local (p90) | bytes per first view | % of file | statuses |")
+    print("| source (folder bound) | master | masters | first view p50 ms | p90 ms | max ms | × local (p90) | bytes per first view | % of file | statuses |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for mode in sorted({r[3] for r in many}, key=lambda m: -int(m[4:])):
+    def p90(mode, f):
+        fv = sorted(r[6]["first_view_ms"] for r in many if r[3] == mode and r[1] == f)
+        return fv[min(len(fv) - 1, int(len(fv) * 0.9))] if fv else None
+    modes = sorted({r[3] for r in many}, key=lambda m: float("-inf") if m == "manylocal" else -int(m[4:]))
+    for mode in modes:
         for f in dict.fromkeys(r[1] for r in many):
             rs = [r for r in many if r[3] == mode and r[1] == f]
             if not rs:
@@ -313,7 +343,11 @@ if many:
                 for k, v in r[6]["status"].items():
                     st[k] = st.get(k, 0) + v
             got = sum(r[4] for r in rs) / len(rs)
-            x = f"{q(0.9) / local[f]:.2f}×" if local.get(f) else ""
+            anchor = p90("manylocal", f)
+            x = f"{q(0.9) / anchor:.2f}×" if anchor else ""
+            if mode == "manylocal":
+                print(f"| local files | {f} | {len(rs)} | {q(0.5):.0f} | {q(0.9):.0f} | {fv[-1]:.0f} | {x} |  |  | {st} |")
+                continue
             print(f"| {int(mode[4:]) / 2**20:.0f} MiB | {f} | {len(rs)} | {q(0.5):.0f} | {q(0.9):.0f} | {fv[-1]:.0f} | {x} | {got:,.0f} | {100 * got / rs[0][2]:.2f} % | {st} |")
     for cache, disk, stored, memory in disks:
         print(f"\nFolder bound {cache / 2**20:.0f} MiB: {disk / 2**20:.1f} MiB on disk after the run (du), "

@@ -208,9 +208,9 @@ impl S3Source {
     /// Asks the store for the first block (conditionally if `prev`), and opens
     /// the version it names.
     async fn open(&self, key: &str, prev: Option<Arc<Entry>>) -> Result<Arc<Entry>> {
-        let block = super::ranged::open_read_bytes(self.cfg.range_block_bytes);
+        let first = super::ranged::open_read_bytes(self.cfg.range_block_bytes);
         let options = GetOptions {
-            range: Some(GetRange::Bounded(0..block)),
+            range: Some(GetRange::Bounded(0..first)),
             if_none_match: prev.as_ref().filter(|p| !p.remote.changed()).map(|p| p.etag.clone()),
             ..Default::default()
         };
@@ -245,9 +245,9 @@ impl S3Source {
             return Err(Error::with_status(StatusCode::BAD_GATEWAY, "The image's store gave no version")
                 .with_detail("no ETag on the object"));
         };
-        if head.len() as u64 != block.min(total) {
+        if head.len() as u64 != first.min(total) {
             return Err(Error::with_status(StatusCode::BAD_GATEWAY, "The image's store failed to send the image")
-                .with_detail(format!("first block: {} of {} bytes", head.len(), block.min(total))));
+                .with_detail(format!("first block: {} of {} bytes", head.len(), first.min(total))));
         }
         if crate::codec::sniff(&head).is_none() {
             return Err(Error::with_status(StatusCode::BAD_GATEWAY, "The file in the store is not an image")
@@ -272,7 +272,7 @@ impl S3Source {
         let remote = Remote::create(
             Box::new(origin),
             total,
-            block,
+            self.cfg.range_block_bytes,
             self.cfg.range_read_ahead_bytes,
             path,
             &head,
