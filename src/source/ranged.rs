@@ -698,16 +698,9 @@ fn sparse_file(path: &std::path::Path, len: u64, head: &[u8]) -> std::io::Result
 /// stand-in for a sparse file the folder refused. Its holes cost nothing;
 /// the memory goes when its last handle and mapping do.
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)] // One system call, and taking ownership of its descriptor.
 fn memory_file(len: u64, head: &[u8]) -> std::io::Result<File> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: a valid NUL-terminated name and flags; the result is checked.
-    let fd = unsafe { libc::memfd_create(c"tessera-remote".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just created and is owned by nothing else.
-    let file = unsafe { File::from_raw_fd(fd) };
+    let fd = rustix::fs::memfd_create("tessera-remote", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let file = File::from(fd);
     file.set_len(len)?;
     file.write_all_at(head, 0)?;
     Ok(file)
