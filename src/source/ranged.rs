@@ -349,9 +349,9 @@ impl Remote {
         for i in 0..full {
             set(&mut present, i, true);
         }
-        if in_memory { &folder.memory } else { &folder.bytes }.fetch_add(whole, Ordering::Relaxed);
-        let blocks =
-            Blocks { present, inflight: vec![0u64; words], stored: whole, counted: true, last_end: 0, ahead: 0 };
+        let stored = pages(0, whole);
+        if in_memory { &folder.memory } else { &folder.bytes }.fetch_add(stored, Ordering::Relaxed);
+        let blocks = Blocks { present, inflight: vec![0u64; words], stored, counted: true, last_end: 0, ahead: 0 };
         Ok(Remote {
             origin,
             len,
@@ -543,9 +543,13 @@ impl Remote {
             for i in lo..=hi {
                 set(&mut b.present, i, true);
             }
-            b.stored += body.len() as u64;
+            // What the run occupies on disk: whole pages (blocks smaller
+            // than a page still take one each).
+            let start = lo * self.block;
+            let n = pages(start, start + body.len() as u64);
+            b.stored += n;
             if b.counted {
-                self.counter().fetch_add(body.len() as u64, Ordering::Relaxed);
+                self.counter().fetch_add(n, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -681,6 +685,17 @@ impl Drop for Inflight<'_> {
     }
 }
 
+/// Bytes of the file-system pages (4 KiB) that bytes `start..end` touch:
+/// what a sparse file allocates for them, and what the bounds count (two
+/// runs sharing a page count it twice: the bound errs on the safe side).
+fn pages(start: u64, end: u64) -> u64 {
+    const PAGE: u64 = 4096;
+    if end <= start {
+        return 0;
+    }
+    (end.div_ceil(PAGE) - start / PAGE) * PAGE
+}
+
 /// A new sparse file of `len` bytes at `path` holding `head` at offset 0
 /// (removed again if it cannot be made whole).
 fn sparse_file(path: &std::path::Path, len: u64, head: &[u8]) -> std::io::Result<File> {
@@ -780,7 +795,9 @@ mod tests {
         r.need(&[(30_000, 33_000)]).unwrap();
         assert_eq!(read(&r, 30_000, 3000), content()[30_000..33_000].to_vec());
         assert_eq!(folder.bytes.load(Ordering::Relaxed), 0);
-        assert_eq!(folder.memory.load(Ordering::Relaxed), 2048 + 4 * 1024);
+        // Whole pages: the head's first page, and the page or two that
+        // blocks 29..=32 (29 KiB to 33 KiB) touch.
+        assert_eq!(folder.memory.load(Ordering::Relaxed), 4096 + 2 * 4096);
         // For a while, new remotes go to memory even where the folder is.
         let r2 = remote(&rt, dir.path().join("y.rng"), &folder);
         assert!(r2.in_memory() && !dir.path().join("y.rng").exists());
@@ -798,7 +815,7 @@ mod tests {
         let path = dir.path().join("x.rng");
         let mut r = remote(&rt, path.clone(), &folder);
         assert!(!r.in_memory());
-        assert_eq!(folder.bytes.load(Ordering::Relaxed), 2048);
+        assert_eq!(folder.bytes.load(Ordering::Relaxed), 4096, "the head's page");
         // The folder stops taking writes (a read-only handle stands in for a full disk).
         r.file = File::open(&path).unwrap();
         assert!(r.file.write_at(b"x", 0).is_err());
@@ -808,6 +825,16 @@ mod tests {
         assert!(matches!(r.need(&[(0, 100)]), Err(CodecError::SourceChanged)), "never read again");
         let next = remote(&rt, dir.path().join("x2.rng"), &folder);
         assert!(next.in_memory());
+    }
+
+    #[test]
+    fn stored_bytes_count_the_whole_pages_a_range_touches() {
+        assert_eq!(pages(0, 0), 0);
+        assert_eq!(pages(0, 1), 4096);
+        assert_eq!(pages(1024, 2048), 4096);
+        assert_eq!(pages(4095, 4097), 8192);
+        assert_eq!(pages(4096, 8192), 4096);
+        assert_eq!(pages(5, 3), 0);
     }
 
     #[test]
