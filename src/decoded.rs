@@ -530,8 +530,27 @@ impl DecodedTiles {
         for (id, full) in &plan.tiles {
             started.push(self.start(pool, input, plan, id, *full).await?);
         }
+        // Ahead for a master read by range: the next tiles' bytes, fetched
+        // in the background off the pool (a worker never waits on the
+        // origin for a guess: that delayed the next image's first view by
+        // a decode-ahead's fetch); they decode on demand, from local bytes.
+        let ahead_by_decode = !input.data.is_remote();
+        if !ahead_by_decode && pool.has_idle_worker() {
+            let rects: Vec<Rect> = self
+                .next_tiles(plan)
+                .into_iter()
+                .filter(|(id, _)| self.shared.cache.peek(id).is_none())
+                .map(|(_, r)| r)
+                .collect();
+            if !rects.is_empty() {
+                let (data, info, scale) = (input.data.clone(), input.info.clone(), plan.scale);
+                drop(tokio::task::spawn_blocking(move || {
+                    let _ = codec::prefetch(data.as_ref().as_ref(), &*data, &info, &rects, scale);
+                }));
+            }
+        }
         for (id, full) in self.next_tiles(plan) {
-            if !pool.has_idle_worker() {
+            if !ahead_by_decode || !pool.has_idle_worker() {
                 break;
             }
             if let Claimed::Mine(claim) = self.claim(&id) {

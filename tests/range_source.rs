@@ -172,13 +172,19 @@ struct Setup {
 }
 
 impl Setup {
+    /// A remote app with `extra` in its `[source.http]`, and no fetching
+    /// ahead in the background (so that the origin's log is the requests').
     async fn new(extra: &str) -> Setup {
+        Setup::with_ahead(0, extra).await
+    }
+
+    async fn with_ahead(ahead: u32, extra: &str) -> Setup {
         let origin = Arc::new(Origin::default());
         let addr = start_origin(origin.clone()).await;
         let root = tempfile::tempdir().unwrap();
         let folder = tempfile::tempdir().unwrap();
         let toml = format!(
-            "[source]\nkind = \"http\"\n[source.http]\nurl_prefix = \"http://{addr}/bits/\"\ncache_dir = \"{}\"\n\
+            "[cache]\ndecoded_ahead = {ahead}\n[source]\nkind = \"http\"\n[source.http]\nurl_prefix = \"http://{addr}/bits/\"\ncache_dir = \"{}\"\n\
              revalidate_after = 60\nread_timeout = 2\ntimeout = 10\nretries = 1\nretry_backoff_ms = 10\n{extra}\n",
             folder.path().display()
         );
@@ -492,4 +498,33 @@ async fn a_render_that_waited_on_the_origin_is_logged_as_origin_and_one_that_did
     assert_eq!(metric(&m, "tessera_origin_waits_per_request_count"), 1.0);
     let waits = metric(&m, "tessera_origin_waits_per_request_sum");
     assert!((1.0..=4.0).contains(&waits), "{waits} reads waited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_tiles_of_a_remote_master_are_fetched_in_the_background_not_decoded_on_the_pool() {
+    let s = Setup::with_ahead(2, "").await;
+    s.put("t.jp2", tiled());
+    same_as_local(&s, "/iiif/2/t.jp2/info.json").await;
+    same_as_local(&s, "/iiif/2/t.jp2/0,0,256,256/256,/0/default.jpg").await;
+    // The next codestream tiles' bytes arrive after the answer, from a
+    // background fetch; no worker decoded ahead.
+    let answered = s.origin.sent("t.jp2");
+    // Until the origin has sent more, then nothing more for 200 ms.
+    let (mut more, mut quiet) = (answered, 0);
+    for _ in 0..200 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let now = s.origin.sent("t.jp2");
+        quiet = if now == more && now > answered { quiet + 1 } else { 0 };
+        more = now;
+        if quiet >= 10 {
+            break;
+        }
+    }
+    assert!(more > answered, "nothing fetched ahead: {:?}", s.origin.log());
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, "tessera_decodes_ahead_total"), 0.0);
+    // The next tile then needs nothing more from the origin.
+    let before = s.origin.sent("t.jp2");
+    same_as_local(&s, "/iiif/2/t.jp2/256,0,256,256/256,/0/default.jpg").await;
+    assert_eq!(s.origin.sent("t.jp2"), before, "the tile fetched ahead was fetched again");
 }

@@ -13,7 +13,8 @@
 //! bounds the disk, counting the blocks present.
 //!
 //! Fetching: the missing blocks of one `need` go out together, adjacent ones
-//! merged into one `Range` request, all runs at once. A block being fetched
+//! merged into one `Range` request (runs longer than 1 MiB cut into pieces
+//! fetched side by side), all runs at once. A block being fetched
 //! is fetched once: other readers wait for it. Reads that follow each other
 //! (OpenJPEG streaming an untiled codestream) grow a read-ahead, doubling up
 //! to `range_read_ahead_bytes`. Each request carries `If-Range` with the
@@ -63,6 +64,10 @@ use crate::codec::CodecError;
 /// 1024, in two waves), and a hostile index of thousands of tile-parts must
 /// not open thousands of connections to the origin.
 const MAX_PARALLEL_RUNS: usize = 64;
+
+/// Most bytes one range request asks: longer runs are cut into pieces
+/// fetched side by side (at most [`MAX_PARALLEL_RUNS`] at once).
+const PIECE_BYTES: u64 = 1 << 20;
 
 /// Smallest block (a smaller `range_block_bytes` is raised to it).
 pub const MIN_BLOCK: u64 = 1024;
@@ -372,6 +377,15 @@ impl Remote {
         self.len
     }
 
+    /// Blocks per request at most: a long run (an untiled master read at
+    /// full resolution, a lossless tile-part) goes out as pieces of
+    /// [`PIECE_BYTES`] side by side, as S3's guidance and download tools
+    /// do, since one connection's rate is what an origin (or a long path)
+    /// limits.
+    fn piece_blocks(&self) -> u64 {
+        (PIECE_BYTES / self.block).max(1)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -502,7 +516,7 @@ impl Remote {
                 set(&mut b.inflight, i, true);
             }
             drop(b);
-            let runs = runs_of(&missing);
+            let runs = split_runs(runs_of(&missing), self.piece_blocks());
             // Whatever happens below (an error, a panic), the blocks stop
             // being "in flight" and their waiters wake.
             let _inflight = Inflight { remote: self, blocks: missing };
@@ -595,8 +609,8 @@ impl Remote {
             return;
         }
         let me = self.clone();
+        let runs = split_runs(runs_of(&missing), self.piece_blocks());
         self.fetcher.runtime.spawn(async move {
-            let runs = runs_of(&missing);
             let r = me.fetch_runs(&runs).await;
             // The sparse file is written from a blocking thread, as `need`
             // does; the guard clears the in-flight marks however it ends.
@@ -726,6 +740,22 @@ fn memory_file(_len: u64, _head: &[u8]) -> std::io::Result<File> {
     Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no memory files on this system"))
 }
 
+/// Runs longer than `piece` blocks cut into pieces of `piece` blocks,
+/// fetched side by side.
+fn split_runs(runs: Vec<(u64, u64)>, piece: u64) -> Vec<(u64, u64)> {
+    let piece = piece.max(1);
+    let mut out = Vec::with_capacity(runs.len());
+    for (lo, hi) in runs {
+        let mut a = lo;
+        while a <= hi {
+            let b = hi.min(a + piece - 1);
+            out.push((a, b));
+            a = b + 1;
+        }
+    }
+    out
+}
+
 /// Sorted block indices → runs of adjacent blocks `(first, last)`.
 fn runs_of(blocks: &[u64]) -> Vec<(u64, u64)> {
     let mut v: Vec<u64> = blocks.to_vec();
@@ -835,6 +865,13 @@ mod tests {
         assert_eq!(pages(4095, 4097), 8192);
         assert_eq!(pages(4096, 8192), 4096);
         assert_eq!(pages(5, 3), 0);
+    }
+
+    #[test]
+    fn long_runs_go_out_as_pieces_side_by_side() {
+        assert_eq!(split_runs(vec![(0, 9), (20, 21)], 4), vec![(0, 3), (4, 7), (8, 9), (20, 21)]);
+        assert_eq!(split_runs(vec![(5, 5)], 1), vec![(5, 5)]);
+        assert_eq!(split_runs(vec![(0, 3)], 0), vec![(0, 0), (1, 1), (2, 2), (3, 3)]);
     }
 
     #[test]
