@@ -38,7 +38,8 @@
 # of the remote runs; the default configuration's when empty), MODES (the
 # first-view sources: "local r100 w100 r1g w1g", then s3 when Garage is
 # installed; NO_S3=1 leaves Garage out), WALK_FILES (FILES), MANY (200; 0
-# leaves the section out), MANY_CACHE (1073741824).
+# leaves the section out), MANY_CACHE (1073741824), KEEP (a folder to keep
+# the logs and metrics in).
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
@@ -65,6 +66,7 @@ cleanup() {
     stop_pid TPID
     stop_pid NPID
     stop_pid GPID
+    if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp -r "$TMP"/*.log "$TMP"/*.txt "$TMP/nginx/access.log" "$KEEP"/ 2>/dev/null || true; fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -246,12 +248,13 @@ many_run() {
         r=$(python3 tools/sweep.py "http://127.0.0.1:$TPORT/iiif/2/m$i-$f" --timeout 600 --first-view 1920x1080 --clients 6)
         sleep 0.05
         got=$(fetched "m$i-$f" "$from")
-        echo "many $f $size $mode $got 0 $r" >> "$RES"
+        echo "many $f $size $mode $got 0 $r" | tee -a "$RES" >&2
     done
     if [ "$cache" = local ]; then
         stop_pid TPID
         return
     fi
+    curl -s "http://127.0.0.1:$TPORT/metrics" > "$TMP/metrics-$mode.txt" || true
     disk=$(du -s --block-size=1 "$TMP/src" | cut -f1)
     echo "manydisk $cache $disk $(metric tessera_source_stored_bytes) $(metric tessera_source_memory_bytes)" | tee -a "$RES" >&2
     stop_pid TPID

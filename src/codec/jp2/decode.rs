@@ -67,9 +67,9 @@ pub(super) fn decode_with_limit(
 
     // In a resolution-first file, only the packets of the resolutions
     // decoded are read (the rest is read as empty packets): from a remote
-    // master, the others are never fetched; from a file, never copied nor
-    // paged in (a reduced decode of a lossless master otherwise reads all
-    // of each tile-part it touches).
+    // master, the others are never fetched nor paged in (its sparse file's
+    // holes stay holes); from a file, never copied (a reduced decode of a
+    // lossless master otherwise reads all of each tile-part it touches).
     let mut spare = Vec::new();
     if need.is_remote() || reduce > 0 {
         let untiled = header.tiles() == (1, 1);

@@ -89,11 +89,8 @@ pub(super) struct MemSource<'a> {
 }
 
 impl MemSource<'_> {
-    /// Makes `[start, end)` readable: fetched, except where spare.
-    fn need_unless_spare(&self, start: u64, end: u64) -> Result<(), crate::codec::CodecError> {
-        if self.spare.is_empty() {
-            return self.need.need(&[(start, end)]);
-        }
+    /// The parts of `[start, end)` that are not spare, in order.
+    fn unspared(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
         let mut wanted = Vec::new();
         let mut at = start;
         for &(a, b) in &self.spare {
@@ -108,11 +105,38 @@ impl MemSource<'_> {
         if at < end {
             wanted.push((at, end));
         }
+        wanted
+    }
+
+    /// Makes `[start, end)` readable: fetched, except where spare.
+    fn need_unless_spare(&self, start: u64, end: u64) -> Result<(), crate::codec::CodecError> {
+        if self.spare.is_empty() {
+            return self.need.need(&[(start, end)]);
+        }
+        let wanted = self.unspared(start, end);
         if wanted.is_empty() {
             Ok(())
         } else {
             self.need.need(&wanted)
         }
+    }
+
+    /// Writes bytes `[start, start + out.len())` of the input into `out`:
+    /// the data where it is not spare, the filler where it is. Spare bytes
+    /// are never read from the data: for a memory-mapped sparse file (a
+    /// master read by range) reading them would fault in every page of the
+    /// skipped packets (the whole file's worth of zero pages for a reduced
+    /// view), and for a local file it would copy what is thrown away.
+    fn read_into(&self, out: &mut [u8], start: u64) {
+        let end = start + out.len() as u64;
+        if self.spare.is_empty() {
+            out.copy_from_slice(&self.data[start as usize..end as usize]);
+            return;
+        }
+        for (a, b) in self.unspared(start, end) {
+            out[(a - start) as usize..(b - start) as usize].copy_from_slice(&self.data[a as usize..b as usize]);
+        }
+        self.fill_spare(out, start);
     }
 
     /// Writes the filler over the spare parts of `buf`, which holds bytes
@@ -176,20 +200,16 @@ pub(super) unsafe extern "C" fn source_read(buf: *mut c_void, n: usize, user: *m
         return usize::MAX;
     }
     if k > 0 {
-        // SAFETY: OpenJPEG's `buf` has room for `n >= k` bytes; the source
-        // slice holds at least `k` bytes; OpenJPEG's buffer never aliases the
-        // caller's data. This copy is the only place OpenJPEG's input is read:
-        // if the slice is a memory map whose file shrinks, a faulting read
-        // is turned into zeros by source::mmap's handler (and the decode is
-        // then thrown away by the caller); if the file is rewritten, OpenJPEG
-        // sees corrupt input in its own buffers, which it validates.
-        unsafe { ptr::copy_nonoverlapping(remaining.as_ptr(), buf.cast::<u8>(), k) };
-        if !src.spare.is_empty() {
-            // SAFETY: the `k` bytes just written at `buf`, which OpenJPEG
-            // owns and does not touch during this callback.
-            let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), k) };
-            src.fill_spare(out, src.pos as u64);
-        }
+        // SAFETY: OpenJPEG's `buf` has room for `n >= k` bytes, which it owns
+        // and does not touch during this callback; it never aliases the
+        // caller's data.
+        let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), k) };
+        // This copy is the only place OpenJPEG's input is read: if the data
+        // is a memory map whose file shrinks, a faulting read is turned into
+        // zeros by source::mmap's handler (and the decode is then thrown away
+        // by the caller); if the file is rewritten, OpenJPEG sees corrupt
+        // input in its own buffers, which it validates.
+        src.read_into(out, src.pos as u64);
     }
     src.pos += k;
     k

@@ -1057,3 +1057,83 @@ fn spare_bytes_are_the_filler_repeated_from_the_range_start_at_any_length_and_ph
         }
     }
 }
+
+/// Pages of `mapped` that this process has mapped in (`Rss` of its line in
+/// `/proc/self/smaps`), in bytes.
+#[cfg(target_os = "linux")]
+fn resident_bytes_of_mapping(mapped: &[u8]) -> u64 {
+    let at = mapped.as_ptr() as u64;
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((a, b)) = range.split_once('-') {
+                if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                    inside = (a..b).contains(&at);
+                    continue;
+                }
+            }
+        }
+        if inside {
+            if let Some(kb) = line.strip_prefix("Rss:") {
+                return kb.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024;
+            }
+        }
+    }
+    panic!("the mapping is not in /proc/self/smaps");
+}
+
+/// A reduced decode never reads the packets it skips: from the memory map
+/// of a remote master's sparse file (the bytes it needs, the rest holes) it
+/// touches the pages of the resolutions it decodes, not every page of the
+/// file. (Reading the
+/// skipped bytes and then writing empty packets over them faulted in a
+/// remote lossless master's whole sparse file, 175 MB of zero pages, for a
+/// first view that fetched 2.6 MB; the process grew by that much per master.)
+#[cfg(target_os = "linux")]
+#[test]
+fn a_reduced_decode_from_a_sparse_memory_map_touches_only_the_pages_of_the_resolutions_it_decodes() {
+    let (w, h) = (2048, 1536);
+    let p = EncodeParams {
+        tile_size: Some((512, 512)),
+        levels: 5,
+        lossless: true,
+        rate: None,
+        layers: 1,
+        progression: Progression::Rpcl,
+        precincts: None,
+        ..EncodeParams::default()
+    };
+    let pixels = image8(w, h, 3);
+    let input = EncodeInput { width: w, height: h, samples: Samples::U8(&pixels), components: 3, precision: 8 };
+    let data = encode_marked(&input, &p, 0).unwrap();
+    let whole = decode(&data, area(0, 0, w, h), 3, u64::MAX).unwrap();
+    let header = Header::parse(&data).unwrap();
+    let parts = header.tile_parts_in(0, 0, w, h).unwrap();
+    let (needed, spare) = prefix::tile_prefixes(&header, &data, &Present, &parts, 3).unwrap();
+    let kept: u64 = needed.iter().map(|(a, b)| b - a).sum();
+    assert!(!spare.is_empty() && kept * 4 < data.len() as u64, "{kept} of {} bytes needed", data.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.jp2");
+    // As a master read by range keeps it: the bytes the decode needs, the
+    // rest holes (a sparse file of the whole length).
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.set_len(data.len() as u64).unwrap();
+        let main_header = (0, needed.iter().map(|r| r.0).min().unwrap_or(0));
+        for &(a, b) in std::iter::once(&main_header).chain(&needed) {
+            f.seek(std::io::SeekFrom::Start(a)).unwrap();
+            f.write_all(&data[a as usize..b as usize]).unwrap();
+        }
+    }
+    let mut file = std::fs::File::open(&path).unwrap();
+    let mapped = crate::source::mmap::load(&mut file, data.len() as u64, true).unwrap();
+    assert!(matches!(mapped, crate::source::mmap::Bytes::Mapped(_)), "mapped, not read");
+    let before = resident_bytes_of_mapping(&mapped);
+    let cut = decode_with(&mapped, &AsIfRemote, area(0, 0, w, h), 3, u64::MAX).unwrap();
+    let touched = resident_bytes_of_mapping(&mapped) - before;
+    assert_eq!(whole.data(), cut.data(), "the same pixels as the decode of the whole buffer");
+    assert!(touched * 4 < data.len() as u64, "a 1/8 decode touched {touched} bytes of the {}-byte mapping", data.len());
+}
