@@ -35,5 +35,10 @@ fi
 # CI builds once from nothing: incremental state would only take disk.
 if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 cargo test --locked --all-targets "$@"
+# The chaos soak (two minutes; tests/soak.rs) needs the test-only fault
+# hooks, compiled in by a feature the other tests run without.
+if [ $# -eq 0 ]; then
+  TESSERA_SOAK_SECS=${TESSERA_SOAK_SECS:-120} cargo test --locked --features fault-injection --test soak
+fi
 # What the build left on disk, for whoever reads a CI log after a full disk.
 du -sh target/debug 2>/dev/null || true

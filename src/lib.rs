@@ -24,6 +24,7 @@ pub mod config;
 pub mod decoded;
 pub mod eager;
 pub mod error;
+pub mod faults;
 pub mod flight;
 pub mod iiif;
 pub mod loadtest;

@@ -160,8 +160,16 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        if crate::faults::pool_should_refuse() {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Full);
+        }
         let (otx, orx) = oneshot::channel();
         let job: Job = Box::new(move |done: Done<'_>| {
+            #[cfg(feature = "fault-injection")]
+            if crate::faults::worker_should_panic() {
+                crate::faults::injected_panic();
+            }
             let out = f();
             // Free before the caller hears of it: the caller may at once
             // ask whether a worker is idle (a decode ahead, say).

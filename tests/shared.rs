@@ -20,57 +20,6 @@ use tessera::iiif::Format;
 
 const TOKEN: &str = "shared-tier-admin-token";
 
-/// A `redis-server` on a free loopback port, without persistence; killed
-/// on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        if Command::new("redis-server").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
-            skip_missing("redis-server", "scripts/deps.sh test installs Debian's redis-server");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-            .args(["--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let r = Redis { child, port, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(r);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// An instance using `redis` as its shared tier, with no disk tier (so
 /// what it does not render itself comes from Redis) and admin on.
 fn instance(images: &Path, redis: &Redis, extra: &[(&str, &str)]) -> Server {
@@ -245,56 +194,6 @@ fn with_redis_stopped_requests_still_succeed_and_the_breaker_opens() {
     assert!(metric(&a, "tessera_shared_tier_skipped_total") >= 1.0);
 }
 
-/// `haproxy` round robin over `backends`, health-checked on /health, with
-/// the retries and redispatch of docs/DEPLOYMENT.md; killed on drop.
-struct Haproxy {
-    child: Child,
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Haproxy {
-    fn start(backends: &[&Server]) -> Option<Haproxy> {
-        if Command::new("haproxy").arg("-v").output().map(|o| !o.status.success()).unwrap_or(true) {
-            skip_missing("haproxy", "scripts/deps.sh test installs Debian's haproxy");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut cfg = format!(
-            "global\n  maxconn 512\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n  retries 2\n  option redispatch\n\
-             frontend iiif\n  bind 127.0.0.1:{port}\n  default_backend tessera\n\
-             backend tessera\n  balance roundrobin\n  option httpchk GET /health\n  default-server inter 300ms fall 2 rise 1\n"
-        );
-        for (i, b) in backends.iter().enumerate() {
-            cfg.push_str(&format!("  server t{i} {} check\n", b.addr));
-        }
-        let file = dir.path().join("haproxy.cfg");
-        std::fs::write(&file, cfg).unwrap();
-        let child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let h = Haproxy { child, addr, _dir: dir };
-        assert!(within(Duration::from_secs(10), || http_get(addr, "/health", &[])
-            .map(|r| r.status == 200)
-            .unwrap_or(false)));
-        Some(h)
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Every 256² tile of a `w`×`h` image at scale factors 1 to 8, as Mirador
 /// asks them, shuffled.
 fn all_tiles(id: &str, w: u32, h: u32) -> Vec<String> {
@@ -324,7 +223,7 @@ fn behind_haproxy(images: &Path, redis: &Redis) -> Option<(Vec<Server>, Haproxy)
         ("TESSERA_CACHE__SHARED__URL", url.as_str()),
     ];
     let instances: Vec<Server> = (0..3).map(|_| Server::start(images, &env)).collect();
-    let lb = Haproxy::start(&instances.iter().collect::<Vec<_>>())?;
+    let lb = Haproxy::start(&instances.iter().map(|s| s.addr).collect::<Vec<_>>())?;
     Some((instances, lb))
 }
 

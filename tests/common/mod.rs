@@ -439,3 +439,115 @@ pub fn tiled_jp2(px: &tessera::pixels::Pixels, tile: u32) -> Vec<u8> {
     };
     jp2::encode(&EncodeInput::from_pixels(px), &p).unwrap()
 }
+
+/// A `redis-server` on a loopback port, without persistence; killed on
+/// drop. `None` (SKIPPED) without redis-server.
+pub struct Redis {
+    pub child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// On a free port.
+    pub fn start() -> Option<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Redis::start_on(port)
+    }
+
+    /// On `port` (a restart where the instances expect it).
+    pub fn start_on(port: u16) -> Option<Redis> {
+        if Command::new("redis-server").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+            skip_missing("redis-server", "scripts/deps.sh test installs Debian's redis-server");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(["--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let r = Redis { child, port, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(r);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// HAProxy on a free loopback port balancing `backends` round robin, with
+/// a health check on `/health` every 300 ms; killed on drop. `None`
+/// (SKIPPED) without haproxy.
+pub struct Haproxy {
+    pub child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    pub fn start(backends: &[SocketAddr]) -> Option<Haproxy> {
+        if Command::new("haproxy").arg("-v").output().map(|o| !o.status.success()).unwrap_or(true) {
+            skip_missing("haproxy", "scripts/deps.sh test installs Debian's haproxy");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cfg = format!(
+            "global\n  maxconn 512\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n  retries 2\n  option redispatch\n\
+             frontend iiif\n  bind 127.0.0.1:{port}\n  default_backend tessera\n\
+             backend tessera\n  balance roundrobin\n  option httpchk GET /health\n  default-server inter 300ms fall 2 rise 1\n"
+        );
+        for (i, b) in backends.iter().enumerate() {
+            cfg.push_str(&format!("  server t{i} {b} check\n"));
+        }
+        let file = dir.path().join("haproxy.cfg");
+        std::fs::write(&file, cfg).unwrap();
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let h = Haproxy { child, addr, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if http_get(addr, "/health", &[]).map(|r| r.status == 200).unwrap_or(false) {
+                return Some(h);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("haproxy did not become healthy");
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
