@@ -4,8 +4,10 @@
 //! Two instances share a file source behind HAProxy, with the Redis tier
 //! and a disk tier each; a third reads an HTTP origin (this test's own, on
 //! loopback, with ranges, ETags and a restricted image) behind a second
-//! HAProxy. Viewers ask info.json and tiles of a mixed corpus (JPEG 2000
-//! tiled, untiled and 16-bit, pyramidal TIFF, JPEG, PNG) while a seeded
+//! HAProxy. Viewers replay deep-zoom sessions (the load test's: home view,
+//! zoom-ins to full resolution, pans), each after its info.json, over a
+//! mixed corpus (JPEG 2000 tiled, untiled and 16-bit, pyramidal TIFF,
+//! JPEG, PNG), a quarter of the requests conditional, while a seeded
 //! fault schedule rewrites, replaces, truncates and deletes files on disk
 //! and at the origin; kills (SIGKILL, SIGTERM) and restarts instances,
 //! Redis and the origin; makes the origin slow, cut bodies short or answer
@@ -44,6 +46,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tessera::codec::{encode, jp2};
 use tessera::iiif::Format;
+use tessera::loadtest::session::{ImagePlan, Viewport};
 use tessera::pixels::Pixels;
 
 const W: u32 = 1024;
@@ -148,29 +151,14 @@ struct Image {
     dir: PathBuf,
     versions: Vec<Version>,
     state: State,
-    paths: Vec<String>,
+    /// The levels and tiles a viewer sees (from its first info.json).
+    plan: Option<Arc<ImagePlan>>,
 }
 
 impl Image {
     fn path(&self) -> PathBuf {
         self.dir.join(&self.name)
     }
-}
-
-/// Every request a viewer may make of `name`: info.json and the tiles of
-/// three levels in 256² tiles, as a viewer asks them.
-fn paths_of(name: &str) -> Vec<String> {
-    let mut out = vec![format!("/iiif/2/{name}/info.json"), format!("/iiif/2/{name}/full/256,/0/default.jpg")];
-    for sf in [1u32, 2, 4] {
-        let side = 256 * sf;
-        for y in (0..H).step_by(side as usize) {
-            for x in (0..W).step_by(side as usize) {
-                let (rw, rh) = (side.min(W - x), side.min(H - y));
-                out.push(format!("/iiif/2/{name}/{x},{y},{rw},{rh}/{},/0/default.jpg", rw.div_ceil(sf)));
-            }
-        }
-    }
-    out
 }
 
 /// The files, their versions, and who changes them.
@@ -822,7 +810,7 @@ fn a_soak_under_faults_gives_no_client_a_wrong_answer() {
             dir,
             versions: Vec::new(),
             state: State::Deleted,
-            paths: paths_of(name),
+            plan: None,
         });
     }
     for i in 0..specs.len() {
@@ -872,6 +860,16 @@ fn a_soak_under_faults_gives_no_client_a_wrong_answer() {
         etags: Mutex::new(HashMap::new()),
         roots: vec![root.path().display().to_string(), "/tmp/".to_string()],
     });
+    // Each image's levels, from its info.json as a viewer reads it.
+    for img in truth.images.lock().unwrap().iter_mut() {
+        let addr = if img.remote { lb_remote.addr } else { lb_files.addr };
+        let url = format!("http://{addr}/iiif/2/{}/info.json", img.name);
+        let headers: &[(&str, &str)] = if img.restricted { &[("Authorization", TOKEN)] } else { &[] };
+        let r = http_get(addr, &format!("/iiif/2/{}/info.json", img.name), headers).unwrap();
+        assert_eq!(r.status, 200, "{url}: {}", String::from_utf8_lossy(&r.body));
+        let spec = tessera::loadtest::target::parse_info(&url, &r.body).unwrap();
+        img.plan = Some(Arc::new(ImagePlan::new(spec)));
+    }
     let deadline = Instant::now() + Duration::from_secs(secs);
     let hangs = Arc::new(AtomicU64::new(0));
 
@@ -883,13 +881,27 @@ fn a_soak_under_faults_gives_no_client_a_wrong_answer() {
             std::thread::spawn(move || {
                 let mut rng = SmallRng::seed_from_u64(seed ^ (v + 1) * 0x9E37);
                 let mut last: HashMap<String, String> = HashMap::new();
+                // Sessions as a viewer makes them (home view, zoom-ins to
+                // full resolution, pans: the load test's), each after its
+                // info.json, on images drawn at random.
+                let mut queue: std::collections::VecDeque<(usize, String)> = Default::default();
                 while Instant::now() < deadline {
-                    let n = truth.images.lock().unwrap().len();
-                    let i = rng.random_range(0..n);
-                    let (path, remote, restricted) = {
+                    let Some((i, path)) = queue.pop_front() else {
                         let imgs = truth.images.lock().unwrap();
+                        let i = rng.random_range(0..imgs.len());
                         let img = &imgs[i];
-                        (img.paths[rng.random_range(0..img.paths.len())].clone(), img.remote, img.restricted)
+                        queue.push_back((i, format!("/iiif/2/{}/info.json", img.name)));
+                        if let Some(plan) = &img.plan {
+                            let viewport = Viewport { width: 800, height: 600 };
+                            for r in plan.session(i, viewport, 3, &mut rng) {
+                                queue.push_back((i, format!("/iiif/2/{}/{}", img.name, r.path)));
+                            }
+                        }
+                        continue;
+                    };
+                    let (remote, restricted) = {
+                        let imgs = truth.images.lock().unwrap();
+                        (imgs[i].remote, imgs[i].restricted)
                     };
                     let token = restricted && rng.random_bool(0.7);
                     let inm = last.get(&path).filter(|_| rng.random_bool(0.25)).cloned();
