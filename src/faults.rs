@@ -65,7 +65,7 @@ mod imp {
 
     /// splitmix64 over a shared counter.
     fn next() -> u64 {
-        static STATE: AtomicU64 = AtomicU64::new(0x5EED_0F_FA17);
+        static STATE: AtomicU64 = AtomicU64::new(0x005E_ED0F_FA17);
         let mut z = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed).wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

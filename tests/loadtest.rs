@@ -1,6 +1,7 @@
 //! `tessera loadtest` against the real binary on loopback: its own request
 //! count agrees with the server's /metrics, non-loopback targets are
-//! refused, and the open loop sends about rate × duration requests.
+//! refused, the open loop sends about rate × duration requests, and views
+//! mode times whole views.
 
 mod common;
 
@@ -112,4 +113,32 @@ fn open_loop_sends_about_rate_times_duration() {
     assert_eq!(r["config"]["loop_kind"], "open");
     assert_eq!(r["errors"], 0, "{}", r["errors_by_kind"]);
     assert_eq!(image_requests(s.addr) - before, sent);
+}
+
+/// Views mode with `--sessions 1`: each viewer makes one session (home,
+/// zoom-ins, pans), every view is timed, the tiles asked are the server's
+/// image requests, and the run ends when the sessions are done.
+#[test]
+fn views_mode_times_each_view_of_one_session_per_viewer_and_stops_when_they_are_done() {
+    let d = image_dir();
+    let s = Server::start(d.path(), &[]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let json = out_dir.path().join("report.json");
+    let url = format!("{}/iiif/2/photo/info.json", s.base());
+    let before = image_requests(s.addr);
+    let args =
+        ["--mode", "views", "--sessions", "1", "-c", "2", "--warmup", "0", "--duration", "60", "--viewport", "400x300"];
+    let out = loadtest(&[&[url.as_str()][..], &args].concat(), &json);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = report(&json);
+    assert_eq!(r["stopped_by"], "sessions complete", "{r}");
+    assert_eq!(r["config"]["per_viewer"], 6, "a browser's six connections by default");
+    let views = &r["views"];
+    assert_eq!(views["views_with_errors"], 0, "{views}");
+    assert!(views["by_kind"]["home"].is_object(), "{views}");
+    assert!(views["views"].as_u64().unwrap() >= 4, "two sessions of a home view and zoom-ins: {views}");
+    assert_eq!(views["tiles"], r["requests"], "every tile asked belongs to a view");
+    assert_eq!(image_requests(s.addr) - before, r["requests"].as_u64().unwrap());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("views ") && text.contains("p90"), "{text}");
 }

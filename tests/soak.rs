@@ -74,7 +74,7 @@ enum Kind {
 /// seeds, so that any two versions are far apart (< 20 dB).
 fn version_pixels(seed: u64) -> Pixels {
     let p = tessera::samples::generate::photo_like(W, H, seed);
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         return p;
     }
     let d: Vec<u8> = p.data().iter().map(|&v| 255 - v).collect();
@@ -87,7 +87,13 @@ fn encode_version(kind: Kind, seed: u64, scratch: &Path) -> Vec<u8> {
     match kind {
         Kind::Jp2Tiled => tiled_jp2(&px, 256),
         Kind::Jp2Untiled => {
-            let params = jp2::EncodeParams { tile_size: None, levels: 4, lossless: false, rate: Some(12.0), ..Default::default() };
+            let params = jp2::EncodeParams {
+                tile_size: None,
+                levels: 4,
+                lossless: false,
+                rate: Some(12.0),
+                ..Default::default()
+            };
             jp2::encode(&jp2::EncodeInput::from_pixels(&px), &params).unwrap()
         }
         Kind::Jp2Deep => {
@@ -99,7 +105,8 @@ fn encode_version(kind: Kind, seed: u64, scratch: &Path) -> Vec<u8> {
                 precision: 16,
                 samples: jp2::Samples::U16(&wide),
             };
-            let params = jp2::EncodeParams { tile_size: Some((512, 512)), levels: 4, lossless: true, ..Default::default() };
+            let params =
+                jp2::EncodeParams { tile_size: Some((512, 512)), levels: 4, lossless: true, ..Default::default() };
             jp2::encode(&input, &params).unwrap()
         }
         Kind::Tiff => {
@@ -126,6 +133,7 @@ fn encode_version(kind: Kind, seed: u64, scratch: &Path) -> Vec<u8> {
 
 /// One version of an image: current from `from` until `until` (open while
 /// it is the file's content).
+#[derive(Clone)]
 struct Version {
     id: u64,
     bytes: Arc<Vec<u8>>,
@@ -341,7 +349,9 @@ impl Origin {
             std::thread::sleep(Duration::from_millis(1500));
         }
         if mode == ORIGIN_500 {
-            let _ = s.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\nConnection: close\r\n\r\noops\n");
+            let _ = s.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\nConnection: close\r\n\r\noops\n",
+            );
             return;
         }
         let name = target.trim_start_matches('/').to_string();
@@ -350,7 +360,8 @@ impl Origin {
             return;
         }
         if name.starts_with("secret-") && header("authorization").as_deref() != Some(TOKEN) {
-            let _ = s.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 11\r\nConnection: close\r\n\r\nlogin first");
+            let _ =
+                s.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 11\r\nConnection: close\r\n\r\nlogin first");
             return;
         }
         let Ok(bytes) = std::fs::read(self.dir.join(&name)) else {
@@ -363,11 +374,14 @@ impl Origin {
             let _ = write!(s, "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n");
             return;
         }
-        let range = header("range")
-            .filter(|_| header("if-range").is_none_or(|v| v == etag))
-            .and_then(|v| parse_range(&v, len));
+        let range =
+            header("range").filter(|_| header("if-range").is_none_or(|v| v == etag)).and_then(|v| parse_range(&v, len));
         let (status, body, extra) = match range {
-            Some((a, b)) => ("206 Partial Content", &bytes[a as usize..=b as usize], format!("Content-Range: bytes {a}-{b}/{len}\r\n")),
+            Some((a, b)) => (
+                "206 Partial Content",
+                &bytes[a as usize..=b as usize],
+                format!("Content-Range: bytes {a}-{b}/{len}\r\n"),
+            ),
             None => ("200 OK", &bytes[..], String::new()),
         };
         let _ = write!(
@@ -405,6 +419,9 @@ fn parse_range(v: &str, len: u64) -> Option<(u64, u64)> {
 
 /// A `tessera serve` on a fixed port, restartable; its log in `log`.
 struct Instance {
+    /// The binary, copied at the start (a build during the soak must not
+    /// change what a restart runs).
+    bin: PathBuf,
     name: &'static str,
     addr: SocketAddr,
     images: PathBuf,
@@ -414,9 +431,10 @@ struct Instance {
 }
 
 impl Instance {
-    fn new(name: &'static str, images: &Path, env: Vec<(String, String)>, logs: &Path) -> Instance {
+    fn new(bin: &Path, name: &'static str, images: &Path, env: Vec<(String, String)>, logs: &Path) -> Instance {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut i = Instance {
+            bin: bin.to_path_buf(),
             name,
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
             images: images.to_path_buf(),
@@ -431,7 +449,7 @@ impl Instance {
     /// Starts it and waits (up to 30 s) until /health answers 200.
     fn start(&mut self) -> bool {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        let mut cmd = Command::new(&self.bin);
         cmd.args(["serve", "--listen", &self.addr.to_string(), "--images"]).arg(&self.images);
         cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(log);
         for (k, v) in &self.env {
@@ -458,10 +476,7 @@ impl Instance {
 
     /// Whether the process has exited (reaped).
     fn exited(&mut self) -> bool {
-        match self.child.as_mut().map(|c| c.try_wait()) {
-            Some(Ok(Some(_))) | None => true,
-            _ => false,
-        }
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(Some(_))) | None)
     }
 
     fn signal(&self, sig: &str) {
@@ -619,7 +634,16 @@ impl Checker {
     /// and `end`; whether it was right (a 200 whose ETag a viewer may
     /// send again).
     #[allow(clippy::too_many_arguments)]
-    fn check(&self, i: usize, path: &str, sent_token: bool, inm: Option<&str>, start: Instant, end: Instant, r: &Raw) -> bool {
+    fn check(
+        &self,
+        i: usize,
+        path: &str,
+        sent_token: bool,
+        inm: Option<&str>,
+        start: Instant,
+        end: Instant,
+        r: &Raw,
+    ) -> bool {
         let (name, remote, restricted, candidates, all) = {
             let imgs = self.truth.images.lock().unwrap();
             let img = &imgs[i];
@@ -627,16 +651,8 @@ impl Checker {
             // revalidation interval (and the time to notice).
             let lag = if img.remote { Duration::from_secs(REVALIDATE_SECS + 2) } else { Duration::ZERO };
             let live = |v: &Version| v.from <= end && v.until.is_none_or(|u| u + lag >= start);
-            let pick = |f: &dyn Fn(&Version) -> bool| -> Vec<(u64, Arc<Vec<u8>>, Instant, Option<Instant>)> {
-                img.versions.iter().filter(|v| f(v)).map(|v| (v.id, v.bytes.clone(), v.from, v.until)).collect()
-            };
-            (img.name.clone(), img.remote, img.restricted, pick(&live), pick(&|_| true))
-        };
-        let as_version = |(id, bytes, from, until): &(u64, Arc<Vec<u8>>, Instant, Option<Instant>)| Version {
-            id: *id,
-            bytes: bytes.clone(),
-            from: *from,
-            until: *until,
+            let live: Vec<Version> = img.versions.iter().filter(|v| live(v)).cloned().collect();
+            (img.name.clone(), img.remote, img.restricted, live, img.versions.clone())
         };
         let head = |k: &str| r.header(k).map(str::to_string);
         match r.status {
@@ -649,7 +665,10 @@ impl Checker {
                     .unwrap_or(false);
                 if ok {
                     if let Some(tag) = head("etag") {
-                        self.etags.lock().unwrap().insert((path.to_string(), tag), candidates.iter().map(|c| c.0).collect());
+                        self.etags
+                            .lock()
+                            .unwrap()
+                            .insert((path.to_string(), tag), candidates.iter().map(|c| c.id).collect());
                     }
                     self.tally.lock().unwrap().answer("200 info.json");
                     return true;
@@ -676,25 +695,32 @@ impl Checker {
                         .then(|| psnr(want.data(), got.data()))
                 };
                 let matched: Vec<u64> =
-                    candidates.iter().filter(|c| score(&as_version(c)).is_some_and(|db| db >= 30.0)).map(|c| c.0).collect();
+                    candidates.iter().filter(|c| score(c).is_some_and(|db| db >= 30.0)).map(|c| c.id).collect();
                 if !matched.is_empty() {
                     if let Some(tag) = head("etag") {
                         self.etags.lock().unwrap().insert((path.to_string(), tag), matched);
                     }
-                    self.tally.lock().unwrap().answer(if remote { "200 image (HTTP source)" } else { "200 image (files)" });
+                    self.tally.lock().unwrap().answer(if remote {
+                        "200 image (HTTP source)"
+                    } else {
+                        "200 image (files)"
+                    });
                     return true;
                 }
                 // Wrong: say which version it was closest to, and when
                 // that one was current (seconds from the request's start).
-                let rel = |x: Instant| x.checked_duration_since(start).map_or_else(|| -start.duration_since(x).as_secs_f64(), |d| d.as_secs_f64());
+                let rel = |x: Instant| {
+                    x.checked_duration_since(start)
+                        .map_or_else(|| -start.duration_since(x).as_secs_f64(), |d| d.as_secs_f64())
+                };
                 let best = all
                     .iter()
-                    .filter_map(|c| score(&as_version(c)).map(|db| (c.0, db, rel(c.2), c.3.map(rel))))
+                    .filter_map(|c| score(c).map(|db| (c.id, db, rel(c.from), c.until.map(rel))))
                     .max_by(|a, b| a.1.total_cmp(&b.1));
                 self.wrong(format!(
                     "{path}: a 200 matching no version current during the request (0..{:.3} s); closest {best:?} (version, dB, current from, until); current then: {:?}",
                     rel(end),
-                    candidates.iter().map(|c| c.0).collect::<Vec<_>>()
+                    candidates.iter().map(|c| c.id).collect::<Vec<_>>()
                 ));
             }
             304 => {
@@ -703,7 +729,7 @@ impl Checker {
                     return false;
                 };
                 let v = self.etags.lock().unwrap().get(&(path.to_string(), sent.to_string())).cloned();
-                if v.as_ref().is_some_and(|v| candidates.iter().any(|c| v.contains(&c.0))) {
+                if v.as_ref().is_some_and(|v| candidates.iter().any(|c| v.contains(&c.id))) {
                     self.tally.lock().unwrap().answer("304");
                 } else {
                     self.wrong(format!("{path}: 304 for ETag {sent} (version {v:?}) not current during the request"));
@@ -750,7 +776,15 @@ fn du(dir: &Path) -> u64 {
 /// (RSS bytes, open files, threads, mappings) of process `pid`.
 fn process_use(pid: u32) -> Option<(u64, usize, usize, usize)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse::<u64>().ok()? * 1024;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?
+        * 1024;
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
     let threads = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.count();
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?.lines().count();
@@ -817,6 +851,8 @@ fn a_soak_under_faults_gives_no_client_a_wrong_answer() {
         truth.write_version(i, "replace");
     }
 
+    let bin = root.path().join("tessera");
+    std::fs::copy(env!("CARGO_BIN_EXE_tessera"), &bin).unwrap();
     let origin = Origin::start(origin_dir.clone());
     let faults = [
         ("TESSERA_FAULT_WORKER_PANICS".to_string(), "5".to_string()),
@@ -833,8 +869,8 @@ fn a_soak_under_faults_gives_no_client_a_wrong_answer() {
         env.extend(faults.iter().cloned());
         env
     };
-    let mut a = Instance::new("a", &files, shared(&tier_a), &logs);
-    let mut b = Instance::new("b", &files, shared(&tier_b), &logs);
+    let mut a = Instance::new(&bin, "a", &files, shared(&tier_a), &logs);
+    let mut b = Instance::new(&bin, "b", &files, shared(&tier_b), &logs);
     let mut c_env = vec![
         ("TESSERA_SOURCE__KIND".to_string(), "http".to_string()),
         ("TESSERA_SOURCE__HTTP__URL_PREFIX".to_string(), format!("http://{}/", origin.addr)),
@@ -849,7 +885,7 @@ fn a_soak_under_faults_gives_no_client_a_wrong_answer() {
         ("TESSERA_SERVER__DRAIN_SECS".to_string(), "1".to_string()),
     ];
     c_env.extend(faults.iter().cloned());
-    let mut c = Instance::new("c", &no_images, c_env, &logs);
+    let mut c = Instance::new(&bin, "c", &no_images, c_env, &logs);
     let Some(lb_files) = Haproxy::start(&[a.addr, b.addr]) else { return };
     let Some(lb_remote) = Haproxy::start(&[c.addr]) else { return };
 
@@ -879,7 +915,7 @@ fn a_soak_under_faults_gives_no_client_a_wrong_answer() {
             let (checker, truth, hangs) = (checker.clone(), truth.clone(), hangs.clone());
             let (files_addr, remote_addr) = (lb_files.addr, lb_remote.addr);
             std::thread::spawn(move || {
-                let mut rng = SmallRng::seed_from_u64(seed ^ (v + 1) * 0x9E37);
+                let mut rng = SmallRng::seed_from_u64(seed ^ ((v + 1) * 0x9E37));
                 let mut last: HashMap<String, String> = HashMap::new();
                 // Sessions as a viewer makes them (home view, zoom-ins to
                 // full resolution, pans: the load test's), each after its
@@ -926,11 +962,16 @@ fn a_soak_under_faults_gives_no_client_a_wrong_answer() {
                                 }
                             }
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::WouldBlock
+                                || e.kind() == std::io::ErrorKind::TimedOut =>
+                        {
                             hangs.fetch_add(1, Ordering::SeqCst);
                             checker.wrong(format!("{path}: no answer within 30 s ({e})"));
                         }
-                        Err(_) => checker.tally.lock().unwrap().answer("connection error (balancer restarting a backend)"),
+                        Err(_) => {
+                            checker.tally.lock().unwrap().answer("connection error (balancer restarting a backend)")
+                        }
                     }
                 }
             })
@@ -1046,10 +1087,18 @@ fn a_soak_under_faults_gives_no_client_a_wrong_answer() {
         let keep: std::collections::HashSet<u64> = {
             let imgs = truth.images.lock().unwrap();
             let horizon = Instant::now() - Duration::from_secs(60);
-            imgs.iter().flat_map(|img| img.versions.iter()).filter(|v| v.until.is_none_or(|u| u > horizon)).map(|v| v.id).collect()
+            imgs.iter()
+                .flat_map(|img| img.versions.iter())
+                .filter(|v| v.until.is_none_or(|u| u > horizon))
+                .map(|v| v.id)
+                .collect()
         };
         checker.refs.keep_only(&keep);
-        schedule_log.push(format!("{:7.3} s {name} ({})", t0.elapsed().as_secs_f64(), truth.images.lock().unwrap()[i].name));
+        schedule_log.push(format!(
+            "{:7.3} s {name} ({})",
+            t0.elapsed().as_secs_f64(),
+            truth.images.lock().unwrap()[i].name
+        ));
         checker.tally.lock().unwrap().fault(name);
     }
     for v in viewers {
@@ -1062,9 +1111,15 @@ fn a_soak_under_faults_gives_no_client_a_wrong_answer() {
     // Afterwards: quiet, then the bounds and budgets.
     std::thread::sleep(Duration::from_secs(2));
     let mut after = Vec::new();
-    for (dir, bound, what) in [(&tier_a, tier_bytes, "tier a"), (&tier_b, tier_bytes, "tier b"), (&downloads, download_bytes, "downloads")] {
+    for (dir, bound, what) in
+        [(&tier_a, tier_bytes, "tier a"), (&tier_b, tier_bytes, "tier b"), (&downloads, download_bytes, "downloads")]
+    {
         let used = du(dir);
-        after.push(format!("{what}: {:.1} MiB on disk (bound {:.0} MiB)", used as f64 / 1048576.0, bound as f64 / 1048576.0));
+        after.push(format!(
+            "{what}: {:.1} MiB on disk (bound {:.0} MiB)",
+            used as f64 / 1048576.0,
+            bound as f64 / 1048576.0
+        ));
         if used > bound + bound / 10 + (1 << 20) {
             checker.wrong(format!("{what} holds {used} bytes, over its bound of {bound}"));
         }
@@ -1075,9 +1130,16 @@ fn a_soak_under_faults_gives_no_client_a_wrong_answer() {
             continue;
         }
         let Some((rss, fds, threads, maps)) = inst.pid().and_then(process_use) else { continue };
-        after.push(format!("{}: RSS {:.0} MiB, {fds} open files, {threads} threads, {maps} mappings", inst.name, rss as f64 / 1048576.0));
+        after.push(format!(
+            "{}: RSS {:.0} MiB, {fds} open files, {threads} threads, {maps} mappings",
+            inst.name,
+            rss as f64 / 1048576.0
+        ));
         if rss > 1 << 30 || fds > 512 || threads > 128 || maps > 4096 {
-            checker.wrong(format!("{}: over its budgets (RSS {rss}, {fds} files, {threads} threads, {maps} maps)", inst.name));
+            checker.wrong(format!(
+                "{}: over its budgets (RSS {rss}, {fds} files, {threads} threads, {maps} maps)",
+                inst.name
+            ));
         }
     }
 
@@ -1116,8 +1178,15 @@ fn a_soak_under_faults_gives_no_client_a_wrong_answer() {
     for w in tally.wrong.iter().take(20) {
         eprintln!("wrong: {w}");
     }
-    assert!(tally.wrong.is_empty(), "{} wrong answers (first: {:?}); logs in {}", tally.wrong.len(), tally.wrong.first(), logs.display());
-    let checked: u64 = tally.answers.iter().filter(|(k, _)| k.starts_with("200 image") || k.as_str() == "304").map(|(_, n)| n).sum();
+    assert!(
+        tally.wrong.is_empty(),
+        "{} wrong answers (first: {:?}); logs in {}",
+        tally.wrong.len(),
+        tally.wrong.first(),
+        logs.display()
+    );
+    let checked: u64 =
+        tally.answers.iter().filter(|(k, _)| k.starts_with("200 image") || k.as_str() == "304").map(|(_, n)| n).sum();
     assert!(checked > 50, "too few image answers checked ({checked}) for the soak to mean anything");
     drop(redis_slot);
 }

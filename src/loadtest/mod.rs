@@ -58,6 +58,11 @@ pub enum Mode {
     /// Every distinct tile of every level once, coarse to fine, shared by
     /// all viewers; stops when all are done (cold-cache benchmarks).
     Sweep,
+    /// Sessions view by view: each viewer asks all the new tiles of a view
+    /// at once (--per-viewer connections, 6 by default, as a browser) and
+    /// times the view until its last tile is in, then waits --think seconds
+    /// before the next gesture. Reports per-view p50/p90/max.
+    Views,
 }
 
 impl Mode {
@@ -65,6 +70,7 @@ impl Mode {
         match self {
             Mode::Session => "session",
             Mode::Sweep => "sweep",
+            Mode::Views => "views",
         }
     }
 }
@@ -94,9 +100,16 @@ pub struct Options {
     /// Virtual viewers (closed loop: concurrent sessions, one connection each; open loop: interleaved request streams).
     #[arg(short = 'c', long, default_value_t = 4, value_name = "N")]
     pub concurrency: usize,
-    /// Requests each viewer keeps in flight in the closed loop (a browser uses a few).
-    #[arg(long, default_value_t = 1, value_name = "K")]
-    pub per_viewer: usize,
+    /// Requests each viewer keeps in flight in the closed loop (a browser uses a few)
+    /// [default: 1; 6 in views mode].
+    #[arg(long, value_name = "K")]
+    pub per_viewer: Option<usize>,
+    /// Views mode: sessions per viewer, then it stops (the run ends when all have) [default: no end].
+    #[arg(long, value_name = "N")]
+    pub sessions: Option<u64>,
+    /// Views mode: seconds a viewer looks at a view before the next gesture.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub think: f64,
     /// Measured seconds, after the warm-up.
     #[arg(short = 'd', long, default_value_t = 10.0, value_name = "SECS")]
     pub duration: f64,
@@ -173,7 +186,16 @@ pub fn settings(o: &Options) -> Result<runner::Settings, LoadtestError> {
         }
     };
     count(o.concurrency, "concurrency", 100_000)?;
-    count(o.per_viewer, "per-viewer", 1_000)?;
+    let per_viewer = o.per_viewer.unwrap_or(if o.mode == Mode::Views { 6 } else { 1 });
+    count(per_viewer, "per-viewer", 1_000)?;
+    if o.sessions == Some(0) {
+        return Err(LoadtestError::BadOption("--sessions 0: must be at least 1".into()));
+    }
+    if o.mode == Mode::Views && o.rate.is_some() {
+        return Err(LoadtestError::BadOption(
+            "--rate: views mode is a closed loop (viewers wait for their views)".into(),
+        ));
+    }
     count(o.threads, "threads", 1_024)?;
     count(o.max_in_flight, "max-in-flight", 1_000_000)?;
     if matches!(o.tile_size, Some(t) if t == 0 || t > 65_536) {
@@ -191,8 +213,10 @@ pub fn settings(o: &Options) -> Result<runner::Settings, LoadtestError> {
     Ok(runner::Settings {
         mode: o.mode,
         viewers: o.concurrency,
-        per_viewer: o.per_viewer,
+        per_viewer,
         rate: o.rate,
+        think: secs(o.think, "think", true)?,
+        sessions: o.sessions,
         warmup: secs(o.warmup.unwrap_or(default_warmup), "warmup", true)?,
         duration: secs(o.duration, "duration", false)?,
         max_requests: o.requests,
@@ -271,8 +295,9 @@ fn run_inner(opts: &Options) -> Result<stats::Report, LoadtestError> {
             mode: opts.mode.name().into(),
             loop_kind: if opts.rate.is_some() { "open" } else { "closed" }.into(),
             concurrency: opts.concurrency,
-            per_viewer: opts.per_viewer,
+            per_viewer: s.per_viewer,
             rate: opts.rate,
+            think_s: s.think.as_secs_f64(),
             duration_s: s.duration.as_secs_f64(),
             max_requests: opts.requests,
             warmup_s: s.warmup.as_secs_f64(),
@@ -283,7 +308,8 @@ fn run_inner(opts: &Options) -> Result<stats::Report, LoadtestError> {
             tile_size: opts.tile_size,
             threads: opts.threads,
         };
-        let report = done.recorder.into_report(config, done.elapsed, done.stopped_by);
+        let mut report = done.recorder.into_report(config, done.elapsed, done.stopped_by);
+        report.views = done.views.map(stats::ViewRecorder::into_report);
         print!("{}", report.text());
         Ok(report)
     })
@@ -317,6 +343,10 @@ mod tests {
         let s = settings(&o).unwrap();
         assert_eq!(s.warmup, Duration::ZERO, "no warm-up by default in a sweep");
         assert_eq!((s.viewers, s.rate, s.max_requests), (2, Some(50.0), Some(10)));
+        let s = settings(&parse(&["u", "--mode", "views", "--think", "1"]).unwrap()).unwrap();
+        assert_eq!((s.per_viewer, s.think), (6, Duration::from_secs(1)), "a browser's 6 connections by default");
+        assert!(settings(&parse(&["u", "--mode", "views", "--rate", "5"]).unwrap()).is_err());
+        assert!(settings(&parse(&["u", "--think=-1"]).unwrap()).is_err());
         assert!(parse(&[]).is_err(), "a URL is required");
         assert!(parse(&["u", "--viewport", "big"]).is_err());
         for bad in [&["u", "-c", "0"][..], &["u", "--rate", "0"], &["u", "--duration=-1"], &["u", "-n", "0"]] {

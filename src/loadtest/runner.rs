@@ -22,8 +22,8 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::session::{scheduled_offset, ImagePlan, Req, SessionGen, Source, SweepQueue, Viewport};
-use super::stats::{Outcome, Recorder, Sample};
+use super::session::{scheduled_offset, ImagePlan, Req, SessionGen, Source, SweepQueue, ViewGen, Viewport};
+use super::stats::{Outcome, Recorder, Sample, ViewRecorder, ViewSample};
 use super::{LoadtestError, Mode};
 
 pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
@@ -135,6 +135,10 @@ pub struct Settings {
     pub viewers: usize,
     pub per_viewer: usize,
     pub rate: Option<f64>,
+    /// Views mode: the pause after each view.
+    pub think: Duration,
+    /// Views mode: sessions per viewer (`None`: until the duration ends).
+    pub sessions: Option<u64>,
     pub warmup: Duration,
     pub duration: Duration,
     pub max_requests: Option<u64>,
@@ -149,6 +153,8 @@ pub struct Settings {
 /// What a run returns: the samples, the measured time, why it stopped.
 pub struct RunResult {
     pub recorder: Recorder,
+    /// Views mode: the views' times.
+    pub views: Option<ViewRecorder>,
     pub elapsed: Duration,
     pub stopped_by: &'static str,
 }
@@ -186,15 +192,17 @@ impl Shared {
         format!("{base}/{}", r.path).parse().ok()
     }
 
-    /// Sends `req` (due at `due`), counts it live, hands it to the recorder.
-    async fn send(&self, client: &HttpClient, req: Req, due: Instant, tx: &mpsc::UnboundedSender<Sample>) {
+    /// Sends `req` (due at `due`), counts it live, hands it to the recorder;
+    /// whether it failed.
+    async fn send(&self, client: &HttpClient, req: Req, due: Instant, tx: &mpsc::UnboundedSender<Sample>) -> bool {
         let outcome = match self.uri(&req) {
             Some(u) => timed(client, u, self.timeout).await,
             None => Outcome::Failed("invalid URL".into()),
         };
         let end = Instant::now();
         self.done.fetch_add(1, Ordering::Relaxed);
-        if outcome.error_kind().is_some() {
+        let failed = outcome.error_kind().is_some();
+        if failed {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
         let at = (due >= self.measure_from).then(|| end.saturating_duration_since(self.measure_from));
@@ -204,6 +212,7 @@ impl Shared {
             at,
             outcome,
         });
+        failed
     }
 }
 
@@ -238,7 +247,9 @@ pub async fn run(images: Arc<Vec<ImagePlan>>, s: &Settings) -> Result<RunResult,
         Ok::<Recorder, LoadtestError>(rec)
     });
     let bar = progress_bar(s, sh.clone(), origin);
+    let mut views = None;
     match s.rate {
+        None if s.mode == Mode::Views => views = Some(views_loop(&sh, &images, s, tx).await?),
         None => closed_loop(&sh, sources, s, tx).await,
         Some(rate) => open_loop(&sh, sources, s, rate, origin, tx).await,
     }
@@ -248,14 +259,16 @@ pub async fn run(images: Arc<Vec<ImagePlan>>, s: &Settings) -> Result<RunResult,
         bar.finish_and_clear();
     }
     let recorder = collector.await.map_err(|e| LoadtestError::Stats(format!("collector: {e}")))??;
-    let stopped_by = if sh.exhausted.load(Ordering::Relaxed) {
+    let stopped_by = if sh.exhausted.load(Ordering::Relaxed) && s.mode == Mode::Views {
+        "sessions complete"
+    } else if sh.exhausted.load(Ordering::Relaxed) {
         "sweep complete"
     } else if sh.hit_max.load(Ordering::Relaxed) {
         "requests"
     } else {
         "duration"
     };
-    Ok(RunResult { recorder, elapsed: end.saturating_duration_since(sh.measure_from), stopped_by })
+    Ok(RunResult { recorder, views, elapsed: end.saturating_duration_since(sh.measure_from), stopped_by })
 }
 
 /// N viewers, each with its own connection pool and `per_viewer` requests
@@ -284,13 +297,71 @@ async fn closed_loop(sh: &Arc<Shared>, sources: Vec<Source>, s: &Settings, tx: m
                         sh.exhausted.store(true, Ordering::Relaxed);
                         break;
                     };
-                    sh.send(&client, req, now, &tx).await;
+                    let _ = sh.send(&client, req, now, &tx).await;
                 }
             });
         }
     }
     drop(tx);
     while tasks.join_next().await.is_some() {}
+}
+
+/// Views mode: each viewer asks every new tile of a view at once (at most
+/// `per_viewer` in flight, on its own pool), times the view until its last
+/// answer, then waits `think` before the next gesture.
+async fn views_loop(
+    sh: &Arc<Shared>,
+    images: &Arc<Vec<ImagePlan>>,
+    s: &Settings,
+    tx: mpsc::UnboundedSender<Sample>,
+) -> Result<ViewRecorder, LoadtestError> {
+    use futures_util::StreamExt;
+    let (vtx, mut vrx) = mpsc::unbounded_channel::<ViewSample>();
+    let collector = tokio::spawn(async move {
+        let mut rec = ViewRecorder::new()?;
+        while let Some(v) = vrx.recv().await {
+            rec.add(&v)?;
+        }
+        Ok::<ViewRecorder, LoadtestError>(rec)
+    });
+    let mut tasks = JoinSet::new();
+    for v in 0..s.viewers {
+        let client = new_client(s.per_viewer, s.timeout);
+        let mut gen = ViewGen::new(images.clone(), s.seed, v as u64, s.viewport, s.pans, s.sessions);
+        let (sh, tx, vtx, in_flight, think) = (sh.clone(), tx.clone(), vtx.clone(), s.per_viewer.max(1), s.think);
+        tasks.spawn(async move {
+            loop {
+                let start = Instant::now();
+                if start >= sh.deadline {
+                    break;
+                }
+                let Some(view) = gen.next_view() else {
+                    sh.exhausted.store(true, Ordering::Relaxed);
+                    break;
+                };
+                let tiles = view.reqs.len();
+                let failed: Vec<bool> = futures_util::stream::iter(view.reqs)
+                    .map(|req| sh.send(&client, req, Instant::now(), &tx))
+                    .buffer_unordered(in_flight)
+                    .collect()
+                    .await;
+                let end = Instant::now();
+                let _ = vtx.send(ViewSample {
+                    kind: view.kind,
+                    tiles,
+                    latency: end.saturating_duration_since(start),
+                    errors: failed.iter().filter(|f| **f).count(),
+                    measured: start >= sh.measure_from,
+                });
+                if !think.is_zero() {
+                    tokio::time::sleep_until((end + think).min(sh.deadline)).await;
+                }
+            }
+        });
+    }
+    drop((tx, vtx));
+    while tasks.join_next().await.is_some() {}
+    collector.await.map_err(|e| LoadtestError::Stats(format!("view collector: {e}")))?
 }
 
 /// Requests sent on a fixed schedule (`rate` per second from the start),
@@ -329,7 +400,7 @@ async fn open_loop(
         let (sh2, client, tx, permit) = (sh.clone(), client.clone(), tx.clone(), limit.clone().acquire_owned());
         tasks.spawn(async move {
             let _permit = permit.await;
-            sh2.send(&client, req, due, &tx).await;
+            let _ = sh2.send(&client, req, due, &tx).await;
         });
         while tasks.try_join_next().is_some() {}
         i += 1;

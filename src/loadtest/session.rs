@@ -67,6 +67,35 @@ pub struct Req {
     pub path: String,
 }
 
+/// What a view of a session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ViewKind {
+    /// The image fitted to the viewport.
+    Home,
+    /// One zoom-in step (by 2) toward the session's point.
+    Zoom,
+    /// Half a viewport sideways at the finest level.
+    Pan,
+}
+
+impl ViewKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ViewKind::Home => "home",
+            ViewKind::Zoom => "zoom",
+            ViewKind::Pan => "pan",
+        }
+    }
+}
+
+/// One gesture of a session and the tiles it newly shows: a viewer waits
+/// for all of them before the view is sharp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    pub kind: ViewKind,
+    pub reqs: Vec<Req>,
+}
+
 /// The viewer's canvas in screen pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Viewport {
@@ -188,6 +217,12 @@ impl ImagePlan {
     /// half a viewport in random directions. Tiles already asked in the
     /// session are not asked again (the browser holds them).
     pub fn session(&self, image: usize, viewport: Viewport, pans: u32, rng: &mut SmallRng) -> Vec<Req> {
+        self.session_views(image, viewport, pans, rng).into_iter().flat_map(|v| v.reqs).collect()
+    }
+
+    /// [`ImagePlan::session`] view by view: each gesture's new tiles, in the
+    /// order asked (a view whose tiles were all asked before has none).
+    pub fn session_views(&self, image: usize, viewport: Viewport, pans: u32, rng: &mut SmallRng) -> Vec<View> {
         let (w, h) = (self.spec.width as f64, self.spec.height as f64);
         if w <= 0.0 || h <= 0.0 {
             return Vec::new();
@@ -208,7 +243,11 @@ impl ImagePlan {
                 .get(first..)
                 .unwrap_or(&[])
                 .iter()
-                .map(|&(sw, sh)| Req { image, scale_factor: self.size_sf(sw), path: self.size_path(sw, sh) })
+                .enumerate()
+                .map(|(k, &(sw, sh))| View {
+                    kind: if k == 0 { ViewKind::Home } else { ViewKind::Zoom },
+                    reqs: vec![Req { image, scale_factor: self.size_sf(sw), path: self.size_path(sw, sh) }],
+                })
                 .collect();
         }
         let finest = self.levels.last().map(|l| l.sf).unwrap_or(1) as f64;
@@ -218,11 +257,15 @@ impl ImagePlan {
         let mut out = Vec::new();
         let mut s = s0;
         let mut centre: (f64, f64);
+        let mut kind = ViewKind::Home;
         loop {
             // Zooming keeps the target point fixed on screen.
             let k = (s / s0).min(1.0);
             centre = (target.0 + (home.0 - target.0) * k, target.1 + (home.1 - target.1) * k);
-            self.ask_view(image, s, &mut centre, viewport, &mut seen, &mut out);
+            let mut reqs = Vec::new();
+            self.ask_view(image, s, &mut centre, viewport, &mut seen, &mut reqs);
+            out.push(View { kind, reqs });
+            kind = ViewKind::Zoom;
             if s <= finest {
                 break;
             }
@@ -232,7 +275,9 @@ impl ImagePlan {
             let a = rng.random_range(0.0..std::f64::consts::TAU);
             centre.0 += a.cos() * vw * s / 2.0;
             centre.1 += a.sin() * vh * s / 2.0;
-            self.ask_view(image, s, &mut centre, viewport, &mut seen, &mut out);
+            let mut reqs = Vec::new();
+            self.ask_view(image, s, &mut centre, viewport, &mut seen, &mut reqs);
+            out.push(View { kind: ViewKind::Pan, reqs });
         }
         out
     }
@@ -387,6 +432,57 @@ impl SessionGen {
     }
 }
 
+/// Endless sessions for one virtual viewer, view by view, seeded as
+/// [`SessionGen`] (the same seed and viewer give the same tiles).
+pub struct ViewGen {
+    images: Arc<Vec<ImagePlan>>,
+    rng: SmallRng,
+    viewport: Viewport,
+    pans: u32,
+    queue: VecDeque<View>,
+    /// Sessions left to start (`None`: no end).
+    sessions_left: Option<u64>,
+}
+
+impl ViewGen {
+    /// Viewer `viewer`'s views; after `sessions` sessions (if given), none.
+    pub fn new(
+        images: Arc<Vec<ImagePlan>>,
+        seed: u64,
+        viewer: u64,
+        viewport: Viewport,
+        pans: u32,
+        sessions: Option<u64>,
+    ) -> ViewGen {
+        let rng = SmallRng::seed_from_u64(seed ^ viewer.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        ViewGen { images, rng, viewport, pans, queue: VecDeque::new(), sessions_left: sessions }
+    }
+
+    /// The next view with at least one tile; `None` when the sessions are
+    /// done or no image yields any.
+    pub fn next_view(&mut self) -> Option<View> {
+        for _ in 0..4 {
+            while let Some(v) = self.queue.pop_front() {
+                if !v.reqs.is_empty() {
+                    return Some(v);
+                }
+            }
+            if self.images.is_empty() || self.sessions_left == Some(0) {
+                return None;
+            }
+            if let Some(n) = self.sessions_left.as_mut() {
+                *n -= 1;
+            }
+            let i = self.rng.random_range(0..self.images.len());
+            if let Some(img) = self.images.get(i) {
+                let views = img.session_views(i, self.viewport, self.pans, &mut self.rng);
+                self.queue.extend(views);
+            }
+        }
+        None
+    }
+}
+
 /// The cold sweep's work list, shared by all viewers.
 pub struct SweepQueue {
     reqs: Vec<Req>,
@@ -443,6 +539,37 @@ mod tests {
     }
 
     const VP: Viewport = Viewport { width: 1024, height: 768 };
+
+    #[test]
+    fn a_session_view_by_view_is_home_then_zooms_then_pans_and_asks_the_same_tiles_in_the_same_order() {
+        let plan = ImagePlan::new(spec(ApiVersion::V2, 12000, 9000, 512, &[1, 2, 4, 8, 16, 32]));
+        let views = plan.session_views(0, VP, 4, &mut rng());
+        let kinds: Vec<ViewKind> = views.iter().map(|v| v.kind).collect();
+        assert_eq!(kinds.first(), Some(&ViewKind::Home));
+        assert_eq!(kinds.iter().filter(|k| **k == ViewKind::Pan).count(), 4);
+        let zooms = kinds.iter().filter(|k| **k == ViewKind::Zoom).count();
+        assert!(zooms >= 3, "zoom-ins by 2 from the home view to full resolution: {kinds:?}");
+        assert!(kinds.windows(2).all(|w| w[0] <= w[1]), "home, then zooms, then pans: {kinds:?}");
+        let flat: Vec<Req> = views.into_iter().flat_map(|v| v.reqs).collect();
+        assert_eq!(flat, plan.session(0, VP, 4, &mut rng()));
+    }
+
+    #[test]
+    fn a_view_generator_skips_views_with_no_new_tile_and_stops_after_its_sessions() {
+        let images = Arc::new(vec![ImagePlan::new(spec(ApiVersion::V3, 2000, 1500, 256, &[1, 2, 4, 8]))]);
+        let mut g = ViewGen::new(images.clone(), 3, 0, VP, 8, None);
+        for _ in 0..50 {
+            let v = g.next_view().unwrap();
+            assert!(!v.reqs.is_empty());
+        }
+        let mut one = ViewGen::new(images, 3, 0, VP, 2, Some(1));
+        let mut kinds = Vec::new();
+        while let Some(v) = one.next_view() {
+            kinds.push(v.kind);
+        }
+        assert_eq!(kinds.first(), Some(&ViewKind::Home));
+        assert_eq!(kinds.iter().filter(|k| **k == ViewKind::Home).count(), 1, "one session, then none: {kinds:?}");
+    }
 
     #[test]
     fn viewport_parses() {

@@ -2,6 +2,8 @@
 //! (latency histograms overall and per scale factor, counts by status and by
 //! error kind, a per-second time series, warm-up kept apart) and turns into
 //! the serde-serialisable [`Report`], which also renders the text summary.
+//! In views mode a [`ViewRecorder`] also takes each view's time, from its
+//! first tile asked to its last answered.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -209,8 +211,78 @@ impl Recorder {
             distribution,
             warmup: WarmupReport { requests: self.warmup_requests, errors: self.warmup_errors },
             sent_total: self.requests + self.warmup_requests,
+            views: None,
         }
     }
+}
+
+/// One view of a session, done: every tile it newly shows answered.
+#[derive(Clone, Debug)]
+pub struct ViewSample {
+    pub kind: super::session::ViewKind,
+    pub tiles: usize,
+    /// From the first tile asked to the last answered.
+    pub latency: Duration,
+    /// Tiles that failed (no answer or an error status).
+    pub errors: usize,
+    /// Started after the warm-up.
+    pub measured: bool,
+}
+
+/// Per-view times, overall and by kind of view.
+pub struct ViewRecorder {
+    all: Histogram<u64>,
+    by_kind: BTreeMap<super::session::ViewKind, Histogram<u64>>,
+    views: u64,
+    tiles: u64,
+    with_errors: u64,
+    warmup: u64,
+}
+
+impl ViewRecorder {
+    pub fn new() -> Result<ViewRecorder, LoadtestError> {
+        Ok(ViewRecorder { all: histogram()?, by_kind: BTreeMap::new(), views: 0, tiles: 0, with_errors: 0, warmup: 0 })
+    }
+
+    pub fn add(&mut self, v: &ViewSample) -> Result<(), LoadtestError> {
+        if !v.measured {
+            self.warmup += 1;
+            return Ok(());
+        }
+        self.views += 1;
+        self.tiles += v.tiles as u64;
+        self.with_errors += (v.errors > 0) as u64;
+        record(&mut self.all, v.latency);
+        let h = match self.by_kind.entry(v.kind) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(histogram()?),
+        };
+        record(h, v.latency);
+        Ok(())
+    }
+
+    pub fn into_report(self) -> ViewReport {
+        ViewReport {
+            views: self.views,
+            tiles: self.tiles,
+            views_with_errors: self.with_errors,
+            warmup_views: self.warmup,
+            latency_ms: LatencySummary::of(&self.all),
+            by_kind: self.by_kind.iter().map(|(k, h)| (k.name().to_string(), LatencySummary::of(h))).collect(),
+        }
+    }
+}
+
+/// Views mode: how long a viewer waited for each view to be whole.
+#[derive(Clone, Debug, Serialize)]
+pub struct ViewReport {
+    pub views: u64,
+    pub tiles: u64,
+    pub views_with_errors: u64,
+    pub warmup_views: u64,
+    pub latency_ms: LatencySummary,
+    /// "home", "zoom", "pan".
+    pub by_kind: BTreeMap<String, LatencySummary>,
 }
 
 const DISTRIBUTION_PERCENTILES: [f64; 21] = [
@@ -255,13 +327,15 @@ impl LatencySummary {
 #[derive(Clone, Debug, Serialize)]
 pub struct RunConfig {
     pub targets: Vec<String>,
-    /// "session" or "sweep".
+    /// "session", "sweep" or "views".
     pub mode: String,
     /// "closed" (N viewers) or "open" (fixed rate).
     pub loop_kind: String,
     pub concurrency: usize,
     pub per_viewer: usize,
     pub rate: Option<f64>,
+    /// Views mode: seconds between views.
+    pub think_s: f64,
     pub duration_s: f64,
     pub max_requests: Option<u64>,
     pub warmup_s: f64,
@@ -339,6 +413,9 @@ pub struct Report {
     pub warmup: WarmupReport,
     /// Every request sent, warm-up included.
     pub sent_total: u64,
+    /// Views mode: time per view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub views: Option<ViewReport>,
 }
 
 fn human_bytes(b: f64) -> String {
@@ -383,6 +460,17 @@ impl Report {
             "  latency  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  (mean {:.2} ms)",
             l.p50, l.p90, l.p99, l.p999, l.max, l.mean
         );
+        if let Some(v) = &self.views {
+            let l = &v.latency_ms;
+            let _ = writeln!(
+                s,
+                "  views    {} views ({} tiles, {} with errors): p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+                v.views, v.tiles, v.views_with_errors, l.p50, l.p90, l.p99, l.max
+            );
+            for (k, l) in &v.by_kind {
+                let _ = writeln!(s, "    {k:>5}  p50 {:.1} ms  p90 {:.1} ms  max {:.1} ms", l.p50, l.p90, l.max);
+            }
+        }
         let st: Vec<String> = self.status.iter().map(|(k, v)| format!("{k}×{v}")).collect();
         let _ = writeln!(s, "  status   {}", if st.is_empty() { "none".into() } else { st.join(" ") });
         if !self.errors_by_kind.is_empty() {
@@ -427,6 +515,7 @@ mod tests {
             concurrency: 2,
             per_viewer: 1,
             rate: None,
+            think_s: 0.0,
             duration_s: 10.0,
             max_requests: None,
             warmup_s: 0.0,
