@@ -600,6 +600,38 @@ impl References {
     }
 }
 
+impl Checker {
+    /// Records that a 200 to `path` carried ETag `tag` and could have come
+    /// from `versions`. An ETag names one version: if an earlier 200 with it
+    /// could only have come from other versions, one of the two was stale
+    /// (wrong, though an info.json body cannot show it). Whether it held.
+    fn record_etag(&self, path: &str, tag: &str, versions: Vec<u64>, start: Instant, r: &Raw) -> bool {
+        let mut etags = self.etags.lock().unwrap();
+        let key = (path.to_string(), tag.to_string());
+        match etags.get_mut(&key) {
+            None => {
+                etags.insert(key, (versions, start));
+                true
+            }
+            Some((known, first)) => {
+                let both: Vec<u64> = known.iter().copied().filter(|v| versions.contains(v)).collect();
+                if both.is_empty() {
+                    let msg = format!(
+                        "{path}: ETag {tag} (from {:?}) given for versions {versions:?}, and {:.3} s earlier for {known:?}: one of the answers was stale",
+                        r.header("x-served-by"),
+                        start.saturating_duration_since(*first).as_secs_f64()
+                    );
+                    drop(etags);
+                    self.wrong(msg);
+                    return false;
+                }
+                *known = both;
+                true
+            }
+        }
+    }
+}
+
 impl References {
     /// Forgets the references and servers of versions not in `keep`.
     fn keep_only(&self, keep: &std::collections::HashSet<u64>) {
@@ -614,13 +646,18 @@ fn try_decode(body: &[u8]) -> Option<Pixels> {
     std::panic::catch_unwind(move || decode_any(&b)).ok()
 }
 
+/// (path, ETag) → (the versions it may name, when first seen).
+type EtagsSeen = HashMap<(String, String), (Vec<u64>, Instant)>;
+
 struct Checker {
     truth: Arc<Truth>,
     refs: References,
     tally: Mutex<Tally>,
-    /// (path, ETag) → the versions its 200 matched (for info.json, that
-    /// were current: its body does not tell them apart).
-    etags: Mutex<HashMap<(String, String), Vec<u64>>>,
+    /// (path, ETag) → the versions every 200 carrying it could have come
+    /// from (those it matched; for info.json, whose body does not tell
+    /// versions apart, those current then): the intersection over all of
+    /// them, and when it was first seen.
+    etags: Mutex<EtagsSeen>,
     roots: Vec<String>,
 }
 
@@ -665,10 +702,9 @@ impl Checker {
                     .unwrap_or(false);
                 if ok {
                     if let Some(tag) = head("etag") {
-                        self.etags
-                            .lock()
-                            .unwrap()
-                            .insert((path.to_string(), tag), candidates.iter().map(|c| c.id).collect());
+                        if !self.record_etag(path, &tag, candidates.iter().map(|c| c.id).collect(), start, r) {
+                            return false;
+                        }
                     }
                     self.tally.lock().unwrap().answer("200 info.json");
                     return true;
@@ -698,7 +734,9 @@ impl Checker {
                     candidates.iter().filter(|c| score(c).is_some_and(|db| db >= 30.0)).map(|c| c.id).collect();
                 if !matched.is_empty() {
                     if let Some(tag) = head("etag") {
-                        self.etags.lock().unwrap().insert((path.to_string(), tag), matched);
+                        if !self.record_etag(path, &tag, matched, start, r) {
+                            return false;
+                        }
                     }
                     self.tally.lock().unwrap().answer(if remote {
                         "200 image (HTTP source)"
@@ -729,10 +767,25 @@ impl Checker {
                     return false;
                 };
                 let v = self.etags.lock().unwrap().get(&(path.to_string(), sent.to_string())).cloned();
-                if v.as_ref().is_some_and(|v| candidates.iter().any(|c| v.contains(&c.id))) {
+                if v.as_ref().is_some_and(|(v, _)| candidates.iter().any(|c| v.contains(&c.id))) {
                     self.tally.lock().unwrap().answer("304");
                 } else {
-                    self.wrong(format!("{path}: 304 for ETag {sent} (version {v:?}) not current during the request"));
+                    let rel = |x: Instant| {
+                        x.checked_duration_since(start)
+                            .map_or_else(|| -start.duration_since(x).as_secs_f64(), |d| d.as_secs_f64())
+                    };
+                    let windows: Vec<String> = all
+                        .iter()
+                        .filter(|c| v.as_ref().is_some_and(|(v, _)| v.contains(&c.id)))
+                        .map(|c| format!("v{} current {:.3}..{:?}", c.id, rel(c.from), c.until.map(rel)))
+                        .collect();
+                    self.wrong(format!(
+                        "{path}: 304 (from {:?}) for ETag {sent}, first seen {:?} s before, of versions {windows:?}, none current during the request (0..{:.3} s; current then: {:?})",
+                        r.header("x-served-by"),
+                        v.as_ref().map(|(_, at)| start.saturating_duration_since(*at).as_secs_f64()),
+                        rel(end),
+                        candidates.iter().map(|c| c.id).collect::<Vec<_>>()
+                    ));
                 }
             }
             s if (400..600).contains(&s) => {

@@ -498,7 +498,8 @@ impl Drop for Redis {
 }
 
 /// HAProxy on a free loopback port balancing `backends` round robin, with
-/// a health check on `/health` every 300 ms; killed on drop. `None`
+/// a health check on `/health` every 300 ms, naming the backend that
+/// answered in `X-Served-By`; killed on drop. `None`
 /// (SKIPPED) without haproxy.
 pub struct Haproxy {
     pub child: Child,
@@ -517,7 +518,8 @@ impl Haproxy {
         let mut cfg = format!(
             "global\n  maxconn 512\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n  retries 2\n  option redispatch\n\
              frontend iiif\n  bind 127.0.0.1:{port}\n  default_backend tessera\n\
-             backend tessera\n  balance roundrobin\n  option httpchk GET /health\n  default-server inter 300ms fall 2 rise 1\n"
+             backend tessera\n  balance roundrobin\n  option httpchk GET /health\n  default-server inter 300ms fall 2 rise 1\n\
+               http-response set-header X-Served-By %[srv_name]\n"
         );
         for (i, b) in backends.iter().enumerate() {
             cfg.push_str(&format!("  server t{i} {b} check\n"));
