@@ -32,6 +32,8 @@ pub struct Config {
     pub admin: Admin,
     pub presentation: crate::presentation::PresentationCfg,
     pub viewer: Viewer,
+    pub deepzoom: DeepZoomCfg,
+    pub zoomify: ZoomifyCfg,
     pub samples: Samples,
     pub log: Log,
 }
@@ -279,6 +281,26 @@ pub struct Viewer {
     pub fallback_url: String,
 }
 
+/// `[deepzoom]`: Deep Zoom (DZI) descriptors and tiles (see zoom_protocols).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeepZoomCfg {
+    pub enabled: bool,
+    /// TileSize; 0 = the tile size the image's info.json advertises.
+    pub tile_size: u32,
+    /// Overlap, in pixels of the level, on every inner edge of a tile.
+    pub overlap: u32,
+}
+
+/// `[zoomify]`: Zoomify ImageProperties.xml and tiles (see zoom_protocols).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoomifyCfg {
+    pub enabled: bool,
+    /// TILESIZE.
+    pub tile_size: u32,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Samples {
@@ -460,6 +482,16 @@ impl Config {
         if !(64..=4096).contains(&self.output.tile_size) {
             return Err(invalid("output.tile_size", "must be between 64 and 4096"));
         }
+        let t = self.deepzoom.tile_size;
+        if t != 0 && !(64..=4096).contains(&t) {
+            return Err(invalid("deepzoom.tile_size", "must be 0 (as info.json advertises) or between 64 and 4096"));
+        }
+        if self.deepzoom.overlap > 32 {
+            return Err(invalid("deepzoom.overlap", "must be at most 32"));
+        }
+        if !(64..=4096).contains(&self.zoomify.tile_size) {
+            return Err(invalid("zoomify.tile_size", "must be between 64 and 4096"));
+        }
         let l = &self.limits;
         if l.max_width == 0 || l.max_height == 0 || l.max_area == 0 {
             return Err(invalid("limits", "max_width, max_height and max_area must be positive"));
@@ -591,6 +623,30 @@ mod tests {
         assert!(e.to_string().contains("output.jpeg_quality"), "{e}");
         let e = Config::from_toml_over_defaults("[server]\nprefix_v2 = \"iiif\"").unwrap_err();
         assert!(e.to_string().contains("server.prefix_v2"), "{e}");
+    }
+
+    #[test]
+    // figment's own `Jail` API returns its large error type.
+    #[allow(clippy::result_large_err)]
+    fn zoom_protocols_are_on_share_iiif_tiles_by_default_and_checked_by_key() {
+        let c = Config::defaults().unwrap();
+        assert!(c.deepzoom.enabled && c.zoomify.enabled);
+        assert_eq!((c.deepzoom.tile_size, c.deepzoom.overlap, c.zoomify.tile_size), (0, 0, 256));
+        for (toml, key) in [
+            ("[deepzoom]\ntile_size = 32", "deepzoom.tile_size"),
+            ("[deepzoom]\noverlap = 33", "deepzoom.overlap"),
+            ("[zoomify]\ntile_size = 0", "zoomify.tile_size"),
+        ] {
+            let e = Config::from_toml_over_defaults(toml).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TESSERA_DEEPZOOM__OVERLAP", "1");
+            jail.set_env("TESSERA_ZOOMIFY__ENABLED", "false");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!((c.deepzoom.overlap, c.zoomify.enabled), (1, false));
+            Ok(())
+        });
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! [`cache`] (encoded tiles; [`flight`]: one render per key) → the disk
 //! tier → [`decoded`] units ([`eager`] tiling) → [`render`] on the [`pool`]
 //! ([`codec`] decode → [`transform`] → [`codec::encode`]) → [`service`]
-//! (respond), reached through [`router`] from [`server`]. See
-//! docs/ARCHITECTURE.md.
+//! (respond), reached through [`router`] from [`server`]. Deep Zoom and
+//! Zoomify tiles ([`zoom_protocols`]) become Image API requests of the same
+//! region and size. See docs/ARCHITECTURE.md.
 //!
 //! `unsafe` is denied crate-wide; the modules that wrap C libraries or
 //! system calls allow it, each use documented with a `SAFETY` comment:
@@ -49,3 +50,4 @@ pub mod tile_walk;
 pub mod transform;
 pub mod warm;
 pub mod web;
+pub mod zoom_protocols;

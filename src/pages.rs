@@ -23,7 +23,9 @@ fn html(body: String) -> Response<Bytes> {
     r
 }
 
-/// `/`: the items (with viewer and manifest links) and the loose images.
+/// `/`: the items (with viewer and manifest links) and the loose images
+/// (with their info.json and, where those protocols are on, their Deep
+/// Zoom and Zoomify descriptors).
 pub fn home(app: &App) -> Response<Bytes> {
     let mut out = String::from(
         "<!doctype html><meta charset=utf-8><title>Tessera</title>\
@@ -59,9 +61,16 @@ pub fn home(app: &App) -> Response<Bytes> {
     for n in names {
         let id = utf8_percent_encode(&n, SEGMENT).to_string();
         out.push_str(&format!(
-            "<li>{}: <a href=\"{p}/{id}/info.json\">info.json</a> · <a href=\"{p}/{id}/full/!800,800/0/default.jpg\">view</a></li>",
+            "<li>{}: <a href=\"{p}/{id}/info.json\">info.json</a> · <a href=\"{p}/{id}/full/!800,800/0/default.jpg\">view</a>",
             html_escape(&n)
         ));
+        if app.cfg.deepzoom.enabled {
+            out.push_str(&format!(" · <a href=\"/dzi/{id}.dzi\">Deep Zoom</a>"));
+        }
+        if app.cfg.zoomify.enabled {
+            out.push_str(&format!(" · <a href=\"/zoomify/{id}/ImageProperties.xml\">Zoomify</a>"));
+        }
+        out.push_str("</li>");
     }
     out.push_str("</ul>");
     html(out)

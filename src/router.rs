@@ -1,9 +1,9 @@
 //! Routing: a request head to the handler of its resource (health,
-//! metrics, the home page and viewer, manifests, admin, and the Image API's
-//! redirect, info.json and image), then the headers every answer shares
+//! metrics, the home page and viewer, manifests, admin, the Image API's
+//! redirect, info.json and image, and Deep Zoom and Zoomify), then the headers every answer shares
 //! (CORS, `HEAD` bodies) and the request metrics. The handlers live with
 //! their resource (`service` for the Image API, `pages`, `manifests`,
-//! `admin`); this module is the only one that knows them all.
+//! `admin`, `zoom_protocols`); this module is the only one that knows them all.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +17,8 @@ use crate::iiif::ApiVersion;
 use crate::metrics::Stage;
 use crate::service::{empty, error_response, text, App, Head};
 
-/// A route, decided from the path alone.
+/// A route, decided from the path alone (`DeepZoom` and `Zoomify` hold the
+/// path after `/dzi/` and `/zoomify/`).
 #[derive(Debug, PartialEq)]
 enum Route<'a> {
     Health,
@@ -29,6 +30,8 @@ enum Route<'a> {
     Redirect { v: ApiVersion, raw_id: &'a str },
     Info { v: ApiVersion, raw_id: &'a str },
     Image { v: ApiVersion, raw_id: &'a str, params: [&'a str; 4] },
+    DeepZoom(&'a str),
+    Zoomify(&'a str),
     NotFound,
 }
 
@@ -49,6 +52,10 @@ fn route<'a>(path: &'a str, p2: &str, p3: &str) -> Route<'a> {
         return Route::Static(f);
     } else if let Some(res) = crate::manifests::route(path) {
         return Route::Presentation(res);
+    } else if let Some(rest) = path.strip_prefix("/dzi/") {
+        return Route::DeepZoom(rest);
+    } else if let Some(rest) = path.strip_prefix("/zoomify/") {
+        return Route::Zoomify(rest);
     } else {
         return Route::NotFound;
     };
@@ -80,6 +87,8 @@ fn endpoint_name(r: &Route) -> &'static str {
         Route::Redirect { .. } => "redirect",
         Route::Info { .. } => "info",
         Route::Image { .. } => "image",
+        Route::DeepZoom(_) => "deepzoom",
+        Route::Zoomify(_) => "zoomify",
         Route::NotFound => "other",
     }
 }
@@ -135,6 +144,8 @@ impl App {
                 Route::Redirect { v, raw_id } => self.redirect(v, raw_id, head.headers).await,
                 Route::Info { v, raw_id } => self.info(v, raw_id, head.headers).await,
                 Route::Image { v, raw_id, params } => self.image(v, raw_id, params, path, head.headers).await,
+                Route::DeepZoom(rest) => self.deepzoom(rest, path, head.headers).await,
+                Route::Zoomify(rest) => self.zoomify(rest, path, head.headers).await,
                 Route::NotFound => Err(Error::not_found_msg("Not found")),
             };
             result.unwrap_or_else(|e| {
@@ -212,5 +223,10 @@ mod tests {
         assert_eq!(r("/iiif/2"), Route::NotFound);
         assert_eq!(r("/iiif/22/x"), Route::NotFound);
         assert_eq!(r("/health"), Route::Health);
+        assert_eq!(r("/dzi/abc.dzi"), Route::DeepZoom("abc.dzi"));
+        assert_eq!(r("/dzi/abc_files/3/0_1.jpg"), Route::DeepZoom("abc_files/3/0_1.jpg"));
+        assert_eq!(r("/zoomify/abc/ImageProperties.xml"), Route::Zoomify("abc/ImageProperties.xml"));
+        assert_eq!(r("/dzi"), Route::NotFound);
+        assert_eq!(r("/zoomify"), Route::NotFound);
     }
 }
