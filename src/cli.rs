@@ -58,6 +58,7 @@ pub enum Command {
 
 /// Runs the CLI; returns the process exit code.
 pub fn run() -> i32 {
+    quiet_vulkan_device_select();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Info { file, api }) => info_command(&file, api, cli.serve.config.as_deref()),
@@ -65,6 +66,21 @@ pub fn run() -> i32 {
         Some(Command::Loadtest(o)) => crate::loadtest::run(o),
         Some(Command::CheckConfig { file }) => check_config_command(&file),
         None => serve_command(cli.serve),
+    }
+}
+
+/// Mesa's Vulkan device-select layer, loaded with any Mesa driver when the
+/// GPU is probed, asks the desktop's compositor which GPU it uses; without a
+/// desktop (a server) it prints `error: XDG_RUNTIME_DIR is invalid or not
+/// set in the environment.` twice to standard error, a line in no log
+/// format and not an error. The layer only orders adapters for desktop
+/// applications; Tessera enumerates and chooses adapters itself, so it is
+/// switched off (`NODEVICE_SELECT=1`) unless the environment already says.
+/// Called first thing, while the process has one thread (the environment
+/// is not safe to change once others may read it).
+fn quiet_vulkan_device_select() {
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
     }
 }
 

@@ -204,3 +204,44 @@ fn info_command_prints_the_info_json_for_a_file() {
         Command::new(env!("CARGO_BIN_EXE_tessera")).arg("info").arg(d.path().join("garbage.jpg")).output().unwrap();
     assert!(!bad.status.success());
 }
+
+#[test]
+fn with_json_logs_every_line_the_process_writes_is_json_even_when_the_gpu_is_probed_without_a_desktop() {
+    let d = image_dir();
+    let tiles = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // As under systemd: no desktop session, so no XDG_RUNTIME_DIR; the GPU
+    // is probed at start (backend "auto").
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--listen", &addr.to_string(), "--images"])
+        .arg(d.path())
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("NODEVICE_SELECT")
+        .env("RUST_LOG", "info")
+        .env("TESSERA_LOG__FORMAT", "json")
+        .env("TESSERA_TRANSFORM__BACKEND", "auto")
+        .env("TESSERA_CACHE__DISK_DIR", tiles.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline && http_get(addr, "/health", &[]).ok().map(|r| r.status) != Some(200) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(http_get(addr, "/iiif/2/photo/info.json", &[]).unwrap().status, 200);
+    // A graceful stop, so that the log writer flushes what it holds.
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let out = child.wait_with_output().unwrap();
+    // The log goes to standard output; a journal or collector reads both.
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    for l in &lines {
+        assert!(serde_json::from_str::<serde_json::Value>(l).is_ok(), "not a JSON line in the output: {l:?}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("transform backend")),
+        "the start-up lines (the GPU probe's result among them) are there: {lines:?}"
+    );
+}
