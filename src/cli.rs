@@ -117,6 +117,12 @@ fn load_config(args: &ServeArgs) -> Result<Config, String> {
         cfg.server.port = addr.port();
     }
     if let Some(dir) = &args.images {
+        // The catalogue follows the images unless it was configured: the
+        // default one lies under the default image root.
+        let default_catalogue = std::path::Path::new(DEFAULT_ROOT).join(crate::presentation::catalogue::CONVENTIONAL_FOLDER);
+        if cfg.presentation.catalogue_root == default_catalogue {
+            cfg.presentation.catalogue_root = dir.join(crate::presentation::catalogue::CONVENTIONAL_FOLDER);
+        }
         cfg.source.root = dir.clone();
     }
     cfg.validate().map_err(|e| e.to_string())?;

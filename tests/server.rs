@@ -213,7 +213,7 @@ fn with_json_logs_every_line_the_process_writes_is_json_even_when_the_gpu_is_pro
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // As under systemd: no desktop session, so no XDG_RUNTIME_DIR; the GPU
     // is probed at start (backend "auto").
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["serve", "--listen", &addr.to_string(), "--images"])
         .arg(d.path())
         .env_remove("XDG_RUNTIME_DIR")
@@ -244,4 +244,41 @@ fn with_json_logs_every_line_the_process_writes_is_json_even_when_the_gpu_is_pro
         lines.iter().any(|l| l.contains("transform backend")),
         "the start-up lines (the GPU probe's result among them) are there: {lines:?}"
     );
+}
+
+#[test]
+fn serve_images_dir_takes_its_catalogue_from_dir_items_and_a_plain_folder_warns_of_none() {
+    // A folder of plain images: no catalogue, and no warning about one.
+    let plain = image_dir();
+    let logs = tempfile::tempdir().unwrap();
+    let file = logs.path().join("server.log");
+    let s = Server::start(
+        plain.path(),
+        &[("RUST_LOG", "info"), ("TESSERA_LOG__FORMAT", "json"), ("TESSERA_LOG__FILE", file.to_str().unwrap())],
+    );
+    assert_eq!(http_get(s.addr, "/iiif/collection", &[]).unwrap().status, 200);
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.contains("no item catalogue") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(text.contains("no item catalogue"), "{text}");
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("\"WARN\"")).collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    drop(s);
+
+    // A folder with items/: its items are the catalogue.
+    let d = image_dir();
+    let item = d.path().join("items/a-book");
+    std::fs::create_dir_all(&item).unwrap();
+    std::fs::copy(d.path().join("photo.jpg"), item.join("page-1.jpg")).unwrap();
+    std::fs::write(item.join("item.toml"), "[metadata]\n\"dc.title\" = \"A book\"\n\"dspace.iiif.enabled\" = true\n\n[[bitstreams]]\nfile = \"page-1.jpg\"\n").unwrap();
+    let s = Server::start(d.path(), &[]);
+    let r = http_get(s.addr, "/iiif/a-book/manifest", &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let m: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(m["label"], "A book");
 }

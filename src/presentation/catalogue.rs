@@ -431,6 +431,10 @@ impl Item {
     }
 }
 
+/// The catalogue's folder under the image root when none is configured
+/// (`serve --images DIR` puts it at `DIR/items`, as the samples have it).
+pub const CONVENTIONAL_FOLDER: &str = "items";
+
 /// The items of a catalogue root, sorted by id.
 #[derive(Clone, Debug, Default)]
 pub struct Catalogue {

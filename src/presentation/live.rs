@@ -64,7 +64,7 @@ impl LiveCatalogue {
     /// Loads the catalogue; problems are logged and the bad items skipped.
     pub fn load(catalogue_root: &Path, image_root: &Path) -> LiveCatalogue {
         let (cat, errors) = Catalogue::load(catalogue_root, image_root);
-        log_errors(&errors);
+        log_errors(&errors, image_root);
         LiveCatalogue {
             catalogue_root: catalogue_root.to_path_buf(),
             image_root: image_root.to_path_buf(),
@@ -87,7 +87,7 @@ impl LiveCatalogue {
     pub fn reload(&self) -> ReloadReport {
         let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let (cat, errors) = Catalogue::load(&self.catalogue_root, &self.image_root);
-        log_errors(&errors);
+        log_errors(&errors, &self.image_root);
         let report = ReloadReport {
             items: cat.items().len(),
             manifests: cat.items().iter().filter(|i| i.has_manifest()).count(),
@@ -109,8 +109,18 @@ impl LiveCatalogue {
     }
 }
 
-fn log_errors(errors: &[CatalogueError]) {
+/// Warns of each error, but for the one that is no error: no `items`
+/// folder under the image root, the conventional place a catalogue follows
+/// the images to (`serve --images DIR` on a folder of plain images). That
+/// one is said once, at info level.
+fn log_errors(errors: &[CatalogueError], image_root: &Path) {
     for e in errors {
+        if let CatalogueError::Root { path, source } = e {
+            if source.kind() == std::io::ErrorKind::NotFound && *path == image_root.join(super::catalogue::CONVENTIONAL_FOLDER) {
+                tracing::info!(folder = %path.display(), "no item catalogue (no manifests to serve)");
+                continue;
+            }
+        }
         tracing::warn!(error = %e, "catalogue");
     }
 }
