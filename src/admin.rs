@@ -125,7 +125,7 @@ async fn route(app: &Arc<App>, method: &Method, rest: &str) -> Result<Response<B
 async fn start_warm(app: &Arc<App>, id: &str) -> Result<Arc<WarmJob>> {
     // Resolve now so an unknown identifier is a 404, not a failed job.
     let info = app.header_of(id).await?;
-    let tiling = iiif::info::tiling(&info.shape(), app.cfg.output.tile_size, &app.limits);
+    let tiling = iiif::info::tiling(&info.shape(), app.cfg.output.tile_sizes(), &app.limits);
     let tiles = tile_walk::first_levels(
         info.width,
         info.height,

@@ -300,7 +300,7 @@ fn info_command(file: &std::path::Path, api: u8, config: Option<&std::path::Path
     let id =
         format!("{base}{prefix}/{}", percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC));
     let limits = cfg.limits();
-    let t = info::tiling(&image.shape(), cfg.output.tile_size, &limits);
+    let t = info::tiling(&image.shape(), cfg.output.tile_sizes(), &limits);
     let doc = info::build(v, &id, &image.shape(), &t, &limits);
     match serde_json::to_string_pretty(&doc) {
         Ok(s) => {

@@ -148,6 +148,16 @@ pub struct Output {
     #[serde(default)]
     pub webp_lossless: bool,
     pub tile_size: u32,
+    /// The largest side advertised for a tiled JPEG 2000's codestream tiles
+    /// (halved until they fit).
+    pub native_tile_max: u32,
+}
+
+impl Output {
+    /// The tile sizes info.json advertises.
+    pub fn tile_sizes(&self) -> crate::iiif::info::TileSizes {
+        crate::iiif::info::TileSizes { default: self.tile_size, native_max: self.native_tile_max }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -481,6 +491,9 @@ impl Config {
         }
         if !(64..=4096).contains(&self.output.tile_size) {
             return Err(invalid("output.tile_size", "must be between 64 and 4096"));
+        }
+        if !(64..=4096).contains(&self.output.native_tile_max) {
+            return Err(invalid("output.native_tile_max", "must be between 64 and 4096"));
         }
         let t = self.deepzoom.tile_size;
         if t != 0 && !(64..=4096).contains(&t) {

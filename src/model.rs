@@ -21,6 +21,11 @@ pub struct ImageShape {
     pub width: u32,
     pub height: u32,
     pub native_tile: Option<(u32, u32)>,
+    /// Whether a request for part of a native tile is cut from one decode
+    /// of the whole tile, kept (a JPEG 2000's codestream tiles, in the
+    /// decoded-unit cache), so that smaller tiles cost no more decoding;
+    /// false where each request decodes its own chunks (a TIFF's tiles).
+    pub native_tile_cut: bool,
 }
 
 /// Limits on what one request may produce or decode (the `[limits]` section

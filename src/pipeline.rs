@@ -155,7 +155,7 @@ async fn units(app: &Arc<App>, v: ApiVersion, key: &TileKey, p: &Prepared) -> Re
         ahead: app.metrics.decodes_ahead.clone(),
         on_decoded: app.cfg.cache.eager_tiles.then(|| {
             // The advertised grid, and the one this viewer walks.
-            let t = info::tiling(&info.shape(), app.cfg.output.tile_size, &app.limits);
+            let t = info::tiling(&info.shape(), app.cfg.output.tile_sizes(), &app.limits);
             let mut grids = vec![(t.tile_w, t.tile_h)];
             if let Some(g) = crate::eager::walked_grid(plan).filter(|g| !grids.contains(g)) {
                 grids.push(g);

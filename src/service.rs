@@ -154,7 +154,7 @@ impl App {
             self.validators(r.headers_mut(), &etag, &located, self.cfg.http.info_max_age);
             return Ok(r);
         }
-        let tiling = info::tiling(&info.shape(), self.cfg.output.tile_size, &self.limits);
+        let tiling = info::tiling(&info.shape(), self.cfg.output.tile_sizes(), &self.limits);
         let doc = info::build(v, &base, &info.shape(), &tiling, &self.limits);
         let body = serde_json::to_vec_pretty(&doc).map_err(|e| Error::internal(e.to_string()))?;
         let ct = match (wants_json_ld(headers), v) {

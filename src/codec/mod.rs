@@ -118,7 +118,12 @@ pub struct ImageInfo {
 impl ImageInfo {
     /// Size and native tiles, for info.json.
     pub fn shape(&self) -> ImageShape {
-        ImageShape { width: self.width, height: self.height, native_tile: self.native_tile }
+        ImageShape {
+            width: self.width,
+            height: self.height,
+            native_tile: self.native_tile,
+            native_tile_cut: self.format == SourceFormat::Jp2,
+        }
     }
 
     pub fn facts(&self) -> SourceFacts {

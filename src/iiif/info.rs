@@ -21,13 +21,40 @@ pub struct Tiling {
     pub sizes: Vec<(u32, u32)>,
 }
 
-/// Decides the advertised tiling: a tiled JPEG 2000's own codestream tiles,
-/// else `default_tile`; scale factors down to the level where the whole image
-/// fits one tile; sizes from those levels within the output limits.
-pub fn tiling(info: &ImageShape, default_tile: u32, limits: &Limits) -> Tiling {
+/// The tile sizes a server advertises (`[output]` tile_size and
+/// native_tile_max).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileSizes {
+    /// For sources without tiles of their own.
+    pub default: u32,
+    /// The largest side advertised for native tiles that are cut from one
+    /// decode ([`ImageShape::native_tile_cut`]): larger ones are halved
+    /// until they fit, so each advertised tile lies inside one native tile.
+    pub native_max: u32,
+}
+
+impl TileSizes {
+    /// `default` for sources without tiles, native tiles as they are.
+    pub fn uniform(default: u32) -> TileSizes {
+        TileSizes { default, native_max: u32::MAX }
+    }
+}
+
+/// Decides the advertised tiling: a source's own tiles (a tiled JPEG 2000's
+/// codestream tiles halved to at most `sizes.native_max` a side, a TIFF's
+/// as they are), else `sizes.default`; scale factors down to the level
+/// where the whole image fits one tile; sizes from those levels within the
+/// output limits.
+pub fn tiling(info: &ImageShape, sizes: TileSizes, limits: &Limits) -> Tiling {
     let (tile_w, tile_h) = match info.native_tile {
-        Some((w, h)) if (64..=4096).contains(&w) && (64..=4096).contains(&h) => (w, h),
-        _ => (default_tile, default_tile),
+        Some((w, h)) if (64..=4096).contains(&w) && (64..=4096).contains(&h) => {
+            if info.native_tile_cut {
+                split_native((w, h), sizes.native_max)
+            } else {
+                (w, h)
+            }
+        }
+        _ => (sizes.default, sizes.default),
     };
     let mut scale_factors = vec![1u32];
     let mut sf = 1u32;
@@ -46,6 +73,16 @@ pub fn tiling(info: &ImageShape, default_tile: u32, limits: &Limits) -> Tiling {
         }
     }
     Tiling { tile_w, tile_h, scale_factors, sizes }
+}
+
+/// A native tile halved (both sides, so each advertised tile lies inside
+/// one native tile) until its larger side is at most `max`, never below 64.
+fn split_native((mut w, mut h): (u32, u32), max: u32) -> (u32, u32) {
+    while w.max(h) > max && w.min(h) / 2 >= 64 && w % 2 == 0 && h % 2 == 0 {
+        w /= 2;
+        h /= 2;
+    }
+    (w, h)
 }
 
 /// The features both versions name alike (Image API 2.1 `supports`, 3.0
@@ -133,12 +170,16 @@ mod tests {
     use super::*;
 
     fn info(w: u32, h: u32, tile: Option<(u32, u32)>) -> ImageShape {
-        ImageShape { width: w, height: h, native_tile: tile }
+        ImageShape { width: w, height: h, native_tile: tile, native_tile_cut: true }
+    }
+
+    fn sizes(default: u32) -> TileSizes {
+        TileSizes::uniform(default)
     }
 
     #[test]
     fn scale_factors_go_down_until_the_image_fits_one_tile() {
-        let t = tiling(&info(6000, 4000, None), 512, &Limits::default());
+        let t = tiling(&info(6000, 4000, None), sizes(512), &Limits::default());
         assert_eq!((t.tile_w, t.tile_h), (512, 512));
         assert_eq!(t.scale_factors, vec![1, 2, 4, 8, 16]);
         assert_eq!(t.sizes.first(), Some(&(375, 250)));
@@ -147,21 +188,53 @@ mod tests {
 
     #[test]
     fn a_tiled_jp2_advertises_its_codestream_tiles() {
-        let t = tiling(&info(10000, 8000, Some((1024, 1024))), 512, &Limits::default());
+        let t = tiling(&info(10000, 8000, Some((1024, 1024))), sizes(512), &Limits::default());
         assert_eq!((t.tile_w, t.tile_h), (1024, 1024));
         assert_eq!(*t.scale_factors.last().unwrap(), 16);
     }
 
     #[test]
+    fn a_tiled_jp2_s_large_codestream_tiles_are_advertised_halved_to_the_native_maximum() {
+        let s = TileSizes { default: 512, native_max: 256 };
+        let t = tiling(&info(12000, 9000, Some((1024, 1024))), s, &Limits::default());
+        assert_eq!((t.tile_w, t.tile_h), (256, 256));
+        // Each advertised tile lies inside one codestream tile.
+        assert_eq!(1024 % t.tile_w, 0);
+        // Scale factors follow the advertised tile.
+        assert_eq!(*t.scale_factors.last().unwrap(), 64);
+        // Tiles at or under the maximum, and odd sizes, stay as they are;
+        // a non-square tile keeps its shape; nothing goes under 64.
+        for (native, max, want) in [
+            ((256, 256), 256, (256, 256)),
+            ((128, 128), 256, (128, 128)),
+            ((1000, 1000), 256, (250, 250)),
+            ((999, 999), 256, (999, 999)),
+            ((2048, 1024), 256, (256, 128)),
+            ((1024, 128), 256, (512, 64)),
+            ((512, 512), 64, (64, 64)),
+            ((256, 128), 64, (128, 64)),
+        ] {
+            assert_eq!(split_native(native, max), want, "{native:?} at most {max}");
+        }
+    }
+
+    #[test]
+    fn native_tiles_that_are_not_cut_from_one_decode_are_advertised_as_they_are() {
+        let tiff = ImageShape { width: 12000, height: 9000, native_tile: Some((512, 512)), native_tile_cut: false };
+        let t = tiling(&tiff, TileSizes { default: 512, native_max: 256 }, &Limits::default());
+        assert_eq!((t.tile_w, t.tile_h), (512, 512));
+    }
+
+    #[test]
     fn sizes_above_the_limits_are_not_listed() {
-        let t = tiling(&info(20000, 20000, None), 512, &Limits::default());
+        let t = tiling(&info(20000, 20000, None), sizes(512), &Limits::default());
         assert!(t.sizes.iter().all(|(w, h)| *w <= 10000 && *h <= 10000));
     }
 
     #[test]
     fn v2_document_has_the_required_fields() {
         let i = info(1000, 800, None);
-        let t = tiling(&i, 512, &Limits::default());
+        let t = tiling(&i, sizes(512), &Limits::default());
         let v = build(ApiVersion::V2, "http://x/iiif/2/a", &i, &t, &Limits::default());
         assert_eq!(v["@context"], CONTEXT_V2);
         assert_eq!(v["@id"], "http://x/iiif/2/a");
@@ -174,7 +247,7 @@ mod tests {
     #[test]
     fn v3_document_uses_id_type_and_level2() {
         let i = info(1000, 800, None);
-        let t = tiling(&i, 512, &Limits::default());
+        let t = tiling(&i, sizes(512), &Limits::default());
         let v = build(ApiVersion::V3, "http://x/iiif/3/a", &i, &t, &Limits::default());
         assert_eq!(v["id"], "http://x/iiif/3/a");
         assert_eq!(v["type"], "ImageService3");

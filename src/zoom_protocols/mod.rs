@@ -137,7 +137,7 @@ impl App {
         let id = decode_identifier(raw_id)?;
         if let Some(located) = self.sources.peek(&id).filter(|l| !l.is_restricted()) {
             if let Some(i) = self.infos.get(&located.cache_key(), located.version) {
-                let t = info::tiling(&i.shape(), self.cfg.output.tile_size, &self.limits);
+                let t = info::tiling(&i.shape(), self.cfg.output.tile_sizes(), &self.limits);
                 return Ok(Facts { width: i.width, height: i.height, iiif_tile: square(t.tile_w, t.tile_h) });
             }
         }
