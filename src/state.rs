@@ -135,6 +135,12 @@ impl App {
             max_decode_pixels: cfg.limits.max_decode_pixels,
         };
         let tier = open_tier(&cfg, &settings);
+        // Canvas checksums are kept beside the tiles, in the folder whose
+        // lock this server now holds, so a restart does not read every image.
+        let mut catalogue = catalogue;
+        if let (Some(c), Some(_)) = (catalogue.as_mut(), &tier) {
+            c.checksums = crate::presentation::live::Checksums::kept_in(cfg.cache.disk_folder().join(CHECKSUM_FILE));
+        }
         let shared = if cfg.cache.shared.enabled() {
             Some(crate::cache::shared::RedisTier::new(&cfg.cache.shared, tile_fingerprint(&settings))?)
         } else {
@@ -307,6 +313,9 @@ pub fn listen_for_shared_purges(app: &Arc<App>) {
         }
     });
 }
+
+/// The file in the disk tier's folder that keeps canvas checksums.
+pub const CHECKSUM_FILE: &str = "checksums.jsonl";
 
 /// Opens the persistent tile tier the configuration names; a folder that
 /// cannot be opened (or is in use by another server) leaves the server

@@ -125,16 +125,52 @@ fn log_errors(errors: &[CatalogueError], image_root: &Path) {
     }
 }
 
-/// MD5 checksums of files, by path, size and modification time.
+/// MD5 checksums of files, by path, size and modification time; kept in a
+/// file when given one, so that a restart does not read every image again.
 #[derive(Default)]
 pub struct Checksums {
     /// Per file: the size and modification time its checksum was read at.
     /// A changed file replaces its entry (one entry a file, however often
     /// it changes).
     known: Mutex<HashMap<PathBuf, (u64, SystemTime, String)>>,
+    /// Where each checksum computed is appended (one JSON line).
+    store: Option<PathBuf>,
+}
+
+/// One line of the checksum file.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSum {
+    path: String,
+    len: u64,
+    /// Modification time: seconds and nanoseconds since the Unix epoch.
+    mtime: (u64, u32),
+    md5: String,
 }
 
 impl Checksums {
+    /// Checksums kept in `file` (JSON lines, appended as they are computed):
+    /// those it holds are known at once, to be used while their file keeps
+    /// its size and modification time. A torn or foreign line is skipped; a
+    /// file grown to more than twice its live entries is rewritten. Whoever
+    /// calls this must be the only writer of `file` (the server keeps it in
+    /// its disk tier's folder, whose lock it holds).
+    pub fn kept_in(file: PathBuf) -> Checksums {
+        let mut known = HashMap::new();
+        let mut lines = 0usize;
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            for line in text.lines() {
+                lines += 1;
+                let Ok(s) = serde_json::from_str::<StoredSum>(line) else { continue };
+                let mtime = SystemTime::UNIX_EPOCH + std::time::Duration::new(s.mtime.0, s.mtime.1);
+                known.insert(PathBuf::from(s.path), (s.len, mtime, s.md5));
+            }
+        }
+        if lines > 2 * known.len() + 64 {
+            rewrite_store(&file, &known);
+        }
+        Checksums { known: Mutex::new(known), store: Some(file) }
+    }
+
     /// The MD5 of the file at `path` (lower-case hex), read once while the
     /// file keeps its size and modification time; None if it cannot be read.
     pub fn md5(&self, path: &Path) -> Option<String> {
@@ -150,6 +186,9 @@ impl Checksums {
         if let Ok(mut m) = self.known.lock() {
             m.insert(path.to_path_buf(), (len, modified, hex.clone()));
         }
+        if let Some(store) = &self.store {
+            append_to_store(store, path, len, modified, &hex);
+        }
         Some(hex)
     }
 
@@ -161,6 +200,37 @@ impl Checksums {
     /// Whether none is known yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn stored_line(path: &Path, len: u64, modified: SystemTime, md5: &str) -> Option<String> {
+    let since = modified.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    // A path that is not UTF-8 is not kept (it is read again after a restart).
+    let path = path.to_str()?.to_string();
+    let s = StoredSum { path, len, mtime: (since.as_secs(), since.subsec_nanos()), md5: md5.to_string() };
+    serde_json::to_string(&s).ok().map(|l| l + "\n")
+}
+
+/// Appends one checksum; a failure costs only a read after the next start.
+fn append_to_store(store: &Path, path: &Path, len: u64, modified: SystemTime, md5: &str) {
+    use std::io::Write;
+    let Some(line) = stored_line(path, len, modified, md5) else { return };
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(store)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        tracing::debug!(error = %e, "checksum not kept on disk");
+    }
+}
+
+/// Writes the live entries to a new file that replaces `store` at once.
+fn rewrite_store(store: &Path, known: &HashMap<PathBuf, (u64, SystemTime, String)>) {
+    let body: String = known.iter().filter_map(|(p, (l, t, h))| stored_line(p, *l, *t, h)).collect();
+    let tmp = store.with_extension("tmp");
+    if std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, store)).is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 
@@ -181,6 +251,7 @@ fn md5_of_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use crate::presentation::catalogue::tests::tree;
 
     const ITEM: &str = "[metadata]\n\"dspace.iiif.enabled\" = true\n[[bitstreams]]\nfile = \"p.jpg\"\n";
@@ -196,6 +267,54 @@ mod tests {
         assert_eq!(sums.md5(&p).as_deref(), Some("d41d8cd98f00b204e9800998ecf8427e"), "new size: read again");
         assert_eq!(sums.len(), 1, "the changed file's old checksum is not kept beside the new");
         assert_eq!(sums.md5(&t.path().join("missing")), None);
+    }
+
+    #[test]
+    fn checksums_kept_in_a_file_are_known_after_a_restart_until_their_image_changes() {
+        let t = tree(&[("a.jpg", "first image"), ("b.jpg", "second image")]);
+        let store = t.path().join("checksums.jsonl");
+        let (a, b) = (t.path().join("a.jpg"), t.path().join("b.jpg"));
+        let first = Checksums::kept_in(store.clone());
+        let (sum_a, sum_b) = (first.md5(&a).unwrap(), first.md5(&b).unwrap());
+        drop(first);
+        // After a restart: known without reading the images. Shown by
+        // making the image unreadable while keeping its size and time: a
+        // read would fail; the kept checksum answers.
+        let restarted = Checksums::kept_in(store.clone());
+        assert_eq!(restarted.len(), 2);
+        let meta = std::fs::metadata(&a).unwrap();
+        std::fs::write(&a, "FIRST IMAGE").unwrap(); // same length
+        std::fs::File::options().write(true).open(&a).unwrap().set_modified(meta.modified().unwrap()).unwrap();
+        assert_eq!(restarted.md5(&a), Some(sum_a.clone()), "kept: same size and time");
+        // A changed image (new time) is read again, and that is kept too.
+        std::fs::write(&b, "changed").unwrap();
+        let new_b = restarted.md5(&b).unwrap();
+        assert_ne!(new_b, sum_b);
+        let again = Checksums::kept_in(store.clone());
+        assert_eq!(again.md5(&b), Some(new_b));
+        // A torn last line (a crash mid-append) is skipped, the rest kept.
+        std::fs::OpenOptions::new().append(true).open(&store).unwrap().write_all(b"{\"path\": \"/x").unwrap();
+        assert_eq!(Checksums::kept_in(store.clone()).len(), 2);
+    }
+
+    #[test]
+    fn a_checksum_file_grown_with_stale_lines_is_rewritten_with_the_live_ones() {
+        let t = tree(&[("a.jpg", "image")]);
+        let store = t.path().join("checksums.jsonl");
+        let a = t.path().join("a.jpg");
+        let sums = Checksums::kept_in(store.clone());
+        for i in 0..100u32 {
+            std::fs::write(&a, format!("version {i}")).unwrap();
+            let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + u64::from(i));
+            std::fs::File::options().write(true).open(&a).unwrap().set_modified(t0).unwrap();
+            sums.md5(&a).unwrap();
+        }
+        let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count();
+        assert_eq!(lines(&store), 100);
+        let reopened = Checksums::kept_in(store.clone());
+        assert_eq!(reopened.len(), 1);
+        assert_eq!(lines(&store), 1, "rewritten with the one live entry");
+        assert!(reopened.md5(&a).is_some());
     }
 
     #[test]
