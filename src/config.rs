@@ -663,6 +663,27 @@ mod tests {
     }
 
     #[test]
+    // figment's own `Jail` API returns its large error type.
+    #[allow(clippy::result_large_err)]
+    fn presentation_default_version_is_2_1_1_takes_3_0_and_a_bad_one_names_its_key() {
+        let c = Config::defaults().unwrap();
+        assert_eq!(c.presentation.default_version, crate::presentation::VERSION_2);
+        let c = Config::from_toml_over_defaults("[presentation]\ndefault_version = \"3.0\"").unwrap();
+        assert!(c.presentation.defaults_to_v3());
+        for bad in ["\"3\"", "\"2.1\"", "\"latest\"", "3.5"] {
+            let e = Config::from_toml_over_defaults(&format!("[presentation]\ndefault_version = {bad}")).unwrap_err();
+            assert!(e.to_string().contains("presentation.default_version"), "{bad}: {e}");
+        }
+        figment::Jail::expect_with(|jail| {
+            // The environment gives a number here.
+            jail.set_env("TESSERA_PRESENTATION__DEFAULT_VERSION", "3.0");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(c.presentation.defaults_to_v3());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn an_unknown_key_is_refused_by_name() {
         let e = Config::from_toml_over_defaults("[server]\nprot = 1").unwrap_err();
         assert!(e.to_string().contains("prot"), "{e}");

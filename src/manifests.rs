@@ -1,7 +1,9 @@
 //! HTTP handlers of the Presentation API: the collection, manifests,
 //! sequences and canvases built by [`crate::presentation`] from the item
-//! catalogue, with JSON-LD negotiation, ETag/304 and the CORS policy of the
-//! Image API; the files an item lists (`/iiif/{item}/file/{path}`: its
+//! catalogue, in 2.1.1 and 3.0 (`/iiif/presentation/3/…`, or the 2.1 URLs
+//! asked with the 3.0 profile; `presentation.default_version` decides what
+//! a request without a profile gets), with JSON-LD negotiation, ETag/304 and
+//! the CORS policy of the Image API; the files an item lists (`/iiif/{item}/file/{path}`: its
 //! non-image renderings, OCR files and page images); the Content Search 1.0
 //! services of search-enabled items (`/iiif/{item}/search?q=…`,
 //! `/iiif/{item}/autocomplete?q=…`), answered from the item's index
@@ -18,6 +20,7 @@ use crate::presentation::catalogue::{Image, Item};
 use crate::presentation::item_base_url;
 use crate::presentation::live::{Loaded, ReloadReport};
 use crate::presentation::manifest::{self, Ctx};
+use crate::presentation::manifest3;
 use crate::presentation::search;
 use crate::presentation::PresentationError;
 use crate::service::{decode_identifier, App};
@@ -25,6 +28,7 @@ use crate::web::base_url::base_url;
 use crate::web::headers::{add_vary, not_modified, wants_json_ld};
 
 const JSONLD: &str = "application/ld+json;profile=\"http://iiif.io/api/presentation/2/context.json\"";
+const JSONLD3: &str = "application/ld+json;profile=\"http://iiif.io/api/presentation/3/context.json\"";
 const SEARCH_JSONLD: &str = "application/ld+json;profile=\"http://iiif.io/api/search/1/context.json\"";
 
 /// A Presentation API resource named by the path after `/iiif/`.
@@ -32,6 +36,10 @@ const SEARCH_JSONLD: &str = "application/ld+json;profile=\"http://iiif.io/api/se
 pub enum Resource<'a> {
     Collection,
     Manifest(&'a str),
+    /// The 3.0 collection at its own URL (`/iiif/presentation/3/collection`).
+    Collection3,
+    /// An item's 3.0 manifest at its own URL (`/iiif/presentation/3/{item}/manifest`).
+    Manifest3(&'a str),
     Sequence(&'a str),
     Canvas(&'a str, &'a str),
     Search(&'a str),
@@ -42,8 +50,23 @@ pub enum Resource<'a> {
 /// Recognises `/iiif/collection`, `/iiif/{item}/manifest`,
 /// `/iiif/{item}/sequence/default`, `/iiif/{item}/canvas/{n}`,
 /// `/iiif/{item}/search`, `/iiif/{item}/autocomplete` and
-/// `/iiif/{item}/file/{path}`.
+/// `/iiif/{item}/file/{path}`; and the 3.0 documents'
+/// `/iiif/presentation/3/collection` and `/iiif/presentation/3/{item}/manifest`.
+///
+/// The 3.0 URLs are not `/iiif/3/…`: the router gives the Image API
+/// prefixes (`server.prefix_v2`, `prefix_v3`: `/iiif/2`, `/iiif/3`) every
+/// path under them before it asks here. Nor can they clash with an item's
+/// 2.1 URLs: those have `manifest`, `canvas`, `sequence`, `file`, … as
+/// their second segment, never `3`.
 pub fn route(path: &str) -> Option<Resource<'_>> {
+    if let Some(rest) = path.strip_prefix(manifest3::PREFIX).and_then(|r| r.strip_prefix('/')) {
+        let segs: Vec<&str> = rest.split('/').collect();
+        return match segs.as_slice() {
+            ["collection"] => Some(Resource::Collection3),
+            [item, "manifest"] => Some(Resource::Manifest3(item)),
+            _ => None,
+        };
+    }
     let rest = path.strip_prefix("/iiif/")?;
     let segs: Vec<&str> = rest.split('/').collect();
     match segs.as_slice() {
@@ -67,6 +90,34 @@ fn map_err(e: PresentationError) -> Error {
     }
 }
 
+/// The Presentation version a request asks for by the `profile` of its
+/// `Accept` (2 or 3, the highest `q` winning, the first listed on a tie);
+/// None when it names neither.
+pub fn asked_version(headers: &HeaderMap) -> Option<u8> {
+    let accept = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let mut best: Option<(f32, u8)> = None;
+    for range in accept.split(',') {
+        let mut q = 1.0f32;
+        let mut version = None;
+        for param in range.split(';').skip(1) {
+            let Some((k, v)) = param.split_once('=') else { continue };
+            let v = v.trim().trim_matches('"');
+            match k.trim().to_ascii_lowercase().as_str() {
+                "q" => q = v.parse().unwrap_or(0.0),
+                "profile" if v.contains("iiif.io/api/presentation/3/") => version = Some(3),
+                "profile" if v.contains("iiif.io/api/presentation/2/") => version = Some(2),
+                _ => {}
+            }
+        }
+        if let Some(v) = version.filter(|_| q > 0.0) {
+            if best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, v));
+            }
+        }
+    }
+    best.map(|(_, v)| v)
+}
+
 /// Answers a Presentation API or search request (`query` is the URL's
 /// query string, which only the search services read).
 pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap, query: Option<&str>) -> Result<Response<Bytes>> {
@@ -85,14 +136,34 @@ pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap, query: Opt
         let id = decode_identifier(raw)?;
         cat.item(&id).ok_or_else(|| Error::not_found_msg("No such manifest"))
     };
+    // The 2.1 URLs of the resources 3.0 has too answer the version asked
+    // for, else the configured one; the 3.0 URLs always answer 3.0.
+    let v3 = match res {
+        Resource::Collection3 | Resource::Manifest3(_) => true,
+        Resource::Collection | Resource::Manifest(_) | Resource::Canvas(..) => {
+            asked_version(headers).map_or(cfg.defaults_to_v3(), |v| v == 3)
+        }
+        _ => false,
+    };
+    let image_v3 = manifest3::image_service_base_v3(cfg, &base, &app.cfg.server.prefix_v3);
+    let image_v3 = image_v3.as_deref();
     let doc = match res {
+        Resource::Collection | Resource::Collection3 if v3 => manifest3::collection(cat, &ctx),
         Resource::Collection => manifest::collection(cat, &ctx),
+        Resource::Manifest(raw) | Resource::Manifest3(raw) if v3 => {
+            manifest3::manifest(item_of(raw)?, &ctx, image_v3).map_err(map_err)?
+        }
         Resource::Manifest(raw) => manifest::manifest(item_of(raw)?, &ctx).map_err(map_err)?,
         Resource::Sequence(raw) => manifest::sequence(item_of(raw)?, &ctx).map_err(map_err)?,
         Resource::Canvas(raw, n) => {
             let n: usize = n.parse().map_err(|_| Error::not_found_msg("No such canvas"))?;
-            manifest::canvas(item_of(raw)?, n, &ctx).map_err(map_err)?
+            if v3 {
+                manifest3::canvas(item_of(raw)?, n, &ctx, image_v3).map_err(map_err)?
+            } else {
+                manifest::canvas(item_of(raw)?, n, &ctx).map_err(map_err)?
+            }
         }
+        Resource::Collection3 | Resource::Manifest3(_) => unreachable!("3.0 resources are answered in 3.0"),
         Resource::Search(raw) | Resource::Autocomplete(raw) => {
             let item = item_of(raw)?;
             let autocomplete = matches!(res, Resource::Autocomplete(_));
@@ -111,7 +182,12 @@ pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap, query: Opt
         Response::new(Bytes::from(body))
     };
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(if wants_ld { JSONLD } else { "application/json" }));
+    let ct = match (wants_ld, v3) {
+        (true, true) => JSONLD3,
+        (true, false) => JSONLD,
+        (false, _) => "application/json",
+    };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
@@ -302,5 +378,29 @@ mod tests {
         assert_eq!(route("/iiif/book/canvas/3"), Some(Resource::Canvas("book", "3")));
         assert_eq!(route("/iiif/book/other"), None);
         assert_eq!(route("/iiif/2/x/info.json"), None);
+        assert_eq!(route("/iiif/presentation/3/collection"), Some(Resource::Collection3));
+        assert_eq!(route("/iiif/presentation/3/book/manifest"), Some(Resource::Manifest3("book")));
+        assert_eq!(route("/iiif/presentation/3/book/canvas/0"), None);
+        assert_eq!(route("/iiif/presentation/manifest"), Some(Resource::Manifest("presentation")));
+    }
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn the_presentation_version_is_read_from_the_accept_profile() {
+        let p = |v: u8| format!("application/ld+json;profile=\"http://iiif.io/api/presentation/{v}/context.json\"");
+        assert_eq!(asked_version(&HeaderMap::new()), None);
+        assert_eq!(asked_version(&accept("application/ld+json")), None);
+        assert_eq!(asked_version(&accept("application/json")), None);
+        assert_eq!(asked_version(&accept(&p(3))), Some(3));
+        assert_eq!(asked_version(&accept(&p(2))), Some(2));
+        assert_eq!(asked_version(&accept(&format!("{}, {};q=0.9", p(3), p(2)))), Some(3));
+        assert_eq!(asked_version(&accept(&format!("{};q=0.5, {}", p(3), p(2)))), Some(2));
+        assert_eq!(asked_version(&accept(&format!("{};q=0", p(3)))), None);
+        assert_eq!(asked_version(&accept("application/ld+json; profile=http://iiif.io/api/presentation/3/context.json")), Some(3));
     }
 }

@@ -1,13 +1,15 @@
-//! IIIF Presentation API 2.1.1: the `[presentation]` configuration, the
+//! IIIF Presentation API 2.1.1 and 3.0: the `[presentation]` configuration, the
 //! error type shared by the manifest builders, and the URL helpers. The item
-//! catalogue on disk lives in [`catalogue`], the JSON-LD builders (manifest,
-//! sequence, canvas, collection) in [`manifest`]. Pure logic: no HTTP here;
+//! catalogue on disk lives in [`catalogue`], the 2.1.1 JSON-LD builders
+//! (manifest, sequence, canvas, collection) in [`manifest`], the 3.0 ones in
+//! [`manifest3`]. Pure logic: no HTTP here;
 //! the format is documented in `docs/ITEMS.md`.
 
 pub mod catalogue;
 pub mod indexes;
 pub mod live;
 pub mod manifest;
+pub mod manifest3;
 pub mod ocr;
 pub mod search;
 
@@ -77,6 +79,45 @@ pub struct PresentationCfg {
     /// Metadata labels by key: a field name (`dc.title`) or one of
     /// [`manifest::CANVAS_FACT_KEYS`]; overrides the built-in English labels.
     pub labels: BTreeMap<String, String>,
+    /// The Presentation version a manifest, collection or canvas URL of
+    /// 2.1 answers when the request's `Accept` names no profile:
+    /// [`VERSION_2`] or [`VERSION_3`].
+    #[serde(default = "default_version", deserialize_with = "version_text")]
+    pub default_version: String,
+}
+
+/// `presentation.default_version` for Presentation 2.1.1 (the default, as DSpace).
+pub const VERSION_2: &str = "2.1.1";
+/// `presentation.default_version` for Presentation 3.0.
+pub const VERSION_3: &str = "3.0";
+
+fn default_version() -> String {
+    VERSION_2.to_string()
+}
+
+/// A version as text, also when an environment variable made a number of
+/// it (`TESSERA_PRESENTATION__DEFAULT_VERSION=3.0`).
+fn version_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a version such as \"2.1.1\" or \"3.0\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(format!("{v:?}"))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(V)
 }
 
 impl Default for PresentationCfg {
@@ -103,6 +144,7 @@ impl Default for PresentationCfg {
             exclude_toc_bundle: false,
             canvas_checksum: true,
             labels: BTreeMap::new(),
+            default_version: default_version(),
         }
     }
 }
@@ -190,8 +232,19 @@ impl PresentationCfg {
                 return Err(cfg_err("labels", &format!("the label of {key:?} is empty")));
             }
         }
+        if ![VERSION_2, VERSION_3].contains(&self.default_version.as_str()) {
+            return Err(cfg_err(
+                "default_version",
+                &format!("must be \"{VERSION_2}\" or \"{VERSION_3}\", not {:?}", self.default_version),
+            ));
+        }
         self.canvas_size_rule()?;
         Ok(())
+    }
+
+    /// Whether a bare manifest URL answers Presentation 3.0.
+    pub fn defaults_to_v3(&self) -> bool {
+        self.default_version == VERSION_3
     }
 
     /// The canvas size behaviour chosen by `canvas_default_width` / `_height`.
@@ -358,6 +411,8 @@ mod tests {
             (PresentationCfg { canvas_naming: " ".into(), ..Default::default() }, "canvas_naming"),
             (PresentationCfg { labels: [("title".into(), "Titre".into())].into(), ..Default::default() }, "labels"),
             (PresentationCfg { labels: [("dc.title".into(), "".into())].into(), ..Default::default() }, "labels"),
+            (PresentationCfg { default_version: "3".into(), ..Default::default() }, "default_version"),
+            (PresentationCfg { default_version: "2.1".into(), ..Default::default() }, "default_version"),
         ];
         for (c, key) in cases {
             let e = c.validate().unwrap_err().to_string();
