@@ -149,11 +149,12 @@ pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap, query: Opt
     let image_v3 = image_v3.as_deref();
     let doc = match res {
         Resource::Collection | Resource::Collection3 if v3 => manifest3::collection(cat, &ctx),
-        Resource::Collection => manifest::collection(cat, &ctx),
-        Resource::Manifest(raw) | Resource::Manifest3(raw) if v3 => {
-            manifest3::manifest(item_of(raw)?, &ctx, image_v3).map_err(map_err)?
+        Resource::Collection | Resource::Collection3 => manifest::collection(cat, &ctx),
+        Resource::Manifest(raw) | Resource::Manifest3(raw) => {
+            let item = item_of(raw)?;
+            if v3 { manifest3::manifest(item, &ctx, image_v3) } else { manifest::manifest(item, &ctx) }
+                .map_err(map_err)?
         }
-        Resource::Manifest(raw) => manifest::manifest(item_of(raw)?, &ctx).map_err(map_err)?,
         Resource::Sequence(raw) => manifest::sequence(item_of(raw)?, &ctx).map_err(map_err)?,
         Resource::Canvas(raw, n) => {
             let n: usize = n.parse().map_err(|_| Error::not_found_msg("No such canvas"))?;
@@ -163,7 +164,6 @@ pub fn handle(app: &Arc<App>, res: Resource<'_>, headers: &HeaderMap, query: Opt
                 manifest::canvas(item_of(raw)?, n, &ctx).map_err(map_err)?
             }
         }
-        Resource::Collection3 | Resource::Manifest3(_) => unreachable!("3.0 resources are answered in 3.0"),
         Resource::Search(raw) | Resource::Autocomplete(raw) => {
             let item = item_of(raw)?;
             let autocomplete = matches!(res, Resource::Autocomplete(_));
@@ -401,6 +401,9 @@ mod tests {
         assert_eq!(asked_version(&accept(&format!("{}, {};q=0.9", p(3), p(2)))), Some(3));
         assert_eq!(asked_version(&accept(&format!("{};q=0.5, {}", p(3), p(2)))), Some(2));
         assert_eq!(asked_version(&accept(&format!("{};q=0", p(3)))), None);
-        assert_eq!(asked_version(&accept("application/ld+json; profile=http://iiif.io/api/presentation/3/context.json")), Some(3));
+        assert_eq!(
+            asked_version(&accept("application/ld+json; profile=http://iiif.io/api/presentation/3/context.json")),
+            Some(3)
+        );
     }
 }

@@ -95,13 +95,19 @@ metadata = {{ "iiif.label" = "{PDF_LABEL}" }}
     let plain = root.join("items/a-plain");
     std::fs::create_dir_all(&plain).unwrap();
     std::fs::copy(item.join("page-2.jpg"), plain.join("a.jpg")).unwrap();
-    std::fs::write(plain.join("item.toml"), "[metadata]\n\"dspace.iiif.enabled\" = true\n[[bitstreams]]\nfile = \"a.jpg\"\n")
-        .unwrap();
+    std::fs::write(
+        plain.join("item.toml"),
+        "[metadata]\n\"dspace.iiif.enabled\" = true\n[[bitstreams]]\nfile = \"a.jpg\"\n",
+    )
+    .unwrap();
     let hidden = root.join("items/hidden");
     std::fs::create_dir_all(&hidden).unwrap();
     std::fs::copy(item.join("page-1.jpg"), hidden.join("p.jpg")).unwrap();
-    std::fs::write(hidden.join("item.toml"), "[metadata]\n\"dc.title\" = \"Hidden\"\n\n[[bitstreams]]\nfile = \"p.jpg\"\n")
-        .unwrap();
+    std::fs::write(
+        hidden.join("item.toml"),
+        "[metadata]\n\"dc.title\" = \"Hidden\"\n\n[[bitstreams]]\nfile = \"p.jpg\"\n",
+    )
+    .unwrap();
 }
 
 /// The ids of the items that have manifests, in catalogue order (by id).
@@ -115,10 +121,8 @@ fn setup_with(extra: &str) -> (tempfile::TempDir, Arc<App>) {
     let d = tempfile::tempdir().unwrap();
     catalogue(d.path());
     let cat = d.path().join("items");
-    let toml = format!(
-        "[presentation]\ncatalogue_root = {:?}\nrelated_url = {RELATED:?}\n{extra}",
-        cat.to_str().unwrap()
-    );
+    let toml =
+        format!("[presentation]\ncatalogue_root = {:?}\nrelated_url = {RELATED:?}\n{extra}", cat.to_str().unwrap());
     let a = app(d.path(), &toml);
     (d, a)
 }
@@ -250,7 +254,16 @@ fn assert_manifest_musts(m: &Value, url: &str) -> Vec<Value> {
         assert!(named.iter().all(|id| canvas_ids.contains(id)), "{url}: a range names a canvas not in items");
     }
     if let Some(b) = m.get("behavior") {
-        let ok = ["auto-advance", "no-auto-advance", "repeat", "no-repeat", "unordered", "individuals", "continuous", "paged"];
+        let ok = [
+            "auto-advance",
+            "no-auto-advance",
+            "repeat",
+            "no-repeat",
+            "unordered",
+            "individuals",
+            "continuous",
+            "paged",
+        ];
         assert!(b.as_array().unwrap().iter().all(|v| ok.contains(&v.as_str().unwrap())), "{url}: behavior {b}");
     }
     canvases
@@ -285,7 +298,8 @@ fn prezi3_python() -> Option<PathBuf> {
     let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let venv = repo_path("target/tools/prezi3");
     let python = venv.join("bin/python");
-    let ready = |p: &Path| Command::new(p).args(["-c", "import iiif_prezi3"]).output().is_ok_and(|o| o.status.success());
+    let ready =
+        |p: &Path| Command::new(p).args(["-c", "import iiif_prezi3"]).output().is_ok_and(|o| o.status.success());
     if ready(&python) {
         return Some(python);
     }
@@ -315,7 +329,9 @@ fn prezi3_validate(python: &Path, files: &[PathBuf]) {
 
 #[tokio::test]
 async fn every_3_0_manifest_and_the_collection_pass_the_spec_musts_and_iiif_prezi3() {
-    let (_d, app) = setup_with("attribution = \"Provided by the Tessera Library\"\nlogo = \"https://library.example.org/logo.png\"");
+    let (_d, app) = setup_with(
+        "attribution = \"Provided by the Tessera Library\"\nlogo = \"https://library.example.org/logo.png\"",
+    );
     let col_url = format!("{HOST}/iiif/presentation/3/collection");
     let col = get_json(&app, &col_url).await;
     assert_eq!(col["@context"], "http://iiif.io/api/presentation/3/context.json");
@@ -356,12 +372,8 @@ async fn the_image_services_of_3_0_canvases_resolve_to_image_api_3_and_2_info_do
     let (_d, app) = setup();
     for item in enabled_items() {
         let m = get_json(&app, &manifest3_path(item)).await;
-        let mut bodies: Vec<Value> = m["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["items"][0]["items"][0]["body"].clone())
-            .collect();
+        let mut bodies: Vec<Value> =
+            m["items"].as_array().unwrap().iter().map(|c| c["items"][0]["items"][0]["body"].clone()).collect();
         bodies.push(m["thumbnail"][0].clone());
         for body in bodies {
             let services = body["service"].as_array().unwrap();
@@ -376,7 +388,10 @@ async fn the_image_services_of_3_0_canvases_resolve_to_image_api_3_and_2_info_do
             let id2 = v2["@id"].as_str().unwrap();
             let info2 = get_json(&app, &format!("{}/info.json", path_of(id2))).await;
             assert_eq!(info2["@id"], id2);
-            assert_eq!((info["width"].clone(), info["height"].clone()), (info2["width"].clone(), info2["height"].clone()));
+            assert_eq!(
+                (info["width"].clone(), info["height"].clone()),
+                (info2["width"].clone(), info2["height"].clone())
+            );
         }
     }
 }
@@ -390,7 +405,13 @@ async fn the_2_1_answers_are_byte_for_byte_those_of_the_2_1_builder_with_or_with
     let image_base = cfg.image_service_base(HOST, &app.cfg.server.prefix_v2);
     let dims = |id: &str| app.dims_now(id);
     let no_checksum = |_: &tessera::presentation::catalogue::Image| None;
-    let ctx = tessera::presentation::Ctx { base: HOST, image_service_base: &image_base, cfg, dims: &dims, checksum: &no_checksum };
+    let ctx = tessera::presentation::Ctx {
+        base: HOST,
+        image_service_base: &image_base,
+        cfg,
+        dims: &dims,
+        checksum: &no_checksum,
+    };
     for path in [format!("/iiif/{BOOK}/manifest"), format!("/iiif/{BOOK}/canvas/0"), "/iiif/collection".to_string()] {
         let bare = get(&app, &path).await;
         let asked = call(&app, Method::GET, &path, &[("accept", P2)]).await;
@@ -508,7 +529,10 @@ async fn a_dspace_like_item_maps_to_the_3_0_properties() {
     assert_eq!(m["viewingDirection"], "left-to-right");
     assert_eq!(m["navDate"], format!("{DATE}T00:00:00Z"));
     assert_eq!(m["homepage"][0]["id"], RELATED.replace("{item}", BOOK));
-    assert_eq!((m["homepage"][0]["type"].as_str(), m["homepage"][0]["format"].as_str()), (Some("Text"), Some("text/html")));
+    assert_eq!(
+        (m["homepage"][0]["type"].as_str(), m["homepage"][0]["format"].as_str()),
+        (Some("Text"), Some("text/html"))
+    );
     let rendering = &m["rendering"][0];
     assert_eq!(rendering["label"], serde_json::json!({"none": [PDF_LABEL]}));
     assert_eq!((rendering["type"].as_str(), rendering["format"].as_str()), (Some("Text"), Some("application/pdf")));
@@ -529,7 +553,8 @@ async fn a_dspace_like_item_maps_to_the_3_0_properties() {
     assert_eq!(top["items"][1]["label"], serde_json::json!({"none": [part]}));
     let ch = &top["items"][1]["items"][0];
     assert_eq!(ch["label"], serde_json::json!({"none": [chapter]}));
-    let in_chapter = serde_json::json!([{"id": canvases[1]["id"], "type": "Canvas"}, {"id": canvases[2]["id"], "type": "Canvas"}]);
+    let in_chapter =
+        serde_json::json!([{"id": canvases[1]["id"], "type": "Canvas"}, {"id": canvases[2]["id"], "type": "Canvas"}]);
     assert_eq!(ch["items"], in_chapter);
     assert_eq!(top["items"].as_array().unwrap().len(), 2);
     // Search 1.0, as 2.1 announces it, and it answers.

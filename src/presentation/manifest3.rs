@@ -537,8 +537,12 @@ mod tests {
                     [[bitstreams]]\nfile = \"a.jpg\"\n\
                     [[bitstreams]]\nfile = \"b.jpg\"\nmetadata = { \"iiif.toc\" = \"Part I|||Chapter 1\" }\n\
                     [[bitstreams]]\nfile = \"c.jpg\"\nmetadata = { \"iiif.toc\" = \"Part I\" }\n";
-        let (_t, c, e) =
-            load(&[("items/x/item.toml", toml), ("items/x/a.jpg", "x"), ("items/x/b.jpg", "x"), ("items/x/c.jpg", "x")]);
+        let (_t, c, e) = load(&[
+            ("items/x/item.toml", toml),
+            ("items/x/a.jpg", "x"),
+            ("items/x/b.jpg", "x"),
+            ("items/x/c.jpg", "x"),
+        ]);
         assert!(e.is_empty(), "{e:?}");
         let cfg = PresentationCfg::default();
         let m = manifest(c.item("x").unwrap(), &ctx(&cfg), Some(IMG3)).unwrap();
