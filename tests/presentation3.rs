@@ -33,6 +33,12 @@ const HINT: &str = "paged";
 const PAGE_LABELS: [&str; 3] = ["Cover", "Page 2", "Page 3"];
 const TOC: [&str; 2] = ["Front", "Part I|||Chapter 1"];
 const PDF_LABEL: &str = "The whole book (PDF)";
+/// The OCR of page 2 (an ALTO file with one word).
+const ALTO: &str = "page-2.alto.xml";
+const ALTO_TEXT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<alto xmlns="http://www.loc.gov/standards/alto/ns-v4#"><Layout><Page WIDTH="600" HEIGHT="900">
+<PrintSpace><TextBlock><TextLine><String CONTENT="virgin" HPOS="10" VPOS="20" WIDTH="80" HEIGHT="20"/></TextLine></TextBlock></PrintSpace>
+</Page></Layout></alto>"#;
 /// An item whose licence URI is not one that `rights` may hold.
 const OTHER: &str = "z-other";
 const OTHER_URI: &str = "https://example.org/terms-of-use";
@@ -47,6 +53,7 @@ fn catalogue(root: &Path) {
         std::fs::write(item.join(format!("page-{n}.jpg")), encode::encode(&page, Format::Jpg, 85).unwrap()).unwrap();
     }
     std::fs::write(item.join("book.pdf"), "%PDF-1.4\n").unwrap();
+    std::fs::write(item.join(ALTO), ALTO_TEXT).unwrap();
     let toml = format!(
         r#"[metadata]
 "dc.title" = "{TITLE}"
@@ -67,6 +74,7 @@ metadata = {{ "iiif.label" = "{l0}", "iiif.toc" = "{t0}" }}
 [[bitstreams]]
 file = "page-2.jpg"
 metadata = {{ "iiif.toc" = "{t1}" }}
+ocr = "{ALTO}"
 
 [[bitstreams]]
 file = "page-3.jpg"
@@ -321,6 +329,7 @@ fn prezi3_python() -> Option<PathBuf> {
 fn prezi3_validate(python: &Path, files: &[PathBuf]) {
     let out = Command::new(python).arg("-c").arg(PREZI3_CHECK).args(files).output().unwrap();
     let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    println!("{log}");
     assert!(out.status.success(), "iiif-prezi3 refused:\n{log}");
     assert_eq!(log.matches("PASS ").count(), files.len(), "{log}");
 }
@@ -354,8 +363,6 @@ async fn every_3_0_manifest_and_the_collection_pass_the_spec_musts_and_iiif_prez
         std::fs::write(&f, m.to_string()).unwrap();
         files.push(f);
     }
-    let canvas = get_json(&app, &format!("{HOST}/iiif/{BOOK}/canvas/1")).await;
-    assert!(canvas.is_object());
     let r = call(&app, Method::GET, &format!("/iiif/{BOOK}/canvas/1"), &[("accept", P3)]).await;
     let canvas = json(r.body());
     assert_eq!(canvas["type"], "Canvas", "the canvas URL answers 3.0 when asked");
@@ -557,6 +564,16 @@ async fn a_dspace_like_item_maps_to_the_3_0_properties() {
         serde_json::json!([{"id": canvases[1]["id"], "type": "Canvas"}, {"id": canvases[2]["id"], "type": "Canvas"}]);
     assert_eq!(ch["items"], in_chapter);
     assert_eq!(top["items"].as_array().unwrap().len(), 2);
+    // Page 2's OCR as seeAlso, served.
+    let see_also = &canvases[1]["seeAlso"][0];
+    assert_eq!(see_also["id"], format!("{HOST}/iiif/{BOOK}/file/{ALTO}"));
+    assert_eq!(
+        (see_also["type"].as_str(), see_also["profile"].as_str()),
+        (Some("Dataset"), Some("http://www.loc.gov/standards/alto/"))
+    );
+    assert_eq!(get(&app, path_of(see_also["id"].as_str().unwrap())).await.status(), StatusCode::OK);
+    assert!(canvases[0].get("seeAlso").is_none());
+    assert_eq!(m["partOf"][0]["id"], format!("{HOST}/iiif/presentation/3/collection"));
     // Search 1.0, as 2.1 announces it, and it answers.
     let search = &m["service"][0];
     assert_eq!(search["type"], "SearchService1");
@@ -564,8 +581,14 @@ async fn a_dspace_like_item_maps_to_the_3_0_properties() {
     let search_id = search["id"].as_str().unwrap();
     assert_eq!(search_id, format!("{HOST}/iiif/{BOOK}/search"));
     assert_eq!(search["service"][0]["type"], "AutoCompleteService1");
-    let answer = get(&app, &format!("{}?q=x", path_of(search_id))).await;
+    let answer = get(&app, &format!("{}?q=virgin", path_of(search_id))).await;
     assert_eq!(answer.status(), StatusCode::OK);
+    let hits = json(answer.body());
+    let on = hits["resources"][0]["on"].as_str().unwrap_or_default();
+    assert!(
+        on.starts_with(&format!("{}#xywh=", canvases[1]["id"].as_str().unwrap())),
+        "a hit names the 3.0 canvas: {hits}"
+    );
     // An item whose licence URI 3.0 does not allow as `rights`, and whose
     // date is no date: the URI goes to requiredStatement; no navDate.
     let other = get_json(&app, &manifest3_path(OTHER)).await;

@@ -116,7 +116,7 @@ pub fn is_allowed_rights_uri(uri: &str) -> bool {
 pub fn nav_date(s: &str) -> Option<String> {
     let s = s.trim();
     let date = match s.find('T') {
-        Some(i) if i == 10 => &s[..10],
+        Some(10) => &s[..10],
         Some(_) => return None,
         None => s,
     };
@@ -139,7 +139,7 @@ pub fn nav_date(s: &str) -> Option<String> {
 
 fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -249,6 +249,7 @@ pub fn manifest(item: &Item, ctx: &Ctx, image_v3: Option<&str>) -> Result<Value,
     if let Some(s) = v2.get("service") {
         m.insert("service".into(), json!([search_service(s)]));
     }
+    m.insert("partOf".into(), json!([{"id": collection3_url(ctx.base), "type": "Collection"}]));
     Ok(Value::Object(m))
 }
 
