@@ -59,6 +59,11 @@ pub enum Command {
 /// Runs the CLI; returns the process exit code.
 pub fn run() -> i32 {
     quiet_vulkan_device_select();
+    // Also while the process has one thread: it changes the environment.
+    if let Err(e) = crate::socket_activation::take_from_environment() {
+        eprintln!("tessera: {e}");
+        return 2;
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Info { file, api }) => info_command(&file, api, cli.serve.config.as_deref()),
@@ -119,7 +124,8 @@ fn load_config(args: &ServeArgs) -> Result<Config, String> {
     if let Some(dir) = &args.images {
         // The catalogue follows the images unless it was configured: the
         // default one lies under the default image root.
-        let default_catalogue = std::path::Path::new(DEFAULT_ROOT).join(crate::presentation::catalogue::CONVENTIONAL_FOLDER);
+        let default_catalogue =
+            std::path::Path::new(DEFAULT_ROOT).join(crate::presentation::catalogue::CONVENTIONAL_FOLDER);
         if cfg.presentation.catalogue_root == default_catalogue {
             cfg.presentation.catalogue_root = dir.join(crate::presentation::catalogue::CONVENTIONAL_FOLDER);
         }
@@ -198,12 +204,31 @@ fn serve_command(args: ServeArgs) -> i32 {
                 );
             }
         }
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("tessera: cannot listen on {addr}: {e}");
-                return 1;
+        let listener = match crate::socket_activation::listener() {
+            // Handed over by the parent (systemd's socket unit): it keeps
+            // the socket across restarts, so none refuses a connection.
+            Some((l, ignored)) => {
+                if ignored > 0 {
+                    tracing::warn!(ignored, "socket activation: only the first socket handed over is served");
+                }
+                match l.set_nonblocking(true).and_then(|()| tokio::net::TcpListener::from_std(l)) {
+                    Ok(l) => {
+                        tracing::info!("listening on the socket handed over (socket activation); server.host and port are not used");
+                        l
+                    }
+                    Err(e) => {
+                        eprintln!("tessera: the socket handed over cannot be used: {e}");
+                        return 1;
+                    }
+                }
             }
+            None => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("tessera: cannot listen on {addr}: {e}");
+                    return 1;
+                }
+            },
         };
         let bound = listener.local_addr().unwrap_or(addr);
         let prefix = cfg.server.prefix_v2.clone();

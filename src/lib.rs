@@ -12,8 +12,8 @@
 //!
 //! `unsafe` is denied crate-wide; the modules that wrap C libraries or
 //! system calls allow it, each use documented with a `SAFETY` comment:
-//! `source::mmap`, `source::http` (`flock`), `codec::jpeg`, `codec::jp2`
-//! and `server` (`setrlimit`).
+//! `source::mmap`, `source::http` (`flock`), `codec::jpeg`, `codec::jp2`,
+//! `server` (`setrlimit`) and `socket_activation` (the handed-over socket).
 
 #![deny(unsafe_code)]
 
@@ -44,6 +44,8 @@ pub mod router;
 pub mod samples;
 pub mod server;
 pub mod service;
+#[allow(unsafe_code)] // The handed-over descriptor taken, checked (getsockopt) and marked close-on-exec.
+pub mod socket_activation;
 pub mod source;
 pub mod state;
 pub mod tile_walk;

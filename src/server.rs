@@ -118,7 +118,16 @@ pub async fn serve(
                             r = stop.changed(), if !stopping => {
                                 if r.is_err() || *stop.borrow() {
                                     stopping = true;
-                                    conn.as_mut().graceful_shutdown();
+                                    // A connection that has not sent its
+                                    // first request yet (accepted a moment
+                                    // ago; its request may be on the wire)
+                                    // is not cut: it gets its answer, with
+                                    // "Connection: close", or its header
+                                    // timeout. The others end after the
+                                    // answer under way, or now if idle.
+                                    if watch.has_served() || watch.busy.load(Ordering::Acquire) > 0 {
+                                        conn.as_mut().graceful_shutdown();
+                                    }
                                 }
                             }
                         }
@@ -210,6 +219,11 @@ impl Watch {
         Busy(self.clone())
     }
 
+    /// Whether a request has been answered on it.
+    fn has_served(&self) -> bool {
+        self.idle_since_ms.load(Ordering::Acquire) != u64::MAX
+    }
+
     fn deadline(&self, l: &ConnLimits) -> Option<Instant> {
         if self.busy.load(Ordering::Acquire) > 0 {
             return None;
@@ -259,6 +273,13 @@ async fn respond(
         access::log(&entry, &resp, app.cfg.log.format == "json");
     }
     resp.headers_mut().insert(access::REQUEST_ID, id);
+    // Draining: HTTP/1.1 clients are told to close the connection after
+    // this answer, so that their next request opens a new one (which the
+    // next process takes from a handed-over socket, or a balancer sends
+    // elsewhere) instead of racing the close of an idle connection.
+    if parts.version < http::Version::HTTP_2 && app.draining.load(Ordering::Relaxed) {
+        resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
     resp.map(Full::new)
 }
 

@@ -116,7 +116,9 @@ impl LiveCatalogue {
 fn log_errors(errors: &[CatalogueError], image_root: &Path) {
     for e in errors {
         if let CatalogueError::Root { path, source } = e {
-            if source.kind() == std::io::ErrorKind::NotFound && *path == image_root.join(super::catalogue::CONVENTIONAL_FOLDER) {
+            if source.kind() == std::io::ErrorKind::NotFound
+                && *path == image_root.join(super::catalogue::CONVENTIONAL_FOLDER)
+            {
                 tracing::info!(folder = %path.display(), "no item catalogue (no manifests to serve)");
                 continue;
             }
@@ -251,8 +253,8 @@ fn md5_of_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
     use crate::presentation::catalogue::tests::tree;
+    use std::io::Write;
 
     const ITEM: &str = "[metadata]\n\"dspace.iiif.enabled\" = true\n[[bitstreams]]\nfile = \"p.jpg\"\n";
 
