@@ -19,12 +19,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{repo_path, skip_missing, Server};
+use common::{e2e_prerequisites, repo_path, E2e, Server};
 use tessera::codec::encode;
 use tessera::iiif::Format;
 
@@ -35,44 +35,10 @@ const SCRIPT_TIMEOUT_S: u64 = 120;
 /// One browser at a time: the machines running the suite have few cores.
 static BROWSER: Mutex<()> = Mutex::new(());
 
-struct E2e {
-    node: PathBuf,
-    script: PathBuf,
-    modules: PathBuf,
-    chromium: PathBuf,
-}
-
 /// What the end-to-end test needs, or None (SKIPPED) when something is
 /// missing; panics under CI.
 fn prerequisites() -> Option<E2e> {
-    let node = PathBuf::from(std::env::var("TESSERA_NODE").unwrap_or_else(|_| "node".into()));
-    let modules = std::env::var_os("TESSERA_E2E_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_path("target/tools/e2e/node_modules"));
-    let chromium = PathBuf::from(std::env::var("TESSERA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
-    let node_ok = Command::new(&node)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    let missing = if !node_ok {
-        Some(format!("Node.js ({})", node.display()))
-    } else if !modules.join("mirador/dist/mirador.min.js").is_file()
-        || !modules.join("playwright-core/package.json").is_file()
-    {
-        Some(format!("the mirador and playwright-core packages (in {})", modules.display()))
-    } else if !chromium.is_file() {
-        Some(format!("a browser at {}", chromium.display()))
-    } else {
-        None
-    };
-    if let Some(what) = missing {
-        skip_missing(&what, "scripts/e2e-setup.sh installs chromium and the npm packages");
-        return None;
-    }
-    Some(E2e { node, script: repo_path("tests/e2e/mirador.mjs"), modules, chromium })
+    e2e_prerequisites("mirador", "mirador/dist/mirador.min.js")
 }
 
 /// An image root with one catalogue item: three generated book pages.
@@ -172,7 +138,7 @@ fn run_script(e2e: &E2e, server: &Server, artifacts: &str, extra: &[&str]) {
     let log = std::fs::File::create(&log_path).unwrap();
     let timeout = SCRIPT_TIMEOUT_S.to_string();
     let mut cmd = Command::new(&e2e.node);
-    cmd.arg(&e2e.script)
+    cmd.arg(repo_path("tests/e2e/mirador.mjs"))
         .arg(server.base())
         .arg(ITEM)
         .arg(&out)

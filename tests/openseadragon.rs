@@ -19,11 +19,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{picture, repo_path, skip_missing, Server};
+use common::{e2e_prerequisites, picture, repo_path, E2e, Server};
 use tessera::codec::encode;
 use tessera::iiif::Format;
 
@@ -32,43 +31,10 @@ const SCRIPT_TIMEOUT_S: u64 = 150;
 
 const ID: &str = "chart.jpg";
 
-struct E2e {
-    node: PathBuf,
-    modules: PathBuf,
-    chromium: PathBuf,
-}
-
 /// What the test needs, or None (SKIPPED) when something is missing;
 /// panics under CI.
 fn prerequisites() -> Option<E2e> {
-    let node = PathBuf::from(std::env::var("TESSERA_NODE").unwrap_or_else(|_| "node".into()));
-    let modules = std::env::var_os("TESSERA_E2E_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_path("target/tools/e2e/node_modules"));
-    let chromium = PathBuf::from(std::env::var("TESSERA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
-    let node_ok = Command::new(&node)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    let missing = if !node_ok {
-        Some(format!("Node.js ({})", node.display()))
-    } else if !modules.join("openseadragon/build/openseadragon/openseadragon.min.js").is_file()
-        || !modules.join("playwright-core/package.json").is_file()
-    {
-        Some(format!("the openseadragon and playwright-core packages (in {})", modules.display()))
-    } else if !chromium.is_file() {
-        Some(format!("a browser at {}", chromium.display()))
-    } else {
-        None
-    };
-    if let Some(what) = missing {
-        skip_missing(&what, "scripts/e2e-setup.sh installs chromium and the npm packages");
-        return None;
-    }
-    Some(E2e { node, modules, chromium })
+    e2e_prerequisites("openseadragon", "openseadragon/build/openseadragon/openseadragon.min.js")
 }
 
 #[test]

@@ -553,3 +553,43 @@ impl Drop for Haproxy {
         let _ = self.child.wait();
     }
 }
+
+/// Node.js, the npm packages of tests/e2e and Chromium, for the browser
+/// tests.
+pub struct E2e {
+    pub node: PathBuf,
+    pub modules: PathBuf,
+    pub chromium: PathBuf,
+}
+
+/// What a browser test needs, or None (SKIPPED) when something is missing;
+/// panics under CI. `bundle`: the viewer's file under node_modules whose
+/// presence says its package is installed; `package`: its name, to say so.
+pub fn e2e_prerequisites(package: &str, bundle: &str) -> Option<E2e> {
+    let node = PathBuf::from(std::env::var("TESSERA_NODE").unwrap_or_else(|_| "node".into()));
+    let modules = std::env::var_os("TESSERA_E2E_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_path("target/tools/e2e/node_modules"));
+    let chromium = PathBuf::from(std::env::var("TESSERA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    let node_ok = Command::new(&node)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let missing = if !node_ok {
+        Some(format!("Node.js ({})", node.display()))
+    } else if !modules.join(bundle).is_file() || !modules.join("playwright-core/package.json").is_file() {
+        Some(format!("the {package} and playwright-core packages (in {})", modules.display()))
+    } else if !chromium.is_file() {
+        Some(format!("a browser at {}", chromium.display()))
+    } else {
+        None
+    };
+    if let Some(what) = missing {
+        skip_missing(&what, "scripts/e2e-setup.sh installs chromium and the npm packages");
+        return None;
+    }
+    Some(E2e { node, modules, chromium })
+}
