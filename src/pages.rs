@@ -38,11 +38,15 @@ pub fn home(app: &App) -> Response<Bytes> {
         for item in loaded.catalogue.items().iter().filter(|i| i.has_manifest()) {
             let id = utf8_percent_encode(&item.id, SEGMENT).to_string();
             out.push_str(&format!(
-                "<li><a href=\"/viewer/{id}\">{}</a> · <a href=\"/iiif/{id}/manifest\">manifest</a></li>",
+                "<li><a href=\"/viewer/{id}\">{}</a> · <a href=\"/iiif/{id}/manifest\">manifest 2.1</a> · \
+                 <a href=\"/iiif/presentation/3/{id}/manifest\">manifest 3.0</a></li>",
                 html_escape(&item.label())
             ));
         }
-        out.push_str("</ul><p><a href=\"/iiif/collection\">Collection</a></p>");
+        out.push_str(
+            "</ul><p><a href=\"/iiif/collection\">Collection 2.1</a> · \
+             <a href=\"/iiif/presentation/3/collection\">Collection 3.0</a></p>",
+        );
     }
     let listing = app.sources.root().map(std::fs::read_dir);
     let mut names: Vec<String> = listing

@@ -133,7 +133,7 @@ async fn sequence_canvas_and_collection_dereference() {
 }
 
 #[tokio::test]
-async fn the_viewer_page_opens_mirador_on_the_manifest() {
+async fn the_viewer_page_opens_mirador_on_the_manifest_and_the_home_page_links_both_manifest_versions() {
     let (_d, app) = setup();
     let r = get(&app, "/viewer/test-book").await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -142,6 +142,17 @@ async fn the_viewer_page_opens_mirador_on_the_manifest() {
     assert!(html.contains("/iiif/test-book/manifest"));
     let home = String::from_utf8(get(&app, "/").await.body().to_vec()).unwrap();
     assert!(home.contains("/viewer/test-book"));
+    // The home page links both versions of the manifest and collection,
+    // and each link answers.
+    for link in [
+        "/iiif/test-book/manifest",
+        "/iiif/presentation/3/test-book/manifest",
+        "/iiif/collection",
+        "/iiif/presentation/3/collection",
+    ] {
+        assert!(home.contains(&format!("href=\"{link}\"")), "{link} not on the home page");
+        assert_eq!(get(&app, link).await.status(), StatusCode::OK, "{link}");
+    }
 }
 
 #[test]
