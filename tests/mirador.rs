@@ -22,9 +22,9 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{e2e_prerequisites, repo_path, E2e, Server};
+use common::{e2e_prerequisites, repo_path, wait_for_script, E2e, Server};
 use tessera::codec::encode;
 use tessera::iiif::Format;
 
@@ -151,21 +151,7 @@ fn run_script(e2e: &E2e, server: &Server, artifacts: &str, extra: &[&str]) {
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     let mut child = cmd.spawn().expect("spawn node");
-    let deadline = Instant::now() + Duration::from_secs(SCRIPT_TIMEOUT_S + 45);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            // SIGTERM first: the script closes its browser and server.
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_for_script(&mut child, Duration::from_secs(SCRIPT_TIMEOUT_S + 45));
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     // Keep the browser's chatter (DBus, GPU stalls) out of the test's output.
     let shown: Vec<&str> = text.lines().filter(|l| !l.contains("GL Driver Message")).collect();

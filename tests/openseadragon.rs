@@ -20,9 +20,9 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{e2e_prerequisites, picture, repo_path, E2e, Server};
+use common::{e2e_prerequisites, picture, repo_path, wait_for_script, E2e, Server};
 use tessera::codec::encode;
 use tessera::iiif::Format;
 
@@ -64,21 +64,7 @@ fn openseadragon_opens_the_dzi_and_the_zoomify_descriptor_and_every_tile_to_full
         .stderr(log)
         .spawn()
         .expect("spawn node");
-    let deadline = Instant::now() + Duration::from_secs(SCRIPT_TIMEOUT_S + 45);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            // SIGTERM first: the script closes its browser and server.
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_for_script(&mut child, Duration::from_secs(SCRIPT_TIMEOUT_S + 45));
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     let shown: Vec<&str> = text.lines().filter(|l| !l.contains("GL Driver Message")).collect();
     println!("{}", shown.join("\n"));

@@ -593,3 +593,23 @@ pub fn e2e_prerequisites(package: &str, bundle: &str) -> Option<E2e> {
     }
     Some(E2e { node, modules, chromium })
 }
+
+/// Waits for a browser script to end, at most `limit`: its exit status, or
+/// None when it had to be stopped (SIGTERM first, so that it closes its
+/// browser and server; then SIGKILL).
+pub fn wait_for_script(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
