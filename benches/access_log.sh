@@ -14,7 +14,7 @@ tmp=$(mktemp -d /tmp/tessera-access.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 run() { # LABEL ENV...
     local label=$1; shift
-    env "$@" bash benches/hot_tiles.sh "$secs" 32 | tail -1 | awk -F'|' -v l="$label" '{gsub(/ /,"",$4); gsub(/ /,"",$5); gsub(/ /,"",$6); print "| " l " | " $4 " | " $5 " | " $6 " |"}'
+    env "$@" bash benches/hot_tiles.sh "$secs" 32 | tail -1 | awk -F'|' -v l="$label" '{gsub(/ /,"",$4); gsub(/ /,"",$5); printf "| %s | %s | %s | %.2f |\n", l, $4, $5, $4 / $5}'
 }
 echo "| access log | Tessera hot tiles req/s | bare hyper req/s | ratio |"
 echo "|---|---:|---:|---:|"
