@@ -68,6 +68,19 @@ fn wait_healthy(addr: std::net::SocketAddr) {
     panic!("no server answered on the handed-over socket");
 }
 
+/// A server process, killed if the test ends before stopping it (a failed
+/// assertion must not leave it running).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn terminate(child: &mut Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -97,7 +110,7 @@ fn a_socket_activated_server_restarted_with_a_new_binary_under_load_answers_ever
     // A short drain: /health turns 503, requests are still answered, then
     // the old process lets go of the socket.
     let env = [("TESSERA_SERVER__DRAIN_SECS", "1")];
-    let mut old = activated(&old_bin, d.path(), tiles.path(), &listener, &env);
+    let mut old = Running(activated(&old_bin, d.path(), tiles.path(), &listener, &env));
     wait_healthy(addr);
 
     // Eight viewers for six seconds, through the restart.
@@ -113,10 +126,10 @@ fn a_socket_activated_server_restarted_with_a_new_binary_under_load_answers_ever
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let restart = Instant::now();
-    terminate(&mut old);
+    terminate(&mut old.0);
     // Nothing accepts now; the socket, held here as systemd holds it, queues
     // new connections until the new process takes them.
-    let mut new = activated(&new_bin, d.path(), tiles.path(), &listener, &env);
+    let mut new = Running(activated(&new_bin, d.path(), tiles.path(), &listener, &env));
     wait_healthy(addr);
     let gap = restart.elapsed();
     let out = load.wait_with_output().unwrap();
@@ -136,7 +149,7 @@ fn a_socket_activated_server_restarted_with_a_new_binary_under_load_answers_ever
     assert!(statuses.keys().all(|s| s == "200" || s == "304"), "every request answered: {statuses:?}");
     // The new process serves on the same socket.
     assert_eq!(http_get(addr, "/iiif/2/photo/info.json", &[]).unwrap().status, 200);
-    terminate(&mut new);
+    terminate(&mut new.0);
 }
 
 #[test]
