@@ -184,12 +184,8 @@ impl App {
         //    whose tile is still cached. Its key is the path (version,
         //    identifier, parameters) and the inputs of the base URL, which
         //    the cached Link header carries.
-        let mut hot_key = String::with_capacity(path.len() + 64);
-        hot_key.push_str(path);
-        let hot_key =
-            base_url::append_inputs(&self.cfg.server.public_base_url, headers, &mut hot_key).then_some(hot_key);
-        if let Some(mut r) = hot_key.as_deref().and_then(|k| self.hot_answer(k, headers)) {
-            self.mark_tier(&mut r, Tier::Hot);
+        let hot_key = self.hot_key(path, headers);
+        if let Some(r) = hot_key.as_deref().and_then(|k| self.hot_hit(k, headers)) {
             return Ok(r);
         }
         // 1. Parse (pure).
@@ -273,6 +269,21 @@ impl App {
             }
         }
         Ok(r)
+    }
+
+    /// The hot path's key of a request to `path`: the path and the inputs
+    /// of the base URL (None when those cannot be keyed).
+    pub(crate) fn hot_key(&self, path: &str, headers: &HeaderMap) -> Option<String> {
+        let mut key = String::with_capacity(path.len() + 64);
+        key.push_str(path);
+        base_url::append_inputs(&self.cfg.server.public_base_url, headers, &mut key).then_some(key)
+    }
+
+    /// The hot path's answer for `hot_key`, marked as such, if it has one.
+    pub(crate) fn hot_hit(&self, hot_key: &str, headers: &HeaderMap) -> Option<Response<Bytes>> {
+        let mut r = self.hot_answer(hot_key, headers)?;
+        self.mark_tier(&mut r, Tier::Hot);
+        Some(r)
     }
 
     /// Answers from the hot path, if the request was seen, its file is

@@ -67,6 +67,11 @@ impl App {
                 descriptor_response(body, &d.info_headers, headers)
             }
             DziPath::Tile { raw_id, level, col, row, format } => {
+                // A tile asked before is answered from the hot path (keyed
+                // by this URL) before any geometry is worked out.
+                if let Some(r) = self.hot_key(path, headers).and_then(|k| self.hot_hit(&k, headers)) {
+                    return Ok(r);
+                }
                 let facts = self.zoom_facts(raw_id, headers).await?;
                 let tile = self.dzi_geometry(&facts).tile(level, col, row)?;
                 self.zoom_tile(raw_id, &tile, format, path, headers).await
@@ -92,6 +97,9 @@ impl App {
                 descriptor_response(body, &d.info_headers, headers)
             }
             ZoomifyPath::Tile { raw_id, group, z, x, y } => {
+                if let Some(r) = self.hot_key(path, headers).and_then(|k| self.hot_hit(&k, headers)) {
+                    return Ok(r);
+                }
                 let facts = self.zoom_facts(raw_id, headers).await?;
                 let pyramid = zoomify::Pyramid::new(facts.width, facts.height, self.cfg.zoomify.tile_size);
                 let tile = pyramid.tile(group, z, x, y)?;
